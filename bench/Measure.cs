@@ -1,0 +1,46 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Serverless.Bench;
+
+/// <summary>Timing helpers shared by the suites: medians of repeated runs, and the RESULT line.</summary>
+internal static class Measure
+{
+    /// <summary>Median wall time of <paramref name="action"/> in microseconds, after warm-up runs.</summary>
+    public static double MedianMicroseconds(Action action, int iterations, int warmup = 2)
+    {
+        for (var i = 0; i < warmup; i++) action();
+        var samples = new double[iterations];
+        for (var i = 0; i < iterations; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            action();
+            samples[i] = Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+        }
+        return Median(samples);
+    }
+
+    public static double Median(ReadOnlySpan<double> values) => Percentile(values, 0.5);
+
+    /// <summary>Nearest-rank percentile (p in [0, 1]).</summary>
+    public static double Percentile(ReadOnlySpan<double> values, double p)
+    {
+        if (values.IsEmpty) return double.NaN;
+        var sorted = values.ToArray();
+        Array.Sort(sorted);
+        var rank = (int)Math.Ceiling(p * sorted.Length) - 1;
+        return sorted[Math.Clamp(rank, 0, sorted.Length - 1)];
+    }
+
+    /// <summary>Formats the closing line: <c>RESULT suite k=v ...</c> (invariant culture).</summary>
+    public static string Result(string suite, IEnumerable<(string Key, object Value)> figures) =>
+        $"RESULT {suite} " + string.Join(' ', figures.Select(f => $"{f.Key}={Format(f.Value)}"));
+
+    private static string Format(object value) => value switch
+    {
+        double d => d.ToString(d >= 100 ? "F0" : d >= 1 ? "F2" : "G4", CultureInfo.InvariantCulture),
+        float f => Format((double)f),
+        IFormattable x => x.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+}

@@ -1,0 +1,2 @@
+// Placeholder until the function host lands (issue 2).
+return 0;

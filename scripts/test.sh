@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Runs every test in the solution. Installs and starts what the tests need when it is missing:
+#   - Azurite (npm, tools/package.json) for the Azure Blob / Queue backends,
+#   - PostgreSQL (Debian's package) for the durable engine's shared backend,
+#   - onnxruntime-node (npm) and python3-onnx (Debian) to check exported ONNX files,
+# all on 127.0.0.1, and stops them on exit. Extra arguments go to `dotnet test`
+# (for example: scripts/test.sh --filter FullyQualifiedName~Ckks).
+#
+# SERVERLESS_TESTS_LOCAL_ONLY=1 skips the installs and the server-backed tests, for a quick local
+# loop only; CI never sets it, and without it a test whose server is missing fails.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=0
+apt_install() {
+  if [ $apt_updated -eq 0 ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+free_port() {
+  python3 - <<'PY'
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}
+
+pids=()
+pg_ctl_cmd=""
+cleanup() {
+  local code=$?
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ -n "$pg_ctl_cmd" ]; then eval "$pg_ctl_cmd stop -m fast" >/dev/null 2>&1 || true; fi
+  [ -n "${work:-}" ] && rm -rf "$work"
+  exit $code
+}
+trap cleanup EXIT INT TERM
+
+if [ "${SERVERLESS_TESTS_LOCAL_ONLY:-0}" != "1" ]; then
+  work="$(mktemp -d /tmp/serverless-test.XXXXXX)"
+  chmod 755 "$work"
+
+  # --- npm tools: Azurite, onnxruntime-node, node-seal -------------------------------------
+  if [ ! -x tools/node_modules/.bin/azurite ] || [ ! -f tools/node_modules/onnxruntime-node/package.json ]; then
+    log "installing npm tools (azurite, onnxruntime-node) into tools/node_modules"
+    # --ignore-scripts: onnxruntime-node's install script downloads a binary; the package already carries it.
+    (cd tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  export ONNXRUNTIME_NODE_DIR="$root/tools/node_modules/onnxruntime-node"
+
+  # --- python3-onnx: the ONNX checker ------------------------------------------------------
+  if ! /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1; then
+    log "installing python3-onnx (Debian)"
+    apt_install python3-onnx
+  fi
+  export ONNX_CHECKER_PYTHON=/usr/bin/python3
+
+  # --- Azurite -----------------------------------------------------------------------------
+  blob_port=$(free_port); queue_port=$(free_port); table_port=$(free_port)
+  tools/node_modules/.bin/azurite --silent --skipApiVersionCheck --loose --location "$work/azurite" \
+    --blobHost 127.0.0.1 --blobPort "$blob_port" --queueHost 127.0.0.1 --queuePort "$queue_port" \
+    --tableHost 127.0.0.1 --tablePort "$table_port" >"$work/azurite.log" 2>&1 &
+  pids+=($!)
+  export SERVERLESS_TEST_AZURITE_BLOB="http://127.0.0.1:$blob_port/devstoreaccount1"
+  export SERVERLESS_TEST_AZURITE_QUEUE="http://127.0.0.1:$queue_port/devstoreaccount1"
+
+  # --- PostgreSQL --------------------------------------------------------------------------
+  pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
+  if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+    log "installing postgresql (Debian)"
+    apt_install postgresql
+    pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  fi
+  pg_port=$(free_port)
+  pg_data="$work/pg"
+  run_pg=""
+  if [ "$(id -u)" -eq 0 ]; then
+    # PostgreSQL refuses to run as root: run it as the postgres user Debian's package creates.
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    run_pg="runuser -u postgres --"
+  fi
+  mkdir -p "$pg_data"; [ -n "$run_pg" ] && chown postgres "$pg_data"
+  $run_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres --no-sync >"$work/initdb.log" 2>&1 \
+    || { cat "$work/initdb.log" >&2; exit 1; }
+  pg_ctl_cmd="$run_pg $pg_bin/pg_ctl -D $pg_data"
+  $run_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
+    -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+  export SERVERLESS_TEST_POSTGRES="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=postgres"
+
+  # Wait for Azurite to accept connections.
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$queue_port") 2>/dev/null && break
+    sleep 0.2
+  done
+  log "azurite on $blob_port/$queue_port, postgresql on $pg_port"
+fi
+
+# --- the tests ---------------------------------------------------------------------------
+out="$(mktemp /tmp/serverless-test-out.XXXXXX)"
+set +e
+dotnet test Serverless.sln -c Release --nologo "$@" 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line over all test projects: "N passed, N failed, N skipped".
+passed=0; failed=0; skipped=0
+while IFS= read -r line; do
+  p=$(sed -n 's/.*Passed: *\([0-9]*\).*/\1/p' <<<"$line"); f=$(sed -n 's/.*Failed: *\([0-9]*\).*/\1/p' <<<"$line")
+  s=$(sed -n 's/.*Skipped: *\([0-9]*\).*/\1/p' <<<"$line")
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+done < <(grep -E '^(Passed|Failed)! +-' "$out" || true)
+rm -f "$out"
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+echo "Tests: $passed passed, $failed failed, $skipped skipped"
+exit "$status"
