@@ -1,0 +1,246 @@
+using System.Numerics.Tensors;
+using Serverless.Model.Data;
+using Serverless.Model.Nn;
+
+namespace Serverless.Model.Training;
+
+public enum OptimizerKind
+{
+    /// <summary>Adam (Kingma and Ba 2015) with decoupled weight decay (AdamW, Loshchilov and Hutter 2019).</summary>
+    Adam,
+
+    /// <summary>SGD with heavy-ball momentum; weight decay as an L2 term in the gradient.</summary>
+    Sgd,
+}
+
+/// <summary>How <see cref="Trainer"/> trains. Defaults suit the generated cohort.</summary>
+public sealed record TrainerOptions
+{
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Adam;
+    public double LearningRate { get; init; } = 0.01;
+
+    /// <summary>Applied to weight matrices only (not biases).</summary>
+    public double WeightDecay { get; init; }
+
+    /// <summary>Gradients with a larger global L2 norm are scaled down to it; 0 disables clipping.</summary>
+    public double GradientClipNorm { get; init; } = 5.0;
+
+    public int Epochs { get; init; } = 20;
+    public int BatchSize { get; init; } = 32;
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Epochs without validation improvement before stopping; 0 disables early stopping.</summary>
+    public int Patience { get; init; } = 3;
+
+    /// <summary>Share of the training set held out for early stopping when no validation set is passed (0 = none).</summary>
+    public double ValidationFraction { get; init; }
+
+    public double Momentum { get; init; } = 0.9;
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.999;
+    public double Epsilon { get; init; } = 1e-8;
+
+    /// <summary>FedProx (Li et al. 2020) coefficient: adds (mu/2)·||w - w_ref||² to the local loss. 0 = plain training.</summary>
+    public double ProximalMu { get; init; }
+
+    /// <summary>Stops after this many optimizer steps in total (0 = no limit); lets a federation fix local work.</summary>
+    public int MaxSteps { get; init; }
+
+    public TrainerOptions Validated()
+    {
+        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
+        if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "must be non-negative");
+        if (!(GradientClipNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), GradientClipNorm, "must be non-negative");
+        if (Epochs is < 1 or > 100_000) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, "1..100000");
+        if (BatchSize is < 1 or > 65_536) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "1..65536");
+        if (Patience < 0) throw new ArgumentOutOfRangeException(nameof(Patience), Patience, "must be non-negative");
+        if (!(ValidationFraction >= 0 && ValidationFraction < 1)) throw new ArgumentOutOfRangeException(nameof(ValidationFraction), ValidationFraction, "0..1");
+        if (!(Momentum >= 0 && Momentum < 1)) throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, "0..1");
+        if (!(Beta1 >= 0 && Beta1 < 1) || !(Beta2 >= 0 && Beta2 < 1)) throw new ArgumentOutOfRangeException(nameof(Beta1), "Adam betas must be in [0, 1)");
+        if (!(Epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(Epsilon), Epsilon, "must be positive");
+        if (!(ProximalMu >= 0) || !double.IsFinite(ProximalMu)) throw new ArgumentOutOfRangeException(nameof(ProximalMu), ProximalMu, "must be non-negative");
+        if (MaxSteps < 0) throw new ArgumentOutOfRangeException(nameof(MaxSteps), MaxSteps, "must be non-negative");
+        if (!Enum.IsDefined(Optimizer)) throw new ArgumentOutOfRangeException(nameof(Optimizer), Optimizer, null);
+        return this;
+    }
+}
+
+/// <summary>Loss after one epoch (training loss includes the proximal term when FedProx is on).</summary>
+public sealed record EpochReport(int Epoch, double TrainLoss, double? ValidationLoss);
+
+/// <summary>Trained parameters (the best validation epoch's when early stopping ran) and the history.</summary>
+public sealed record TrainingResult(float[] Parameters, IReadOnlyList<EpochReport> Epochs, int BestEpoch, long SamplesSeen, int Steps);
+
+/// <summary>
+/// Mini-batch training of a <see cref="CnnLstm"/> from given initial parameters. Deterministic: the only
+/// randomness is the seeded shuffle, every sum runs in a fixed order on one thread, so the same inputs
+/// and seed give bit-identical parameters.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly CnnLstm _model;
+    private readonly TrainerOptions _options;
+
+    public Trainer(CnnLstm model, TrainerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        _model = model;
+        _options = options.Validated();
+    }
+
+    public TrainerOptions Options => _options;
+
+    /// <summary>
+    /// Trains on <paramref name="train"/> starting from <paramref name="initialParameters"/> (not modified) and
+    /// returns new parameters. Early stopping uses <paramref name="validation"/>, or a seeded split of
+    /// <see cref="TrainerOptions.ValidationFraction"/> of the training set. With FedProx on, pass the
+    /// global parameters as <paramref name="proximalReference"/> (defaults to the initial parameters).
+    /// </summary>
+    public TrainingResult Train(SequenceDataset train, ReadOnlySpan<float> initialParameters, SequenceDataset? validation = null, float[]? proximalReference = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        _model.CheckInputs(initialParameters, train);
+        if (validation is not null) _model.CheckInputs(initialParameters, validation);
+        if (train.Count == 0) throw new ArgumentException("training set is empty", nameof(train));
+        var o = _options;
+        var n = _model.ParameterCount;
+        if (proximalReference is not null && proximalReference.Length != n)
+            throw new ArgumentException($"proximal reference has {proximalReference.Length} entries, the model needs {n}", nameof(proximalReference));
+
+        if (validation is null && o.ValidationFraction > 0 && o.Patience > 0 && train.Count >= 10)
+            (validation, train) = train.Split(o.ValidationFraction, unchecked(o.Seed * 31 + 7));
+        var early = validation is { Count: > 0 } && o.Patience > 0;
+
+        var p = initialParameters.ToArray();
+        var reference = o.ProximalMu > 0 ? (proximalReference ?? initialParameters.ToArray()) : null;
+        var grad = new float[n];
+        var m1 = new float[n];
+        var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
+        var decayMask = DecayMask();
+        var best = early ? p.ToArray() : p;
+        var bestLoss = double.PositiveInfinity;
+        var bestEpoch = 0;
+        var sinceBest = 0;
+
+        var batch = Math.Min(o.BatchSize, train.Count);
+        var ws = _model.Network.CreateWorkspace(batch);
+        var stride = train.Steps * train.Features;
+        var xb = new float[batch * stride];
+        var mb = new float[batch * train.Steps];
+        var yb = new int[batch];
+        var order = new int[train.Count];
+        for (var i = 0; i < order.Length; i++) order[i] = i;
+        var rng = new Random(o.Seed);
+        var history = new List<EpochReport>();
+        long samples = 0;
+        var step = 0;
+
+        for (var epoch = 1; epoch <= o.Epochs; epoch++)
+        {
+            rng.Shuffle(order);
+            double lossSum = 0;
+            var seen = 0;
+            for (var start = 0; start < order.Length; start += batch)
+            {
+                var size = Math.Min(batch, order.Length - start);
+                for (var b = 0; b < size; b++)
+                {
+                    var src = order[start + b];
+                    train.Values.AsSpan(src * stride, stride).CopyTo(xb.AsSpan(b * stride));
+                    train.Mask.AsSpan(src * train.Steps, train.Steps).CopyTo(mb.AsSpan(b * train.Steps));
+                    yb[b] = train.Labels[src];
+                }
+                double loss = _model.Network.LossAndGradient(p, xb.AsSpan(0, size * stride), mb.AsSpan(0, size * train.Steps), yb.AsSpan(0, size), size, ws, grad);
+                if (reference is not null) loss += AddProximal(p, reference, grad, (float)o.ProximalMu);
+                if (!double.IsFinite(loss)) throw new InvalidOperationException($"training diverged at epoch {epoch} (loss {loss}); lower the learning rate");
+                lossSum += loss * size;
+                seen += size;
+                Clip(grad, o.GradientClipNorm);
+                step++;
+                Update(p, grad, m1, m2, decayMask, step);
+                samples += size;
+                if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
+            }
+
+            double? valLoss = early ? _model.Loss(p, validation!) : null;
+            history.Add(new EpochReport(epoch, lossSum / Math.Max(1, seen), valLoss));
+            if (early)
+            {
+                if (valLoss!.Value < bestLoss)
+                {
+                    bestLoss = valLoss.Value;
+                    bestEpoch = epoch;
+                    p.CopyTo(best, 0);
+                    sinceBest = 0;
+                }
+                else if (++sinceBest >= o.Patience) break;
+            }
+            else bestEpoch = epoch;
+            if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
+        }
+        return new TrainingResult(early ? best : p, history, bestEpoch, samples, step);
+    }
+
+    /// <summary>grad += mu (w - w_ref); returns (mu/2)·||w - w_ref||² (summed in index order, in double).</summary>
+    private static double AddProximal(float[] p, float[] reference, float[] grad, float mu)
+    {
+        double sq = 0;
+        for (var i = 0; i < p.Length; i++)
+        {
+            var d = p[i] - reference[i];
+            grad[i] += mu * d;
+            sq += (double)d * d;
+        }
+        return 0.5 * mu * sq;
+    }
+
+    private static void Clip(float[] grad, double maxNorm)
+    {
+        if (maxNorm <= 0) return;
+        double sq = 0;
+        foreach (var g in grad) sq += (double)g * g;
+        var norm = Math.Sqrt(sq);
+        if (norm > maxNorm) TensorPrimitives.Multiply(grad, (float)(maxNorm / norm), grad);
+    }
+
+    private void Update(float[] p, float[] grad, float[] m1, float[] m2, bool[] decay, int step)
+    {
+        var o = _options;
+        var lr = (float)o.LearningRate;
+        var wd = (float)o.WeightDecay;
+        if (o.Optimizer == OptimizerKind.Sgd)
+        {
+            var mu = (float)o.Momentum;
+            for (var i = 0; i < p.Length; i++)
+            {
+                var g = grad[i] + (decay[i] ? wd * p[i] : 0f);
+                m1[i] = mu * m1[i] + g;
+                p[i] -= lr * m1[i];
+            }
+            return;
+        }
+        var b1 = (float)o.Beta1;
+        var b2 = (float)o.Beta2;
+        var eps = (float)o.Epsilon;
+        var c1 = (float)(1 - Math.Pow(o.Beta1, step));
+        var c2 = (float)(1 - Math.Pow(o.Beta2, step));
+        for (var i = 0; i < p.Length; i++)
+        {
+            var g = grad[i];
+            m1[i] = b1 * m1[i] + (1 - b1) * g;
+            m2[i] = b2 * m2[i] + (1 - b2) * g * g;
+            var update = m1[i] / c1 / (MathF.Sqrt(m2[i] / c2) + eps);
+            if (decay[i]) update += wd * p[i];
+            p[i] -= lr * update;
+        }
+    }
+
+    private bool[] DecayMask()
+    {
+        var mask = new bool[_model.ParameterCount];
+        foreach (var v in _model.Layout.Views)
+            if (v.Shape.Count > 1) mask.AsSpan(v.Offset, v.Length).Fill(true);
+        return mask;
+    }
+}
