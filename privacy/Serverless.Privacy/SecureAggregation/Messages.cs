@@ -1,0 +1,108 @@
+namespace Serverless.Privacy.SecureAggregation;
+
+// The protocol's messages, as plain records with byte[] / int[] fields so that a durable
+// orchestration can carry them as JSON external events. Every field is validated on receipt.
+
+/// <summary>Public parameters of one secure-aggregation round, known to server and clients.</summary>
+/// <param name="RoundId">Unique per round (16-64 bytes); binds keys, shares and signatures to this round.</param>
+/// <param name="ClientIds">The selected clients U0 (positive, distinct: they are Shamir x-coordinates).</param>
+/// <param name="Threshold">Shares needed to reconstruct a secret (t); within each neighbourhood for SecAgg+.</param>
+/// <param name="VectorLength">Entries in each input vector.</param>
+/// <param name="RingBits">k: inputs and sums live in Z_(2^k).</param>
+/// <param name="NeighbourDegree">0 for SecAgg (complete graph); an even k for SecAgg+'s Harary graph.</param>
+/// <param name="GraphSeed">Public seed of the SecAgg+ permutation (empty for SecAgg).</param>
+/// <param name="RequireSignatures">Malicious-server variant: advertised keys are ECDSA-signed and verified against a PKI.</param>
+public sealed record SecAggRoundParameters(
+    byte[] RoundId,
+    int[] ClientIds,
+    int Threshold,
+    int VectorLength,
+    int RingBits,
+    int NeighbourDegree,
+    byte[] GraphSeed,
+    bool RequireSignatures)
+{
+    /// <summary>Checks the parameters and builds the neighbour graph they describe.</summary>
+    /// <exception cref="ArgumentException">a parameter is out of range.</exception>
+    public NeighbourGraph BuildGraph()
+    {
+        if (RoundId is null || RoundId.Length is < 16 or > 64) throw new ArgumentException("RoundId must be 16..64 bytes.");
+        if (ClientIds is null || ClientIds.Length < 2) throw new ArgumentException("At least two clients.");
+        if (VectorLength < 1) throw new ArgumentException("VectorLength must be positive.");
+        if (RingBits is < 2 or > 32) throw new ArgumentException("RingBits must be 2..32.");
+        var graph = NeighbourDegree == 0
+            ? NeighbourGraph.Complete(ClientIds)
+            : NeighbourGraph.Harary(ClientIds, NeighbourDegree, GraphSeed ?? []);
+        if (Threshold < 1 || Threshold > graph.Degree)
+            throw new ArgumentException($"Threshold {Threshold} must be in [1, {graph.Degree}] (the neighbourhood size).");
+        return graph;
+    }
+}
+
+/// <summary>Phase 0, client to server: the two public keys (c for share encryption, s for masking).</summary>
+public sealed record AdvertiseKeysMessage(int ClientId, byte[] EncryptionPublicKey, byte[] MaskingPublicKey, byte[] Signature);
+
+/// <summary>Phase 0, server to client: the advertised keys of the client's neighbours that survived phase 0.</summary>
+public sealed record KeysBroadcast(AdvertiseKeysMessage[] Keys);
+
+/// <summary>One share bundle for one recipient, AES-GCM encrypted: nonce || ciphertext || tag.</summary>
+public sealed record EncryptedShare(int From, int To, byte[] Ciphertext);
+
+/// <summary>Phase 1, client to server: encrypted shares for every neighbour, and a commitment to the self-mask seed.</summary>
+public sealed record ShareKeysMessage(int ClientId, EncryptedShare[] Shares, byte[] SelfMaskCommitment);
+
+/// <summary>Phase 1, server to client: shares addressed to this client from the clients that survived phase 1.</summary>
+public sealed record ForwardedShares(EncryptedShare[] Shares);
+
+/// <summary>A complaint: the named sender's share did not decrypt or did not match.</summary>
+public sealed record ShareComplaint(int Accused, string Reason);
+
+/// <summary>Phase 2, client to server: the masked input packed at k bits per entry, plus complaints about bad shares.</summary>
+public sealed record MaskedInputMessage(int ClientId, byte[] MaskedInput, ShareComplaint[] Complaints);
+
+/// <summary>Phase 3, server to clients: whose self-mask seed (survivors) and whose masking key (dropped) to reveal.</summary>
+public sealed record UnmaskRequest(int[] Survivors, int[] Dropped);
+
+/// <summary>Which secret a revealed share belongs to.</summary>
+public enum SharedSecretKind
+{
+    /// <summary>Share of b_u, the self-mask seed of a survivor.</summary>
+    SelfMaskSeed = 1,
+
+    /// <summary>Share of s_u^SK, the masking private key of a dropped client.</summary>
+    MaskingKey = 2,
+}
+
+/// <summary>One revealed share of <paramref name="Owner"/>'s secret.</summary>
+public sealed record RevealedShare(int Owner, SharedSecretKind Kind, byte[] Share);
+
+/// <summary>Phase 3, client to server.</summary>
+public sealed record UnmaskResponse(int ClientId, RevealedShare[] Shares);
+
+/// <summary>Why a client's contribution was left out.</summary>
+public sealed record SecAggExclusion(int ClientId, SecAggPhase Phase, string Reason);
+
+/// <summary>The protocol's phases.</summary>
+public enum SecAggPhase
+{
+    /// <summary>Round 0.</summary>
+    AdvertiseKeys = 0,
+
+    /// <summary>Round 1.</summary>
+    ShareKeys = 1,
+
+    /// <summary>Round 2.</summary>
+    MaskedInputCollection = 2,
+
+    /// <summary>Round 3 (round 4 of the paper once the optional consistency check is counted).</summary>
+    Unmasking = 3,
+
+    /// <summary>Finished.</summary>
+    Done = 4,
+}
+
+/// <summary>The outcome: the sum over <see cref="Included"/> in Z_(2^k), and who was left out and why.</summary>
+public sealed record SecAggResult(uint[] Sum, int[] Included, SecAggExclusion[] Exclusions);
+
+/// <summary>The round cannot go on safely (too few survivors, or a secret could not be reconstructed).</summary>
+public sealed class SecAggAbortedException(string message) : Exception(message);

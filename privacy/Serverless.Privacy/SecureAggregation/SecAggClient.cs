@@ -1,0 +1,200 @@
+using System.Security.Cryptography;
+
+namespace Serverless.Privacy.SecureAggregation;
+
+/// <summary>
+/// The client side of secure aggregation (Bonawitz et al., CCS 2017, Figure 4; SecAgg+ when the
+/// round's graph is sparse). One instance per client per round; call the phase methods in order.
+/// A server message that would let the server learn more than the sum (too few peers, a client
+/// listed as both dropped and surviving, keys that fail their signature) makes the client abort
+/// with <see cref="SecAggAbortedException"/>.
+/// </summary>
+public sealed class SecAggClient : IDisposable
+{
+    private readonly SecAggRoundParameters _parameters;
+    private readonly NeighbourGraph _graph;
+    private readonly ECDsa? _signingKey;
+    private readonly IReadOnlyDictionary<int, byte[]>? _verificationKeys;
+    private readonly ECDiffieHellman _encryptionKey = SecAggCrypto.NewKeyPair();
+    private readonly ECDiffieHellman _maskingKey = SecAggCrypto.NewKeyPair();
+    private readonly byte[] _selfMaskSeed = RandomNumberGenerator.GetBytes(SecAggCrypto.SecretLength);
+    private readonly Dictionary<int, ECDiffieHellmanPublicKey> _peerMaskingKeys = [];
+    private readonly Dictionary<int, ECDiffieHellmanPublicKey> _peerEncryptionKeys = [];
+    private readonly Dictionary<int, (byte[] S, byte[] B)> _heldShares = [];
+    private HashSet<int> _maskedWith = [];
+
+    /// <summary>This client's id (its Shamir x-coordinate).</summary>
+    public int ClientId { get; }
+
+    /// <summary>The next phase this client expects.</summary>
+    public SecAggPhase Phase { get; private set; } = SecAggPhase.AdvertiseKeys;
+
+    /// <param name="parameters">The round's public parameters.</param>
+    /// <param name="clientId">This client's id; must be one of the round's clients.</param>
+    /// <param name="signingKey">ECDSA P-256 key whose public half the PKI holds (required when the round requires signatures).</param>
+    /// <param name="verificationKeys">PKI: client id to SubjectPublicKeyInfo of its ECDSA key (required when the round requires signatures).</param>
+    /// <exception cref="ArgumentException">invalid parameters, an unknown client, or a missing key.</exception>
+    public SecAggClient(SecAggRoundParameters parameters, int clientId, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null)
+    {
+        _parameters = parameters ?? throw new ArgumentNullException(nameof(parameters));
+        _graph = parameters.BuildGraph();
+        if (!_graph.Contains(clientId)) throw new ArgumentException($"Client {clientId} is not in this round.", nameof(clientId));
+        if (parameters.RequireSignatures && (signingKey is null || verificationKeys is null))
+            throw new ArgumentException("This round requires a signing key and the PKI's verification keys.");
+        ClientId = clientId;
+        _signingKey = signingKey;
+        _verificationKeys = verificationKeys;
+    }
+
+    /// <summary>Phase 0: advertise the two public keys, signed when the round requires it.</summary>
+    public AdvertiseKeysMessage AdvertiseKeys()
+    {
+        Expect(SecAggPhase.AdvertiseKeys);
+        var c = SecAggCrypto.ExportPublic(_encryptionKey);
+        var s = SecAggCrypto.ExportPublic(_maskingKey);
+        var signature = _signingKey is null ? [] : SecAggCrypto.Sign(_signingKey, _parameters.RoundId, ClientId, c, s);
+        Phase = SecAggPhase.ShareKeys;
+        return new AdvertiseKeysMessage(ClientId, c, s, signature);
+    }
+
+    /// <summary>Phase 1: check the neighbours' keys, Shamir-share the masking key and the self-mask seed, encrypt one bundle per neighbour.</summary>
+    /// <exception cref="SecAggAbortedException">fewer than t neighbours, a key for a non-neighbour, a repeated or invalid key, or a bad signature.</exception>
+    public ShareKeysMessage ShareKeys(KeysBroadcast broadcast)
+    {
+        Expect(SecAggPhase.ShareKeys);
+        ArgumentNullException.ThrowIfNull(broadcast);
+        var advertised = new Dictionary<int, AdvertiseKeysMessage>();
+        var distinctKeys = new HashSet<string>();
+        foreach (var m in broadcast.Keys ?? [])
+        {
+            if (m is null || m.ClientId == ClientId) continue;
+            if (!_graph.AreNeighbours(ClientId, m.ClientId)) Abort($"server sent keys of non-neighbour {m.ClientId}");
+            if (!advertised.TryAdd(m.ClientId, m)) Abort($"server sent two key sets for client {m.ClientId}");
+            if (!distinctKeys.Add(Convert.ToHexString(m.MaskingPublicKey ?? [])) || !distinctKeys.Add(Convert.ToHexString(m.EncryptionPublicKey ?? [])))
+                Abort($"client {m.ClientId}'s keys repeat another's");
+            if (_parameters.RequireSignatures &&
+                (!_verificationKeys!.TryGetValue(m.ClientId, out var vk) || !SecAggCrypto.Verify(vk, m, _parameters.RoundId)))
+                Abort($"client {m.ClientId}'s advertised keys are not signed by its PKI key");
+            if (!SecAggCrypto.TryImportPublic(m.EncryptionPublicKey, out var c) || !SecAggCrypto.TryImportPublic(m.MaskingPublicKey, out var s))
+                Abort($"client {m.ClientId}'s keys are not valid P-256 points");
+            else
+            {
+                _peerEncryptionKeys[m.ClientId] = c!;
+                _peerMaskingKeys[m.ClientId] = s!;
+            }
+        }
+        if (advertised.Count < _parameters.Threshold) Abort($"only {advertised.Count} neighbours advertised keys; threshold is {_parameters.Threshold}");
+
+        var peers = advertised.Keys.Order().ToArray();
+        var scalar = SecAggCrypto.ExportPrivateScalar(_maskingKey);
+        var sShares = ShamirSecretSharing.Split(scalar, _parameters.Threshold, peers);
+        var bShares = ShamirSecretSharing.Split(_selfMaskSeed, _parameters.Threshold, peers);
+        CryptographicOperations.ZeroMemory(scalar);
+        var bundles = new EncryptedShare[peers.Length];
+        for (var i = 0; i < peers.Length; i++)
+        {
+            var key = SecAggCrypto.ShareKey(_encryptionKey, _peerEncryptionKeys[peers[i]], _parameters.RoundId, ClientId, peers[i]);
+            bundles[i] = new EncryptedShare(ClientId, peers[i], SecAggCrypto.EncryptBundle(key, _parameters.RoundId, ClientId, peers[i], sShares[i], bShares[i]));
+            CryptographicOperations.ZeroMemory(key);
+        }
+        Phase = SecAggPhase.MaskedInputCollection;
+        return new ShareKeysMessage(ClientId, bundles, SecAggCrypto.Commit(_parameters.RoundId, ClientId, _selfMaskSeed));
+    }
+
+    /// <summary>Phase 2: decrypt the shares held for others (complaining about bad ones), then mask
+    /// <paramref name="input"/> (entries in Z_(2^k)) with the self mask and one pairwise mask per neighbour that shared.</summary>
+    /// <exception cref="ArgumentException">the input has the wrong length.</exception>
+    /// <exception cref="SecAggAbortedException">fewer than t neighbours shared, or shares from strangers.</exception>
+    public MaskedInputMessage MaskInput(ForwardedShares forwarded, ReadOnlySpan<uint> input)
+    {
+        Expect(SecAggPhase.MaskedInputCollection);
+        ArgumentNullException.ThrowIfNull(forwarded);
+        if (input.Length != _parameters.VectorLength) throw new ArgumentException($"Input has {input.Length} entries, the round expects {_parameters.VectorLength}.", nameof(input));
+        var complaints = new List<ShareComplaint>();
+        var senders = new HashSet<int>();
+        foreach (var share in forwarded.Shares ?? [])
+        {
+            if (share is null) continue;
+            if (share.To != ClientId) Abort($"server forwarded a share addressed to {share.To}");
+            if (!_peerEncryptionKeys.ContainsKey(share.From)) Abort($"server forwarded a share from {share.From}, who did not advertise keys to us");
+            if (!senders.Add(share.From)) Abort($"server forwarded two shares from {share.From}");
+            var key = SecAggCrypto.ShareKey(_encryptionKey, _peerEncryptionKeys[share.From], _parameters.RoundId, share.From, ClientId);
+            var problem = SecAggCrypto.TryDecryptBundle(key, _parameters.RoundId, share.From, ClientId, share.Ciphertext, out var s, out var b);
+            CryptographicOperations.ZeroMemory(key);
+            if (problem is null) _heldShares[share.From] = (s, b);
+            else complaints.Add(new ShareComplaint(share.From, problem));
+        }
+        if (senders.Count < _parameters.Threshold) Abort($"only {senders.Count} neighbours shared keys; threshold is {_parameters.Threshold}");
+
+        var mask = RingCodec.RingMask(_parameters.RingBits);
+        var y = new uint[input.Length];
+        for (var i = 0; i < y.Length; i++)
+        {
+            if (input[i] > mask) throw new ArgumentException($"Input entry {i} is outside Z_(2^{_parameters.RingBits}).", nameof(input));
+            y[i] = input[i];
+        }
+        MaskExpander.Apply(_selfMaskSeed, y, subtract: false);
+        foreach (var peer in senders)
+        {
+            // Every neighbour that shared is in U2, so the server will expect this pairwise mask,
+            // whether or not its share to us was usable.
+            var seed = SecAggCrypto.MaskSeed(_maskingKey, _peerMaskingKeys[peer], _parameters.RoundId, ClientId, peer);
+            MaskExpander.Apply(seed, y, subtract: ClientId > peer);
+            CryptographicOperations.ZeroMemory(seed);
+        }
+        for (var i = 0; i < y.Length; i++) y[i] &= mask;
+        _maskedWith = senders;
+        var packed = new byte[RingCodec.PackedLength(y.Length, _parameters.RingBits)];
+        RingCodec.Pack(y, _parameters.RingBits, packed);
+        Phase = SecAggPhase.Unmasking;
+        return new MaskedInputMessage(ClientId, packed, complaints.ToArray());
+    }
+
+    /// <summary>Phase 3: reveal shares of survivors' self-mask seeds and of dropped clients' masking keys, never both for one client.</summary>
+    /// <exception cref="SecAggAbortedException">the request names a client as both, names strangers, or too few survivors.</exception>
+    public UnmaskResponse Unmask(UnmaskRequest request)
+    {
+        Expect(SecAggPhase.Unmasking);
+        ArgumentNullException.ThrowIfNull(request);
+        var survivors = new HashSet<int>(request.Survivors ?? []);
+        var dropped = new HashSet<int>(request.Dropped ?? []);
+        if (survivors.Overlaps(dropped)) Abort("the server asked for both secrets of one client");
+        foreach (var u in survivors.Concat(dropped))
+            if (u != ClientId && _graph.AreNeighbours(ClientId, u) && !_maskedWith.Contains(u))
+                Abort($"the server named client {u}, who did not share keys with us");
+        var survivingNeighbourhood = survivors.Count(u => u == ClientId || _graph.AreNeighbours(ClientId, u));
+        if (survivingNeighbourhood < _parameters.Threshold)
+            Abort($"only {survivingNeighbourhood} clients of our neighbourhood survived; threshold is {_parameters.Threshold}");
+
+        var shares = new List<RevealedShare>();
+        foreach (var u in survivors.Order())
+            if (_heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.SelfMaskSeed, held.B));
+        foreach (var u in dropped.Order())
+            if (_heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.MaskingKey, held.S));
+        Phase = SecAggPhase.Done;
+        return new UnmaskResponse(ClientId, shares.ToArray());
+    }
+
+    /// <summary>Destroys the key pairs and held secrets.</summary>
+    public void Dispose()
+    {
+        _encryptionKey.Dispose();
+        _maskingKey.Dispose();
+        CryptographicOperations.ZeroMemory(_selfMaskSeed);
+        foreach (var (s, b) in _heldShares.Values) { CryptographicOperations.ZeroMemory(s); CryptographicOperations.ZeroMemory(b); }
+        foreach (var k in _peerEncryptionKeys.Values) k.Dispose();
+        foreach (var k in _peerMaskingKeys.Values) k.Dispose();
+    }
+
+    private void Expect(SecAggPhase phase)
+    {
+        if (Phase != phase) throw new InvalidOperationException($"Client {ClientId} is in phase {Phase}, not {phase}.");
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void Abort(string reason)
+    {
+        Phase = SecAggPhase.Done;
+        throw new SecAggAbortedException($"Client {ClientId} aborts: {reason}.");
+    }
+}

@@ -1,0 +1,76 @@
+using System.Security.Cryptography;
+using Serverless.Privacy.SecureAggregation;
+
+namespace Serverless.Privacy.Tests.SecureAggregation;
+
+/// <summary>Drives one in-process round: n clients, a server, and dropouts at chosen phases.</summary>
+internal sealed class SecAggHarness
+{
+    public required SecAggRoundParameters Parameters { get; init; }
+    public required Dictionary<int, uint[]> Inputs { get; init; }
+    public Dictionary<SecAggPhase, HashSet<int>> DropBefore { get; } = [];
+    public Func<int, ShareKeysMessage, ShareKeysMessage>? TamperShareKeys { get; init; }
+    public Func<int, UnmaskResponse, UnmaskResponse>? TamperUnmask { get; init; }
+    public ECDsa[]? SigningKeys { get; init; }
+    public Dictionary<int, byte[]>? Pki { get; init; }
+    public SecAggServer? Server { get; private set; }
+
+    public static SecAggHarness Create(int n, int threshold, int length, int ringBits = 32, int degree = 0, int seed = 1)
+    {
+        var rng = new Random(seed);
+        var ids = Enumerable.Range(1, n).ToArray();
+        var mask = ringBits == 32 ? uint.MaxValue : (1u << ringBits) - 1;
+        var inputs = ids.ToDictionary(i => i, _ => Enumerable.Range(0, length).Select(_ => (uint)rng.NextInt64(0, (long)mask + 1)).ToArray());
+        var p = new SecAggRoundParameters(RandomNumberGenerator.GetBytes(32), ids, threshold, length, ringBits, degree, degree == 0 ? [] : [1, 2, 3], false);
+        return new SecAggHarness { Parameters = p, Inputs = inputs };
+    }
+
+    public void Drop(SecAggPhase before, IEnumerable<int> clients) =>
+        DropBefore[before] = [.. clients];
+
+    private bool Alive(int id, SecAggPhase phase) =>
+        !DropBefore.Where(kv => kv.Key <= phase).Any(kv => kv.Value.Contains(id));
+
+    public SecAggResult Run()
+    {
+        var server = Server = new SecAggServer(Parameters, Pki);
+        var clients = Parameters.ClientIds.ToDictionary(i => i, i => new SecAggClient(Parameters, i, SigningKeys?[i - 1], Pki));
+        try
+        {
+            foreach (var (id, c) in clients)
+                if (Alive(id, SecAggPhase.AdvertiseKeys)) server.ReceiveAdvertiseKeys(c.AdvertiseKeys());
+            var keys = server.CloseAdvertiseKeys();
+            foreach (var (id, k) in keys)
+                if (Alive(id, SecAggPhase.ShareKeys))
+                {
+                    var m = clients[id].ShareKeys(k);
+                    server.ReceiveShareKeys(TamperShareKeys?.Invoke(id, m) ?? m);
+                }
+            var forwarded = server.CloseShareKeys();
+            foreach (var (id, f) in forwarded)
+                if (Alive(id, SecAggPhase.MaskedInputCollection)) server.ReceiveMaskedInput(clients[id].MaskInput(f, Inputs[id]));
+            var request = server.CloseMaskedInput();
+            foreach (var (id, c) in clients)
+                if (c.Phase == SecAggPhase.Unmasking && Alive(id, SecAggPhase.Unmasking))
+                {
+                    var r = c.Unmask(request);
+                    server.ReceiveUnmaskResponse(TamperUnmask?.Invoke(id, r) ?? r);
+                }
+            return server.Finish();
+        }
+        finally
+        {
+            foreach (var c in clients.Values) c.Dispose();
+        }
+    }
+
+    public uint[] PlainSum(IEnumerable<int> ids)
+    {
+        var sum = new uint[Parameters.VectorLength];
+        foreach (var id in ids)
+            for (var i = 0; i < sum.Length; i++) sum[i] += Inputs[id][i];
+        var mask = Parameters.RingBits == 32 ? uint.MaxValue : (1u << Parameters.RingBits) - 1;
+        for (var i = 0; i < sum.Length; i++) sum[i] &= mask;
+        return sum;
+    }
+}
