@@ -6,9 +6,9 @@ namespace Serverless.Model.Nn;
 /// <summary>Activation functions and their derivatives, element-wise on spans.</summary>
 internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
-    // Degree-3 sigmoid fit on [-8, 8] (Kim et al. 2018) and the tanh derived from it (see ActivationKind).
-    private static readonly T S0 = T.CreateChecked(0.5), S1 = T.CreateChecked(0.15012), S3 = T.CreateChecked(-0.0015930);
-    private static readonly T H1 = T.CreateChecked(0.60048), H3 = T.CreateChecked(-0.025488);
+    // Degree-3 least-squares fits (see ActivationKind): sigmoid on [-5, 5], tanh(x) = 2 sigmoid(2x) - 1 on [-2.5, 2.5].
+    private static readonly T S0 = T.CreateChecked(0.5), S1 = T.CreateChecked(0.19832646), S3 = T.CreateChecked(-0.0044731045);
+    private static readonly T H1 = T.CreateChecked(0.79330586), H3 = T.CreateChecked(-0.071569672);
     private static readonly T Two = T.CreateChecked(2), Three = T.CreateChecked(3);
 
     public static void Apply(ActivationKind kind, ReadOnlySpan<T> x, Span<T> y)
