@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace Serverless.Privacy.Arithmetic;
+
+/// <summary>Element-wise arithmetic on one RNS limb (N residues modulo one prime). No allocation.</summary>
+internal static class LimbOps
+{
+    public static void Add(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, ulong q)
+    {
+        Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
+        for (var i = 0; i < dst.Length; i++)
+        {
+            var s = a[i] + b[i];
+            dst[i] = s >= q ? s - q : s;
+        }
+    }
+
+    public static void Sub(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, ulong q)
+    {
+        Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
+        for (var i = 0; i < dst.Length; i++)
+        {
+            var x = a[i];
+            var y = b[i];
+            dst[i] = x >= y ? x - y : x + q - y;
+        }
+    }
+
+    public static void Negate(ReadOnlySpan<ulong> a, Span<ulong> dst, ulong q)
+    {
+        for (var i = 0; i < dst.Length; i++) dst[i] = a[i] == 0 ? 0 : q - a[i];
+    }
+
+    /// <summary>dst = a·b mod q, element-wise (Barrett).</summary>
+    public static void Mul(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, Modulus m)
+    {
+        Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
+        for (var i = 0; i < dst.Length; i++) dst[i] = m.Mul(a[i], b[i]);
+    }
+
+    /// <summary>dst = dst + a·b mod q, element-wise.</summary>
+    public static void MulAdd(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, Modulus m)
+    {
+        var q = m.Value;
+        for (var i = 0; i < dst.Length; i++)
+        {
+            var s = dst[i] + m.Mul(a[i], b[i]);
+            dst[i] = s >= q ? s - q : s;
+        }
+    }
+
+    /// <summary>dst = a·w mod q for a constant w &lt; q (Shoup).</summary>
+    public static void MulScalar(ReadOnlySpan<ulong> a, ulong w, Span<ulong> dst, Modulus m)
+    {
+        var q = m.Value;
+        var wp = m.ShoupOf(w);
+        for (var i = 0; i < dst.Length; i++) dst[i] = Modulus.MulShoup(a[i], w, wp, q);
+    }
+
+    public static void AddScalar(ReadOnlySpan<ulong> a, ulong w, Span<ulong> dst, ulong q)
+    {
+        for (var i = 0; i < dst.Length; i++)
+        {
+            var s = a[i] + w;
+            dst[i] = s >= q ? s - q : s;
+        }
+    }
+
+    /// <summary>dst[i] = a[perm[i]].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Permute(ReadOnlySpan<ulong> a, ReadOnlySpan<int> perm, Span<ulong> dst)
+    {
+        for (var i = 0; i < dst.Length; i++) dst[i] = a[perm[i]];
+    }
+}

@@ -1,0 +1,114 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using Serverless.Privacy.Arithmetic;
+
+namespace Serverless.Privacy.Ckks;
+
+/// <summary>
+/// Decrypts with the secret key: m = c0 + c1·s (+ c2·s²). For results that will be shown to
+/// anyone else, use <see cref="DecryptWithNoiseFlooding"/>: CKKS decryptions leak the noise, and
+/// Li and Micciancio (EUROCRYPT 2021) recover the secret key from a few shared decryptions.
+/// </summary>
+public sealed class Decryptor
+{
+    private readonly CkksContext _context;
+    private readonly SecretKey _secretKey;
+
+    public Decryptor(CkksContext context, SecretKey secretKey)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(secretKey);
+        if (!ReferenceEquals(secretKey.Context, context)) throw new ArgumentException("the secret key belongs to another context", nameof(secretKey));
+        _context = context;
+        _secretKey = secretKey;
+    }
+
+    public Plaintext Decrypt(Ciphertext ciphertext)
+    {
+        var pt = new Plaintext(_context);
+        Decrypt(ciphertext, pt);
+        return pt;
+    }
+
+    /// <summary>Decrypts into <paramref name="destination"/> (same level and scale as the ciphertext).</summary>
+    public void Decrypt(Ciphertext ciphertext, Plaintext destination)
+    {
+        ArgumentNullException.ThrowIfNull(ciphertext);
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!ReferenceEquals(ciphertext.Context, _context)) throw new ArgumentException("cannot Decrypt: the ciphertext belongs to another context", nameof(ciphertext));
+        if (!ReferenceEquals(destination.Context, _context)) throw new ArgumentException("cannot Decrypt: the destination belongs to another context", nameof(destination));
+        var ctx = _context;
+        var n = ctx.N;
+        var level = ciphertext.Level;
+        destination.Reshape(level);
+        destination.Scale = ciphertext.Scale;
+        ctx.ForLimbs(level + 1, i =>
+        {
+            var m = ctx.Moduli[i];
+            var q = m.Value;
+            var s = _secretKey.Limb(i);
+            var c0 = ciphertext.Limb(0, i);
+            var c1 = ciphertext.Limb(1, i);
+            var dst = destination.Limb(i);
+            if (ciphertext.Size == 2)
+            {
+                for (var k = 0; k < n; k++)
+                {
+                    var x = c0[k] + m.Mul(c1[k], s[k]);
+                    dst[k] = x >= q ? x - q : x;
+                }
+            }
+            else
+            {
+                // Horner: ((c2·s) + c1)·s + c0
+                var c2 = ciphertext.Limb(2, i);
+                for (var k = 0; k < n; k++)
+                {
+                    var x = m.Mul(c2[k], s[k]) + c1[k];
+                    if (x >= q) x -= q;
+                    x = m.Mul(x, s[k]) + c0[k];
+                    dst[k] = x >= q ? x - q : x;
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// Decrypts and adds fresh uniform noise in [−2^floodingBits, 2^floodingBits] to every
+    /// coefficient, so the result no longer reveals the ciphertext noise (IND-CPA-D, Li–Micciancio
+    /// 2021). The noise must dwarf the ciphertext's own noise; each flooding bit costs a bit of
+    /// precision: the slot error grows by about 2^floodingBits·sqrt(N)/scale.
+    /// </summary>
+    /// <param name="floodingBits">log2 of the flooding bound; 0 picks log2(scale) − 20 (about 20 bits of precision remain).</param>
+    public void DecryptWithNoiseFlooding(Ciphertext ciphertext, Plaintext destination, int floodingBits = 0)
+    {
+        Decrypt(ciphertext, destination);
+        if (floodingBits == 0) floodingBits = Math.Max(8, (int)Math.Floor(Math.Log2(ciphertext.Scale)) - 20);
+        if (floodingBits < 1 || floodingBits > 60) throw new ArgumentOutOfRangeException(nameof(floodingBits), floodingBits, "flooding bits must be 1..60");
+        var ctx = _context;
+        var n = ctx.N;
+        var noise = ArrayPool<ulong>.Shared.Rent(n);
+        var limb = ArrayPool<ulong>.Shared.Rent(n);
+        try
+        {
+            var words = noise.AsSpan(0, n);
+            RandomNumberGenerator.Fill(System.Runtime.InteropServices.MemoryMarshal.AsBytes(words));
+            var mask = (1UL << (floodingBits + 1)) - 1;
+            var offset = 1L << floodingBits;
+            for (var i = 0; i <= destination.Level; i++)
+            {
+                var m = ctx.Moduli[i];
+                var l = limb.AsSpan(0, n);
+                for (var k = 0; k < n; k++) l[k] = m.FromSigned((long)(words[k] & mask) - offset);
+                ctx.Ntt[i].Forward(l);
+                LimbOps.Add(destination.Limb(i), l, destination.Limb(i), m.Value);
+            }
+            words.Clear();
+        }
+        finally
+        {
+            ArrayPool<ulong>.Shared.Return(noise);
+            ArrayPool<ulong>.Shared.Return(limb);
+        }
+    }
+}

@@ -1,0 +1,275 @@
+using System.Buffers;
+using System.Numerics;
+using Serverless.Privacy.Arithmetic;
+
+namespace Serverless.Privacy.Ckks;
+
+/// <summary>
+/// Maps vectors of up to N/2 complex (or real) numbers to plaintext polynomials and back through
+/// the canonical embedding: slot j holds m(ζ^(5^j)) with ζ = e^(iπ/N), so the automorphism
+/// X → X^5 rotates the slots left by one. The "special FFT" (Cheon, Kim, Kim, Song 2017) evaluates
+/// that embedding in O(N log N).
+/// </summary>
+public sealed class Encoder
+{
+    private readonly CkksContext _context;
+
+    public Encoder(CkksContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        _context = context;
+    }
+
+    public int SlotCount => _context.Slots;
+
+    /// <summary>Encodes real values at the top level and default scale Δ.</summary>
+    public Plaintext Encode(ReadOnlySpan<double> values)
+    {
+        var pt = new Plaintext(_context);
+        Encode(values, _context.Parameters.Scale, _context.MaxLevel, pt);
+        return pt;
+    }
+
+    /// <summary>Encodes real values (missing slots are zero).</summary>
+    /// <exception cref="ArgumentException">More values than slots, a non-finite value, or a scaled value beyond the modulus.</exception>
+    public void Encode(ReadOnlySpan<double> values, double scale, int level, Plaintext destination)
+    {
+        var buffer = ArrayPool<Complex>.Shared.Rent(_context.Slots);
+        try
+        {
+            var slots = buffer.AsSpan(0, _context.Slots);
+            if (values.Length > slots.Length)
+                throw new ArgumentException($"cannot Encode: {values.Length} values but only {slots.Length} slots", nameof(values));
+            slots.Clear();
+            for (var i = 0; i < values.Length; i++) slots[i] = values[i];
+            EncodeSlots(slots, scale, level, destination);
+        }
+        finally { ArrayPool<Complex>.Shared.Return(buffer); }
+    }
+
+    /// <summary>Encodes complex values (missing slots are zero).</summary>
+    public void Encode(ReadOnlySpan<Complex> values, double scale, int level, Plaintext destination)
+    {
+        var buffer = ArrayPool<Complex>.Shared.Rent(_context.Slots);
+        try
+        {
+            var slots = buffer.AsSpan(0, _context.Slots);
+            if (values.Length > slots.Length)
+                throw new ArgumentException($"cannot Encode: {values.Length} values but only {slots.Length} slots", nameof(values));
+            slots.Clear();
+            values.CopyTo(slots);
+            EncodeSlots(slots, scale, level, destination);
+        }
+        finally { ArrayPool<Complex>.Shared.Return(buffer); }
+    }
+
+    /// <summary>Encodes the same real value in every slot (a constant polynomial).</summary>
+    public void Encode(double value, double scale, int level, Plaintext destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        ValidateTarget(scale, level, destination);
+        var scaled = Math.Round(value * scale);
+        if (!double.IsFinite(scaled)) throw new ArgumentException("cannot Encode: value times scale is not finite", nameof(value));
+        destination.Reshape(level);
+        destination.Scale = scale;
+        var n = _context.N;
+        for (var i = 0; i <= level; i++)
+            destination.Limb(i).Fill(ScaledToResidue(scaled, _context.Moduli[i]));
+    }
+
+    /// <summary>Decodes all slots as complex numbers.</summary>
+    public void Decode(Plaintext plaintext, Span<Complex> destination)
+    {
+        ArgumentNullException.ThrowIfNull(plaintext);
+        if (!ReferenceEquals(plaintext.Context, _context)) throw new ArgumentException("cannot Decode: the plaintext belongs to another context", nameof(plaintext));
+        if (destination.Length < _context.Slots)
+            throw new ArgumentException($"cannot Decode: destination holds {destination.Length} values, need {_context.Slots}", nameof(destination));
+        var n = _context.N;
+        var half = _context.Slots;
+        var coeffs = ArrayPool<double>.Shared.Rent(n);
+        try
+        {
+            ToCenteredCoefficients(plaintext, coeffs.AsSpan(0, n));
+            var slots = destination[..half];
+            var inv = 1.0 / plaintext.Scale;
+            for (var i = 0; i < half; i++) slots[i] = new Complex(coeffs[i] * inv, coeffs[i + half] * inv);
+            SpecialFft(slots);
+        }
+        finally { ArrayPool<double>.Shared.Return(coeffs); }
+    }
+
+    /// <summary>Decodes the real parts of all slots.</summary>
+    public double[] DecodeReal(Plaintext plaintext)
+    {
+        var slots = new Complex[_context.Slots];
+        Decode(plaintext, slots);
+        var result = new double[slots.Length];
+        for (var i = 0; i < slots.Length; i++) result[i] = slots[i].Real;
+        return result;
+    }
+
+    private void ValidateTarget(double scale, int level, Plaintext destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!ReferenceEquals(destination.Context, _context)) throw new ArgumentException("cannot Encode: the destination belongs to another context", nameof(destination));
+        _context.CheckLevel(level, nameof(level));
+        if (!double.IsFinite(scale) || scale < 1 || Math.Log2(scale) > 120)
+            throw new ArgumentOutOfRangeException(nameof(scale), scale, "scale must be finite, at least 1 and at most 2^120");
+    }
+
+    private void EncodeSlots(Span<Complex> slots, double scale, int level, Plaintext destination)
+    {
+        ValidateTarget(scale, level, destination);
+        var n = _context.N;
+        var half = _context.Slots;
+        foreach (var z in slots)
+            if (!double.IsFinite(z.Real) || !double.IsFinite(z.Imaginary)) throw new ArgumentException("cannot Encode: values must be finite");
+        SpecialFftInverse(slots);
+        destination.Reshape(level);
+        destination.Scale = scale;
+        var coeffs = ArrayPool<double>.Shared.Rent(n);
+        try
+        {
+            // Limit: the scaled coefficient must stay well inside q_0···q_level / 2.
+            var limit = Math.Pow(2, _context.Crt(level).Product.GetBitLength() - 2);
+            for (var i = 0; i < half; i++)
+            {
+                coeffs[i] = Math.Round(slots[i].Real * scale);
+                coeffs[i + half] = Math.Round(slots[i].Imaginary * scale);
+            }
+            for (var i = 0; i < n; i++)
+                if (!(Math.Abs(coeffs[i]) < limit))
+                    throw new ArgumentException($"cannot Encode: a value times the scale 2^{Math.Log2(scale):0.#} exceeds the modulus at level {level}; use smaller values or a smaller scale");
+            _context.ForLimbs(level + 1, i =>
+            {
+                var m = _context.Moduli[i];
+                var limb = destination.Limb(i);
+                for (var k = 0; k < n; k++) limb[k] = ScaledToResidue(coeffs[k], m);
+                _context.Ntt[i].Forward(limb);
+            });
+        }
+        finally { ArrayPool<double>.Shared.Return(coeffs); }
+    }
+
+    /// <summary>An integral double (already rounded) reduced modulo q.</summary>
+    internal static ulong ScaledToResidue(double value, Modulus m)
+    {
+        if (Math.Abs(value) < 9.2e18) return m.FromSigned((long)value);
+        var big = new BigInteger(value) % m.Value;
+        if (big.Sign < 0) big += m.Value;
+        return (ulong)big;
+    }
+
+    /// <summary>Inverse NTT and CRT lift of a plaintext to centered coefficients (as doubles).</summary>
+    internal void ToCenteredCoefficients(Plaintext plaintext, Span<double> coeffs)
+    {
+        var n = _context.N;
+        var level = plaintext.Level;
+        var limbs = ArrayPool<ulong>.Shared.Rent((level + 1) * n);
+        try
+        {
+            var data = limbs.AsSpan(0, (level + 1) * n);
+            plaintext.Poly.CopyTo(data);
+            _context.ForLimbs(level + 1, i => _context.Ntt[i].Inverse(limbs.AsSpan(i * n, n)));
+            if (level == 0)
+            {
+                var q = _context.Moduli[0].Value;
+                var halfQ = q >> 1;
+                for (var k = 0; k < n; k++)
+                {
+                    var v = data[k];
+                    coeffs[k] = v > halfQ ? -(double)(q - v) : v;
+                }
+                return;
+            }
+            var crt = _context.Crt(level);
+            var result = new double[n];
+            Parallel.For(0, _context.ParallelLimbs ? 2 : 1, part =>
+            {
+                var from = part * n / (_context.ParallelLimbs ? 2 : 1);
+                var to = (part + 1) * n / (_context.ParallelLimbs ? 2 : 1);
+                for (var k = from; k < to; k++)
+                {
+                    var x = BigInteger.Zero;
+                    for (var i = 0; i <= level; i++)
+                    {
+                        var y = _context.Moduli[i].Mul(limbs[i * n + k], crt.PuncturedInv[i]);
+                        x += crt.Punctured[i] * y;
+                    }
+                    x %= crt.Product;
+                    if (x > crt.HalfProduct) x -= crt.Product;
+                    result[k] = (double)x;
+                }
+            });
+            result.CopyTo(coeffs);
+        }
+        finally { ArrayPool<ulong>.Shared.Return(limbs); }
+    }
+
+    // Evaluates v(X) = Σ v_k X^k at X = ζ^(5^j) for j < n, in place (bit-reversed input order).
+    internal void SpecialFft(Span<Complex> vals)
+    {
+        var size = vals.Length;
+        var m = 2 * _context.N;
+        var rotGroup = _context.RotationGroup;
+        var roots = _context.RootsOfUnity;
+        BitReverse(vals);
+        for (var len = 2; len <= size; len <<= 1)
+        {
+            var lenh = len >> 1;
+            var lenq = len << 2;
+            var gap = m / lenq;
+            for (var i = 0; i < size; i += len)
+            {
+                for (var j = 0; j < lenh; j++)
+                {
+                    var idx = rotGroup[j] % lenq * gap;
+                    var u = vals[i + j];
+                    var v = vals[i + j + lenh] * roots[idx];
+                    vals[i + j] = u + v;
+                    vals[i + j + lenh] = u - v;
+                }
+            }
+        }
+    }
+
+    internal void SpecialFftInverse(Span<Complex> vals)
+    {
+        var size = vals.Length;
+        var m = 2 * _context.N;
+        var rotGroup = _context.RotationGroup;
+        var roots = _context.RootsOfUnity;
+        for (var len = size; len >= 2; len >>= 1)
+        {
+            var lenh = len >> 1;
+            var lenq = len << 2;
+            var gap = m / lenq;
+            for (var i = 0; i < size; i += len)
+            {
+                for (var j = 0; j < lenh; j++)
+                {
+                    var idx = (lenq - rotGroup[j] % lenq) * gap;
+                    var u = vals[i + j] + vals[i + j + lenh];
+                    var v = (vals[i + j] - vals[i + j + lenh]) * roots[idx];
+                    vals[i + j] = u;
+                    vals[i + j + lenh] = v;
+                }
+            }
+        }
+        BitReverse(vals);
+        var inv = 1.0 / size;
+        for (var i = 0; i < size; i++) vals[i] *= inv;
+    }
+
+    private static void BitReverse(Span<Complex> vals)
+    {
+        var n = vals.Length;
+        for (int i = 1, j = 0; i < n; i++)
+        {
+            var bit = n >> 1;
+            for (; (j & bit) != 0; bit >>= 1) j ^= bit;
+            j ^= bit;
+            if (i < j) (vals[i], vals[j]) = (vals[j], vals[i]);
+        }
+    }
+}
