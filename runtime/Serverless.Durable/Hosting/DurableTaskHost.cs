@@ -75,8 +75,11 @@ public sealed class DurableTaskHost : IAsyncDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(options), $"Unknown storage provider {options.StorageProvider}."),
     };
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         if (_worker is not null) await _worker.DisposeAsync();
         await _backend.DisposeAsync();
         _metrics.Dispose();

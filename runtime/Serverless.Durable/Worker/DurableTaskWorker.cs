@@ -74,7 +74,7 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
 
     public async Task StopAsync()
     {
-        if (_stopping is null) return;
+        if (_stopping is null || _stopping.IsCancellationRequested) return;
         await _stopping.CancelAsync();
         _completions.Writer.TryComplete();
         try { await Task.WhenAll(_loops); }
@@ -83,8 +83,11 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
         _logger.WorkerStopped(_options.HubName);
     }
 
+    private int _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
         _backend.WorkEnqueued -= OnWorkEnqueued;
         await StopAsync();
         _stopping?.Dispose();
