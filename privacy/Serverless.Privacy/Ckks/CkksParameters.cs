@@ -111,12 +111,12 @@ public sealed class CkksParameters
     }
 
     /// <summary>
-    /// Default sets, chosen like SEAL's examples: N=4096 [40,30 | 39] Δ=2^30; N=8192 [60,40,40 | 60]
+    /// Default sets, chosen like SEAL's examples: N=4096 [39,31 | 39] Δ=2^31; N=8192 [60,40,40 | 60]
     /// Δ=2^40; N=16384 [60,40×6 | 60] Δ=2^40; N=32768 [60,40×18 | 60] Δ=2^40 (depths 1, 2, 6, 18).
     /// </summary>
     public static CkksParameters Default(int n) => n switch
     {
-        4096 => Create(4096, [40, 30], 39, Math.Pow(2, 30)),
+        4096 => Create(4096, [39, 31], 39, Math.Pow(2, 31)),
         8192 => Create(8192, [60, 40, 40], 60, Math.Pow(2, 40)),
         16384 => Create(16384, [60, 40, 40, 40, 40, 40, 40], 60, Math.Pow(2, 40)),
         32768 => Create(32768, [60, .. Enumerable.Repeat(40, 18)], 60, Math.Pow(2, 40)),

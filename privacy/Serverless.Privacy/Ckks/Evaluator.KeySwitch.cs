@@ -224,9 +224,17 @@ public sealed partial class Evaluator
                             if (j == t) x = dCopy.AsSpan(j * n, n);
                             else
                             {
+                                // Centered digits (−q_j/2, q_j/2] halve the key-switching noise.
                                 var src = nttInput.AsSpan(j * n, n);
-                                if (ctx.Moduli[j].Value <= q) src.CopyTo(tmp);
-                                else for (var k = 0; k < n; k++) tmp[k] = m.Reduce(src[k]);
+                                var qj = ctx.Moduli[j].Value;
+                                var halfQj = qj >> 1;
+                                var qjModQ = m.Reduce(qj);
+                                for (var k = 0; k < n; k++)
+                                {
+                                    var v = src[k];
+                                    var r = v < q ? v : m.Reduce(v);
+                                    tmp[k] = v > halfQj ? m.Sub(r, qjModQ) : r;
+                                }
                                 ctx.Ntt[mi].Forward(tmp);
                                 x = tmp;
                             }

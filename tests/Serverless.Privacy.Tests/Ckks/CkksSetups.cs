@@ -62,7 +62,7 @@ public sealed class CkksSetup
 
 public static class CkksSetups
 {
-    /// <summary>N=4096 default [40,30 | 39], Δ=2^30, depth 1; all power-of-two rotation keys and conjugation.</summary>
+    /// <summary>N=4096 default [39,31 | 39], Δ=2^31, depth 1; all power-of-two rotation keys and conjugation.</summary>
     public static readonly Lazy<CkksSetup> N4096 = new(() =>
         new CkksSetup(CkksParameters.Default(4096), relin: true, kg => kg.CreateGaloisKeys()));
 

@@ -6,8 +6,8 @@ namespace Serverless.Privacy.Tests.Ckks;
 public sealed class RoundTripTests
 {
     // Bounds: encoding rounds each coefficient to an integer, so the slot error is about
-    // sqrt(N)/Δ; fresh encryption adds noise of a few ·sqrt(N)·σ per coefficient. At Δ=2^30
-    // (N=4096) we require 1e-6; at Δ=2^40 we require 1e-8.
+    // sqrt(N)/Δ; fresh encryption adds noise of a few ·sqrt(N)·σ per coefficient. Encoding alone:
+    // 1e-6 at Δ=2^31 (N=4096), 1e-8 at Δ=2^40; encryption: 100 times that.
     private static double Bound(int n) => n == 4096 ? 1e-6 : 1e-8;
 
     [Theory]
