@@ -1,0 +1,76 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.JwtBearer;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Serverless.Security.Audit;
+using Serverless.Security.Authorization;
+using Serverless.Security.Identity;
+
+namespace Serverless.Security;
+
+/// <summary>
+/// Wiring for an ASP.NET Core host: <c>AddServerlessAuthentication</c> (bearer tokens and client
+/// certificates behind one policy scheme) and <c>AddServerlessAuthorization</c> (permissions as
+/// policies, tenant scoping, deny by default, ProblemDetails for 401/403).
+/// </summary>
+public static class SecurityServiceCollectionExtensions
+{
+    /// <summary>The default scheme: forwards to the client-certificate scheme when the connection has one, else to bearer tokens.</summary>
+    public const string DefaultScheme = "Serverless";
+
+    public static AuthenticationBuilder AddServerlessAuthentication(this IServiceCollection services, TokenOptions tokenOptions, VaultSigningKeys signingKeys,
+        CertificateTrust? clientTrust = null, ClientCertificateRegistry? clientRegistry = null)
+    {
+        ArgumentNullException.ThrowIfNull(tokenOptions);
+        ArgumentNullException.ThrowIfNull(signingKeys);
+        var builder = services.AddAuthentication(DefaultScheme);
+        builder.AddPolicyScheme(DefaultScheme, "Bearer token or client certificate", o =>
+            o.ForwardDefaultSelector = context => clientTrust is not null && context.Connection.ClientCertificate is not null
+                ? ClientCertificateAuthenticationOptions.Scheme
+                : JwtBearerDefaults.AuthenticationScheme);
+        builder.AddJwtBearer(o =>
+        {
+            o.MapInboundClaims = false;
+            o.TokenValidationParameters = TokenValidation.CreateParameters(tokenOptions, signingKeys);
+            o.Events = new JwtBearerEvents
+            {
+                OnAuthenticationFailed = async context =>
+                {
+                    if (context.HttpContext.RequestServices.GetService<IAuditLog>() is { } audit)
+                        await audit.AppendAsync(new AuditEvent("anonymous", AuditActions.AuthenticationFailed, context.Request.Path,
+                            AuditOutcome.Failure, context.HttpContext.TraceIdentifier, context.Exception.GetType().Name));
+                },
+            };
+        });
+        if (clientTrust is not null)
+        {
+            builder.AddScheme<ClientCertificateAuthenticationOptions, ClientCertificateAuthenticationHandler>(ClientCertificateAuthenticationOptions.Scheme, o =>
+            {
+                o.Trust = clientTrust;
+                o.Registry = clientRegistry ?? new ClientCertificateRegistry();
+            });
+        }
+        return builder;
+    }
+
+    /// <summary>
+    /// Permission policies from <see cref="RequirePermissionAttribute"/>, the role table (default:
+    /// the embedded roles.json), an in-memory <see cref="IResourceOwnership"/> unless one is
+    /// registered, and a fallback policy that refuses endpoints declaring no permission.
+    /// </summary>
+    public static IServiceCollection AddServerlessAuthorization(this IServiceCollection services, RolePermissionTable? table = null)
+    {
+        services.TryAddSingleton(table ?? RolePermissionTable.Default);
+        services.TryAddSingleton<InMemoryResourceOwnership>();
+        services.TryAddSingleton<IResourceOwnership>(sp => sp.GetRequiredService<InMemoryResourceOwnership>());
+        services.TryAddSingleton<AccessPolicy>();
+        services.AddSingleton<IAuthorizationHandler, PermissionAuthorizationHandler>();
+        services.AddSingleton<IAuthorizationPolicyProvider, PermissionPolicyProvider>();
+        services.AddSingleton<IAuthorizationMiddlewareResultHandler, ProblemDetailsAuthorizationResultHandler>();
+        services.AddAuthorization(o => o.FallbackPolicy = new AuthorizationPolicyBuilder().AddRequirements(new DenyUndeclaredRequirement()).Build());
+        services.AddProblemDetails();
+        return services;
+    }
+}
