@@ -4,7 +4,7 @@ using Microsoft.Extensions.Configuration;
 namespace Serverless.Runtime.Functions;
 
 /// <summary>An assembly whose public <c>[Function]</c> methods the host indexes.</summary>
-internal sealed record FunctionAssembly(Assembly Assembly);
+internal sealed record FunctionAssembly(Assembly Assembly, Type[]? OnlyTypes = null);
 
 /// <summary>A function ready to run: its definition plus how to build each argument and await its result.</summary>
 internal sealed class IndexedFunction(FunctionDefinition definition, ParameterBinding[] parameters, MethodInvoker invoker)
@@ -25,9 +25,9 @@ internal sealed class FunctionCatalog : IFunctionCatalog
     {
         var errors = new List<string>();
         var customBinders = binders.ToArray();
-        foreach (var assembly in assemblies.Select(a => a.Assembly).Distinct())
+        var types = assemblies.SelectMany(a => a.OnlyTypes ?? a.Assembly.GetExportedTypes()).Distinct();
         {
-            foreach (var type in assembly.GetExportedTypes())
+            foreach (var type in types)
             {
                 if (!type.IsClass || type.IsGenericTypeDefinition) continue;
                 foreach (var method in type.GetMethods(BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly))

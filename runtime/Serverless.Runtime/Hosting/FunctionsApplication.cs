@@ -94,6 +94,15 @@ public sealed class FunctionsApplicationBuilder
         return this;
     }
 
+    /// <summary>Indexes the <c>[Function]</c> methods of the given classes only (tests, or apps that pick functions explicitly).</summary>
+    public FunctionsApplicationBuilder AddFunctions(params Type[] functionClasses)
+    {
+        foreach (var type in functionClasses)
+            if (!type.IsPublic && !type.IsNestedPublic) throw new ArgumentException($"{type} must be public to hold functions.", nameof(functionClasses));
+        Services.AddSingleton(new FunctionAssembly(functionClasses[0].Assembly, functionClasses));
+        return this;
+    }
+
     /// <summary>Adds an invocation middleware (outermost first).</summary>
     public FunctionsApplicationBuilder UseMiddleware<T>() where T : class, IFunctionsWorkerMiddleware
     {

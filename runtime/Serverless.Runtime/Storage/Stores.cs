@@ -1,0 +1,33 @@
+using Serverless.Runtime.Storage.Azure;
+using Serverless.Runtime.Storage.Embedded;
+
+namespace Serverless.Runtime.Storage;
+
+/// <summary>
+/// Opens stores without a host: for tools, tests and modules that need a store of their own.
+/// Inside the host, inject <see cref="IBlobStore"/>, <see cref="IBlobStoreProvider"/> and <see cref="IQueueStore"/> instead.
+/// </summary>
+public static class Stores
+{
+    /// <summary>An embedded blob container kept in <paramref name="directory"/> (created if missing).</summary>
+    public static IBlobStore OpenEmbeddedBlobContainer(string directory, TimeProvider? time = null) => new FileBlobStore(directory, time);
+
+    /// <summary>Embedded queues in the SQLite file <paramref name="databasePath"/> (created if missing).</summary>
+    public static IQueueStore OpenEmbeddedQueues(string databasePath, TimeProvider? time = null) => new SqliteQueueStore(databasePath, time);
+
+    /// <summary>Blob containers of an Azure Storage account (or Azurite) with SharedKey authentication.</summary>
+    public static IBlobStoreProvider OpenAzureBlobs(Uri endpoint, string accountName, string accountKey) =>
+        new AzureBlobStoreProvider(AzureStorageClient.WithSharedKey(endpoint, accountName, accountKey));
+
+    /// <summary>Blob containers of an Azure Storage account with Microsoft Entra ID tokens.</summary>
+    public static IBlobStoreProvider OpenAzureBlobs(Uri endpoint, global::Azure.Core.TokenCredential credential) =>
+        new AzureBlobStoreProvider(AzureStorageClient.WithToken(endpoint, credential));
+
+    /// <summary>Queues of an Azure Storage account (or Azurite) with SharedKey authentication.</summary>
+    public static IQueueStore OpenAzureQueues(Uri endpoint, string accountName, string accountKey) =>
+        new AzureQueueStore(AzureStorageClient.WithSharedKey(endpoint, accountName, accountKey));
+
+    /// <summary>Queues of an Azure Storage account with Microsoft Entra ID tokens.</summary>
+    public static IQueueStore OpenAzureQueues(Uri endpoint, global::Azure.Core.TokenCredential credential) =>
+        new AzureQueueStore(AzureStorageClient.WithToken(endpoint, credential));
+}
