@@ -20,7 +20,7 @@ public sealed record CohortOptions
     public double MissingRate { get; init; } = 0.05;
 
     /// <summary>Probability that one measured value is a gross outlier (unit slip, typo).</summary>
-    public double OutlierRate { get; init; } = 0.01;
+    public double OutlierRate { get; init; } = 0.003;
 
     public void Validate()
     {
@@ -137,30 +137,34 @@ public static class CohortGenerator
 
         // Baselines: wide between-patient spread.
         var bmi0 = 27 + 2.5 * dm + 4.5 * Normal(rng);
-        var sbp0 = 112 + 0.45 * (age - 40) + 12 * htn + 14 * Normal(rng);
-        var a1c0 = 5.4 + 1.6 * dm + 0.03 * (bmi0 - 27) + 0.6 * Normal(rng);
+        var sbp0 = 112 + 0.45 * (age - 40) + 12 * htn + 17 * Normal(rng);
+        var a1c0 = 5.4 + 1.6 * dm + 0.03 * (bmi0 - 27) + 0.8 * Normal(rng);
         var chol0 = 195 + 0.4 * (age - 50) + 32 * Normal(rng);
         var hr0 = 71 + 3 * (smoking == 2 ? 1 : 0) + 8 * Normal(rng);
 
         // Trajectory: slopes per visit and visit-to-visit variability (the signal).
         var deterioration = Normal(rng);
-        var a1cSlope = 0.09 * (0.8 * deterioration + 0.6 * Normal(rng));
-        var sbpSlope = 2.2 * (0.6 * deterioration + 0.8 * Normal(rng));
+        var a1cSlope = 0.1 * (0.8 * deterioration + 0.6 * Normal(rng));
+        var sbpSlope = 2.5 * (0.6 * deterioration + 0.8 * Normal(rng));
         var bmiSlope = 0.15 * Normal(rng);
         var sbpVariability = Math.Exp(Math.Log(5) + 0.5 * Normal(rng));
 
         var visits = o.Visits - rng.Next(0, o.Visits / 2 + 1);
         visits = Math.Max(2, visits);
+        // Deterioration starts at an onset visit; before it the patient is stable. The outcome depends on
+        // the accumulated change since onset, which a mean over visits (or the last visit alone) cannot recover.
+        var onset = rng.Next(0, visits - 1);
         var rows = new double[visits][];
         var sbpResidualSq = 0.0;
         for (var t = 0; t < visits; t++)
         {
+            var since = Math.Max(0, t - onset);
             var bmi = bmi0 + bmiSlope * t + 0.3 * Normal(rng);
             var sbpNoise = sbpVariability * Normal(rng);
             sbpResidualSq += sbpNoise * sbpNoise;
-            var sbp = sbp0 + sbpSlope * t + sbpNoise;
+            var sbp = sbp0 + sbpSlope * since + sbpNoise;
             var dbp = 0.45 * sbp + 18 + 5 * Normal(rng);
-            var a1c = a1c0 + a1cSlope * t + 0.12 * Normal(rng);
+            var a1c = a1c0 + a1cSlope * since + 0.1 * Normal(rng);
             // ADAG relation between HbA1c and estimated average glucose: eAG = 28.7 * A1c - 46.7 mg/dL.
             var glucose = 28.7 * a1c - 46.7 + 14 * Normal(rng);
             var chol = chol0 + 6 * Normal(rng);
@@ -184,12 +188,12 @@ public static class CohortGenerator
             rows[t] = row;
         }
 
-        var span = visits - 1;
-        var a1cChange = a1cSlope * span;                   // sd about 0.09 * 5.5 = 0.5
-        var sbpChange = sbpSlope * span;                   // sd about 12
+        var span = visits - 1 - onset;
+        var a1cChange = a1cSlope * span;                   // sd about 0.09 * 3.5 = 0.3
+        var sbpChange = sbpSlope * span;                   // sd about 8
         var variabilityZ = (Math.Sqrt(sbpResidualSq / visits) - 5.3) / 2.7;
-        var logit = -1.6 + h.PrevalenceShift
-            + 2.2 * (a1cChange / 0.5) + 1.4 * (sbpChange / 12) + 0.8 * variabilityZ
+        var logit = -1.8 + h.PrevalenceShift
+            + 2.6 * (a1cChange / 0.3) + 1.6 * (sbpChange / 8) + 0.8 * variabilityZ
             + 0.25 * (age - 55) / 12 + 0.3 * (smoking == 2 ? 1 : 0) + 0.2 * dm;
         var label = rng.NextDouble() < Sigmoid(logit) ? 1 : 0;
 

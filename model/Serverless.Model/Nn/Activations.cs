@@ -3,12 +3,21 @@ using System.Numerics.Tensors;
 
 namespace Serverless.Model.Nn;
 
+/// <summary>
+/// Degree-3 least-squares fits (see <see cref="ActivationKind"/>): sigmoid on [-5, 5] and
+/// tanh(x) = 2 sigmoid(2x) - 1 on [-2.5, 2.5]. Evaluated as c0 + x (c1 + (c3 x) x) in the runtime and in ONNX.
+/// </summary>
+internal static class PolyCoefficients
+{
+    public const double S0 = 0.5, S1 = 0.19832646, S3 = -0.0044731045;
+    public const double H1 = 0.79330586, H3 = -0.071569672;
+}
+
 /// <summary>Activation functions and their derivatives, element-wise on spans.</summary>
 internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<T>
 {
-    // Degree-3 least-squares fits (see ActivationKind): sigmoid on [-5, 5], tanh(x) = 2 sigmoid(2x) - 1 on [-2.5, 2.5].
-    private static readonly T S0 = T.CreateChecked(0.5), S1 = T.CreateChecked(0.19832646), S3 = T.CreateChecked(-0.0044731045);
-    private static readonly T H1 = T.CreateChecked(0.79330586), H3 = T.CreateChecked(-0.071569672);
+    private static readonly T S0 = T.CreateChecked(PolyCoefficients.S0), S1 = T.CreateChecked(PolyCoefficients.S1), S3 = T.CreateChecked(PolyCoefficients.S3);
+    private static readonly T H1 = T.CreateChecked(PolyCoefficients.H1), H3 = T.CreateChecked(PolyCoefficients.H3);
     private static readonly T Two = T.CreateChecked(2), Three = T.CreateChecked(3);
 
     public static void Apply(ActivationKind kind, ReadOnlySpan<T> x, Span<T> y)

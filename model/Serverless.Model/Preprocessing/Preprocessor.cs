@@ -5,12 +5,14 @@ namespace Serverless.Model.Preprocessing;
 
 /// <summary>
 /// The fitted preprocessing pipeline (small and serializable): schema, numeric statistics and window length.
-/// <see cref="Transform"/> imputes missing numeric values with the mean, caps z-scores at
+/// <see cref="Transform"/> imputes a missing visit value with the patient's previous observation of it when
+/// <see cref="CarryForward"/> is on (temporal alignment: a jump to the population mean between two visits
+/// would look like a trajectory), otherwise and for values never observed before with the mean; caps z-scores at
 /// <see cref="FeatureStatistics.OutlierZ"/>, standardizes, one-hot encodes categorical columns (a missing
 /// category is all zeros), repeats static columns at every visit, keeps the most recent <see cref="Steps"/>
 /// visits and pads the rest with a mask.
 /// </summary>
-public sealed record Preprocessor(FeatureSchema Schema, FeatureStatistics Statistics, int Steps)
+public sealed record Preprocessor(FeatureSchema Schema, FeatureStatistics Statistics, int Steps, bool CarryForward = true)
 {
     /// <summary>Fits statistics on the given patients (a central fit; federations use <see cref="FeatureSums"/>).</summary>
     public static Preprocessor Fit(FeatureSchema schema, IEnumerable<PatientRecord> patients, int steps, double outlierZ = FeatureStatistics.DefaultOutlierZ) =>
@@ -60,6 +62,7 @@ public sealed record Preprocessor(FeatureSchema Schema, FeatureStatistics Statis
         var mask = new float[patients.Count * Steps];
         var labels = new int[patients.Count];
         var staticRow = new float[f];
+        var lastSeen = new double[Schema.VisitFeatures.Count];
         var staticNumeric = 0;
         foreach (var s in Schema.StaticFeatures) if (s.Kind == FeatureKind.Numeric) staticNumeric++;
 
@@ -81,11 +84,18 @@ public sealed record Preprocessor(FeatureSchema Schema, FeatureStatistics Statis
             var staticWidth = col;
 
             var first = Math.Max(0, patient.Visits.Count - Steps);
+            lastSeen.AsSpan().Fill(double.NaN);
+            for (var t = 0; t < first; t++) Remember(patient.Visits[t], lastSeen);
             for (var t = 0; t < Math.Min(Steps, patient.Visits.Count); t++)
             {
                 var visit = patient.Visits[first + t];
                 if (visit.Length != Schema.VisitFeatures.Count)
                     throw new ArgumentException($"patient {patient.PatientId}: a visit has {visit.Length} values, schema has {Schema.VisitFeatures.Count}");
+                if (CarryForward)
+                {
+                    Remember(visit, lastSeen);
+                    visit = lastSeen;
+                }
                 var row = values.AsSpan((p * Steps + t) * f, f);
                 staticRow.AsSpan(0, staticWidth).CopyTo(row);
                 var c = staticWidth;
@@ -96,6 +106,13 @@ public sealed record Preprocessor(FeatureSchema Schema, FeatureStatistics Statis
             }
         }
         return new SequenceDataset(patients.Count, Steps, f, Schema.Classes, values, mask, labels);
+    }
+
+    /// <summary>Updates the last observed value of each visit column (NaN until first observed).</summary>
+    private static void Remember(double[] visit, double[] lastSeen)
+    {
+        if (visit.Length != lastSeen.Length) return; // reported by the caller
+        for (var i = 0; i < visit.Length; i++) if (!double.IsNaN(visit[i])) lastSeen[i] = visit[i];
     }
 
     private int Encode(FeatureSpec spec, double raw, Span<float> row, int col, ref int statIndex)
