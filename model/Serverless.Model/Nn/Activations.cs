@@ -11,6 +11,7 @@ internal static class PolyCoefficients
 {
     public const double S0 = 0.5, S1 = 0.19832646, S3 = -0.0044731045;
     public const double H1 = 0.79330586, H3 = -0.071569672;
+    public const double R0 = 0.375, R1 = 0.5, R2 = 0.1171875; // ReLU on [-4, 4]: 3/8 + x/2 + 15/128 x^2
 }
 
 /// <summary>Activation functions and their derivatives, element-wise on spans.</summary>
@@ -18,6 +19,7 @@ internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<
 {
     private static readonly T S0 = T.CreateChecked(PolyCoefficients.S0), S1 = T.CreateChecked(PolyCoefficients.S1), S3 = T.CreateChecked(PolyCoefficients.S3);
     private static readonly T H1 = T.CreateChecked(PolyCoefficients.H1), H3 = T.CreateChecked(PolyCoefficients.H3);
+    private static readonly T R0 = T.CreateChecked(PolyCoefficients.R0), R1 = T.CreateChecked(PolyCoefficients.R1), R2 = T.CreateChecked(PolyCoefficients.R2);
     private static readonly T Two = T.CreateChecked(2), Three = T.CreateChecked(3);
 
     public static void Apply(ActivationKind kind, ReadOnlySpan<T> x, Span<T> y)
@@ -35,6 +37,9 @@ internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<
             case ActivationKind.PolyTanh3:
                 for (var i = 0; i < x.Length; i++) { var v = x[i]; y[i] = v * (H1 + H3 * v * v); }
                 break;
+            case ActivationKind.PolyRelu2:
+                for (var i = 0; i < x.Length; i++) { var v = x[i]; y[i] = R0 + v * (R1 + R2 * v); }
+                break;
             default: throw new ArgumentOutOfRangeException(nameof(kind), kind, null);
         }
     }
@@ -48,6 +53,7 @@ internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<
         ActivationKind.Square => x * x,
         ActivationKind.PolySigmoid3 => S0 + x * (S1 + S3 * x * x),
         ActivationKind.PolyTanh3 => x * (H1 + H3 * x * x),
+        ActivationKind.PolyRelu2 => R0 + x * (R1 + R2 * x),
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };
 
@@ -66,6 +72,7 @@ internal static class Activations<T> where T : unmanaged, IFloatingPointIeee754<
         ActivationKind.Square => Two * x,
         ActivationKind.PolySigmoid3 => S1 + Three * S3 * x * x,
         ActivationKind.PolyTanh3 => H1 + Three * H3 * x * x,
+        ActivationKind.PolyRelu2 => R1 + Two * R2 * x,
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
     };
 }

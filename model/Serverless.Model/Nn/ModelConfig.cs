@@ -13,7 +13,9 @@ public enum TaskKind
 /// is the degree-3 least-squares fit of the logistic function on [-5, 5] (max error 0.061),
 /// 0.5 + 0.19832646 x - 0.0044731045 x^3 (the same fit on [-8, 8] gives Kim et al. 2018's 0.15012 x -
 /// 0.0015930 x^3, which is too flat for standardized inputs); <see cref="PolyTanh3"/> follows from
-/// tanh(x) = 2 sigmoid(2x) - 1: 0.79330586 x - 0.071569672 x^3 (max error 0.12 on [-2.5, 2.5]).
+/// tanh(x) = 2 sigmoid(2x) - 1: 0.79330586 x - 0.071569672 x^3 (max error 0.12 on [-2.5, 2.5]);
+/// <see cref="PolyRelu2"/> is the degree-2 fit of ReLU on [-4, 4]. Polynomials leave their fit interval
+/// fast, so the HE variant wants small weights (train it with gradient clipping and a small learning rate).
 /// </summary>
 public enum ActivationKind
 {
@@ -24,6 +26,9 @@ public enum ActivationKind
     Square,
     PolySigmoid3,
     PolyTanh3,
+
+    /// <summary>Degree-2 least-squares fit of ReLU on [-4, 4]: 3/8 + x/2 + (15/128) x^2 (bounded growth, unlike x^2 alone).</summary>
+    PolyRelu2,
 }
 
 /// <summary>Which network: the CNN-LSTM, or one of the two baselines trained by the same code.</summary>
@@ -95,9 +100,9 @@ public sealed record ModelConfig
     /// <summary>The HE-friendly variant of this config: polynomial activations everywhere.</summary>
     public ModelConfig WithPolynomialActivations() => this with
     {
-        ConvActivation = ActivationKind.Square,
+        ConvActivation = ActivationKind.PolyRelu2,
         GateActivation = ActivationKind.PolySigmoid3,
         CellActivation = ActivationKind.PolyTanh3,
-        HeadActivation = ActivationKind.Square,
+        HeadActivation = ActivationKind.PolyRelu2,
     };
 }

@@ -195,6 +195,11 @@ public static class OnnxExporter
                 var inner = g.Node("Add", [k.Get("poly.h1", (float)PolyCoefficients.H1), g.Node("Mul", [g.Node("Mul", [k.Get("poly.h3", (float)PolyCoefficients.H3), x]), x])]);
                 return g.Node("Mul", [x, inner]);
             }
+            case ActivationKind.PolyRelu2:
+            {
+                var inner = g.Node("Add", [k.Get("poly.r1", (float)PolyCoefficients.R1), g.Node("Mul", [k.Get("poly.r2", (float)PolyCoefficients.R2), x])]);
+                return g.Node("Add", [k.Get("poly.r0", (float)PolyCoefficients.R0), g.Node("Mul", [x, inner])]);
+            }
             default: throw new ArgumentOutOfRangeException(nameof(kind), kind, null);
         }
     }

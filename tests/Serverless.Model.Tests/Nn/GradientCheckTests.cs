@@ -33,7 +33,7 @@ public sealed class GradientCheckTests
             ConvActivation = acts switch { "relu" => ActivationKind.Relu, "poly" => ActivationKind.Square, _ => ActivationKind.Tanh },
             GateActivation = acts == "poly" ? ActivationKind.PolySigmoid3 : ActivationKind.Sigmoid,
             CellActivation = acts == "poly" ? ActivationKind.PolyTanh3 : ActivationKind.Tanh,
-            HeadActivation = acts switch { "relu" => ActivationKind.Relu, "poly" => ActivationKind.Square, _ => ActivationKind.Sigmoid },
+            HeadActivation = acts switch { "relu" => ActivationKind.Relu, "poly" => ActivationKind.PolyRelu2, _ => ActivationKind.Sigmoid },
         };
         var net = new Network<double>(config);
         var rng = new Random(11);
@@ -90,6 +90,7 @@ public sealed class GradientCheckTests
     [InlineData(ActivationKind.Square)]
     [InlineData(ActivationKind.PolySigmoid3)]
     [InlineData(ActivationKind.PolyTanh3)]
+    [InlineData(ActivationKind.PolyRelu2)]
     public void Activation_derivative_matches_finite_differences_and_span_form_matches_scalar(ActivationKind kind)
     {
         double[] xs = [-3.1, -1.2, -0.4, 0.3, 0.9, 2.5];
