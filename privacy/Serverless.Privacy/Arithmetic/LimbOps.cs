@@ -6,6 +6,7 @@ namespace Serverless.Privacy.Arithmetic;
 /// <summary>Element-wise arithmetic on one RNS limb (N residues modulo one prime). No allocation.</summary>
 internal static class LimbOps
 {
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Add(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, ulong q)
     {
         Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
@@ -16,6 +17,7 @@ internal static class LimbOps
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Sub(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, ulong q)
     {
         Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
@@ -27,12 +29,14 @@ internal static class LimbOps
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Negate(ReadOnlySpan<ulong> a, Span<ulong> dst, ulong q)
     {
         for (var i = 0; i < dst.Length; i++) dst[i] = a[i] == 0 ? 0 : q - a[i];
     }
 
     /// <summary>dst = a·b mod q, element-wise (Barrett).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Mul(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, Modulus m)
     {
         Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
@@ -40,6 +44,7 @@ internal static class LimbOps
     }
 
     /// <summary>dst = dst + a·b mod q, element-wise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MulAdd(ReadOnlySpan<ulong> a, ReadOnlySpan<ulong> b, Span<ulong> dst, Modulus m)
     {
         var q = m.Value;
@@ -51,6 +56,7 @@ internal static class LimbOps
     }
 
     /// <summary>dst = a·w mod q for a constant w &lt; q (Shoup).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MulScalar(ReadOnlySpan<ulong> a, ulong w, Span<ulong> dst, Modulus m)
     {
         var q = m.Value;
@@ -58,6 +64,7 @@ internal static class LimbOps
         for (var i = 0; i < dst.Length; i++) dst[i] = Modulus.MulShoup(a[i], w, wp, q);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddScalar(ReadOnlySpan<ulong> a, ulong w, Span<ulong> dst, ulong q)
     {
         for (var i = 0; i < dst.Length; i++)
@@ -68,7 +75,7 @@ internal static class LimbOps
     }
 
     /// <summary>dst[i] = a[perm[i]].</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Permute(ReadOnlySpan<ulong> a, ReadOnlySpan<int> perm, Span<ulong> dst)
     {
         for (var i = 0; i < dst.Length; i++) dst[i] = a[perm[i]];

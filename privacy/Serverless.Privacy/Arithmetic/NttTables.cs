@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics;
 using System.Numerics;
 
@@ -70,6 +71,7 @@ internal sealed class NttTables
     }
 
     /// <summary>In-place forward transform; input in [0, q) (anything below 4q works), output in [0, q).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Forward(Span<ulong> a)
     {
         Debug.Assert(a.Length == N);
@@ -109,6 +111,7 @@ internal sealed class NttTables
     }
 
     /// <summary>In-place inverse transform; input in [0, 2q), output in [0, q).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Inverse(Span<ulong> a)
     {
         Debug.Assert(a.Length == N);

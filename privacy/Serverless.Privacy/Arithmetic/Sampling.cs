@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Numerics;
@@ -17,6 +18,7 @@ internal static class Sampling
     public const int BinomialEta = 21;
 
     /// <summary>Uniform ternary values in {-1, 0, 1}.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Ternary(Span<sbyte> destination)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(1024);
@@ -38,6 +40,7 @@ internal static class Sampling
     }
 
     /// <summary>Centered binomial errors (η = 21): popcount of 21 random bits minus popcount of another 21.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Error(Span<sbyte> destination)
     {
         var words = ArrayPool<ulong>.Shared.Rent(destination.Length);
@@ -57,6 +60,7 @@ internal static class Sampling
     }
 
     /// <summary>Writes small signed values into limb form modulo q.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SmallToLimb(ReadOnlySpan<sbyte> values, Span<ulong> limb, ulong q)
     {
         for (var i = 0; i < values.Length; i++)
@@ -85,6 +89,7 @@ internal static class UniformExpander
 {
     public const int SeedLength = 32;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Expand(ReadOnlySpan<byte> seed, uint domain, int limbIndex, ulong q, Span<ulong> destination)
     {
         if (seed.Length != SeedLength) throw new ArgumentException("seed must be 32 bytes", nameof(seed));

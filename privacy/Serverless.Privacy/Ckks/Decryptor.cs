@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Security.Cryptography;
 using Serverless.Privacy.Arithmetic;
@@ -42,7 +43,7 @@ public sealed class Decryptor
         var level = ciphertext.Level;
         destination.Reshape(level);
         destination.Scale = ciphertext.Scale;
-        ctx.ForLimbs(level + 1, i =>
+        ctx.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = ctx.Moduli[i];
             var q = m.Value;

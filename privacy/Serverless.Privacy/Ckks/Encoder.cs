@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Numerics;
 using Serverless.Privacy.Arithmetic;
@@ -117,6 +118,7 @@ public sealed class Encoder
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "scale must be finite, at least 1 and at most 2^120");
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void EncodeSlots(Span<Complex> slots, double scale, int level, Plaintext destination)
     {
         ValidateTarget(scale, level, destination);
@@ -140,7 +142,7 @@ public sealed class Encoder
             for (var i = 0; i < n; i++)
                 if (!(Math.Abs(coeffs[i]) < limit))
                     throw new ArgumentException($"cannot Encode: a value times the scale 2^{Math.Log2(scale):0.#} exceeds the modulus at level {level}; use smaller values or a smaller scale");
-            _context.ForLimbs(level + 1, i =>
+            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var m = _context.Moduli[i];
                 var limb = destination.Limb(i);
@@ -170,7 +172,7 @@ public sealed class Encoder
         {
             var data = limbs.AsSpan(0, (level + 1) * n);
             plaintext.Poly.CopyTo(data);
-            _context.ForLimbs(level + 1, i => _context.Ntt[i].Inverse(limbs.AsSpan(i * n, n)));
+            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) => _context.Ntt[i].Inverse(limbs.AsSpan(i * n, n)));
             if (level == 0)
             {
                 var q = _context.Moduli[0].Value;
@@ -184,7 +186,7 @@ public sealed class Encoder
             }
             var crt = _context.Crt(level);
             var result = new double[n];
-            Parallel.For(0, _context.ParallelLimbs ? 2 : 1, part =>
+            Parallel.For(0, _context.ParallelLimbs ? 2 : 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (part) =>
             {
                 var from = part * n / (_context.ParallelLimbs ? 2 : 1);
                 var to = (part + 1) * n / (_context.ParallelLimbs ? 2 : 1);
@@ -207,6 +209,7 @@ public sealed class Encoder
     }
 
     // Evaluates v(X) = Σ v_k X^k at X = ζ^(5^j) for j < n, in place (bit-reversed input order).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void SpecialFft(Span<Complex> vals)
     {
         var size = vals.Length;
@@ -233,6 +236,7 @@ public sealed class Encoder
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void SpecialFftInverse(Span<Complex> vals)
     {
         var size = vals.Length;

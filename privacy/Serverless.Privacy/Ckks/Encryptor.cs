@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using Serverless.Privacy.Arithmetic;
 
@@ -65,7 +66,7 @@ public sealed class Encryptor
                 Sampling.Ternary(u.Span);
                 Sampling.Error(e0.Span);
                 Sampling.Error(e1.Span);
-                ctx.ForLimbs(level + 1, i =>
+                ctx.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
                 {
                     var m = ctx.Moduli[i];
                     var q = m.Value;
@@ -103,7 +104,7 @@ public sealed class Encryptor
                 var sk = _secretKey!;
                 var seed = Sampling.NewSeed();
                 Sampling.Error(e0.Span);
-                ctx.ForLimbs(level + 1, i =>
+                ctx.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
                 {
                     var m = ctx.Moduli[i];
                     var q = m.Value;

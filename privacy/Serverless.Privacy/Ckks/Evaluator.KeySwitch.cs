@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using Serverless.Privacy.Arithmetic;
 
@@ -29,7 +30,7 @@ public sealed partial class Evaluator
             var scale = a.Scale;
             if (!ReferenceEquals(a, destination)) a.CopyTo(destination);
             destination.Reshape(2, level);
-            _context.ForLimbs(level + 1, i =>
+            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var q = _context.Moduli[i].Value;
                 LimbOps.Add(destination.Limb(0, i), out0.AsSpan(i * n, n), destination.Limb(0, i), q);
@@ -153,7 +154,7 @@ public sealed partial class Evaluator
         var out1 = ArrayPool<ulong>.Shared.Rent(words);
         try
         {
-            _context.ForLimbs(level + 1, i =>
+            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 LimbOps.Permute(a.Limb(0, i), perm, c0.AsSpan(i * n, n));
                 LimbOps.Permute(a.Limb(1, i), perm, c1.AsSpan(i * n, n));
@@ -161,7 +162,7 @@ public sealed partial class Evaluator
             KeySwitch(c1.AsSpan(0, words), level, key, out0, out1);
             var scale = a.Scale;
             destination.Reshape(2, level);
-            _context.ForLimbs(level + 1, i =>
+            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var q = _context.Moduli[i].Value;
                 LimbOps.Add(c0.AsSpan(i * n, n), out0.AsSpan(i * n, n), destination.Limb(0, i), q);
@@ -195,13 +196,13 @@ public sealed partial class Evaluator
         try
         {
             d[..(digits * n)].CopyTo(coeffs);
-            ctx.ForLimbs(digits, j => ctx.Ntt[j].Inverse(coeffs.AsSpan(j * n, n)));
+            ctx.ForLimbs(digits, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (j) => ctx.Ntt[j].Inverse(coeffs.AsSpan(j * n, n)));
             var nttInput = coeffs; // captured; NTT-form digits are re-read from the original below
             var dCopy = ArrayPool<ulong>.Shared.Rent(digits * n);
             try
             {
                 d[..(digits * n)].CopyTo(dCopy);
-                ctx.ForLimbs(targets, t =>
+                ctx.ForLimbs(targets, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (t) =>
                 {
                     var mi = t <= level ? t : ctx.SpecialIndex;
                     var m = ctx.Moduli[mi];
@@ -269,9 +270,9 @@ public sealed partial class Evaluator
             var special = ctx.Moduli[ctx.SpecialIndex];
             var p = special.Value;
             var halfP = p >> 1;
-            ctx.ForLimbs(2, which =>
+            ctx.ForLimbs(2, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (which) =>
                 ctx.Ntt[ctx.SpecialIndex].Inverse((which == 0 ? acc0 : acc1).AsSpan(pIndex * n, n)));
-            ctx.ForLimbs(level + 1, i =>
+            ctx.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var m = ctx.Moduli[i];
                 var q = m.Value;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Diagnostics.CodeAnalysis;
 using Serverless.Privacy.Arithmetic;
 
@@ -106,7 +107,7 @@ public sealed partial class Evaluator
         var bigger = a.Size >= b.Size ? a : b;
         if (!ReferenceEquals(destination, a) && !ReferenceEquals(destination, b)) destination.Reshape(size, level);
         else destination.Reshape(size, level);
-        _context.ForLimbs(level + 1, i =>
+        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var q = _context.Moduli[i].Value;
             for (var k = 0; k < size; k++)
@@ -162,7 +163,7 @@ public sealed partial class Evaluator
         var scale = a.Scale * b.Scale;
         destination.Reshape(3, level);
         var n = _context.N;
-        _context.ForLimbs(level + 1, i =>
+        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = _context.Moduli[i];
             var q = m.Value;
@@ -213,7 +214,7 @@ public sealed partial class Evaluator
         var size = a.Size;
         var scale = a.Scale * b.Scale;
         destination.Reshape(size, level);
-        _context.ForLimbs(level + 1, i =>
+        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = _context.Moduli[i];
             for (var k = 0; k < size; k++) LimbOps.Mul(a.Limb(k, i), b.Limb(i), destination.Limb(k, i), m);
@@ -339,7 +340,7 @@ public sealed partial class Evaluator
             var half = ql >> 1;
             var invs = _context.LastInvModQ[level];
             var invsShoup = _context.LastInvModQShoup[level];
-            _context.ForLimbs(level, i =>
+            _context.ForLimbs(level, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var m = _context.Moduli[i];
                 var q = m.Value;

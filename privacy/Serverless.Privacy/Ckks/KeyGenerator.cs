@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using Serverless.Privacy.Arithmetic;
 
@@ -58,7 +59,7 @@ public sealed class KeyGenerator
         var b = new ulong[limbs * n];
         var error = new sbyte[n];
         Sampling.Error(error);
-        ctx.ForLimbs(limbs, i =>
+        ctx.ForLimbs(limbs, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = ctx.Moduli[i];
             var ai = a.AsSpan(i * n, n);
@@ -146,7 +147,7 @@ public sealed class KeyGenerator
             var bj = b[j];
             var aj = a[j];
             var digit = j;
-            ctx.ForLimbs(limbs, i =>
+            ctx.ForLimbs(limbs, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var m = ctx.Moduli[i];
                 var ai = aj.AsSpan(i * n, n);
