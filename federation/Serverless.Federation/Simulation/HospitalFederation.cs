@@ -1,0 +1,118 @@
+using Serverless.Model.Data;
+using Serverless.Model.Evaluation;
+using Serverless.Model.Nn;
+using Serverless.Model.Training;
+
+namespace Serverless.Federation.Simulation;
+
+/// <summary>Settings of a simulated hospital federation over the model's generated non-IID cohorts.</summary>
+public sealed record HospitalFederationOptions
+{
+    /// <summary>Hospitals (clients).</summary>
+    public int Hospitals { get; init; } = 4;
+
+    /// <summary>Patients per hospital before the size factor.</summary>
+    public int PatientsPerHospital { get; init; } = 300;
+
+    /// <summary>Visits per patient (sequence length).</summary>
+    public int Visits { get; init; } = 8;
+
+    /// <summary>Non-IID strength (0 = IID).</summary>
+    public double Heterogeneity { get; init; } = 1.0;
+
+    /// <summary>Cohort seed.</summary>
+    public int Seed { get; init; } = 42;
+
+    /// <summary>Model architecture.</summary>
+    public ArchitectureKind Architecture { get; init; } = ArchitectureKind.CnnLstm;
+
+    /// <summary>Conv channels and LSTM hidden size (small keeps tests fast).</summary>
+    public int Width { get; init; } = 8;
+
+    /// <summary>Mini-batch size of local training.</summary>
+    public int BatchSize { get; init; } = 32;
+}
+
+/// <summary>
+/// A ready-made federation: the model helper's seeded non-IID cohorts split into per-hospital
+/// train/test sets, the model configuration, a pooled test set for hold-out scoring, and factories
+/// for honest or attacking clients and for the centrally trained baseline on the same data.
+/// </summary>
+public sealed class HospitalFederation
+{
+    /// <summary>The per-hospital datasets.</summary>
+    public FederatedDatasets Data { get; }
+
+    /// <summary>Shared model configuration.</summary>
+    public ModelConfig Config { get; }
+
+    /// <summary>Base optimiser settings.</summary>
+    public TrainerOptions TrainerOptions { get; }
+
+    /// <summary>The options used.</summary>
+    public HospitalFederationOptions Options { get; }
+
+    private readonly SequenceDataset _pooledTest;
+    private readonly (SequenceDataset Train, SequenceDataset Validation)[] _splits;
+
+    /// <summary>Generates the cohorts.</summary>
+    public HospitalFederation(HospitalFederationOptions? options = null)
+    {
+        Options = options ?? new HospitalFederationOptions();
+        var cohort = CohortGenerator.Generate(new CohortOptions
+        {
+            Hospitals = Options.Hospitals, PatientsPerHospital = Options.PatientsPerHospital, Visits = Options.Visits,
+            Seed = Options.Seed, Heterogeneity = Options.Heterogeneity,
+        });
+        Data = CohortDatasets.Build(cohort, steps: Options.Visits, testFraction: 0.25, seed: Options.Seed);
+        var first = Data.Hospitals[0].Train;
+        Config = new ModelConfig
+        {
+            Features = first.Features, Steps = first.Steps, Architecture = Options.Architecture,
+            ConvChannels = Options.Width, LstmHidden = Options.Width,
+        };
+        TrainerOptions = new TrainerOptions { Optimizer = OptimizerKind.Adam, BatchSize = Options.BatchSize, Patience = 0, GradientClipNorm = 5 };
+        _pooledTest = Data.PooledTest();
+        // Each hospital keeps 20 % of its training data for validation (model selection); the test sets are only for reporting.
+        _splits = Data.Hospitals.Select((h, i) => h.Train.Split(0.2, Options.Seed + i)).Select(s => (s.Second, s.First)).ToArray();
+    }
+
+    /// <summary>Hospital <paramref name="index"/>'s training part (80 % of its training data).</summary>
+    public SequenceDataset LocalTrain(int index) => _splits[index].Train;
+
+    /// <summary>Hospital <paramref name="index"/>'s validation part (20 % of its training data).</summary>
+    public SequenceDataset LocalValidation(int index) => _splits[index].Validation;
+
+    /// <summary>Number of parameters of the model.</summary>
+    public int ParameterCount => new CnnLstm(Config).ParameterCount;
+
+    /// <summary>Initial parameters.</summary>
+    public float[] InitialParameters(int seed = 1) => new CnnLstm(Config).InitializeParameters(seed);
+
+    /// <summary>Honest clients, one per hospital, or attackers where <paramref name="attackers"/> says so.</summary>
+    public IReadOnlyList<IFederatedClient> Clients(IReadOnlyDictionary<int, (AttackKind Kind, double Factor)>? attackers = null) =>
+        Data.Hospitals.Select((h, i) =>
+        {
+            if (attackers is null || !attackers.TryGetValue(i, out var a) || a.Kind == AttackKind.None)
+                return (IFederatedClient)new ModelClient(h.Hospital, LocalTrain(i), LocalValidation(i), Config, TrainerOptions);
+            var inner = new ModelClient(h.Hospital, LocalTrain(i), LocalValidation(i), Config, TrainerOptions, flipLabels: a.Kind == AttackKind.LabelFlip);
+            return new AttackingClient(inner, a.Kind, a.Factor, 1000 + i);
+        }).ToArray();
+
+    /// <summary>AUROC on the pooled hold-out sets of all hospitals.</summary>
+    public double PooledAuroc(float[] parameters) => Metrics.Evaluate(new CnnLstm(Config), parameters, _pooledTest).Auroc;
+
+    /// <summary>
+    /// The central baseline: the same model trained on the pooled training parts of all hospitals,
+    /// keeping the epoch with the best loss on the pooled validation parts (early stopping) — the
+    /// same model-selection rule the federated run gets.
+    /// </summary>
+    public float[] TrainCentral(int maxEpochs, double learningRate, int patience = 5, int seed = 1)
+    {
+        var model = new CnnLstm(Config);
+        var trainer = new Trainer(model, TrainerOptions with { Epochs = maxEpochs, LearningRate = learningRate, Seed = seed, Patience = patience });
+        var train = SequenceDataset.Concat(_splits.Select(s => s.Train).ToArray());
+        var validation = SequenceDataset.Concat(_splits.Select(s => s.Validation).ToArray());
+        return trainer.Train(train, InitialParameters(seed), validation).Parameters;
+    }
+}
