@@ -14,6 +14,9 @@ internal static class DataConverter
     public static string? Serialize(object? value) =>
         value is null ? null : JsonSerializer.Serialize(value, value.GetType(), Options);
 
+    public static object? Deserialize(string? json, Type type) =>
+        json is null ? null : JsonSerializer.Deserialize(json, type, Options);
+
     public static T? Deserialize<T>(string? json) =>
         json is null ? default : JsonSerializer.Deserialize<T>(json, Options);
 }

@@ -278,7 +278,7 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
             if (!_registry.TryGetActivity(scheduled.Name, out var activity))
                 throw new InvalidOperationException($"No activity named '{scheduled.Name}' is registered with this worker.");
             var input = await _payloads.ResolveAsync(scheduled.Input, ct);
-            var output = await activity(new ActivityContext(scheduled.Name, item.InstanceId, scheduled.EventId, input));
+            var output = await activity(new ActivityContextImpl(scheduled.Name, item.InstanceId, scheduled.EventId, input));
             var serialized = await _payloads.ExternalizeAsync(DataConverter.Serialize(output), ct);
             result = new TaskCompleted(_time.GetUtcNow().UtcDateTime, scheduled.EventId, serialized);
             _metrics.Activities.Add(1, new KeyValuePair<string, object?>("activity", scheduled.Name));
@@ -347,13 +347,5 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
                 catch (OperationCanceledException) { return; }
             }
         }
-    }
-
-    private sealed class ActivityContext(string name, string instanceId, int taskId, string? input) : TaskActivityContext
-    {
-        public override string Name => name;
-        public override string InstanceId => instanceId;
-        public override int TaskId => taskId;
-        public override T? GetInput<T>() where T : default => DataConverter.Deserialize<T>(input);
     }
 }

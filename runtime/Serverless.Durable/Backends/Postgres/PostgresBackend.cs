@@ -31,6 +31,8 @@ internal sealed partial class PostgresBackend : RelationalBackend
         return "durable_" + hubName.ToLowerInvariant();
     }
 
+    public static bool IsValidHubName(string? hubName) => hubName is not null && HubName().IsMatch(hubName);
+
     [GeneratedRegex("^[A-Za-z][A-Za-z0-9_]{0,49}$")]
     private static partial Regex HubName();
 
