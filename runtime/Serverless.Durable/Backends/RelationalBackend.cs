@@ -26,8 +26,8 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     protected abstract ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken);
 
-    /// <summary>Starts a write transaction (SQLite: one writer at a time in this process).</summary>
-    protected abstract ValueTask<WriteScope> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken);
+    /// <summary>Starts a write transaction on a connection the scope owns or borrows (SQLite: the one writer connection, one transaction at a time).</summary>
+    protected abstract ValueTask<WriteScope> BeginWriteAsync(CancellationToken cancellationToken);
 
     /// <summary>Suffix that row-locks a selected row until the transaction ends (" FOR UPDATE" or nothing).</summary>
     protected abstract string ForUpdate { get; }
@@ -46,8 +46,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task CreateInstanceAsync(string instanceId, ExecutionStarted started, DateTime visibleAt, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using (var scope = await BeginWriteAsync(connection, cancellationToken))
+        await using (var scope = await BeginWriteAsync(cancellationToken))
         {
             await CreateInstanceCoreAsync(scope.Transaction, instanceId, started, visibleAt, UtcNow, cancellationToken);
             await scope.Transaction.CommitAsync(cancellationToken);
@@ -85,8 +84,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task SendMessageAsync(string instanceId, HistoryEvent message, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using (var scope = await BeginWriteAsync(connection, cancellationToken))
+        await using (var scope = await BeginWriteAsync(cancellationToken))
         {
             var exists = await ScalarAsync(scope.Transaction, $"SELECT 1 FROM {T("instances")} WHERE instance_id = @id", cancellationToken, ("id", instanceId));
             if (exists is null) throw new OrchestrationNotFoundException(instanceId);
@@ -106,8 +104,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     {
         var now = UtcNow;
         var token = Guid.NewGuid();
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         var tx = scope.Transaction;
         string instanceId, executionId, name, statusText;
         string? customStatus;
@@ -154,8 +151,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         var now = UtcNow;
         var id = workItem.InstanceId;
         var enqueued = false;
-        await using var connection = await OpenAsync(cancellationToken);
-        await using (var scope = await BeginWriteAsync(connection, cancellationToken))
+        await using (var scope = await BeginWriteAsync(cancellationToken))
         {
             var tx = scope.Transaction;
             var holder = await ScalarAsync(tx, $"SELECT lock_token FROM {T("instances")} WHERE instance_id = @id{ForUpdate}", cancellationToken, ("id", id));
@@ -242,8 +238,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task AbandonOrchestrationAsync(OrchestrationWorkItem workItem, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         await ExecAsync(scope.Transaction, $"UPDATE {T("instances")} SET lock_token = NULL, lock_expires = NULL WHERE instance_id = @id AND lock_token = @token",
             cancellationToken, ("id", workItem.InstanceId), ("token", workItem.LockToken.ToString("N")));
         await scope.Transaction.CommitAsync(cancellationToken);
@@ -251,8 +246,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task<bool> RenewOrchestrationLeaseAsync(OrchestrationWorkItem workItem, TimeSpan lease, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         var n = await ExecAsync(scope.Transaction, $"UPDATE {T("instances")} SET lock_expires = @exp WHERE instance_id = @id AND lock_token = @token",
             cancellationToken, ("id", workItem.InstanceId), ("token", workItem.LockToken.ToString("N")), ("exp", (UtcNow + lease).Ticks));
         await scope.Transaction.CommitAsync(cancellationToken);
@@ -266,8 +260,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         var now = UtcNow;
         var token = Guid.NewGuid();
         var items = new List<ActivityWorkItem>();
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         await using (var cmd = Command(scope.Transaction, ClaimActivitiesSql, ("now", now.Ticks), ("token", token.ToString("N")), ("exp", (now + lease).Ticks), ("n", (long)maxCount)))
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
         {
@@ -284,8 +277,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     {
         if (completions.Count == 0) return;
         var now = UtcNow;
-        await using var connection = await OpenAsync(cancellationToken);
-        await using (var scope = await BeginWriteAsync(connection, cancellationToken))
+        await using (var scope = await BeginWriteAsync(cancellationToken))
         {
             var batch = new List<(string, (string, object?)[])>(completions.Count);
             foreach (var (item, result) in completions)
@@ -306,8 +298,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task AbandonActivityAsync(ActivityWorkItem workItem, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         await ExecAsync(scope.Transaction, $"UPDATE {T("tasks")} SET lock_token = NULL, lock_expires = NULL WHERE id = @tid AND lock_token = @token",
             cancellationToken, ("tid", workItem.Id), ("token", workItem.LockToken.ToString("N")));
         await scope.Transaction.CommitAsync(cancellationToken);
@@ -315,8 +306,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task<bool> RenewActivityLeaseAsync(ActivityWorkItem workItem, TimeSpan lease, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         var n = await ExecAsync(scope.Transaction, $"UPDATE {T("tasks")} SET lock_expires = @exp WHERE id = @tid AND lock_token = @token",
             cancellationToken, ("tid", workItem.Id), ("token", workItem.LockToken.ToString("N")), ("exp", (UtcNow + lease).Ticks));
         await scope.Transaction.CommitAsync(cancellationToken);
@@ -406,8 +396,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     public async Task<bool> PurgeInstanceAsync(string instanceId, CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         var purged = await PurgeCoreAsync(scope.Transaction, instanceId, cancellationToken);
         await scope.Transaction.CommitAsync(cancellationToken);
         return purged;
@@ -433,8 +422,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         var statuses = filter.Statuses is { Count: > 0 } given ? given.Where(s => s.IsTerminal()).ToArray() : terminal;
         if (statuses.Length == 0) return 0;
         var (where, parameters) = BuildFilter(statuses, filter.CreatedFrom, filter.CreatedTo, null);
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var scope = await BeginWriteAsync(connection, cancellationToken);
+        await using var scope = await BeginWriteAsync(cancellationToken);
         var ids = new List<string>();
         await using (var cmd = Command(scope.Transaction, $"SELECT instance_id FROM {T("instances")} WHERE {where}", [.. parameters]))
         await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
@@ -498,14 +486,14 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     }
 
     /// <summary>A write transaction plus whatever must be released with it.</summary>
-    protected sealed class WriteScope(DbTransaction transaction, Action? release) : IAsyncDisposable
+    protected sealed class WriteScope(DbTransaction transaction, Func<ValueTask> release) : IAsyncDisposable
     {
         public DbTransaction Transaction { get; } = transaction;
 
         public async ValueTask DisposeAsync()
         {
             try { await Transaction.DisposeAsync(); }
-            finally { release?.Invoke(); }
+            finally { await release(); }
         }
     }
 }

@@ -45,8 +45,19 @@ internal sealed partial class PostgresBackend : RelationalBackend
     protected override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken) =>
         await _dataSource.OpenConnectionAsync(cancellationToken);
 
-    protected override async ValueTask<WriteScope> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken) =>
-        new(await connection.BeginTransactionAsync(cancellationToken), null);
+    protected override async ValueTask<WriteScope> BeginWriteAsync(CancellationToken cancellationToken)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken);
+        try
+        {
+            return new WriteScope(await connection.BeginTransactionAsync(cancellationToken), connection.DisposeAsync);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
 
     protected override string ClaimOrchestrationSql => $"""
         WITH c AS (

@@ -38,7 +38,15 @@ internal sealed class SqliteBackend : RelationalBackend
 
     protected override string ForUpdate => "";
 
+    /// <summary>A pooled connection for reads (WAL readers never block the writer).</summary>
     protected override async ValueTask<DbConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken);
+        return connection;
+    }
+
+    private async ValueTask<SqliteConnection> OpenWriterAsync(CancellationToken cancellationToken)
     {
         var connection = new SqliteConnection(_connectionString);
         await connection.OpenAsync(cancellationToken);
@@ -48,14 +56,19 @@ internal sealed class SqliteBackend : RelationalBackend
         return connection;
     }
 
-    protected override async ValueTask<WriteScope> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken)
+    /// <summary>
+    /// Writes go through one long-lived connection, one transaction at a time: SQLite allows one
+    /// writer anyway, and a kept connection saves the open and pragma round of every commit.
+    /// </summary>
+    protected override async ValueTask<WriteScope> BeginWriteAsync(CancellationToken cancellationToken)
     {
         await _writeGate.WaitAsync(cancellationToken);
         try
         {
+            _writer ??= await OpenWriterAsync(cancellationToken);
             // IMMEDIATE takes the write lock up front, so a read-then-write never fails to upgrade.
-            var tx = ((SqliteConnection)connection).BeginTransaction(System.Data.IsolationLevel.Serializable, deferred: false);
-            return new WriteScope(tx, () => _writeGate.Release());
+            var tx = _writer.BeginTransaction(System.Data.IsolationLevel.Serializable, deferred: false);
+            return new WriteScope(tx, ReleaseWriter);
         }
         catch
         {
@@ -63,6 +76,14 @@ internal sealed class SqliteBackend : RelationalBackend
             throw;
         }
     }
+
+    private ValueTask ReleaseWriter()
+    {
+        _writeGate.Release();
+        return ValueTask.CompletedTask;
+    }
+
+    private SqliteConnection? _writer;
 
     protected override string ClaimOrchestrationSql => """
         UPDATE instances SET lock_token = @token, lock_expires = @exp
@@ -81,7 +102,7 @@ internal sealed class SqliteBackend : RelationalBackend
 
     public override async Task InitializeAsync(CancellationToken cancellationToken)
     {
-        await using var connection = await OpenAsync(cancellationToken);
+        await using var connection = await OpenWriterAsync(cancellationToken);
         await using (var wal = connection.CreateCommand())
         {
             wal.CommandText = "PRAGMA journal_mode = WAL;";
@@ -110,10 +131,12 @@ internal sealed class SqliteBackend : RelationalBackend
         await cmd.ExecuteNonQueryAsync(cancellationToken);
     }
 
-    public override ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        _writeGate.Dispose();
-        return ValueTask.CompletedTask;
+        await _writeGate.WaitAsync();
+        if (_writer is not null) await _writer.DisposeAsync();
+        _writer = null;
+        _writeGate.Release();
     }
 }
 
