@@ -20,11 +20,11 @@ public static class SecurityServiceCollectionExtensions
     /// <summary>The default scheme: forwards to the client-certificate scheme when the connection has one, else to bearer tokens.</summary>
     public const string DefaultScheme = "Serverless";
 
-    public static AuthenticationBuilder AddServerlessAuthentication(this IServiceCollection services, TokenOptions tokenOptions, VaultSigningKeys signingKeys,
+    /// <param name="signingKeys">Validation keys; when null, the <see cref="VaultSigningKeys"/> registered in DI is used.</param>
+    public static AuthenticationBuilder AddServerlessAuthentication(this IServiceCollection services, TokenOptions tokenOptions, VaultSigningKeys? signingKeys = null,
         CertificateTrust? clientTrust = null, ClientCertificateRegistry? clientRegistry = null)
     {
         ArgumentNullException.ThrowIfNull(tokenOptions);
-        ArgumentNullException.ThrowIfNull(signingKeys);
         var builder = services.AddAuthentication(DefaultScheme);
         builder.AddPolicyScheme(DefaultScheme, "Bearer token or client certificate", o =>
             o.ForwardDefaultSelector = context => clientTrust is not null && context.Connection.ClientCertificate is not null
@@ -33,7 +33,7 @@ public static class SecurityServiceCollectionExtensions
         builder.AddJwtBearer(o =>
         {
             o.MapInboundClaims = false;
-            o.TokenValidationParameters = TokenValidation.CreateParameters(tokenOptions, signingKeys);
+            if (signingKeys is not null) o.TokenValidationParameters = TokenValidation.CreateParameters(tokenOptions, signingKeys);
             o.Events = new JwtBearerEvents
             {
                 OnAuthenticationFailed = async context =>
@@ -44,6 +44,11 @@ public static class SecurityServiceCollectionExtensions
                 },
             };
         });
+        if (signingKeys is null)
+        {
+            services.AddOptions<JwtBearerOptions>(JwtBearerDefaults.AuthenticationScheme)
+                .Configure<VaultSigningKeys>((o, keys) => o.TokenValidationParameters = TokenValidation.CreateParameters(tokenOptions, keys));
+        }
         if (clientTrust is not null)
         {
             builder.AddScheme<ClientCertificateAuthenticationOptions, ClientCertificateAuthenticationHandler>(ClientCertificateAuthenticationOptions.Scheme, o =>
@@ -60,7 +65,12 @@ public static class SecurityServiceCollectionExtensions
     /// the embedded roles.json), an in-memory <see cref="IResourceOwnership"/> unless one is
     /// registered, and a fallback policy that refuses endpoints declaring no permission.
     /// </summary>
-    public static IServiceCollection AddServerlessAuthorization(this IServiceCollection services, RolePermissionTable? table = null)
+    /// <param name="denyUndeclaredEndpoints">
+    /// Install the deny-by-default fallback policy for ASP.NET Core endpoints. The function host passes
+    /// false: its endpoints are guarded per function by <c>FunctionAuthorizationMiddleware</c>, and host
+    /// endpoints such as /api/health stay open.
+    /// </param>
+    public static IServiceCollection AddServerlessAuthorization(this IServiceCollection services, RolePermissionTable? table = null, bool denyUndeclaredEndpoints = true)
     {
         services.TryAddSingleton(table ?? RolePermissionTable.Default);
         services.TryAddSingleton<InMemoryResourceOwnership>();
@@ -69,7 +79,10 @@ public static class SecurityServiceCollectionExtensions
         services.AddSingleton<IAuthorizationHandler, PermissionAuthorizationHandler>();
         services.AddSingleton<IAuthorizationPolicyProvider, PermissionPolicyProvider>();
         services.AddSingleton<IAuthorizationMiddlewareResultHandler, ProblemDetailsAuthorizationResultHandler>();
-        services.AddAuthorization(o => o.FallbackPolicy = new AuthorizationPolicyBuilder().AddRequirements(new DenyUndeclaredRequirement()).Build());
+        services.AddAuthorization(o =>
+        {
+            if (denyUndeclaredEndpoints) o.FallbackPolicy = new AuthorizationPolicyBuilder().AddRequirements(new DenyUndeclaredRequirement()).Build();
+        });
         services.AddProblemDetails();
         return services;
     }

@@ -1,0 +1,150 @@
+using Azure.Identity;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Serverless.Runtime.Functions;
+using Serverless.Runtime.Hosting;
+using Serverless.Runtime.Storage;
+using Serverless.Security.Audit;
+using Serverless.Security.Authorization;
+using Serverless.Security.Envelope;
+using Serverless.Security.Identity;
+using Serverless.Security.Keys;
+using Serverless.Security.Pseudonymization;
+using Serverless.Security.RateLimiting;
+
+namespace Serverless.Security.Hosting;
+
+/// <summary>Settings of the security module (<see cref="SecurityHosting.AddServerlessSecurity"/>).</summary>
+public sealed class SecurityOptions
+{
+    public TokenOptions Tokens { get; set; } = new();
+    public RateLimitOptions RateLimits { get; set; } = new();
+
+    /// <summary>When set, keys live in Azure Key Vault (DefaultAzureCredential); otherwise in the local keyring in the data directory.</summary>
+    public Uri? AzureKeyVaultUri { get; set; }
+
+    /// <summary>KEK that wraps checkpoint data keys.</summary>
+    public string CheckpointKeyName { get; set; } = "checkpoints-kek";
+
+    /// <summary>KEK that wraps the pseudonymization HMAC key.</summary>
+    public string PseudonymizationKeyName { get; set; } = "pseudonymization-kek";
+
+    public string AuditSigningKeyName { get; set; } = "audit-signing";
+
+    /// <summary>Blob container whose objects are all envelope-encrypted (checkpoints, model versions).</summary>
+    public string CheckpointContainer { get; set; } = "checkpoints";
+
+    /// <summary>Blob container the audit trail is exported to.</summary>
+    public string AuditContainer { get; set; } = "audit";
+
+    /// <summary>Refuse to start when an HTTP function declares neither a permission nor [AllowAnonymous].</summary>
+    public bool RequirePermissionOnEveryHttpFunction { get; set; } = true;
+
+    /// <summary>Trust root for federation clients' certificates (mutual TLS); null disables the certificate scheme.</summary>
+    public CertificateTrust? ClientCertificateTrust { get; set; }
+
+    public ClientCertificateRegistry ClientCertificates { get; set; } = new();
+
+    /// <summary>Index the module's own functions (audit verify / entries / export, compliance, key rotation, checkpoint timer).</summary>
+    public bool AddSecurityFunctions { get; set; } = true;
+}
+
+/// <summary>The envelope-encrypted view of a blob container (checkpoints): writers get this, never the raw container.</summary>
+public sealed class CheckpointStore(IBlobStoreProvider provider, EnvelopeEncryptor encryptor, SecurityOptions options)
+{
+    /// <summary>The encrypted store of <see cref="SecurityOptions.CheckpointContainer"/>.</summary>
+    public EncryptedBlobStore Store { get; } = new(provider.GetContainer(options.CheckpointContainer), encryptor);
+
+    /// <summary>The raw container (ciphertext), for the compliance report and re-wrap bookkeeping.</summary>
+    public IBlobStore Raw { get; } = provider.GetContainer(options.CheckpointContainer);
+}
+
+/// <summary>
+/// One call wires the security layer into the function host:
+/// <code>
+/// var builder = FunctionsApplication.CreateBuilder(args);
+/// builder.Services.AddServerlessSecurity();
+/// builder.AddFunctions(typeof(Program).Assembly);
+/// </code>
+/// Registers: <see cref="IKeyVault"/> (local keyring or Azure Key Vault), <see cref="IAuditLog"/>
+/// (SQLite in the data directory), <see cref="EnvelopeEncryptor"/> and <see cref="CheckpointStore"/>,
+/// <see cref="DevTokenIssuer"/>, <see cref="Pseudonymizer"/>, authentication (bearer + client
+/// certificates), <see cref="AccessPolicy"/> with <see cref="IResourceOwnership"/>, the
+/// <see cref="FunctionAuthorizationMiddleware"/> and the security functions.
+/// </summary>
+public static class SecurityHosting
+{
+    public static IServiceCollection AddServerlessSecurity(this IServiceCollection services, Action<SecurityOptions>? configure = null)
+    {
+        var options = new SecurityOptions();
+        configure?.Invoke(options);
+        services.AddSingleton(options);
+
+        services.AddSingleton<IKeyVault>(sp => options.AzureKeyVaultUri is { } vaultUri
+            ? new AzureKeyVaultClient(vaultUri, new DefaultAzureCredential(), time: sp.GetService<TimeProvider>())
+            : LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = sp.GetRequiredService<DataDirectory>().Path }, sp.GetService<TimeProvider>()));
+        services.AddSingleton<IAuditLog>(sp => SqliteAuditLog.OpenAsync(
+                new AuditLogOptions { DatabasePath = Path.Combine(sp.GetRequiredService<DataDirectory>().Path, "audit.db"), SigningKeyName = options.AuditSigningKeyName },
+                sp.GetRequiredService<IKeyVault>(), sp.GetService<TimeProvider>())
+            .GetAwaiter().GetResult());
+        services.AddSingleton(sp => new EnvelopeEncryptor(sp.GetRequiredService<IKeyVault>(), new EnvelopeOptions { KeyName = options.CheckpointKeyName }));
+        services.AddSingleton<CheckpointStore>();
+        services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
+        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName));
+        services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
+            sp.GetRequiredService<IBlobStoreProvider>().GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
+
+        services.AddServerlessAuthentication(options.Tokens, signingKeys: null, options.ClientCertificateTrust, options.ClientCertificates);
+        services.AddServerlessAuthorization(denyUndeclaredEndpoints: false);
+        services.AddSingleton(sp => new FunctionRateLimiter(options.RateLimits));
+        services.AddFunctionsMiddleware<FunctionAuthorizationMiddleware>();
+        services.AddHostedService<SecurityBootstrapper>();
+        if (options.AddSecurityFunctions) services.AddFunctionsFromAssembly(typeof(SecurityHosting).Assembly);
+        return services;
+    }
+
+    /// <summary>Problems with the functions' permission declarations: unknown permissions, and (when required) HTTP functions that declare none.</summary>
+    public static IReadOnlyList<string> CheckDeclarations(IFunctionCatalog catalog, RolePermissionTable table, bool requireOnHttp = true)
+    {
+        var problems = new List<string>();
+        foreach (var function in catalog.Functions)
+        {
+            var declared = function.GetAttribute<RequirePermissionAttribute>();
+            if (declared is not null && !table.IsKnownPermission(declared.Permission))
+                problems.Add($"function '{function.Name}' requires unknown permission '{declared.Permission}'");
+            var anonymous = function.Attributes.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any();
+            if (requireOnHttp && function.TriggerKind == "http" && declared is null && !anonymous)
+                problems.Add($"HTTP function '{function.Name}' declares no permission: add [RequirePermission(Permissions.X)] or [AllowAnonymous]");
+        }
+        return problems;
+    }
+}
+
+/// <summary>
+/// Before anything listens: creates missing keys, loads the token validation keys, and refuses to
+/// start when a function's permission declaration is missing or unknown.
+/// </summary>
+internal sealed class SecurityBootstrapper(IServiceProvider services, SecurityOptions options) : IHostedLifecycleService
+{
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        var problems = SecurityHosting.CheckDeclarations(services.GetRequiredService<IFunctionCatalog>(), services.GetRequiredService<RolePermissionTable>(),
+            options.RequirePermissionOnEveryHttpFunction);
+        if (problems.Count > 0) throw new FunctionIndexException("security: " + string.Join(Environment.NewLine + "security: ", problems));
+
+        var vault = services.GetRequiredService<IKeyVault>();
+        foreach (var (name, kind) in new[] { (options.CheckpointKeyName, KeyKind.Wrapping), (options.PseudonymizationKeyName, KeyKind.Wrapping),
+                     (options.Tokens.SigningKeyName, KeyKind.Signing), (options.AuditSigningKeyName, KeyKind.Signing) })
+        {
+            if (await vault.GetCurrentVersionAsync(name, cancellationToken) is null) await vault.CreateKeyAsync(name, kind, cancellationToken);
+        }
+        await services.GetRequiredService<VaultSigningKeys>().RefreshAsync(cancellationToken);
+        services.GetRequiredService<IAuditLog>();
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
