@@ -12,6 +12,9 @@ internal sealed class IndexedFunction(FunctionDefinition definition, ParameterBi
     public FunctionDefinition Definition { get; } = definition;
     public ParameterBinding[] Parameters { get; } = parameters;
     public MethodInvoker Invoker { get; } = invoker;
+
+    /// <summary>Category "Function.&lt;name&gt;", created once by the executor.</summary>
+    public ILogger Logger { get; set; } = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 }
 
 /// <summary>Indexes every <c>[Function]</c> method once, at start; any problem stops the host with one message per function.</summary>

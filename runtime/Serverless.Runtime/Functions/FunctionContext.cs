@@ -21,8 +21,11 @@ public sealed class FunctionContext
         CancellationToken = cancellationToken;
     }
 
+    private string? _invocationId;
+    private Dictionary<object, object?>? _items;
+
     /// <summary>A fresh id per invocation (a GUID in "N" form).</summary>
-    public string InvocationId { get; } = Guid.NewGuid().ToString("N");
+    public string InvocationId => _invocationId ??= Guid.NewGuid().ToString("N");
 
     public string FunctionName => Definition.Name;
     public FunctionDefinition Definition { get; }
@@ -37,7 +40,7 @@ public sealed class FunctionContext
     public ILogger Logger { get; }
 
     /// <summary>Per-invocation state shared between middleware and the function.</summary>
-    public IDictionary<object, object?> Items { get; } = new Dictionary<object, object?>();
+    public IDictionary<object, object?> Items => _items ??= [];
 
     /// <summary>What the trigger delivered: HttpContext, TimerInfo, QueueMessage, or a module's own payload.</summary>
     public object? TriggerPayload { get; }

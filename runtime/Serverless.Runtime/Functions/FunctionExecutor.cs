@@ -15,18 +15,15 @@ internal sealed class FunctionExecutor : IFunctionExecutor
 {
     private readonly FunctionCatalog _catalog;
     private readonly IServiceProvider _root;
-    private readonly ILoggerFactory _loggers;
     private readonly TimeSpan? _timeout;
     private readonly TimeProvider _time;
     private readonly FunctionExecutionDelegate _pipeline;
-    private readonly Dictionary<string, ILogger> _functionLoggers = new(StringComparer.Ordinal);
 
     public FunctionExecutor(IFunctionCatalog catalog, IServiceProvider root, ILoggerFactory loggers, IOptions<HostRootOptions> hostOptions,
         TimeProvider time, IEnumerable<MiddlewareRegistration> middleware)
     {
         _catalog = (FunctionCatalog)catalog;
         _root = root;
-        _loggers = loggers;
         _timeout = hostOptions.Value.FunctionTimeout;
         _time = time;
         FunctionExecutionDelegate pipeline = InvokeFunctionAsync;
@@ -37,7 +34,7 @@ internal sealed class FunctionExecutor : IFunctionExecutor
             pipeline = context => instance.Invoke(context, next);
         }
         _pipeline = pipeline;
-        foreach (var f in catalog.Functions) _functionLoggers[f.Name] = loggers.CreateLogger("Function." + f.Name);
+        foreach (var f in catalog.Functions) _catalog.Get(f).Logger = loggers.CreateLogger("Function." + f.Name);
     }
 
     public Task<object?> ExecuteAsync(FunctionDefinition function, object? triggerPayload, IReadOnlyDictionary<string, object?>? bindingData = null,
@@ -50,22 +47,25 @@ internal sealed class FunctionExecutor : IFunctionExecutor
     internal async Task<object?> ExecuteCoreAsync(FunctionDefinition function, object? triggerPayload, HttpContext? httpContext,
         IReadOnlyDictionary<string, object?>? bindingData, CancellationToken cancellationToken)
     {
-        _catalog.Get(function); // fails fast for a definition from another host
+        var indexed = _catalog.Get(function); // fails fast for a definition from another host
         AsyncServiceScope? scope = httpContext is null ? _root.CreateAsyncScope() : null;
-        using var timeoutSource = _timeout is { } t ? new CancellationTokenSource(t, _time) : null;
-        using var linked = timeoutSource is null
-            ? CancellationTokenSource.CreateLinkedTokenSource(cancellationToken)
-            : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeoutSource.Token);
+        // One source carries both the caller's cancellation and functionTimeout (on the injected clock).
+        using var timeoutSource = _timeout is { } t ? new CancellationTokenSource(t, _time) : CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var callerRegistration = _timeout is null || !cancellationToken.CanBeCanceled
+            ? default
+            : cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeoutSource);
         try
         {
             var services = httpContext?.RequestServices ?? scope!.Value.ServiceProvider;
             var context = new FunctionContext(function, services, triggerPayload, httpContext,
-                bindingData ?? EmptyBindingData, _functionLoggers[function.Name], linked.Token);
+                bindingData ?? EmptyBindingData, indexed.Logger, timeoutSource.Token);
             try
             {
-                await _pipeline(context).WaitAsync(linked.Token).ConfigureAwait(false);
+                var task = _pipeline(context);
+                if (!task.IsCompleted) await task.WaitAsync(timeoutSource.Token).ConfigureAwait(false);
+                else await task.ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (timeoutSource?.IsCancellationRequested == true && !cancellationToken.IsCancellationRequested)
+            catch (OperationCanceledException) when (_timeout is not null && timeoutSource.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
                 throw new FunctionTimeoutException(function.Name, _timeout!.Value);
             }

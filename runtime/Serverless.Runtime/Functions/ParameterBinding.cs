@@ -91,15 +91,18 @@ internal abstract class ParameterBinding
 
         public override ValueTask<object?> BindAsync(FunctionContext context)
         {
-            object? raw = null;
-            var found = false;
-            foreach (var (key, value) in context.BindingData)
+            // Binding data dictionaries are case-insensitive (HTTP) or use the documented casing (queue, timer).
+            var found = context.BindingData.TryGetValue(parameter.Name!, out var raw) && raw is not null;
+            if (!found)
             {
-                if (string.Equals(key, parameter.Name, StringComparison.OrdinalIgnoreCase))
+                foreach (var (key, value) in context.BindingData)
                 {
-                    raw = value;
-                    found = value is not null;
-                    break;
+                    if (string.Equals(key, parameter.Name, StringComparison.OrdinalIgnoreCase))
+                    {
+                        raw = value;
+                        found = value is not null;
+                        break;
+                    }
                 }
             }
             if (!found)
@@ -129,11 +132,12 @@ internal abstract class ParameterBinding
     private sealed class JsonBody(ParameterInfo parameter) : ParameterBinding
     {
         private readonly bool _optional = parameter.HasDefaultValue || new NullabilityInfoContext().Create(parameter).WriteState == NullabilityState.Nullable;
+        private JsonSerializerOptions? _options;
 
         public override async ValueTask<object?> BindAsync(FunctionContext context)
         {
             var request = context.HttpContext!.Request;
-            var options = context.InstanceServices.GetService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>()?.Value.SerializerOptions
+            var options = _options ??= context.InstanceServices.GetService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>()?.Value.SerializerOptions
                 ?? JsonSerializerOptions.Web;
             if (request.ContentLength == 0 || (request.ContentLength is null && !request.Headers.TransferEncoding.Any()
                 && request.Method is "GET" or "HEAD" or "DELETE"))

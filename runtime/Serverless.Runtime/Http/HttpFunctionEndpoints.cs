@@ -25,10 +25,7 @@ internal static class HttpFunctionEndpoints
 
     private static async Task HandleAsync(HttpContext http, FunctionDefinition function, FunctionExecutor executor, ILogger logger)
     {
-        var bindingData = new Dictionary<string, object?>(StringComparer.OrdinalIgnoreCase);
-        foreach (var (key, value) in http.Request.Query) bindingData[key] = value.Count == 1 ? value[0] : value.ToString();
-        foreach (var (key, value) in http.Request.RouteValues) bindingData[key] = value; // route wins over query
-
+        var bindingData = new HttpBindingData(http.Request);
         object? result;
         try
         {
@@ -80,4 +77,37 @@ internal static class HttpFunctionEndpoints
         Stream stream => Results.Stream(stream, "application/octet-stream").ExecuteAsync(http),
         _ => Results.Json(result, (System.Text.Json.JsonSerializerOptions?)null).ExecuteAsync(http),
     };
+
+    /// <summary>Route values, then query values, looked up on demand (most functions bind none, so nothing is copied).</summary>
+    private sealed class HttpBindingData(HttpRequest request) : IReadOnlyDictionary<string, object?>
+    {
+        public object? this[string key] => TryGetValue(key, out var value) ? value : throw new KeyNotFoundException(key);
+
+        public bool TryGetValue(string key, out object? value)
+        {
+            if (request.RouteValues.TryGetValue(key, out value)) return true;
+            if (request.Query.TryGetValue(key, out var query))
+            {
+                value = query.Count == 1 ? query[0] : query.ToString();
+                return true;
+            }
+            value = null;
+            return false;
+        }
+
+        public bool ContainsKey(string key) => TryGetValue(key, out _);
+
+        private IEnumerable<KeyValuePair<string, object?>> All()
+        {
+            foreach (var (key, value) in request.RouteValues) yield return new(key, value);
+            foreach (var (key, value) in request.Query)
+                if (!request.RouteValues.ContainsKey(key)) yield return new(key, value.Count == 1 ? value[0] : value.ToString());
+        }
+
+        public IEnumerable<string> Keys => All().Select(p => p.Key);
+        public IEnumerable<object?> Values => All().Select(p => p.Value);
+        public int Count => All().Count();
+        public IEnumerator<KeyValuePair<string, object?>> GetEnumerator() => All().GetEnumerator();
+        System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();
+    }
 }
