@@ -100,11 +100,15 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     // ---- orchestration episodes ----------------------------------------------------------
 
+    async Task<IReadOnlyList<HistoryEvent>> IOrchestrationBackend.GetHistoryAsync(string instanceId, CancellationToken cancellationToken) =>
+        await GetHistoryAsync(instanceId, cancellationToken);
+
     public async Task<OrchestrationWorkItem?> LockNextOrchestrationAsync(TimeSpan lease, CancellationToken cancellationToken)
     {
         var now = UtcNow;
         var token = Guid.NewGuid();
-        await using var scope = await BeginWriteAsync(cancellationToken);
+        var scope = await BeginWriteAsync(cancellationToken);
+        await using var scopeGuard = scope;
         var tx = scope.Transaction;
         string instanceId, executionId, name, statusText;
         string? customStatus;
@@ -126,13 +130,10 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
             while (await reader.ReadAsync(cancellationToken))
                 messages.Add(new OrchestrationMessage(reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetString(1), Deserialize(reader.GetString(2))));
         }
-        var history = new List<HistoryEvent>();
-        await using (var cmd = Command(tx, $"SELECT payload FROM {T("history")} WHERE instance_id = @id ORDER BY seq", ("id", instanceId)))
-        await using (var reader = await cmd.ExecuteReaderAsync(cancellationToken))
-        {
-            while (await reader.ReadAsync(cancellationToken)) history.Add(Deserialize(reader.GetString(0)));
-        }
         await tx.CommitAsync(cancellationToken);
+        await scope.DisposeAsync();
+        // History changes only under the instance lock we now hold, so it is read outside the write transaction.
+        var history = await GetHistoryAsync(instanceId, cancellationToken);
         return new OrchestrationWorkItem
         {
             InstanceId = instanceId,
@@ -331,7 +332,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         return await reader.ReadAsync(cancellationToken) ? ReadMetadata(reader) : null;
     }
 
-    public async Task<IReadOnlyList<HistoryEvent>> GetHistoryAsync(string instanceId, CancellationToken cancellationToken)
+    public async Task<List<HistoryEvent>> GetHistoryAsync(string instanceId, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(cancellationToken);
         await using var cmd = Command(connection, null, $"SELECT payload FROM {T("history")} WHERE instance_id = @id ORDER BY seq", ("id", instanceId));
@@ -490,8 +491,13 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     {
         public DbTransaction Transaction { get; } = transaction;
 
+        private bool _disposed;
+
+        /// <summary>Idempotent: a scope may be ended early and then again by its <c>await using</c>.</summary>
         public async ValueTask DisposeAsync()
         {
+            if (_disposed) return;
+            _disposed = true;
             try { await Transaction.DisposeAsync(); }
             finally { await release(); }
         }
