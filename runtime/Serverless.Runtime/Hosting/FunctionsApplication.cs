@@ -30,6 +30,12 @@ public sealed class FunctionsApplicationOptions
     public TimeProvider? TimeProvider { get; init; }
 
     public string? EnvironmentName { get; init; }
+
+    /// <summary>
+    /// host.json overrides ("extensions__queues__batchSize" -> "8"); when null they come from environment
+    /// variables prefixed <c>AzureFunctionsJobHost__</c>, as in Azure Functions.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? HostJsonOverrides { get; init; }
 }
 
 /// <summary>Entry point, shaped like the isolated worker's <c>FunctionsApplication.CreateBuilder(args)</c>.</summary>
@@ -119,7 +125,10 @@ public sealed class FunctionsApplicationBuilder
     {
         var sections = Services.Where(d => d.ServiceType == typeof(HostJsonSectionRegistration))
             .Select(d => (HostJsonSectionRegistration)d.ImplementationInstance!).ToList();
-        var hostJson = HostJsonDocument.Load(_options.HostJson ?? ReadHostJsonFile(), sections);
+        var overrides = _options.HostJsonOverrides ?? Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .Where(e => ((string)e.Key).StartsWith(HostJsonDocument.OverridePrefix, StringComparison.OrdinalIgnoreCase))
+            .ToDictionary(e => ((string)e.Key)[HostJsonDocument.OverridePrefix.Length..], e => (string?)e.Value ?? "");
+        var hostJson = HostJsonDocument.Load(_options.HostJson ?? ReadHostJsonFile(), sections, overrides);
         Services.AddSingleton(hostJson);
 
         var logging = hostJson.Get<LoggingOptions>("logging");

@@ -33,7 +33,7 @@ internal sealed class TestHost : IAsyncDisposable
     public HttpClient CreateClient() => App.GetTestClient();
 
     public static async Task<TestHost> StartAsync(Type[] functionClasses, string? hostJson = null, TimeProvider? time = null,
-        Action<FunctionsApplicationBuilder>? configure = null, string? dataDirectory = null)
+        Action<FunctionsApplicationBuilder>? configure = null, string? dataDirectory = null, IReadOnlyDictionary<string, string>? overrides = null)
     {
         var owned = dataDirectory is null ? new TempDirectory() : null;
         var directory = dataDirectory ?? owned!.Path;
@@ -42,6 +42,7 @@ internal sealed class TestHost : IAsyncDisposable
             HostJson = hostJson ?? FastQueuesHostJson,
             DataDirectory = directory,
             TimeProvider = time,
+            HostJsonOverrides = overrides ?? new Dictionary<string, string>(),
         });
         builder.WebApplicationBuilder.WebHost.UseTestServer();
         builder.AddFunctions(functionClasses);

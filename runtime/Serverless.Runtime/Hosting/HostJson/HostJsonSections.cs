@@ -44,9 +44,12 @@ internal sealed class HostJsonDocument
     /// Binds every registered section and rejects anything else: unknown keys, wrong types and failed
     /// validations, all reported (one per line) in a <see cref="HostJsonException"/>.
     /// </summary>
-    public static HostJsonDocument Load(string? json, IReadOnlyList<HostJsonSectionRegistration> sections)
+    public static HostJsonDocument Load(string? json, IReadOnlyList<HostJsonSectionRegistration> sections,
+        IEnumerable<KeyValuePair<string, string>>? overrides = null)
     {
         var errors = new List<string>();
+        if (overrides is not null && overrides.Any())
+            json = ApplyOverrides(json, overrides);
         JsonElement root = default;
         var hasRoot = false;
         if (json is not null)
@@ -96,6 +99,54 @@ internal sealed class HostJsonDocument
         if (errors.Count > 0)
             throw new HostJsonException(string.Join(Environment.NewLine, errors.Distinct()));
         return new HostJsonDocument(bound);
+    }
+
+    /// <summary>Environment variable prefix that overrides host.json keys, as in Azure Functions: <c>AzureFunctionsJobHost__extensions__queues__batchSize=8</c>.</summary>
+    public const string OverridePrefix = "AzureFunctionsJobHost__";
+
+    /// <summary>
+    /// Writes each override (path "a__b__c" or "a:b:c") into the document; values that read as numbers or
+    /// booleans become JSON numbers or booleans, everything else a string. Then the usual strict binding applies.
+    /// </summary>
+    private static string ApplyOverrides(string? json, IEnumerable<KeyValuePair<string, string>> overrides)
+    {
+        System.Text.Json.Nodes.JsonObject root;
+        try
+        {
+            root = json is null
+                ? new System.Text.Json.Nodes.JsonObject()
+                : System.Text.Json.Nodes.JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as System.Text.Json.Nodes.JsonObject
+                  ?? throw new HostJsonException("host.json: (document): must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new HostJsonException($"host.json: (document): not valid JSON: {e.Message}");
+        }
+        foreach (var (rawPath, value) in overrides)
+        {
+            var parts = rawPath.Split(["__", ":"], StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length == 0) continue;
+            var node = root;
+            for (var i = 0; i < parts.Length - 1; i++)
+            {
+                var existing = node.FirstOrDefault(p => string.Equals(p.Key, parts[i], StringComparison.OrdinalIgnoreCase));
+                if (existing.Value is System.Text.Json.Nodes.JsonObject child)
+                {
+                    node = child;
+                    continue;
+                }
+                var created = new System.Text.Json.Nodes.JsonObject();
+                if (existing.Key is not null) node.Remove(existing.Key);
+                node[existing.Key ?? parts[i]] = created;
+                node = created;
+            }
+            var leaf = node.FirstOrDefault(p => string.Equals(p.Key, parts[^1], StringComparison.OrdinalIgnoreCase)).Key ?? parts[^1];
+            node[leaf] = long.TryParse(value, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var l) ? System.Text.Json.Nodes.JsonValue.Create(l)
+                : double.TryParse(value, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) && !value.Contains(':') ? System.Text.Json.Nodes.JsonValue.Create(d)
+                : bool.TryParse(value, out var b) ? System.Text.Json.Nodes.JsonValue.Create(b)
+                : System.Text.Json.Nodes.JsonValue.Create(value);
+        }
+        return root.ToJsonString();
     }
 
     private static bool TryNavigate(JsonElement root, string path, out JsonElement element)
