@@ -371,13 +371,30 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
               name: 'AZURE_CLIENT_ID'
               value: identity.properties.clientId
             }
+            // host.json keys overridden the Azure Functions way (AzureFunctionsJobHost__<path>): cloud storage via the managed identity.
             {
-              name: 'SERVERLESS_BLOB_ENDPOINT'
+              name: 'AzureFunctionsJobHost__storage__blob__backend'
+              value: 'azure'
+            }
+            {
+              name: 'AzureFunctionsJobHost__storage__blob__endpoint'
               value: storage.properties.primaryEndpoints.blob
             }
             {
-              name: 'SERVERLESS_QUEUE_ENDPOINT'
+              name: 'AzureFunctionsJobHost__storage__blob__authentication'
+              value: 'token'
+            }
+            {
+              name: 'AzureFunctionsJobHost__storage__queue__backend'
+              value: 'azure'
+            }
+            {
+              name: 'AzureFunctionsJobHost__storage__queue__endpoint'
               value: storage.properties.primaryEndpoints.queue
+            }
+            {
+              name: 'AzureFunctionsJobHost__storage__queue__authentication'
+              value: 'token'
             }
             {
               name: 'SERVERLESS_KEY_VAULT_URI'
