@@ -49,6 +49,9 @@ public sealed class SecurityOptions
     public bool AddSecurityFunctions { get; set; } = true;
 }
 
+/// <summary>The undecorated key vault (local keyring or Azure Key Vault) behind the audited <see cref="IKeyVault"/>.</summary>
+public sealed record KeyVaultBackend(IKeyVault Vault);
+
 /// <summary>The envelope-encrypted view of a blob container (checkpoints): writers get this, never the raw container.</summary>
 public sealed class CheckpointStore(IBlobStoreProvider provider, EnvelopeEncryptor encryptor, SecurityOptions options)
 {
@@ -80,13 +83,21 @@ public static class SecurityHosting
         configure?.Invoke(options);
         services.AddSingleton(options);
 
-        services.AddSingleton<IKeyVault>(sp => options.AzureKeyVaultUri is { } vaultUri
+        // The backend signs the audit log's own checkpoints; everyone else gets the audited decorator (one entry per key use).
+        services.AddHttpContextAccessor();
+        services.AddSingleton(sp => new KeyVaultBackend(options.AzureKeyVaultUri is { } vaultUri
             ? new AzureKeyVaultClient(vaultUri, new DefaultAzureCredential(), time: sp.GetService<TimeProvider>())
-            : LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = sp.GetRequiredService<DataDirectory>().Path }, sp.GetService<TimeProvider>()));
+            : LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = sp.GetRequiredService<DataDirectory>().Path }, sp.GetService<TimeProvider>())));
         services.AddSingleton<IAuditLog>(sp => SqliteAuditLog.OpenAsync(
                 new AuditLogOptions { DatabasePath = Path.Combine(sp.GetRequiredService<DataDirectory>().Path, "audit.db"), SigningKeyName = options.AuditSigningKeyName },
-                sp.GetRequiredService<IKeyVault>(), sp.GetService<TimeProvider>())
+                sp.GetRequiredService<KeyVaultBackend>().Vault, sp.GetService<TimeProvider>())
             .GetAwaiter().GetResult());
+        services.AddSingleton<IKeyVault>(sp =>
+        {
+            var accessor = sp.GetRequiredService<Microsoft.AspNetCore.Http.IHttpContextAccessor>();
+            return new AuditedKeyVault(sp.GetRequiredService<KeyVaultBackend>().Vault, sp.GetRequiredService<IAuditLog>(),
+                () => accessor.HttpContext?.User.FindFirst(SecurityClaims.Subject)?.Value ?? "platform");
+        });
         services.AddSingleton(sp => new EnvelopeEncryptor(sp.GetRequiredService<IKeyVault>(), new EnvelopeOptions { KeyName = options.CheckpointKeyName }));
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
