@@ -13,7 +13,7 @@ internal static class LimbOps
         for (var i = 0; i < dst.Length; i++)
         {
             var s = a[i] + b[i];
-            dst[i] = s >= q ? s - q : s;
+            dst[i] = Modulus.SubIfGe(s, q);
         }
     }
 
@@ -23,9 +23,8 @@ internal static class LimbOps
         Debug.Assert(a.Length == b.Length && dst.Length == a.Length);
         for (var i = 0; i < dst.Length; i++)
         {
-            var x = a[i];
-            var y = b[i];
-            dst[i] = x >= y ? x - y : x + q - y;
+            var t = a[i] - b[i];
+            dst[i] = t + (q & (ulong)((long)t >> 63));
         }
     }
 
@@ -51,7 +50,7 @@ internal static class LimbOps
         for (var i = 0; i < dst.Length; i++)
         {
             var s = dst[i] + m.Mul(a[i], b[i]);
-            dst[i] = s >= q ? s - q : s;
+            dst[i] = Modulus.SubIfGe(s, q);
         }
     }
 
@@ -70,7 +69,7 @@ internal static class LimbOps
         for (var i = 0; i < dst.Length; i++)
         {
             var s = a[i] + w;
-            dst[i] = s >= q ? s - q : s;
+            dst[i] = Modulus.SubIfGe(s, q);
         }
     }
 

@@ -5,14 +5,14 @@ using System.Runtime.CompilerServices;
 namespace Serverless.Privacy.Arithmetic;
 
 /// <summary>
-/// An odd modulus below 2^62 with the constants for Barrett reduction of 128-bit products
+/// An odd modulus below 2^61 with the constants for Barrett reduction of 128-bit products
 /// and Shoup multiplication by precomputed constants. The 2^62 bound leaves room for the
 /// lazy [0, 4q) representation the NTT butterflies use.
 /// </summary>
 internal sealed class Modulus
 {
-    /// <summary>Largest supported modulus (exclusive): 4q must fit in 64 bits.</summary>
-    public const ulong Limit = 1UL << 62;
+    /// <summary>Largest supported modulus (exclusive): 4q must stay below 2^63 for the branchless corrections.</summary>
+    public const ulong Limit = 1UL << 61;
 
     // floor(2^128 / q) as two words.
     private readonly ulong _ratioHi;
@@ -21,7 +21,7 @@ internal sealed class Modulus
     public Modulus(ulong value)
     {
         if (value < 3 || (value & 1) == 0 || value >= Limit)
-            throw new ArgumentOutOfRangeException(nameof(value), value, "modulus must be odd, at least 3 and below 2^62");
+            throw new ArgumentOutOfRangeException(nameof(value), value, "modulus must be odd, at least 3 and below 2^61");
         Value = value;
         BitCount = 64 - BitOperations.LeadingZeroCount(value);
         // q is odd, so floor((2^128 - 1) / q) == floor(2^128 / q).
@@ -49,8 +49,8 @@ internal sealed class Modulus
         var quotient = hi * _ratioHi + t3 + carry;
         var r = lo - quotient * Value;
         var q = Value;
-        if (r >= q) r -= q;
-        if (r >= q) r -= q;
+        r = SubIfGe(r, q);
+        r = SubIfGe(r, q);
         Debug.Assert(r < q);
         return r;
     }
@@ -71,11 +71,15 @@ internal sealed class Modulus
     public ulong Add(ulong a, ulong b)
     {
         var s = a + b;
-        return s >= Value ? s - Value : s;
+        return SubIfGe(s, Value);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ulong Sub(ulong a, ulong b) => a >= b ? a - b : a + Value - b;
+    public ulong Sub(ulong a, ulong b)
+    {
+        var t = a - b;
+        return t + (Value & (ulong)((long)t >> 63));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Negate(ulong a) => a == 0 ? 0 : Value - a;
@@ -85,6 +89,17 @@ internal sealed class Modulus
     {
         Debug.Assert(w < Value);
         return (ulong)(((UInt128)w << 64) / Value);
+    }
+
+    /// <summary>
+    /// x − m if x ≥ m, else x, without a branch (random residues make that branch unpredictable,
+    /// and mispredictions cost more than the arithmetic). Requires x, m &lt; 2^63.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong SubIfGe(ulong x, ulong m)
+    {
+        var t = x - m;
+        return t + (m & (ulong)((long)t >> 63));
     }
 
     /// <summary>x·w mod q in [0, 2q) for any 64-bit x, given w' = ShoupOf(w).</summary>
@@ -100,7 +115,7 @@ internal sealed class Modulus
     public static ulong MulShoup(ulong x, ulong w, ulong wShoup, ulong q)
     {
         var r = MulShoupLazy(x, w, wShoup, q);
-        return r >= q ? r - q : r;
+        return SubIfGe(r, q);
     }
 
     public ulong Pow(ulong a, ulong e)

@@ -94,7 +94,7 @@ internal sealed class NttTables
                 for (var j = 0; j < x.Length; j++)
                 {
                     var u = x[j];
-                    if (u >= twoQ) u -= twoQ;
+                    u = Modulus.SubIfGe(u, twoQ);
                     var v = Modulus.MulShoupLazy(y[j], w, wp, q);
                     x[j] = u + v;
                     y[j] = u - v + twoQ;
@@ -104,8 +104,8 @@ internal sealed class NttTables
         for (var j = 0; j < a.Length; j++)
         {
             var u = a[j];
-            if (u >= twoQ) u -= twoQ;
-            if (u >= q) u -= q;
+            u = Modulus.SubIfGe(u, twoQ);
+            u = Modulus.SubIfGe(u, q);
             a[j] = u;
         }
     }
@@ -136,7 +136,7 @@ internal sealed class NttTables
                     var u = x[j];
                     var v = y[j];
                     var s = u + v;
-                    if (s >= twoQ) s -= twoQ;
+                    s = Modulus.SubIfGe(s, twoQ);
                     x[j] = s;
                     y[j] = Modulus.MulShoupLazy(u - v + twoQ, w, wp, q);
                 }

@@ -81,8 +81,20 @@ public sealed class CkksContext
             var angle = 2 * Math.PI * j / twoN;
             RootsOfUnity[j] = new Complex(Math.Cos(angle), Math.Sin(angle));
         }
+        // Special-FFT twiddles per layer (len = 2, 4, ..., N/2): ζ^(5^j mod 4·len · 2N/(4·len)).
+        FftTwiddles = new Complex[LogN][];
+        for (var len = 2; len <= Slots; len <<= 1)
+        {
+            var lenq = len << 2;
+            var gap = twoN / lenq;
+            var layer = new Complex[len >> 1];
+            for (var j = 0; j < layer.Length; j++) layer[j] = RootsOfUnity[RotationGroup[j] % lenq * gap];
+            FftTwiddles[BitOperations.Log2((uint)len)] = layer;
+        }
         ParallelLimbs = parallelLimbs ?? Environment.ProcessorCount > 1;
     }
+
+    internal Complex[][] FftTwiddles { get; }
 
     public CkksParameters Parameters { get; }
 
@@ -166,6 +178,12 @@ public sealed class CkksContext
             Parallel.For(0, count, body);
         else
             for (var i = 0; i < count; i++) body(i);
+    }
+
+    /// <summary>Element-wise bodies without transforms: threads cost more than they save at these sizes.</summary>
+    internal static void ForLimbsLight(int count, Action<int> body)
+    {
+        for (var i = 0; i < count; i++) body(i);
     }
 
     internal CrtConstants Crt(int level) => _crt.GetOrAdd(level, l => new CrtConstants(Moduli, l));

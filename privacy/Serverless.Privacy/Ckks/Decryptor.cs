@@ -56,7 +56,7 @@ public sealed class Decryptor
                 for (var k = 0; k < n; k++)
                 {
                     var x = c0[k] + m.Mul(c1[k], s[k]);
-                    dst[k] = x >= q ? x - q : x;
+                    dst[k] = Modulus.SubIfGe(x, q);
                 }
             }
             else
@@ -66,9 +66,9 @@ public sealed class Decryptor
                 for (var k = 0; k < n; k++)
                 {
                     var x = m.Mul(c2[k], s[k]) + c1[k];
-                    if (x >= q) x -= q;
+                    x = Modulus.SubIfGe(x, q);
                     x = m.Mul(x, s[k]) + c0[k];
-                    dst[k] = x >= q ? x - q : x;
+                    dst[k] = Modulus.SubIfGe(x, q);
                 }
             }
         });

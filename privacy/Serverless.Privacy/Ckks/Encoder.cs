@@ -213,24 +213,22 @@ public sealed class Encoder
     internal void SpecialFft(Span<Complex> vals)
     {
         var size = vals.Length;
-        var m = 2 * _context.N;
-        var rotGroup = _context.RotationGroup;
-        var roots = _context.RootsOfUnity;
+        var twiddles = _context.FftTwiddles;
         BitReverse(vals);
         for (var len = 2; len <= size; len <<= 1)
         {
             var lenh = len >> 1;
-            var lenq = len << 2;
-            var gap = m / lenq;
+            var tw = twiddles[BitOperations.Log2((uint)len)];
             for (var i = 0; i < size; i += len)
             {
+                var lo = vals.Slice(i, lenh);
+                var hi = vals.Slice(i + lenh, lenh);
                 for (var j = 0; j < lenh; j++)
                 {
-                    var idx = rotGroup[j] % lenq * gap;
-                    var u = vals[i + j];
-                    var v = vals[i + j + lenh] * roots[idx];
-                    vals[i + j] = u + v;
-                    vals[i + j + lenh] = u - v;
+                    var u = lo[j];
+                    var v = hi[j] * tw[j];
+                    lo[j] = u + v;
+                    hi[j] = u - v;
                 }
             }
         }
@@ -240,23 +238,21 @@ public sealed class Encoder
     internal void SpecialFftInverse(Span<Complex> vals)
     {
         var size = vals.Length;
-        var m = 2 * _context.N;
-        var rotGroup = _context.RotationGroup;
-        var roots = _context.RootsOfUnity;
+        var twiddles = _context.FftTwiddles;
         for (var len = size; len >= 2; len >>= 1)
         {
             var lenh = len >> 1;
-            var lenq = len << 2;
-            var gap = m / lenq;
+            var tw = twiddles[BitOperations.Log2((uint)len)];
             for (var i = 0; i < size; i += len)
             {
+                var lo = vals.Slice(i, lenh);
+                var hi = vals.Slice(i + lenh, lenh);
                 for (var j = 0; j < lenh; j++)
                 {
-                    var idx = (lenq - rotGroup[j] % lenq) * gap;
-                    var u = vals[i + j] + vals[i + j + lenh];
-                    var v = (vals[i + j] - vals[i + j + lenh]) * roots[idx];
-                    vals[i + j] = u;
-                    vals[i + j + lenh] = v;
+                    var u = lo[j] + hi[j];
+                    var v = (lo[j] - hi[j]) * Complex.Conjugate(tw[j]);
+                    lo[j] = u;
+                    hi[j] = v;
                 }
             }
         }

@@ -89,11 +89,11 @@ public sealed class Encryptor
                         for (var k = 0; k < n; k++)
                         {
                             var x = c0[k] + msg[k];
-                            if (x >= q) x -= q;
+                            x = Modulus.SubIfGe(x, q);
                             x += m.Mul(b[k], ui[k]);
-                            c0[k] = x >= q ? x - q : x;
+                            c0[k] = Modulus.SubIfGe(x, q);
                             var y = c1[k] + m.Mul(a[k], ui[k]);
-                            c1[k] = y >= q ? y - q : y;
+                            c1[k] = Modulus.SubIfGe(y, q);
                         }
                     }
                     finally { ArrayPool<ulong>.Shared.Return(scratch); }
@@ -118,7 +118,7 @@ public sealed class Encryptor
                     for (var k = 0; k < n; k++)
                     {
                         var x = c0[k] + msg[k];
-                        if (x >= q) x -= q;
+                        x = Modulus.SubIfGe(x, q);
                         c0[k] = m.Sub(x, m.Mul(c1[k], s[k]));
                     }
                 });

@@ -30,7 +30,7 @@ public sealed partial class Evaluator
             var scale = a.Scale;
             if (!ReferenceEquals(a, destination)) a.CopyTo(destination);
             destination.Reshape(2, level);
-            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+            CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var q = _context.Moduli[i].Value;
                 LimbOps.Add(destination.Limb(0, i), out0.AsSpan(i * n, n), destination.Limb(0, i), q);
@@ -154,7 +154,7 @@ public sealed partial class Evaluator
         var out1 = ArrayPool<ulong>.Shared.Rent(words);
         try
         {
-            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+            CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 LimbOps.Permute(a.Limb(0, i), perm, c0.AsSpan(i * n, n));
                 LimbOps.Permute(a.Limb(1, i), perm, c1.AsSpan(i * n, n));
@@ -162,7 +162,7 @@ public sealed partial class Evaluator
             KeySwitch(c1.AsSpan(0, words), level, key, out0, out1);
             var scale = a.Scale;
             destination.Reshape(2, level);
-            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+            CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var q = _context.Moduli[i].Value;
                 LimbOps.Add(c0.AsSpan(i * n, n), out0.AsSpan(i * n, n), destination.Limb(0, i), q);
@@ -210,14 +210,14 @@ public sealed partial class Evaluator
                     var a0 = acc0.AsSpan(t * n, n);
                     var a1 = acc1.AsSpan(t * n, n);
                     var temp = ArrayPool<ulong>.Shared.Rent(n);
-                    var lazy0 = ArrayPool<UInt128>.Shared.Rent(n);
-                    var lazy1 = ArrayPool<UInt128>.Shared.Rent(n);
+                    var lazy = ArrayPool<ulong>.Shared.Rent(4 * n);
                     try
                     {
-                        var l0 = lazy0.AsSpan(0, n);
-                        var l1 = lazy1.AsSpan(0, n);
-                        l0.Clear();
-                        l1.Clear();
+                        var lo0 = lazy.AsSpan(0, n);
+                        var hi0 = lazy.AsSpan(n, n);
+                        var lo1 = lazy.AsSpan(2 * n, n);
+                        var hi1 = lazy.AsSpan(3 * n, n);
+                        lazy.AsSpan(0, 4 * n).Clear();
                         var tmp = temp.AsSpan(0, n);
                         for (var j = 0; j < digits; j++)
                         {
@@ -225,41 +225,23 @@ public sealed partial class Evaluator
                             if (j == t) x = dCopy.AsSpan(j * n, n);
                             else
                             {
-                                // Centered digits (−q_j/2, q_j/2] halve the key-switching noise.
-                                var src = nttInput.AsSpan(j * n, n);
-                                var qj = ctx.Moduli[j].Value;
-                                var halfQj = qj >> 1;
-                                var qjModQ = m.Reduce(qj);
-                                for (var k = 0; k < n; k++)
-                                {
-                                    var v = src[k];
-                                    var r = v < q ? v : m.Reduce(v);
-                                    tmp[k] = v > halfQj ? m.Sub(r, qjModQ) : r;
-                                }
+                                CenteredLift(nttInput.AsSpan(j * n, n), ctx.Moduli[j].Value, m, tmp);
                                 ctx.Ntt[mi].Forward(tmp);
                                 x = tmp;
                             }
-                            var kb = key.B[j].AsSpan(mi * n, n);
-                            var ka = key.A[j].AsSpan(mi * n, n);
-                            // Products are below 2^124; at most 64 digits keep the sums below 2^128.
-                            for (var k = 0; k < n; k++)
-                            {
-                                var xv = x[k];
-                                l0[k] += (UInt128)xv * kb[k];
-                                l1[k] += (UInt128)xv * ka[k];
-                            }
+                            // Products are below 2^122; at most 64 digits keep the sums below 2^128.
+                            MultiplyAccumulate(x, key.B[j].AsSpan(mi * n, n), key.A[j].AsSpan(mi * n, n), lo0, hi0, lo1, hi1);
                         }
                         for (var k = 0; k < n; k++)
                         {
-                            a0[k] = m.Reduce((ulong)(l0[k] >> 64), (ulong)l0[k]);
-                            a1[k] = m.Reduce((ulong)(l1[k] >> 64), (ulong)l1[k]);
+                            a0[k] = m.Reduce(hi0[k], lo0[k]);
+                            a1[k] = m.Reduce(hi1[k], lo1[k]);
                         }
                     }
                     finally
                     {
                         ArrayPool<ulong>.Shared.Return(temp);
-                        ArrayPool<UInt128>.Shared.Return(lazy0);
-                        ArrayPool<UInt128>.Shared.Return(lazy1);
+                        ArrayPool<ulong>.Shared.Return(lazy);
                     }
                 });
             }
@@ -307,6 +289,57 @@ public sealed partial class Evaluator
             ArrayPool<ulong>.Shared.Return(coeffs);
             ArrayPool<ulong>.Shared.Return(acc0);
             ArrayPool<ulong>.Shared.Return(acc1);
+        }
+    }
+
+    /// <summary>dst = the centered representative of src (residues mod q_j) reduced mod m: digits in (−q_j/2, q_j/2] halve the noise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void CenteredLift(ReadOnlySpan<ulong> src, ulong qj, Modulus m, Span<ulong> dst)
+    {
+        var q = m.Value;
+        var halfQj = qj >> 1;
+        var qjModQ = m.Reduce(qj);
+        if (qj <= q)
+        {
+            // No reduction needed: v < q_j ≤ q.
+            var offset = q - qjModQ; // adds −q_j mod q
+            for (var k = 0; k < dst.Length; k++)
+            {
+                var v = src[k];
+                if (v > halfQj)
+                {
+                    var r = v + offset;
+                    dst[k] = Modulus.SubIfGe(r, q);
+                }
+                else dst[k] = v;
+            }
+        }
+        else
+        {
+            for (var k = 0; k < dst.Length; k++)
+            {
+                var v = src[k];
+                var r = m.Reduce(v);
+                dst[k] = v > halfQj ? m.Sub(r, qjModQ) : r;
+            }
+        }
+    }
+
+    /// <summary>(hi0:lo0) += x·b and (hi1:lo1) += x·a, element-wise 128-bit accumulation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MultiplyAccumulate(ReadOnlySpan<ulong> x, ReadOnlySpan<ulong> b, ReadOnlySpan<ulong> a, Span<ulong> lo0, Span<ulong> hi0, Span<ulong> lo1, Span<ulong> hi1)
+    {
+        for (var k = 0; k < x.Length; k++)
+        {
+            var xv = x[k];
+            var h = Math.BigMul(xv, b[k], out var l);
+            var s = lo0[k] + l;
+            hi0[k] += h + (s < l ? 1UL : 0UL);
+            lo0[k] = s;
+            h = Math.BigMul(xv, a[k], out l);
+            s = lo1[k] + l;
+            hi1[k] += h + (s < l ? 1UL : 0UL);
+            lo1[k] = s;
         }
     }
 }

@@ -107,7 +107,7 @@ public sealed partial class Evaluator
         var bigger = a.Size >= b.Size ? a : b;
         if (!ReferenceEquals(destination, a) && !ReferenceEquals(destination, b)) destination.Reshape(size, level);
         else destination.Reshape(size, level);
-        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+        CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var q = _context.Moduli[i].Value;
             for (var k = 0; k < size; k++)
@@ -163,7 +163,7 @@ public sealed partial class Evaluator
         var scale = a.Scale * b.Scale;
         destination.Reshape(3, level);
         var n = _context.N;
-        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+        CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = _context.Moduli[i];
             var q = m.Value;
@@ -179,7 +179,7 @@ public sealed partial class Evaluator
                 ulong x0 = a0[k], x1 = a1[k], y0 = b0[k], y1 = b1[k];
                 d0[k] = m.Mul(x0, y0);
                 var s = m.Mul(x0, y1) + m.Mul(x1, y0);
-                d1[k] = s >= q ? s - q : s;
+                d1[k] = Modulus.SubIfGe(s, q);
                 d2[k] = m.Mul(x1, y1);
             }
         });
@@ -214,7 +214,7 @@ public sealed partial class Evaluator
         var size = a.Size;
         var scale = a.Scale * b.Scale;
         destination.Reshape(size, level);
-        _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+        CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
         {
             var m = _context.Moduli[i];
             for (var k = 0; k < size; k++) LimbOps.Mul(a.Limb(k, i), b.Limb(i), destination.Limb(k, i), m);
