@@ -9,13 +9,16 @@ namespace Serverless.Runtime.Timers;
 /// Runs one timer function. Like Azure Functions' schedule monitor, the status (last, next) is kept in a
 /// blob, written after each invocation; at start, a stored <c>next</c> already in the past means the host
 /// was down through an occurrence, so the function runs once with <see cref="TimerInfo.IsPastDue"/> (missed
-/// occurrences are not replayed one by one). Time comes from the injected <see cref="TimeProvider"/>.
+/// occurrences are not replayed one by one). Hosts sharing storage run each timer on one host at a time
+/// (<see cref="TimerLock"/>). Time comes from the injected <see cref="TimeProvider"/>.
 /// </summary>
 internal sealed class TimerListener(FunctionDefinition function, IFunctionExecutor executor, IBlobStoreProvider blobs,
     TimeProvider time, IConfiguration configuration, ILogger logger)
 {
     internal const string StatusContainer = "serverless-host";
+    private static readonly TimeSpan LockTtl = TimeSpan.FromMinutes(2);
     private readonly TimerTriggerAttribute _trigger = (TimerTriggerAttribute)function.Trigger;
+    private TimerLock? _lock;
 
     private string StatusBlob => $"timers/{function.Name}/status";
 
@@ -23,6 +26,19 @@ internal sealed class TimerListener(FunctionDefinition function, IFunctionExecut
     {
         TimerSchedule.TryParse(FunctionCatalog.ResolveSetting(_trigger.Schedule, configuration), out var schedule, out _);
         var store = blobs.GetContainer(StatusContainer);
+        _lock = new TimerLock(store, function.Name, $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}", time, LockTtl);
+        try
+        {
+            await RunScheduleAsync(store, schedule!, stopping).ConfigureAwait(false);
+        }
+        finally
+        {
+            await _lock.ReleaseAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task RunScheduleAsync(IBlobStore store, TimerSchedule schedule, CancellationToken stopping)
+    {
         var now = Now;
         var status = _trigger.UseMonitor ? await ReadStatusAsync(store, stopping).ConfigureAwait(false) : null;
 
@@ -65,6 +81,12 @@ internal sealed class TimerListener(FunctionDefinition function, IFunctionExecut
     private async Task<ScheduleStatus?> InvokeAsync(IBlobStore store, TimerSchedule schedule, ScheduleStatus? status, DateTime occurrence,
         bool isPastDue, CancellationToken stopping)
     {
+        if (!await _lock!.TryAcquireAsync(stopping).ConfigureAwait(false))
+        {
+            // Another host runs this timer; it also keeps the status.
+            logger.LogDebug("Timer {Function}: another host holds the lock; skipping {Occurrence:O}", function.Name, occurrence);
+            return _trigger.UseMonitor ? await ReadStatusAsync(store, stopping).ConfigureAwait(false) : null;
+        }
         try
         {
             await executor.ExecuteAsync(function, new TimerInfo(status, isPastDue), new Dictionary<string, object?>

@@ -138,6 +138,27 @@ public sealed class TimerTriggerTests
     }
 
     [Fact]
+    public async Task Two_hosts_sharing_storage_run_each_occurrence_once()
+    {
+        using var data = new TempDirectory();
+        var time = new ManualTimeProvider(Start);
+        var recorder = new Recorder();
+        await using var a = await StartAsync(typeof(EveryFiveMinutes), time, recorder, data.Path);
+        await using var b = await StartAsync(typeof(EveryFiveMinutes), time, recorder, data.Path);
+        for (var i = 1; i <= 3; i++)
+        {
+            var due = new DateTimeOffset(2026, 1, 1, 0, 5 * i, 0, TimeSpan.Zero);
+            await Eventually.HoldsAsync(() => time.PendingDueTimes.Count(d => d == due) == 2, $"both hosts waiting for {due:t}");
+            time.AdvanceTo(due);
+            await Eventually.HoldsAsync(() => recorder.Calls.Length == i, $"occurrence {i}");
+            // Both hosts must be waiting for the next occurrence before we can be sure no second run happened.
+            var next = due.AddMinutes(5);
+            await Eventually.HoldsAsync(() => time.PendingDueTimes.Count(d => d == next) == 2, "both hosts past the occurrence");
+            Assert.Equal(i, recorder.Calls.Length);
+        }
+    }
+
+    [Fact]
     public async Task A_five_field_cron_stops_the_host_naming_the_function()
     {
         var e = await Assert.ThrowsAsync<FunctionIndexException>(() => TestHost.StartAsync([typeof(BadCron)]));
