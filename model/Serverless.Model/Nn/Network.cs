@@ -231,6 +231,10 @@ internal sealed class Network<T> where T : unmanaged, IFloatingPointIeee754<T>
         var w = p.Slice(_lstmW, h4 * _ch);
         var r = p.Slice(_lstmR, h4 * _h);
         var bias = p.Slice(_lstmB, h4);
+        var wt = ws.WeightT.AsSpan(0, _ch * h4);
+        var rt = ws.RecurrentT.AsSpan(0, _h * h4);
+        Transpose(w, wt, h4, _ch);
+        Transpose(r, rt, h4, _h);
         ws.Hidden.AsSpan(0, batch * _h).Clear();
         ws.Cell.AsSpan(0, batch * _h).Clear();
         for (var t = 0; t < _steps; t++)
@@ -245,9 +249,11 @@ internal sealed class Network<T> where T : unmanaged, IFloatingPointIeee754<T>
             var cNew = ws.CellNew.AsSpan(t * batch * _h, batch * _h);
             var cOut = ws.CellOut.AsSpan(t * batch * _h, batch * _h);
 
-            MatMul<T>.MultiplyTransposedB(a, w, pre, batch, _ch, h4, accumulate: false);
-            MatMul<T>.MultiplyTransposedB(hPrev, r, pre, batch, _h, h4, accumulate: true);
-            MatMul<T>.AddRowVector(pre, bias, batch);
+            // Row-update form with the transposed weights: 2 x (C + H) SIMD updates of length 4H per row
+            // instead of 8H short dot products; rows of zeros (ReLU, first step) are skipped.
+            for (var b = 0; b < batch; b++) bias.CopyTo(pre.Slice(b * h4, h4));
+            MatMul<T>.MultiplyAccumulate(a, wt, pre, batch, _ch, h4);
+            if (t > 0) MatMul<T>.MultiplyAccumulate(hPrev, rt, pre, batch, _h, h4);
             for (var b = 0; b < batch; b++)
             {
                 var gp = pre.Slice(b * h4, h4);
@@ -347,6 +353,14 @@ internal sealed class Network<T> where T : unmanaged, IFloatingPointIeee754<T>
         }
     }
 
+    /// <summary>dst[cols, rows] = src[rows, cols]ᵀ.</summary>
+    private static void Transpose(ReadOnlySpan<T> src, Span<T> dst, int rows, int cols)
+    {
+        for (var i = 0; i < rows; i++)
+        for (var j = 0; j < cols; j++)
+            dst[j * rows + i] = src[i * cols + j];
+    }
+
     // ---- dense head ----
 
     private void HeadForward(ReadOnlySpan<T> p, int batch, Workspace<T> ws)
@@ -426,6 +440,8 @@ internal sealed class Workspace<T> where T : unmanaged
         ConvAct = new T[conv ? rows * c.ConvChannels : 0];
         DConv = new T[conv ? rows * c.ConvChannels : 0];
         var h = lstm ? c.LstmHidden : 0;
+        WeightT = new T[(conv ? c.ConvChannels : 0) * 4 * h];
+        RecurrentT = new T[h * 4 * h];
         GatePre = new T[rows * 4 * h];
         GateAct = new T[rows * 4 * h];
         CellNew = new T[rows * h];
@@ -452,6 +468,8 @@ internal sealed class Workspace<T> where T : unmanaged
     public T[] ConvPre { get; }
     public T[] ConvAct { get; }
     public T[] DConv { get; }
+    public T[] WeightT { get; }
+    public T[] RecurrentT { get; }
     public T[] GatePre { get; }
     public T[] GateAct { get; }
     public T[] CellNew { get; }
