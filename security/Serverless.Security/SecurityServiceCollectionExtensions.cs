@@ -20,6 +20,9 @@ public static class SecurityServiceCollectionExtensions
     /// <summary>The default scheme: forwards to the client-certificate scheme when the connection has one, else to bearer tokens.</summary>
     public const string DefaultScheme = "Serverless";
 
+    /// <summary>HttpContext.Items key set once an authentication failure of the request was audited (so it is audited once).</summary>
+    public const string AuthenticationFailureAuditedKey = "serverless.security.auth-failure-audited";
+
     /// <param name="signingKeys">Validation keys; when null, the <see cref="VaultSigningKeys"/> registered in DI is used.</param>
     public static AuthenticationBuilder AddServerlessAuthentication(this IServiceCollection services, TokenOptions tokenOptions, VaultSigningKeys? signingKeys = null,
         CertificateTrust? clientTrust = null, ClientCertificateRegistry? clientRegistry = null)
@@ -38,6 +41,7 @@ public static class SecurityServiceCollectionExtensions
             {
                 OnAuthenticationFailed = async context =>
                 {
+                    context.HttpContext.Items[AuthenticationFailureAuditedKey] = true;
                     if (context.HttpContext.RequestServices.GetService<IAuditLog>() is { } audit)
                         await audit.AppendAsync(new AuditEvent("anonymous", AuditActions.AuthenticationFailed, context.Request.Path,
                             AuditOutcome.Failure, context.HttpContext.TraceIdentifier, context.Exception.GetType().Name));

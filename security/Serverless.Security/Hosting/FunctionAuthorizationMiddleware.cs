@@ -54,13 +54,27 @@ public sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, Functio
             }
             if (!decision.Allowed)
             {
-                await AuditAsync(http, decision.StatusCode == 401 ? AuditActions.AuthenticationFailed : AuditActions.AccessDenied,
-                    resource?.ToString() ?? context.FunctionName, decision.Reason);
+                if (decision.StatusCode == 403 || !http.Items.ContainsKey(SecurityServiceCollectionExtensions.AuthenticationFailureAuditedKey))
+                    await AuditAsync(http, decision.StatusCode == 401 ? AuditActions.AuthenticationFailed : AuditActions.AccessDenied,
+                        resource?.ToString() ?? context.FunctionName, decision.Reason);
                 if (decision.StatusCode == 401) http.Response.Headers.WWWAuthenticate = "Bearer";
                 context.Result = Results.Problem(statusCode: decision.StatusCode,
                     title: decision.StatusCode == 401 ? "Authentication required" : "Forbidden", detail: decision.Reason);
                 return;
             }
+        }
+
+        // Per-function body limit, applied before the host binds (and reads) the body.
+        if (context.Definition.GetAttribute<RequestBodyLimitAttribute>() is { } bodyLimit)
+        {
+            if (http.Request.ContentLength > bodyLimit.MaxBytes)
+            {
+                context.Result = Results.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Body too large",
+                    detail: $"The body is {http.Request.ContentLength} bytes; '{context.FunctionName}' accepts at most {bodyLimit.MaxBytes}.");
+                return;
+            }
+            if (http.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size)
+                size.MaxRequestBodySize = bodyLimit.MaxBytes;
         }
 
         using var lease = limiter.Acquire(http, context.Definition);
@@ -85,6 +99,13 @@ public sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, Functio
                 http.TraceIdentifier, detail));
         }
     }
+}
+
+/// <summary>The largest request body a function accepts (413 ProblemDetails above it; Kestrel's global limit still applies).</summary>
+[AttributeUsage(AttributeTargets.Method | AttributeTargets.Class)]
+public sealed class RequestBodyLimitAttribute(long maxBytes) : Attribute
+{
+    public long MaxBytes { get; } = maxBytes > 0 ? maxBytes : throw new ArgumentOutOfRangeException(nameof(maxBytes));
 }
 
 /// <summary>Per-principal and per-function fixed windows for function invocations (no queueing).</summary>

@@ -45,6 +45,9 @@ public sealed class SecurityOptions
 
     public ClientCertificateRegistry ClientCertificates { get; set; } = new();
 
+    /// <summary>Kestrel's limit on any request body (functions may lower it with <see cref="RequestBodyLimitAttribute"/>); 64 MiB leaves room for encrypted batches.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Index the module's own functions (audit verify / entries / export, compliance, key rotation, checkpoint timer).</summary>
     public bool AddSecurityFunctions { get; set; } = true;
 }
@@ -108,6 +111,7 @@ public static class SecurityHosting
         services.AddServerlessAuthentication(options.Tokens, signingKeys: null, options.ClientCertificateTrust, options.ClientCertificates);
         services.AddServerlessAuthorization(denyUndeclaredEndpoints: false);
         services.AddSingleton(sp => new FunctionRateLimiter(options.RateLimits));
+        services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(k => k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes);
         services.AddFunctionsMiddleware<FunctionAuthorizationMiddleware>();
         services.AddHostedService<SecurityBootstrapper>();
         if (options.AddSecurityFunctions) services.AddFunctionsFromAssembly(typeof(SecurityHosting).Assembly);

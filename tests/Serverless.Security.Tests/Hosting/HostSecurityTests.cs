@@ -52,6 +52,11 @@ public sealed class GuardedFunctions
     [EndpointRateLimit(2)]
     public IResult ScoreRisk([HttpTrigger("post", Route = "risk")] HttpRequest request) => Results.Ok(0.42);
 
+    [Function("SubmitBatch")]
+    [RequirePermission(Permissions.InferenceSubmit)]
+    [RequestBodyLimit(100)]
+    public IResult SubmitBatch([HttpTrigger("post", Route = "batches")] HttpRequest request) => Results.Accepted();
+
     [Function("Ping")]
     [AllowAnonymous]
     public string Ping([HttpTrigger("get", Route = "ping")] HttpRequest request) => "pong";
@@ -182,6 +187,34 @@ public sealed class HostSecurityTests(SecuredHostFixture host) : IClassFixture<S
         using var json = JsonDocument.Parse(await verify.Content.ReadAsStringAsync());
         Assert.True(json.RootElement.GetProperty("intact").GetBoolean());
         Assert.True(json.RootElement.GetProperty("entriesChecked").GetInt64() >= 1);
+    }
+
+    [Fact]
+    public async Task A_body_over_the_function_limit_is_413_before_binding()
+    {
+        var partner = await host.TokenAsync("p-" + Guid.NewGuid().ToString("N")[..6], [Roles.Partner], "insurer-x");
+        using var small = new HttpRequestMessage(HttpMethod.Post, "/api/batches") { Content = new ByteArrayContent(new byte[50]) };
+        small.Headers.Authorization = new AuthenticationHeaderValue("Bearer", partner);
+        Assert.Equal(HttpStatusCode.Accepted, (await host.Client.SendAsync(small)).StatusCode);
+        using var big = new HttpRequestMessage(HttpMethod.Post, "/api/batches") { Content = new ByteArrayContent(new byte[500]) };
+        big.Headers.Authorization = new AuthenticationHeaderValue("Bearer", partner);
+        var response = await host.Client.SendAsync(big);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        Assert.Contains("at most 100", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task A_bad_token_is_audited_once()
+    {
+        var federation = Guid.NewGuid().ToString("N");
+        Assert.Equal(HttpStatusCode.Unauthorized, (await host.SendAsync("POST", $"/api/federations/{federation}/rounds", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await host.SendAsync("POST", $"/api/federations/{federation}/updates", null)).StatusCode);
+        var entries = new List<AuditEntry>();
+        await foreach (var e in host.App.Services.GetRequiredService<IAuditLog>().ReadAsync()) entries.Add(e);
+        var failures = entries.Where(e => e.Action == AuditActions.AuthenticationFailed && e.Resource.Contains(federation)).ToList();
+        Assert.Equal(2, failures.Count); // one for the bad token (by the bearer handler), one for the missing token (by the gate)
+        Assert.Equal($"/api/federations/{federation}/rounds", failures[0].Resource);
+        Assert.Equal($"federation/{federation}", failures[1].Resource);
     }
 
     [Fact]
