@@ -21,6 +21,9 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
 
     protected DateTime UtcNow => Time.GetUtcNow().UtcDateTime;
 
+    /// <summary>How long an abandoned episode waits before it may be claimed again.</summary>
+    internal static readonly TimeSpan AbandonRetryDelay = TimeSpan.FromSeconds(1);
+
     /// <summary>Qualified table name.</summary>
     protected abstract string T(string table);
 
@@ -240,8 +243,9 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     public async Task AbandonOrchestrationAsync(OrchestrationWorkItem workItem, CancellationToken cancellationToken)
     {
         await using var scope = await BeginWriteAsync(cancellationToken);
-        await ExecAsync(scope.Transaction, $"UPDATE {T("instances")} SET lock_token = NULL, lock_expires = NULL WHERE instance_id = @id AND lock_token = @token",
-            cancellationToken, ("id", workItem.InstanceId), ("token", workItem.LockToken.ToString("N")));
+        // Not at once: an episode that failed for a transient reason is retried after a pause, not in a hot loop.
+        await ExecAsync(scope.Transaction, $"UPDATE {T("instances")} SET lock_token = NULL, lock_expires = @retry WHERE instance_id = @id AND lock_token = @token",
+            cancellationToken, ("id", workItem.InstanceId), ("token", workItem.LockToken.ToString("N")), ("retry", (UtcNow + AbandonRetryDelay).Ticks));
         await scope.Transaction.CommitAsync(cancellationToken);
     }
 

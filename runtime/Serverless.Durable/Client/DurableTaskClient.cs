@@ -116,16 +116,24 @@ public sealed class DurableTaskClient
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(instanceId);
         var delay = TimeSpan.FromMilliseconds(5);
-        while (true)
+        try
         {
-            // Register before reading, so a finish between the read and the wait is not missed.
-            var waiter = _finishWaiters.GetOrAdd(instanceId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-            var metadata = await GetInstanceAsync(instanceId, getInputsAndOutputs, cancellationToken)
-                ?? throw new OrchestrationNotFoundException(instanceId);
-            if (metadata.IsCompleted) return metadata;
-            await Task.WhenAny(waiter.Task, Task.Delay(delay, _time, cancellationToken));
-            cancellationToken.ThrowIfCancellationRequested();
-            delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 1.5, 250));
+            while (true)
+            {
+                // Register before reading, so a finish between the read and the wait is not missed.
+                var waiter = _finishWaiters.GetOrAdd(instanceId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+                var metadata = await GetInstanceAsync(instanceId, getInputsAndOutputs, cancellationToken)
+                    ?? throw new OrchestrationNotFoundException(instanceId);
+                if (metadata.IsCompleted) return metadata;
+                await Task.WhenAny(waiter.Task, Task.Delay(delay, _time, cancellationToken));
+                cancellationToken.ThrowIfCancellationRequested();
+                delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 1.5, 250));
+            }
+        }
+        finally
+        {
+            // The instance may finish in another process, where no in-process signal comes.
+            _finishWaiters.TryRemove(instanceId, out _);
         }
     }
 
@@ -166,14 +174,28 @@ public sealed class DurableTaskClient
         }
     }
 
-    /// <summary>Deletes a finished instance and its history; false when it does not exist or is still running.</summary>
-    public Task<bool> PurgeInstanceAsync(string instanceId, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Deletes a finished instance, its history and its large payloads in the blob store; false when it
+    /// does not exist or is still running.
+    /// </summary>
+    public async Task<bool> PurgeInstanceAsync(string instanceId, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(instanceId);
-        return _backend.PurgeInstanceAsync(instanceId, cancellationToken);
+        var references = new HashSet<string>(StringComparer.Ordinal);
+        if (_payloads.Enabled)
+        {
+            foreach (var e in await _backend.GetHistoryAsync(instanceId, cancellationToken))
+                PayloadStore.MapPayloads(e, p => { if (PayloadStore.IsReference(p)) references.Add(p!); return p; });
+            if (await _backend.GetInstanceAsync(instanceId, cancellationToken) is { } m)
+                foreach (var p in new[] { m.SerializedInput, m.SerializedOutput, m.SerializedCustomStatus })
+                    if (PayloadStore.IsReference(p)) references.Add(p!);
+        }
+        if (!await _backend.PurgeInstanceAsync(instanceId, cancellationToken)) return false;
+        foreach (var reference in references) await _payloads.DeleteAsync(reference, cancellationToken);
+        return true;
     }
 
-    /// <summary>Deletes every finished instance matching <paramref name="filter"/>; returns how many.</summary>
+    /// <summary>Deletes every finished instance matching <paramref name="filter"/>; returns how many (large-payload blobs stay: purge one by one to remove them too).</summary>
     public Task<int> PurgeInstancesAsync(PurgeInstancesFilter filter, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(filter);

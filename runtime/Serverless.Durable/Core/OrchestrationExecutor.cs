@@ -98,7 +98,7 @@ internal sealed partial class OrchestrationExecutor
                 deferred.Clear();
             }
         }
-        if (_started is null)
+        if (_started is null && !_finished)
         {
             // Nothing to run (messages for an instance that never started); drop them.
             Array.Fill(_outcome.Consumed, true);

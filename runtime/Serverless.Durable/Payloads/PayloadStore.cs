@@ -37,6 +37,13 @@ internal sealed class PayloadStore(IBlobStore? blobs, string hubName, int thresh
         return await reader.ReadToEndAsync(cancellationToken);
     }
 
+    /// <summary>Deletes the blob behind a reference (purge); a missing blob is fine.</summary>
+    public async ValueTask DeleteAsync(string reference, CancellationToken cancellationToken)
+    {
+        if (blobs is null || !IsReference(reference)) return;
+        await blobs.DeleteAsync(reference[Prefix.Length..], BlobCondition.None, cancellationToken);
+    }
+
     /// <summary>Applies <paramref name="map"/> to every payload of an event (returns the same instance when nothing changed).</summary>
     public static HistoryEvent MapPayloads(HistoryEvent e, Func<string?, string?> map) => e switch
     {

@@ -174,7 +174,12 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
         for (var i = 0; i < messages.Count; i++) consumed[i] = true;
         for (var j = 0; j < liveIndex.Count; j++) consumed[liveIndex[j]] = partial.Consumed[j];
         var outcome = new EpisodeOutcome { Consumed = consumed };
-        outcome.NewEvents.AddRange(partial.NewEvents);
+        // Messages enter history as they came, with their blob references, not re-uploaded copies.
+        Dictionary<HistoryEvent, HistoryEvent>? originals = null;
+        for (var j = 0; j < live.Count; j++)
+            if (!ReferenceEquals(live[j], newMessages[j])) (originals ??= new(ReferenceEqualityComparer.Instance))[newMessages[j]] = live[j];
+        foreach (var e in partial.NewEvents)
+            outcome.NewEvents.Add(originals is not null && originals.TryGetValue(e, out var original) ? original : e);
         outcome.NewActivities.AddRange(partial.NewActivities);
         outcome.NewTimers.AddRange(partial.NewTimers);
         outcome.NewSubOrchestrations.AddRange(partial.NewSubOrchestrations);

@@ -380,6 +380,8 @@ public sealed class OrchestrationScenarioTests
         Assert.StartsWith("@blob:", history.OfType<TaskCompleted>().Single().Result);
         Assert.StartsWith("@blob:", history.OfType<ExecutionCompleted>().Single().Result);
         Assert.True(blobs.Count >= 4);
+        Assert.True(await host.Client.PurgeInstanceAsync(id));
+        Assert.True(blobs.Count == 0, string.Join(",", await blobs.ListAsync().Select(b => b.Name).ToListAsync())); // purge removes the instance's payload blobs too
     }
 
     [Theory, MemberData(nameof(Backends))]
