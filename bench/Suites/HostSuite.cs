@@ -28,8 +28,8 @@ internal sealed class HostSuite : IBenchSuite
 
     public async Task<int> RunAsync(BenchOptions options)
     {
-        var runs = options.Quick ? 3 : 7;
-        var runTime = TimeSpan.FromSeconds(options.Quick ? 1.5 : 5);
+        var runs = options.Quick ? 5 : 9;
+        var runTime = TimeSpan.FromSeconds(options.Quick ? 1 : 4);
         var messages = options.Quick ? 1000 : 5000;
         var data = Path.Combine(Path.GetTempPath(), "serverless-bench-host-" + Guid.NewGuid().ToString("N"));
         Console.WriteLine($"host: {Environment.ProcessorCount} cores; HTTP {runs} runs x {runTime.TotalSeconds}s per server, {Workers} client workers; queue {runs} runs x {messages} messages");
