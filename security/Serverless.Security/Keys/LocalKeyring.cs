@@ -38,7 +38,9 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     private static readonly byte[] FileMagic = "SLKR\u0001"u8.ToArray();
 
     private readonly string _keyringPath;
+    private readonly string _lockPath;
     private readonly byte[] _masterKey;
+    private (DateTime WrittenAt, long Length) _loadedStamp;
     private readonly TimeProvider _time;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, KeyEntry> _keys;
@@ -47,6 +49,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     private LocalKeyring(string keyringPath, byte[] masterKey, Dictionary<string, KeyEntry> keys, TimeProvider time)
     {
         _keyringPath = keyringPath;
+        _lockPath = keyringPath + ".lock";
         _masterKey = masterKey;
         _keys = keys;
         _time = time;
@@ -69,7 +72,9 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
             RequireOwnerOnly(keyringPath);
             keys = Unseal(File.ReadAllBytes(keyringPath), masterKey, keyringPath);
         }
-        return new LocalKeyring(keyringPath, masterKey, keys, time ?? TimeProvider.System);
+        var keyring = new LocalKeyring(keyringPath, masterKey, keys, time ?? TimeProvider.System);
+        keyring._loadedStamp = Stamp(keyringPath);
+        return keyring;
     }
 
     public Task<KeyVersionInfo> CreateKeyAsync(string name, KeyKind kind, CancellationToken cancellationToken = default)
@@ -78,6 +83,8 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
         if (kind is not (KeyKind.Wrapping or KeyKind.Signing)) throw new ArgumentOutOfRangeException(nameof(kind));
         lock (_gate)
         {
+            using var fileLock = AcquireFileLock();
+            ReloadLocked();
             if (_keys.ContainsKey(name)) throw new KeyVaultException($"Key '{name}' already exists.");
             var entry = new KeyEntry { Kind = kind };
             var version = NewVersion(entry.Kind);
@@ -92,6 +99,8 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     {
         lock (_gate)
         {
+            using var fileLock = AcquireFileLock();
+            ReloadLocked();
             var entry = FindLocked(name);
             var version = NewVersion(entry.Kind);
             entry.Versions.Add(version);
@@ -104,6 +113,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     {
         lock (_gate)
         {
+            RefreshIfChangedLocked();
             var entry = FindLocked(name);
             var list = new List<KeyVersionInfo>(entry.Versions.Count);
             foreach (var v in entry.Versions) list.Add(Info(name, entry, v));
@@ -115,6 +125,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     {
         lock (_gate)
         {
+            RefreshIfChangedLocked();
             if (!_keys.TryGetValue(name, out var entry)) return Task.FromResult<KeyVersionInfo?>(null);
             var current = CurrentLocked(entry);
             return Task.FromResult(current is null ? null : Info(name, entry, current));
@@ -125,6 +136,8 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
     {
         lock (_gate)
         {
+            using var fileLock = AcquireFileLock();
+            ReloadLocked();
             var (_, version) = FindVersionLocked(id, requireEnabled: false);
             if (!version.Enabled) return Task.CompletedTask;
             version.Enabled = false;
@@ -141,6 +154,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
         byte[] kek;
         lock (_gate)
         {
+            RefreshIfChangedLocked();
             var entry = FindLocked(name);
             RequireKind(name, entry, KeyKind.Wrapping);
             var current = CurrentLocked(entry) ?? throw new KeyNotFoundException($"Key '{name}' has no enabled version.");
@@ -185,6 +199,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
         KeyId id;
         lock (_gate)
         {
+            RefreshIfChangedLocked();
             var entry = FindLocked(name);
             RequireKind(name, entry, KeyKind.Signing);
             var current = CurrentLocked(entry) ?? throw new KeyNotFoundException($"Key '{name}' has no enabled version.");
@@ -202,6 +217,7 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
         if (signature.Algorithm != KeyAlgorithms.Es256) return Task.FromResult(false);
         lock (_gate)
         {
+            RefreshIfChangedLocked();
             if (!_keys.TryGetValue(signature.KeyId.Name, out var entry) || entry.Kind != KeyKind.Signing) return Task.FromResult(false);
             var version = entry.Versions.Find(v => v.Version == signature.KeyId.Version);
             if (version is null || !version.Enabled) return Task.FromResult(false);
@@ -273,6 +289,8 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
 
     private (KeyEntry Entry, VersionEntry Version) FindVersionLocked(KeyId id, bool requireEnabled)
     {
+        // Versions made or disabled by another process sharing the data directory appear after a reload (one stat per call).
+        RefreshIfChangedLocked();
         var entry = FindLocked(id.Name);
         var version = entry.Versions.Find(v => v.Version == id.Version)
             ?? throw new KeyNotFoundException($"Key version '{id}' does not exist.");
@@ -291,12 +309,52 @@ public sealed class LocalKeyring : IKeyVault, IDisposable
         {
             var sealedBytes = Seal(_keys, _masterKey);
             WriteOwnerOnlyAtomically(_keyringPath, sealedBytes);
+            _loadedStamp = Stamp(_keyringPath);
         }
         catch
         {
             undo();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Several processes may share a data directory (hosts scaled out on one machine): every change
+    /// re-reads the file under an exclusive lock on <c>keyring.bin.lock</c>, so no process overwrites
+    /// a key another one created. Readers pick up changes when the file's stamp moves.
+    /// </summary>
+    private FileStream AcquireFileLock()
+    {
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            try { return new FileStream(_lockPath, options); }
+            catch (IOException) when (DateTime.UtcNow < deadline) { Thread.Sleep(10); }
+        }
+    }
+
+    private void RefreshIfChangedLocked()
+    {
+        if (Stamp(_keyringPath) != _loadedStamp) ReloadLocked();
+    }
+
+    private void ReloadLocked()
+    {
+        var stamp = Stamp(_keyringPath);
+        if (stamp == _loadedStamp || !File.Exists(_keyringPath)) return;
+        RequireOwnerOnly(_keyringPath);
+        var fresh = Unseal(File.ReadAllBytes(_keyringPath), _masterKey, _keyringPath);
+        _keys.Clear();
+        foreach (var (name, entry) in fresh) _keys[name] = entry;
+        _loadedStamp = stamp;
+    }
+
+    private static (DateTime WrittenAt, long Length) Stamp(string path)
+    {
+        var info = new FileInfo(path);
+        return info.Exists ? (info.LastWriteTimeUtc, info.Length) : default;
     }
 
     private static byte[] Seal(Dictionary<string, KeyEntry> keys, byte[] masterKey)

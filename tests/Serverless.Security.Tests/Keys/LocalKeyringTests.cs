@@ -168,4 +168,40 @@ public sealed class LocalKeyringTests
         await Assert.ThrowsAsync<KeyVaultException>(() => keyring.CreateKeyAsync("kek", KeyKind.Signing));
         await Assert.ThrowsAsync<KeyNotFoundException>(() => keyring.RotateKeyAsync("missing"));
     }
+
+    [Fact]
+    public async Task Two_processes_sharing_a_data_directory_never_lose_each_others_keys()
+    {
+        using var dir = new TempDirectory();
+        using var a = LocalKeyring.Open(Options(dir));
+        using var b = LocalKeyring.Open(Options(dir)); // opened before either created anything: its view is empty
+        await a.CreateKeyAsync("kek-a", KeyKind.Wrapping);
+        await b.CreateKeyAsync("kek-b", KeyKind.Wrapping);   // must not overwrite kek-a
+        await Assert.ThrowsAsync<KeyVaultException>(() => b.CreateKeyAsync("kek-a", KeyKind.Wrapping));
+
+        var key = RandomNumberGenerator.GetBytes(32);
+        var wrappedByA = await a.WrapKeyAsync("kek-a", key);
+        Assert.Equal(key, await b.UnwrapKeyAsync(wrappedByA));
+
+        var v2 = await a.RotateKeyAsync("kek-b");            // a rotates a key b created
+        Assert.Equal(v2.Id, (await b.WrapKeyAsync("kek-b", key)).KeyId); // b wraps with the new version at once
+        await b.DisableVersionAsync(wrappedByA.KeyId);
+        await Assert.ThrowsAsync<KeyNotFoundException>(() => a.UnwrapKeyAsync(wrappedByA));
+
+        using var reopened = LocalKeyring.Open(Options(dir));
+        Assert.NotNull(await reopened.GetCurrentVersionAsync("kek-b"));
+        Assert.Null(await reopened.GetCurrentVersionAsync("kek-a"));
+        Assert.Equal(2, (await reopened.ListVersionsAsync("kek-b")).Count);
+    }
+
+    [Fact]
+    public async Task Concurrent_creates_from_two_instances_all_survive()
+    {
+        using var dir = new TempDirectory();
+        using var a = LocalKeyring.Open(Options(dir));
+        using var b = LocalKeyring.Open(Options(dir));
+        await Task.WhenAll(Enumerable.Range(0, 20).Select(i => Task.Run(() => (i % 2 == 0 ? a : b).CreateKeyAsync($"k{i}", KeyKind.Wrapping))));
+        using var reopened = LocalKeyring.Open(Options(dir));
+        for (var i = 0; i < 20; i++) Assert.NotNull(await reopened.GetCurrentVersionAsync($"k{i}"));
+    }
 }
