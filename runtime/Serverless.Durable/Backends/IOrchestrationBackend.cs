@@ -16,6 +16,8 @@ internal sealed class OrchestrationWorkItem
     public string? CustomStatus { get; init; }
     public required Guid LockToken { get; init; }
     public required IReadOnlyList<HistoryEvent> History { get; set; }
+    /// <summary>History rows of the current execution when claimed (with the execution id, identifies the history exactly).</summary>
+    public long HistoryCount { get; init; }
     public required IReadOnlyList<OrchestrationMessage> Messages { get; init; }
 }
 
@@ -45,7 +47,12 @@ internal interface IOrchestrationBackend : IAsyncDisposable
     /// <exception cref="OrchestrationNotFoundException">No such instance.</exception>
     Task SendMessageAsync(string instanceId, HistoryEvent message, CancellationToken cancellationToken);
 
-    Task<OrchestrationWorkItem?> LockNextOrchestrationAsync(TimeSpan lease, CancellationToken cancellationToken);
+    /// <summary>
+    /// Claims the next instance with visible messages. <paramref name="cachedHistory"/> (instance, execution, history count)
+    /// may supply the history this worker already holds, which saves reading it again.
+    /// </summary>
+    Task<OrchestrationWorkItem?> LockNextOrchestrationAsync(TimeSpan lease, CancellationToken cancellationToken,
+        Func<string, string, long, IReadOnlyList<HistoryEvent>?>? cachedHistory = null);
 
     /// <summary>Commits the episode in one transaction and releases the lock.</summary>
     /// <exception cref="LeaseLostException">Another worker took the instance over; nothing was written.</exception>

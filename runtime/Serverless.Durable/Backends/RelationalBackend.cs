@@ -70,7 +70,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
             await ExecAsync(tx, $"DELETE FROM {T("tasks")} WHERE instance_id = @id", ct, ("id", instanceId));
             await ExecAsync(tx, $"""
                 UPDATE {T("instances")} SET execution_id = @exec, name = @name, status = 'Pending', input = @input, output = NULL,
-                  custom_status = NULL, failure = NULL, created_at = @now, last_updated_at = @now, lock_token = NULL, lock_expires = NULL
+                  custom_status = NULL, failure = NULL, created_at = @now, last_updated_at = @now, lock_token = NULL, lock_expires = NULL, history_count = 0
                 WHERE instance_id = @id
                 """, ct, ("id", instanceId), ("exec", started.ExecutionId), ("name", started.Name), ("input", started.Input), ("now", now.Ticks));
         }
@@ -106,7 +106,8 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     async Task<IReadOnlyList<HistoryEvent>> IOrchestrationBackend.GetHistoryAsync(string instanceId, CancellationToken cancellationToken) =>
         await GetHistoryAsync(instanceId, cancellationToken);
 
-    public async Task<OrchestrationWorkItem?> LockNextOrchestrationAsync(TimeSpan lease, CancellationToken cancellationToken)
+    public async Task<OrchestrationWorkItem?> LockNextOrchestrationAsync(TimeSpan lease, CancellationToken cancellationToken,
+        Func<string, string, long, IReadOnlyList<HistoryEvent>?>? cachedHistory = null)
     {
         var now = UtcNow;
         var token = Guid.NewGuid();
@@ -115,6 +116,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         var tx = scope.Transaction;
         string instanceId, executionId, name, statusText;
         string? customStatus;
+        long historyCount;
         await using (var claim = Command(tx, ClaimOrchestrationSql, ("now", now.Ticks), ("token", token.ToString("N")), ("exp", (now + lease).Ticks)))
         await using (var reader = await claim.ExecuteReaderAsync(cancellationToken))
         {
@@ -124,6 +126,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
             name = reader.GetString(2);
             statusText = reader.GetString(3);
             customStatus = reader.IsDBNull(4) ? null : reader.GetString(4);
+            historyCount = reader.GetInt64(5);
         }
         var messages = new List<OrchestrationMessage>();
         await using (var cmd = Command(tx, $"SELECT id, execution_id, payload FROM {T("messages")} WHERE instance_id = @id AND visible_at <= @now ORDER BY id",
@@ -136,7 +139,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         await tx.CommitAsync(cancellationToken);
         await scope.DisposeAsync();
         // History changes only under the instance lock we now hold, so it is read outside the write transaction.
-        var history = await GetHistoryAsync(instanceId, cancellationToken);
+        var history = cachedHistory?.Invoke(instanceId, executionId, historyCount) ?? await GetHistoryAsync(instanceId, cancellationToken);
         return new OrchestrationWorkItem
         {
             InstanceId = instanceId,
@@ -146,6 +149,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
             CustomStatus = customStatus,
             LockToken = token,
             History = history,
+            HistoryCount = historyCount,
             Messages = messages,
         };
     }
@@ -168,6 +172,7 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
                     batch.Add(($"DELETE FROM {T("messages")} WHERE id = @mid", [("mid", workItem.Messages[i].Id)]));
 
             var executionId = workItem.ExecutionId;
+            long historyCount = outcome.ContinueAsNew is null ? workItem.History.Count + outcome.NewEvents.Count : 0;
             if (outcome.ContinueAsNew is { } next)
             {
                 // The next execution starts from an empty history: eternal orchestrations stay bounded.
@@ -201,16 +206,16 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
             {
                 batch.Add(($"""
                     UPDATE {T("instances")} SET execution_id = @exec, status = @status, output = @output, custom_status = @custom, failure = @failure,
-                      input = COALESCE(@input, input), last_updated_at = @now, lock_token = NULL, lock_expires = NULL
+                      input = COALESCE(@input, input), last_updated_at = @now, lock_token = NULL, lock_expires = NULL, history_count = @hc
                     WHERE instance_id = @id
                     """,
-                    [("id", id), ("exec", executionId), ("status", outcome.Status.ToString()), ("output", outcome.Output), ("custom", outcome.CustomStatus),
+                    [("hc", historyCount), ("id", id), ("exec", executionId), ("status", outcome.Status.ToString()), ("output", outcome.Output), ("custom", outcome.CustomStatus),
                      ("failure", outcome.Failure is null ? null : JsonSerializer.Serialize(outcome.Failure, DataConverter.Options)),
                      ("input", outcome.ContinueAsNew?.Input), ("now", now.Ticks)]));
             }
             else
             {
-                batch.Add(($"UPDATE {T("instances")} SET lock_token = NULL, lock_expires = NULL WHERE instance_id = @id", [("id", id)]));
+                batch.Add(($"UPDATE {T("instances")} SET lock_token = NULL, lock_expires = NULL, history_count = @hc WHERE instance_id = @id", [("hc", historyCount), ("id", id)]));
             }
             await ExecuteBatchAsync(tx, batch, cancellationToken);
 

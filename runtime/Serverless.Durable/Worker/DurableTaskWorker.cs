@@ -105,7 +105,7 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
             OrchestrationWorkItem? workItem;
             try
             {
-                workItem = await _backend.LockNextOrchestrationAsync(_options.LeaseDuration, ct);
+                workItem = await _backend.LockNextOrchestrationAsync(_options.LeaseDuration, ct, CachedHistory);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested) { return; }
             catch (Exception ex)
@@ -127,6 +127,28 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
 
+    // ---- history cache ---------------------------------------------------------------------
+    // The history this worker committed last for an instance. It is used only when the stored
+    // execution id and history length match, which identifies the history exactly (history is
+    // append-only within an execution and every execution has a fresh id), so another worker's
+    // episodes in between are noticed and the history is read again.
+
+    private const int HistoryCacheLimit = 2048;
+    private readonly ConcurrentDictionary<string, (string ExecutionId, long Count, List<HistoryEvent> History)> _historyCache = new(StringComparer.Ordinal);
+
+    private IReadOnlyList<HistoryEvent>? CachedHistory(string instanceId, string executionId, long count) =>
+        _historyCache.TryRemove(instanceId, out var entry) && entry.ExecutionId == executionId && entry.Count == count ? entry.History : null;
+
+    private void RememberHistory(OrchestrationWorkItem workItem, EpisodeOutcome outcome)
+    {
+        if (outcome.IsTerminal || outcome.ContinueAsNew is not null || outcome.KeepInstanceState) return;
+        if (_historyCache.Count >= HistoryCacheLimit) _historyCache.Clear();
+        var history = new List<HistoryEvent>(workItem.History.Count + outcome.NewEvents.Count);
+        history.AddRange(workItem.History);
+        history.AddRange(outcome.NewEvents);
+        _historyCache[workItem.InstanceId] = (workItem.ExecutionId, history.Count, history);
+    }
+
     private async Task RunEpisodeAsync(OrchestrationWorkItem workItem, CancellationToken ct)
     {
         var episodeStart = _time.GetUtcNow().UtcDateTime;
@@ -134,6 +156,7 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
         {
             var outcome = await ExecuteAsync(workItem, ct);
             await _backend.CompleteOrchestrationAsync(workItem, outcome, CancellationToken.None);
+            RememberHistory(workItem, outcome);
             EpisodeObserver?.Invoke(workItem.InstanceId, episodeStart, _time.GetUtcNow().UtcDateTime);
             Record(workItem, outcome);
         }

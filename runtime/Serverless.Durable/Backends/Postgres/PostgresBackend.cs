@@ -66,7 +66,7 @@ internal sealed partial class PostgresBackend : RelationalBackend
           ORDER BY m.visible_at LIMIT 1 FOR UPDATE OF i SKIP LOCKED)
         UPDATE {T("instances")} AS u SET lock_token = @token, lock_expires = @exp FROM c
         WHERE u.instance_id = c.instance_id AND (u.lock_expires IS NULL OR u.lock_expires < @now)
-        RETURNING u.instance_id, u.execution_id, u.name, u.status, u.custom_status
+        RETURNING u.instance_id, u.execution_id, u.name, u.status, u.custom_status, u.history_count
         """;
 
     protected override string ClaimActivitiesSql => $"""
@@ -106,7 +106,8 @@ internal sealed partial class PostgresBackend : RelationalBackend
             CREATE TABLE IF NOT EXISTS {T("instances")} (
               instance_id text PRIMARY KEY, execution_id text NOT NULL, name text NOT NULL, status text NOT NULL,
               input text, output text, custom_status text, failure text,
-              created_at bigint NOT NULL, last_updated_at bigint NOT NULL, lock_token text, lock_expires bigint);
+              created_at bigint NOT NULL, last_updated_at bigint NOT NULL, lock_token text, lock_expires bigint,
+              history_count bigint NOT NULL DEFAULT 0);
             CREATE INDEX IF NOT EXISTS ix_instances_created ON {T("instances")} (created_at);
             CREATE TABLE IF NOT EXISTS {T("history")} (
               instance_id text NOT NULL, seq bigint NOT NULL, payload text NOT NULL, PRIMARY KEY (instance_id, seq));

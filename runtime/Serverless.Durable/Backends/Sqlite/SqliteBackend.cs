@@ -91,7 +91,7 @@ internal sealed class SqliteBackend : RelationalBackend
           SELECT m.instance_id FROM messages m JOIN instances i ON i.instance_id = m.instance_id
           WHERE m.visible_at <= @now AND (i.lock_expires IS NULL OR i.lock_expires < @now) AND (i.status <> 'Suspended' OR m.is_control = 1)
           ORDER BY m.visible_at LIMIT 1)
-        RETURNING instance_id, execution_id, name, status, custom_status
+        RETURNING instance_id, execution_id, name, status, custom_status, history_count
         """;
 
     protected override string ClaimActivitiesSql => """
@@ -113,7 +113,8 @@ internal sealed class SqliteBackend : RelationalBackend
             CREATE TABLE IF NOT EXISTS instances (
               instance_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
               input TEXT, output TEXT, custom_status TEXT, failure TEXT,
-              created_at INTEGER NOT NULL, last_updated_at INTEGER NOT NULL, lock_token TEXT, lock_expires INTEGER);
+              created_at INTEGER NOT NULL, last_updated_at INTEGER NOT NULL, lock_token TEXT, lock_expires INTEGER,
+              history_count INTEGER NOT NULL DEFAULT 0);
             CREATE INDEX IF NOT EXISTS ix_instances_created ON instances (created_at);
             CREATE TABLE IF NOT EXISTS history (
               instance_id TEXT NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (instance_id, seq)) WITHOUT ROWID;
