@@ -25,7 +25,8 @@ public sealed record AuditLogOptions
 /// The audit trail in SQLite (WAL, synchronous=FULL: an append is on disk when its task completes).
 /// Appends are serialized through one writer that commits waiting appends together (group commit),
 /// so concurrent callers share an fsync. Triggers refuse UPDATE and DELETE; someone with the file
-/// can still edit it, which is what the hash chain and the signed checkpoints expose.
+/// can still edit it, which is what the hash chain and the signed checkpoints expose. Several
+/// processes may append to one file: each batch reads the head under SQLite's write lock.
 /// </summary>
 public sealed class SqliteAuditLog : IAuditLog, IAsyncDisposable
 {
@@ -148,9 +149,22 @@ public sealed class SqliteAuditLog : IAuditLog, IAsyncDisposable
     {
         var connection = _writer ?? throw new ObjectDisposedException(nameof(SqliteAuditLog));
         var entries = new AuditEntry[batch.Count];
-        var sequence = _headSequence;
-        var previous = _headHash;
-        await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync();
+        // BEGIN IMMEDIATE takes the write lock first; the head is then read inside the transaction, so
+        // several processes appending to one file (hosts sharing a data directory) extend one chain.
+        await using var transaction = connection.BeginTransaction(System.Data.IsolationLevel.Serializable, deferred: false);
+        var sequence = 0L;
+        var previous = AuditHashing.Genesis;
+        await using (var head = connection.CreateCommand())
+        {
+            head.Transaction = transaction;
+            head.CommandText = "SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1";
+            await using var reader = await head.ExecuteReaderAsync();
+            if (await reader.ReadAsync())
+            {
+                sequence = reader.GetInt64(0);
+                previous = (byte[])reader[1];
+            }
+        }
         await using var insert = connection.CreateCommand();
         insert.Transaction = transaction;
         insert.CommandText = """
@@ -223,7 +237,7 @@ public sealed class SqliteAuditLog : IAuditLog, IAsyncDisposable
             await using (var insert = connection.CreateCommand())
             {
                 insert.CommandText = """
-                    INSERT INTO audit_checkpoints (seq, head_hash, ts_ms, key_name, key_version, alg, signature)
+                    INSERT OR IGNORE INTO audit_checkpoints (seq, head_hash, ts_ms, key_name, key_version, alg, signature)
                     VALUES ($seq, $head, $ts, $name, $version, $alg, $sig)
                     """;
                 insert.Parameters.AddWithValue("$seq", sequence);

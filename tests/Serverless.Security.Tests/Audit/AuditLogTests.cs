@@ -89,6 +89,20 @@ public sealed class AuditLogTests(KeyringFixture keys) : IClassFixture<KeyringFi
     }
 
     [Fact]
+    public async Task Two_writers_on_one_file_extend_one_chain()
+    {
+        await using var first = await OpenAsync(checkpointEvery: 25);
+        await using var second = await OpenAsync(checkpointEvery: 25); // another host process on the same data directory
+        await Task.WhenAll(
+            Task.Run(async () => { for (var i = 0; i < 60; i++) await first.AppendAsync(Event(i)); }),
+            Task.Run(async () => { for (var i = 0; i < 60; i++) await second.AppendAsync(Event(100 + i)); }));
+        var report = await VerifyAsync(first);
+        Assert.True(report.Intact, report.ToText());
+        Assert.Equal(120, report.EntriesChecked);
+        Assert.True(report.CheckpointsChecked >= 1);
+    }
+
+    [Fact]
     public async Task The_database_refuses_update_and_delete()
     {
         await using var log = await FilledAsync(3);
