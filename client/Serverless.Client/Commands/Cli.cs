@@ -33,6 +33,12 @@ internal static class Cli
             Console.Error.WriteLine($"error: {OneLine(e.Message)}");
             return Failed;
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Still one line: an unexpected failure names its type so it can be reported.
+            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {OneLine(e.Message)}");
+            return Failed;
+        }
     }
 
     /// <summary>Collapses line breaks and runs of whitespace so a message fits one line.</summary>
