@@ -34,6 +34,13 @@ public sealed class SecurityOptions
     /// <summary>Blob container whose objects are all envelope-encrypted (checkpoints, model versions).</summary>
     public string CheckpointContainer { get; set; } = "checkpoints";
 
+    /// <summary>
+    /// Containers whose every object is envelope-encrypted: <c>IBlobStoreProvider.GetContainer(name)</c>
+    /// returns an <see cref="EncryptedBlobStore"/> for these, so checkpoints cannot be written in the clear
+    /// by anyone. <see cref="CheckpointContainer"/> is always included.
+    /// </summary>
+    public HashSet<string> EncryptedContainers { get; } = new(StringComparer.Ordinal);
+
     /// <summary>Blob container the audit trail is exported to.</summary>
     public string AuditContainer { get; set; } = "audit";
 
@@ -56,13 +63,29 @@ public sealed class SecurityOptions
 public sealed record KeyVaultBackend(IKeyVault Vault);
 
 /// <summary>The envelope-encrypted view of a blob container (checkpoints): writers get this, never the raw container.</summary>
-public sealed class CheckpointStore(IBlobStoreProvider provider, EnvelopeEncryptor encryptor, SecurityOptions options)
+public sealed class CheckpointStore(RawBlobStoreProvider raw, EnvelopeEncryptor encryptor, SecurityOptions options)
 {
     /// <summary>The encrypted store of <see cref="SecurityOptions.CheckpointContainer"/>.</summary>
-    public EncryptedBlobStore Store { get; } = new(provider.GetContainer(options.CheckpointContainer), encryptor);
+    public EncryptedBlobStore Store { get; } = new(raw.Provider.GetContainer(options.CheckpointContainer), encryptor);
 
     /// <summary>The raw container (ciphertext), for the compliance report and re-wrap bookkeeping.</summary>
-    public IBlobStore Raw { get; } = provider.GetContainer(options.CheckpointContainer);
+    public IBlobStore Raw { get; } = raw.Provider.GetContainer(options.CheckpointContainer);
+}
+
+/// <summary>The host's own blob provider, before <see cref="EncryptingBlobStoreProvider"/> wraps it.</summary>
+public sealed record RawBlobStoreProvider(IBlobStoreProvider Provider);
+
+/// <summary>Hands out <see cref="EncryptedBlobStore"/>s for the configured containers and the plain store for the others.</summary>
+public sealed class EncryptingBlobStoreProvider(IBlobStoreProvider inner, EnvelopeEncryptor encryptor, IReadOnlySet<string> encryptedContainers) : IBlobStoreProvider
+{
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, IBlobStore> _encrypted = new(StringComparer.Ordinal);
+
+    public IBlobStore GetContainer(string container) =>
+        encryptedContainers.Contains(container)
+            ? _encrypted.GetOrAdd(container, name => new EncryptedBlobStore(inner.GetContainer(name), encryptor))
+            : inner.GetContainer(container);
+
+    public string BackendName => inner.BackendName;
 }
 
 /// <summary>
@@ -103,10 +126,24 @@ public static class SecurityHosting
         });
         services.AddSingleton(sp => new EnvelopeEncryptor(sp.GetRequiredService<IKeyVault>(), new EnvelopeOptions { KeyName = options.CheckpointKeyName }));
         services.AddSingleton<CheckpointStore>();
+        options.EncryptedContainers.Add(options.CheckpointContainer);
+        if (services.LastOrDefault(d => d.ServiceType == typeof(IBlobStoreProvider)) is { } hostProvider)
+        {
+            services.Remove(hostProvider);
+            services.AddSingleton(sp => new RawBlobStoreProvider((IBlobStoreProvider)(hostProvider.ImplementationInstance
+                ?? hostProvider.ImplementationFactory?.Invoke(sp)
+                ?? ActivatorUtilities.CreateInstance(sp, hostProvider.ImplementationType!))));
+            services.AddSingleton<IBlobStoreProvider>(sp => new EncryptingBlobStoreProvider(
+                sp.GetRequiredService<RawBlobStoreProvider>().Provider, sp.GetRequiredService<EnvelopeEncryptor>(), options.EncryptedContainers));
+        }
+        else
+        {
+            services.AddSingleton(sp => new RawBlobStoreProvider(sp.GetRequiredService<IBlobStoreProvider>()));
+        }
         services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
         services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName));
         services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
-            sp.GetRequiredService<IBlobStoreProvider>().GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
+            sp.GetRequiredService<RawBlobStoreProvider>().Provider.GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
 
         services.AddServerlessAuthentication(options.Tokens, signingKeys: null, options.ClientCertificateTrust, options.ClientCertificates);
         services.AddServerlessAuthorization(denyUndeclaredEndpoints: false);

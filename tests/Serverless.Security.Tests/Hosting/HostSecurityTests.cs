@@ -246,6 +246,14 @@ public sealed class HostSecurityTests(SecuredHostFixture host) : IClassFixture<S
         await using var read = await store.Store.GetAsync(name);
         Assert.Equal("weights"u8.ToArray(), await ReadAllAsync(read!.Content));
 
+        // Whoever asks the host's provider for the checkpoint container gets the encrypting store.
+        var viaProvider = host.App.Services.GetRequiredService<IBlobStoreProvider>().GetContainer("checkpoints");
+        Assert.IsType<EncryptedBlobStore>(viaProvider);
+        await viaProvider.PutAsync(name + "-2", new MemoryStream("more"u8.ToArray()));
+        await using (var raw2 = await store.Raw.GetAsync(name + "-2"))
+            Assert.Equal("SLENV"u8.ToArray(), (await ReadAllAsync(raw2!.Content))[..5]);
+        Assert.IsNotType<EncryptedBlobStore>(host.App.Services.GetRequiredService<IBlobStoreProvider>().GetContainer("audit"));
+
         var compliance = await host.SendAsync("GET", "/api/compliance", await host.TokenAsync("aud", [Roles.Auditor]));
         Assert.Equal(HttpStatusCode.OK, compliance.StatusCode);
         Assert.Contains("encryption at rest", await compliance.Content.ReadAsStringAsync());
