@@ -43,7 +43,7 @@ internal static class Sampling
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Error(Span<sbyte> destination)
     {
-        var words = ArrayPool<ulong>.Shared.Rent(destination.Length);
+        var words = ScratchPool.Rent(destination.Length);
         try
         {
             var span = words.AsSpan(0, destination.Length);
@@ -56,7 +56,7 @@ internal static class Sampling
             }
             span.Clear();
         }
-        finally { ArrayPool<ulong>.Shared.Return(words); }
+        finally { ScratchPool.Return(words); }
     }
 
     /// <summary>Writes small signed values into limb form modulo q.</summary>

@@ -41,19 +41,18 @@ public sealed class Ciphertext
 
     internal Span<ulong> Poly(int poly) => Polys[poly].AsSpan(0, (Level + 1) * Context.N);
 
-    /// <summary>Sets size and level, keeping existing storage when it is large enough.</summary>
+    /// <summary>Sets size and level, keeping existing storage (including a spare third polynomial) when large enough.</summary>
     internal void Reshape(int size, int level)
     {
         var needed = (level + 1) * Context.N;
-        if (Polys.Length != size)
+        if (Polys.Length < size)
         {
             var polys = new ulong[size][];
-            for (var k = 0; k < size; k++)
-                polys[k] = k < Polys.Length && Polys[k].Length >= needed ? Polys[k] : new ulong[needed];
+            Polys.CopyTo(polys, 0);
             Polys = polys;
         }
         for (var k = 0; k < size; k++)
-            if (Polys[k].Length < needed) Polys[k] = new ulong[needed];
+            if (Polys[k] is null || Polys[k].Length < needed) Polys[k] = new ulong[needed];
         Size = size;
         Level = level;
         Seed = null;

@@ -88,8 +88,8 @@ public sealed class Decryptor
         if (floodingBits < 1 || floodingBits > 60) throw new ArgumentOutOfRangeException(nameof(floodingBits), floodingBits, "flooding bits must be 1..60");
         var ctx = _context;
         var n = ctx.N;
-        var noise = ArrayPool<ulong>.Shared.Rent(n);
-        var limb = ArrayPool<ulong>.Shared.Rent(n);
+        var noise = ScratchPool.Rent(n);
+        var limb = ScratchPool.Rent(n);
         try
         {
             var words = noise.AsSpan(0, n);
@@ -108,8 +108,8 @@ public sealed class Decryptor
         }
         finally
         {
-            ArrayPool<ulong>.Shared.Return(noise);
-            ArrayPool<ulong>.Shared.Return(limb);
+            ScratchPool.Return(noise);
+            ScratchPool.Return(limb);
         }
     }
 }

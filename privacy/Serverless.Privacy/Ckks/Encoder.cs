@@ -167,7 +167,7 @@ public sealed class Encoder
     {
         var n = _context.N;
         var level = plaintext.Level;
-        var limbs = ArrayPool<ulong>.Shared.Rent((level + 1) * n);
+        var limbs = ScratchPool.Rent((level + 1) * n);
         try
         {
             var data = limbs.AsSpan(0, (level + 1) * n);
@@ -205,7 +205,7 @@ public sealed class Encoder
             });
             result.CopyTo(coeffs);
         }
-        finally { ArrayPool<ulong>.Shared.Return(limbs); }
+        finally { ScratchPool.Return(limbs); }
     }
 
     // Evaluates v(X) = Σ v_k X^k at X = ζ^(5^j) for j < n, in place (bit-reversed input order).

@@ -71,7 +71,7 @@ public sealed class Encryptor
                     var m = ctx.Moduli[i];
                     var q = m.Value;
                     var ntt = ctx.Ntt[i];
-                    var scratch = ArrayPool<ulong>.Shared.Rent(n);
+                    var scratch = ScratchPool.Rent(n);
                     try
                     {
                         var ui = scratch.AsSpan(0, n);
@@ -96,7 +96,7 @@ public sealed class Encryptor
                             c1[k] = Modulus.SubIfGe(y, q);
                         }
                     }
-                    finally { ArrayPool<ulong>.Shared.Return(scratch); }
+                    finally { ScratchPool.Return(scratch); }
                 });
             }
             else

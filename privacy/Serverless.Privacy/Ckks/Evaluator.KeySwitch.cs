@@ -22,14 +22,19 @@ public sealed partial class Evaluator
         var n = _context.N;
         var level = a.Level;
         var words = (level + 1) * n;
-        var out0 = ArrayPool<ulong>.Shared.Rent(words);
-        var out1 = ArrayPool<ulong>.Shared.Rent(words);
+        var out0 = ScratchPool.Rent(words);
+        var out1 = ScratchPool.Rent(words);
         try
         {
             KeySwitch(a.Poly(2), level, _relinKey!.Key, out0, out1);
             var scale = a.Scale;
-            if (!ReferenceEquals(a, destination)) a.CopyTo(destination);
-            destination.Reshape(2, level);
+            if (!ReferenceEquals(a, destination))
+            {
+                destination.Reshape(2, level);
+                a.Poly(0).CopyTo(destination.Poly(0));
+                a.Poly(1).CopyTo(destination.Poly(1));
+            }
+            else destination.Reshape(2, level);
             CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
             {
                 var q = _context.Moduli[i].Value;
@@ -40,8 +45,8 @@ public sealed partial class Evaluator
         }
         finally
         {
-            ArrayPool<ulong>.Shared.Return(out0);
-            ArrayPool<ulong>.Shared.Return(out1);
+            ScratchPool.Return(out0);
+            ScratchPool.Return(out1);
         }
     }
 
@@ -148,10 +153,10 @@ public sealed partial class Evaluator
         var level = a.Level;
         var words = (level + 1) * n;
         var perm = _context.GaloisPermutation(galois);
-        var c0 = ArrayPool<ulong>.Shared.Rent(words);
-        var c1 = ArrayPool<ulong>.Shared.Rent(words);
-        var out0 = ArrayPool<ulong>.Shared.Rent(words);
-        var out1 = ArrayPool<ulong>.Shared.Rent(words);
+        var c0 = ScratchPool.Rent(words);
+        var c1 = ScratchPool.Rent(words);
+        var out0 = ScratchPool.Rent(words);
+        var out1 = ScratchPool.Rent(words);
         try
         {
             CkksContext.ForLimbsLight(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
@@ -172,10 +177,10 @@ public sealed partial class Evaluator
         }
         finally
         {
-            ArrayPool<ulong>.Shared.Return(c0);
-            ArrayPool<ulong>.Shared.Return(c1);
-            ArrayPool<ulong>.Shared.Return(out0);
-            ArrayPool<ulong>.Shared.Return(out1);
+            ScratchPool.Return(c0);
+            ScratchPool.Return(c1);
+            ScratchPool.Return(out0);
+            ScratchPool.Return(out1);
         }
     }
 
@@ -190,15 +195,15 @@ public sealed partial class Evaluator
         var n = ctx.N;
         var digits = level + 1;
         var targets = level + 2; // q_0..q_level, then P
-        var coeffs = ArrayPool<ulong>.Shared.Rent(digits * n);
-        var acc0 = ArrayPool<ulong>.Shared.Rent(targets * n);
-        var acc1 = ArrayPool<ulong>.Shared.Rent(targets * n);
+        var coeffs = ScratchPool.Rent(digits * n);
+        var acc0 = ScratchPool.Rent(targets * n);
+        var acc1 = ScratchPool.Rent(targets * n);
         try
         {
             d[..(digits * n)].CopyTo(coeffs);
             ctx.ForLimbs(digits, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (j) => ctx.Ntt[j].Inverse(coeffs.AsSpan(j * n, n)));
             var nttInput = coeffs; // captured; NTT-form digits are re-read from the original below
-            var dCopy = ArrayPool<ulong>.Shared.Rent(digits * n);
+            var dCopy = ScratchPool.Rent(digits * n);
             try
             {
                 d[..(digits * n)].CopyTo(dCopy);
@@ -209,8 +214,8 @@ public sealed partial class Evaluator
                     var q = m.Value;
                     var a0 = acc0.AsSpan(t * n, n);
                     var a1 = acc1.AsSpan(t * n, n);
-                    var temp = ArrayPool<ulong>.Shared.Rent(n);
-                    var lazy = ArrayPool<ulong>.Shared.Rent(4 * n);
+                    var temp = ScratchPool.Rent(n);
+                    var lazy = ScratchPool.Rent(4 * n);
                     try
                     {
                         var lo0 = lazy.AsSpan(0, n);
@@ -240,12 +245,12 @@ public sealed partial class Evaluator
                     }
                     finally
                     {
-                        ArrayPool<ulong>.Shared.Return(temp);
-                        ArrayPool<ulong>.Shared.Return(lazy);
+                        ScratchPool.Return(temp);
+                        ScratchPool.Return(lazy);
                     }
                 });
             }
-            finally { ArrayPool<ulong>.Shared.Return(dCopy); }
+            finally { ScratchPool.Return(dCopy); }
 
             // Mod down by P: out_i = (acc_i − [acc_P]) · P^-1 mod q_i, with [acc_P] centered.
             var pIndex = level + 1;
@@ -261,7 +266,7 @@ public sealed partial class Evaluator
                 var pModQ = m.Reduce(p);
                 var inv = ctx.PInvModQ[i];
                 var invShoup = ctx.PInvModQShoup[i];
-                var temp = ArrayPool<ulong>.Shared.Rent(n);
+                var temp = ScratchPool.Rent(n);
                 try
                 {
                     var t = temp.AsSpan(0, n);
@@ -281,14 +286,14 @@ public sealed partial class Evaluator
                         for (var k = 0; k < n; k++) dst[k] = Modulus.MulShoup(src[k] + q - t[k], inv, invShoup, q);
                     }
                 }
-                finally { ArrayPool<ulong>.Shared.Return(temp); }
+                finally { ScratchPool.Return(temp); }
             });
         }
         finally
         {
-            ArrayPool<ulong>.Shared.Return(coeffs);
-            ArrayPool<ulong>.Shared.Return(acc0);
-            ArrayPool<ulong>.Shared.Return(acc1);
+            ScratchPool.Return(coeffs);
+            ScratchPool.Return(acc0);
+            ScratchPool.Return(acc1);
         }
     }
 

@@ -330,7 +330,7 @@ public sealed partial class Evaluator
     private void DivideByLastPrime(Ciphertext ct, int poly, int level)
     {
         var n = _context.N;
-        var scratch = System.Buffers.ArrayPool<ulong>.Shared.Rent(n);
+        var scratch = ScratchPool.Rent(n);
         try
         {
             var last = scratch.AsSpan(0, n);
@@ -344,7 +344,7 @@ public sealed partial class Evaluator
             {
                 var m = _context.Moduli[i];
                 var q = m.Value;
-                var temp = System.Buffers.ArrayPool<ulong>.Shared.Rent(n);
+                var temp = ScratchPool.Rent(n);
                 try
                 {
                     var t = temp.AsSpan(0, n);
@@ -366,10 +366,10 @@ public sealed partial class Evaluator
                         dst[k] = Modulus.MulShoup(x, w, wp, q);
                     }
                 }
-                finally { System.Buffers.ArrayPool<ulong>.Shared.Return(temp); }
+                finally { ScratchPool.Return(temp); }
             });
         }
-        finally { System.Buffers.ArrayPool<ulong>.Shared.Return(scratch); }
+        finally { ScratchPool.Return(scratch); }
     }
 
     // ---------------------------------------------------------------- checks
