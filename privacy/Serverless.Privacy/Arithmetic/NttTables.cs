@@ -18,6 +18,8 @@ internal sealed class NttTables
     private readonly ulong[] _invRootPowersShoup;
     private readonly ulong _nInv;
     private readonly ulong _nInvShoup;
+    private readonly ulong _lastInvTimesNInv;
+    private readonly ulong _lastInvTimesNInvShoup;
     private readonly int _logN;
 
     public NttTables(Modulus modulus, int n)
@@ -54,6 +56,8 @@ internal sealed class NttTables
         }
         _nInv = modulus.Inverse((ulong)n);
         _nInvShoup = modulus.ShoupOf(_nInv);
+        _lastInvTimesNInv = modulus.Mul(_invRootPowers[1], _nInv);
+        _lastInvTimesNInvShoup = modulus.ShoupOf(_lastInvTimesNInv);
     }
 
     public Modulus Modulus { get; }
@@ -81,7 +85,7 @@ internal sealed class NttTables
         var t = n;
         ref var roots = ref _rootPowers[0];
         ref var rootsShoup = ref _rootPowersShoup[0];
-        for (var m = 1; m < n; m <<= 1)
+        for (var m = 1; m < n >> 1; m <<= 1)
         {
             t >>= 1;
             for (var i = 0; i < m; i++)
@@ -93,20 +97,23 @@ internal sealed class NttTables
                 var y = a.Slice(j1 + t, t);
                 for (var j = 0; j < x.Length; j++)
                 {
-                    var u = x[j];
-                    u = Modulus.SubIfGe(u, twoQ);
+                    var u = Modulus.SubIfGe(x[j], twoQ);
                     var v = Modulus.MulShoupLazy(y[j], w, wp, q);
                     x[j] = u + v;
                     y[j] = u - v + twoQ;
                 }
             }
         }
-        for (var j = 0; j < a.Length; j++)
+        // Last layer (t = 1) with the final reduction to [0, q) folded in.
+        var half = n >> 1;
+        for (var i = 0; i < half; i++)
         {
-            var u = a[j];
-            u = Modulus.SubIfGe(u, twoQ);
-            u = Modulus.SubIfGe(u, q);
-            a[j] = u;
+            var w = System.Runtime.CompilerServices.Unsafe.Add(ref roots, half + i);
+            var wp = System.Runtime.CompilerServices.Unsafe.Add(ref rootsShoup, half + i);
+            var u = Modulus.SubIfGe(a[2 * i], twoQ);
+            var v = Modulus.MulShoupLazy(a[2 * i + 1], w, wp, q);
+            a[2 * i] = Modulus.SubIfGe(Modulus.SubIfGe(u + v, twoQ), q);
+            a[2 * i + 1] = Modulus.SubIfGe(Modulus.SubIfGe(u - v + twoQ, twoQ), q);
         }
     }
 
@@ -121,7 +128,7 @@ internal sealed class NttTables
         var t = 1;
         ref var roots = ref _invRootPowers[0];
         ref var rootsShoup = ref _invRootPowersShoup[0];
-        for (var m = n; m > 1; m >>= 1)
+        for (var m = n; m > 2; m >>= 1)
         {
             var h = m >> 1;
             var j1 = 0;
@@ -135,17 +142,26 @@ internal sealed class NttTables
                 {
                     var u = x[j];
                     var v = y[j];
-                    var s = u + v;
-                    s = Modulus.SubIfGe(s, twoQ);
-                    x[j] = s;
+                    x[j] = Modulus.SubIfGe(u + v, twoQ);
                     y[j] = Modulus.MulShoupLazy(u - v + twoQ, w, wp, q);
                 }
                 j1 += 2 * t;
             }
             t <<= 1;
         }
+        // Last layer with the 1/N scaling folded in (one pass fewer over the data).
         var nInv = _nInv;
         var nInvShoup = _nInvShoup;
-        for (var j = 0; j < a.Length; j++) a[j] = Modulus.MulShoup(a[j], nInv, nInvShoup, q);
+        var wn = _lastInvTimesNInv;
+        var wnShoup = _lastInvTimesNInvShoup;
+        var lo = a[..t];
+        var hi = a.Slice(t, t);
+        for (var j = 0; j < lo.Length; j++)
+        {
+            var u = lo[j];
+            var v = hi[j];
+            lo[j] = Modulus.MulShoup(u + v, nInv, nInvShoup, q);
+            hi[j] = Modulus.MulShoup(u - v + twoQ, wn, wnShoup, q);
+        }
     }
 }
