@@ -1,7 +1,11 @@
+using Serverless.Durable;
 using Serverless.Runtime.Hosting;
+using Serverless.Security.Hosting;
 
-// The function app: index this assembly's [Function] methods and run them on the host.
-// Options: --data-dir DIR, --port N, --urls URLS, --host-json FILE (see docs/host.md).
+// The function app: the host with the durable engine and the security layer, running this assembly's
+// [Function] methods. Options: --data-dir DIR, --port N, --urls URLS, --host-json FILE (docs/host.md).
 var builder = FunctionsApplication.CreateBuilder(args);
+builder.Services.AddServerlessSecurity();
+builder.Services.AddDurableTask();
 builder.AddFunctions(typeof(Program).Assembly);
 return await builder.RunAsync();

@@ -1,4 +1,5 @@
 using System.Text;
+using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Serverless.Runtime.Functions;
@@ -15,18 +16,18 @@ public sealed class SampleFunctions(IQueueStore queues, TimeProvider time)
     public sealed record EchoResponse(string Message, string InvocationId, DateTimeOffset At);
 
     /// <summary>POST /api/samples/echo {"message":"hi"} answers the message back; GET /api/samples/echo?message=hi too.</summary>
-    [Function("SampleEcho")]
+    [Function("SampleEcho"), AllowAnonymous]
     public EchoResponse Echo([HttpTrigger("post", Route = "samples/echo")] HttpRequest request, EchoRequest body, FunctionContext context) =>
         new(body.Message, context.InvocationId, time.GetUtcNow());
 
-    [Function("SampleEchoGet")]
+    [Function("SampleEchoGet"), AllowAnonymous]
     public IResult EchoGet([HttpTrigger("get", Route = "samples/echo")] HttpRequest request, string? message, FunctionContext context) =>
         string.IsNullOrEmpty(message)
             ? Results.Problem(title: "The query parameter 'message' is required.", statusCode: StatusCodes.Status400BadRequest)
             : Results.Ok(new EchoResponse(message, context.InvocationId, time.GetUtcNow()));
 
     /// <summary>POST /api/samples/jobs enqueues a job for <see cref="ProcessJob"/>; 202 with the message id.</summary>
-    [Function("SampleEnqueue")]
+    [Function("SampleEnqueue"), AllowAnonymous] // a sample: real endpoints declare [RequirePermission]
     public async Task<IResult> Enqueue([HttpTrigger("post", Route = "samples/jobs")] HttpRequest request, EchoRequest body, CancellationToken cancellationToken)
     {
         var id = await queues.PutAsync("sample-jobs", Encoding.UTF8.GetBytes(body.Message), cancellationToken: cancellationToken);
