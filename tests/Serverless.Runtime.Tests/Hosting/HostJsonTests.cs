@@ -137,3 +137,46 @@ public sealed class HostJsonTests
         Assert.StartsWith("error: unknown option '--data-directory'", stderr.Trim());
     }
 }
+
+public sealed class DataDirectoryTests
+{
+    [Fact]
+    public async Task The_command_line_data_directory_beats_host_json()
+    {
+        using var fromCli = new TempDirectory();
+        using var fromFile = new TempDirectory();
+        var builder = FunctionsApplication.CreateBuilder(new FunctionsApplicationOptions
+        {
+            Args = ["--data-dir", fromCli.Path],
+            HostJson = $$"""{ "version": "2.0", "storage": { "dataDirectory": {{System.Text.Json.JsonSerializer.Serialize(fromFile.Path)}} } }""",
+            HostJsonOverrides = new Dictionary<string, string>(),
+        });
+        Microsoft.AspNetCore.TestHost.WebHostBuilderExtensions.UseTestServer(builder.WebApplicationBuilder.WebHost);
+        builder.AddFunctions(typeof(HostJsonTests.NoFunctions));
+        await using var app = builder.Build();
+        Assert.Equal(Path.GetFullPath(fromCli.Path), app.Services.GetRequiredService<Serverless.Runtime.Storage.DataDirectory>().Path);
+        await app.StartAsync();
+        var queues = app.Services.GetRequiredService<Serverless.Runtime.Storage.IQueueStore>();
+        await queues.PutAsync("where-am-i", new byte[] { 1 });
+        Assert.True(File.Exists(Path.Combine(fromCli.Path, "queues.db")));
+        Assert.False(File.Exists(Path.Combine(fromFile.Path, "queues.db")));
+        await app.StopAsync();
+    }
+
+    [Fact]
+    public async Task Without_any_setting_host_json_chooses_the_data_directory()
+    {
+        using var fromFile = new TempDirectory();
+        var builder = FunctionsApplication.CreateBuilder(new FunctionsApplicationOptions
+        {
+            HostJson = $$"""{ "version": "2.0", "storage": { "dataDirectory": {{System.Text.Json.JsonSerializer.Serialize(fromFile.Path)}} } }""",
+            HostJsonOverrides = new Dictionary<string, string>(),
+        });
+        Microsoft.AspNetCore.TestHost.WebHostBuilderExtensions.UseTestServer(builder.WebApplicationBuilder.WebHost);
+        builder.AddFunctions(typeof(HostJsonTests.NoFunctions));
+        await using var app = builder.Build();
+        var environment = Environment.GetEnvironmentVariable("SERVERLESS_DATA_DIR"); // outranks host.json when set
+        Assert.Equal(Path.GetFullPath(string.IsNullOrEmpty(environment) ? fromFile.Path : environment),
+            app.Services.GetRequiredService<Serverless.Runtime.Storage.DataDirectory>().Path);
+    }
+}
