@@ -148,7 +148,7 @@ public sealed class FederatedSimulator(IStrategy strategy, IReadOnlyList<IFedera
                 foreach (var r in results)
                 {
                     if (dropped.ContainsKey(r.ClientId)) continue;
-                    var frame = Encode(r);
+                    var frame = Encode(r, round);
                     frameBytes.Add(frame.Length);
                     try { received.Add(r with { Delta = UpdateFrame.DecodeToDense(frame) }); }
                     catch (FrameFormatException e) { excluded.Add(new RoundExclusion(r.ClientId, "bad frame: " + e.Message)); }
@@ -211,7 +211,7 @@ public sealed class FederatedSimulator(IStrategy strategy, IReadOnlyList<IFedera
         return r with { Delta = d };
     }
 
-    private byte[] Encode(FitResult r)
+    private byte[] Encode(FitResult r, int round)
     {
         var c = options.Compression;
         if (c is null) return UpdateFrame.EncodeDense(r.Delta);
@@ -223,7 +223,7 @@ public sealed class FederatedSimulator(IStrategy strategy, IReadOnlyList<IFedera
             return UpdateFrame.EncodeSparse(sparse);
         }
         if (c.QuantizationBits > 0)
-            return UpdateFrame.EncodeQuantized(StochasticQuantizer.Quantize(delta, c.QuantizationBits, c.ChunkSize, new Random(StableHash.Of(options.Seed, delta.Length, r.ClientId))));
+            return UpdateFrame.EncodeQuantized(StochasticQuantizer.Quantize(delta, c.QuantizationBits, c.ChunkSize, new Random(StableHash.Of(options.Seed, round, r.ClientId))));
         return UpdateFrame.EncodeDense(delta);
     }
 }
