@@ -19,7 +19,7 @@ namespace Serverless.Security.Hosting;
 /// rate limited per principal and per function. Refusals are ProblemDetails (401 / 403 / 429) and
 /// are audited. Timer, queue and durable triggers are the platform acting on its own and pass.
 /// </summary>
-public sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, FunctionRateLimiter limiter, IServiceProvider services) : IFunctionsWorkerMiddleware
+internal sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, FunctionRateLimiter limiter, IServiceProvider services) : IFunctionsWorkerMiddleware
 {
     public async Task Invoke(FunctionContext context, FunctionExecutionDelegate next)
     {
@@ -109,7 +109,7 @@ public sealed class RequestBodyLimitAttribute(long maxBytes) : Attribute
 }
 
 /// <summary>Per-principal and per-function fixed windows for function invocations (no queueing).</summary>
-public sealed class FunctionRateLimiter : IDisposable
+internal sealed class FunctionRateLimiter : IDisposable
 {
     private readonly PartitionedRateLimiter<(HttpContext Http, FunctionDefinition Function)> _limiter;
 

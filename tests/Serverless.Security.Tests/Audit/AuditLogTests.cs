@@ -10,7 +10,7 @@ public sealed class AuditLogTests(KeyringFixture keys) : IClassFixture<KeyringFi
 {
     private readonly TempDirectory _dir = new();
     private string DbPath => _dir.File("audit.db");
-    private string _signingKey = "audit-" + Guid.NewGuid().ToString("N")[..8];
+    private readonly string _signingKey = "audit-" + Guid.NewGuid().ToString("N")[..8];
 
     public void Dispose()
     {

@@ -96,11 +96,11 @@ public sealed class LocalKeyringTests
     }
 
     [Fact]
-    public void Files_are_created_owner_only()
+    public async Task Files_are_created_owner_only()
     {
         using var dir = new TempDirectory();
         using (var keyring = LocalKeyring.Open(Options(dir)))
-            keyring.CreateKeyAsync("kek", KeyKind.Wrapping).GetAwaiter().GetResult();
+            await keyring.CreateKeyAsync("kek", KeyKind.Wrapping);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.File("master.key")));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(dir.File("keyring.bin")));
     }
