@@ -453,14 +453,21 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
     protected static HistoryEvent Deserialize(string json) =>
         JsonSerializer.Deserialize<HistoryEvent>(json, DataConverter.Options) ?? throw new InvalidDataException("A stored history event was null.");
 
-    protected static DbCommand Command(DbTransaction tx, string sql, params (string Name, object? Value)[] parameters) =>
+    protected DbCommand Command(DbTransaction tx, string sql, params (string Name, object? Value)[] parameters) =>
         Command(tx.Connection!, tx, sql, parameters);
 
-    protected static DbCommand Command(DbConnection connection, DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    /// <summary>A command for <paramref name="sql"/> with no parameters yet (SQLite reuses prepared ones on its writer connection).</summary>
+    protected virtual DbCommand CreateCommand(DbConnection connection, DbTransaction? tx, string sql)
     {
         var cmd = connection.CreateCommand();
         cmd.CommandText = sql;
         cmd.Transaction = tx;
+        return cmd;
+    }
+
+    protected DbCommand Command(DbConnection connection, DbTransaction? tx, string sql, params (string Name, object? Value)[] parameters)
+    {
+        var cmd = CreateCommand(connection, tx, sql);
         foreach (var (name, value) in parameters)
         {
             var p = cmd.CreateParameter();
@@ -472,13 +479,13 @@ internal abstract class RelationalBackend(TimeProvider timeProvider) : IOrchestr
         return cmd;
     }
 
-    protected static async Task<int> ExecAsync(DbTransaction tx, string sql, CancellationToken ct, params (string, object?)[] parameters)
+    protected async Task<int> ExecAsync(DbTransaction tx, string sql, CancellationToken ct, params (string, object?)[] parameters)
     {
         await using var cmd = Command(tx, sql, parameters);
         return await cmd.ExecuteNonQueryAsync(ct);
     }
 
-    protected static async Task<object?> ScalarAsync(DbTransaction tx, string sql, CancellationToken ct, params (string, object?)[] parameters)
+    protected async Task<object?> ScalarAsync(DbTransaction tx, string sql, CancellationToken ct, params (string, object?)[] parameters)
     {
         await using var cmd = Command(tx, sql, parameters);
         var value = await cmd.ExecuteScalarAsync(ct);

@@ -84,6 +84,41 @@ internal sealed class SqliteBackend : RelationalBackend
     }
 
     private SqliteConnection? _writer;
+    private readonly Dictionary<string, ReusableCommand> _prepared = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// On the writer connection, one prepared command per SQL text, reused under the write gate:
+    /// preparing a statement costs more than running most of ours.
+    /// </summary>
+    protected override DbCommand CreateCommand(DbConnection connection, DbTransaction? tx, string sql)
+    {
+        if (!ReferenceEquals(connection, _writer)) return base.CreateCommand(connection, tx, sql);
+        if (!_prepared.TryGetValue(sql, out var cmd))
+        {
+            cmd = new ReusableCommand(sql, _writer);
+            _prepared[sql] = cmd;
+        }
+        cmd.Transaction = (SqliteTransaction?)tx;
+        cmd.Parameters.Clear();
+        return cmd;
+    }
+
+    /// <summary>A command whose dispose (by callers' <c>await using</c>) keeps its prepared statement for the next use.</summary>
+    private sealed class ReusableCommand(string sql, SqliteConnection connection) : SqliteCommand(sql, connection)
+    {
+        public bool Retired { get; set; }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (Retired) base.Dispose(disposing);
+        }
+
+        public override ValueTask DisposeAsync()
+        {
+            if (Retired) return base.DisposeAsync();
+            return ValueTask.CompletedTask;
+        }
+    }
 
     protected override string ClaimOrchestrationSql => """
         UPDATE instances SET lock_token = @token, lock_expires = @exp
@@ -135,6 +170,12 @@ internal sealed class SqliteBackend : RelationalBackend
     public override async ValueTask DisposeAsync()
     {
         await _writeGate.WaitAsync();
+        foreach (var cmd in _prepared.Values)
+        {
+            cmd.Retired = true;
+            await cmd.DisposeAsync();
+        }
+        _prepared.Clear();
         if (_writer is not null) await _writer.DisposeAsync();
         _writer = null;
         _writeGate.Release();
