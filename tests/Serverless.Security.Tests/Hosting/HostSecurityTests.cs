@@ -86,6 +86,8 @@ public sealed class SecuredHostFixture : IAsyncLifetime
         builder.Services.AddServerlessSecurity(o => o.RateLimits = new RateLimitOptions { PermitsPerPrincipal = 100_000, PermitsPerEndpoint = 100_000 });
         builder.AddFunctions(typeof(GuardedFunctions));
         App = builder.Build();
+        // A plain ASP.NET Core endpoint beside the functions (as a module might map one), guarded at that level.
+        App.MapGet("/extra/audit-summary", () => Results.Ok("summary")).WithMetadata(new RequirePermissionAttribute(Permissions.AuditRead));
         await App.StartAsync();
         Client = App.GetTestClient();
     }
@@ -201,6 +203,15 @@ public sealed class HostSecurityTests(SecuredHostFixture host) : IClassFixture<S
         var response = await host.Client.SendAsync(big);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
         Assert.Contains("at most 100", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Plain_endpoints_beside_the_functions_are_guarded_by_their_permission_metadata()
+    {
+        Assert.Equal(HttpStatusCode.Unauthorized, (await host.SendAsync("GET", "/extra/audit-summary", null)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await host.SendAsync("GET", "/extra/audit-summary", await host.TokenAsync("p", [Roles.Partner], "x"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("GET", "/extra/audit-summary", await host.TokenAsync("a", [Roles.Auditor]))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("GET", "/api/health", null)).StatusCode); // host endpoints stay open
     }
 
     [Fact]
