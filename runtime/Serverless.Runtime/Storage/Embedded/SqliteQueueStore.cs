@@ -8,10 +8,15 @@ namespace Serverless.Runtime.Storage.Embedded;
 /// <c>UPDATE ... RETURNING</c> that hides the rows, bumps their dequeue count and gives each a fresh
 /// random pop receipt, so two receivers never get the same message while it is hidden.
 /// </summary>
-internal sealed class SqliteQueueStore : IQueueStore
+internal sealed class SqliteQueueStore : IQueueStore, IDisposable
 {
     private readonly string _connectionString;
     private readonly TimeProvider _time;
+    // One long-lived connection, one statement at a time: in-process callers queue on a semaphore instead
+    // of colliding on SQLite's write lock (whose busy handler sleeps); other processes still share the
+    // file through WAL and busy_timeout.
+    private readonly SqliteConnection _connection;
+    private readonly SemaphoreSlim _gate = new(1, 1);
 
     public SqliteQueueStore(string databasePath, TimeProvider? time = null)
     {
@@ -21,11 +26,11 @@ internal sealed class SqliteQueueStore : IQueueStore
         {
             DataSource = databasePath,
             Mode = SqliteOpenMode.ReadWriteCreate,
-            Pooling = true,
+            Pooling = false,
             DefaultTimeout = 30,
         }.ToString();
-        using var connection = Open();
-        using var command = connection.CreateCommand();
+        _connection = Open();
+        using var command = _connection.CreateCommand();
         command.CommandText = """
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -60,7 +65,9 @@ internal sealed class SqliteQueueStore : IQueueStore
     public async Task CreateQueueAsync(string queue, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidQueue(queue);
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = "INSERT OR IGNORE INTO queues (name) VALUES ($q)";
         command.Parameters.AddWithValue("$q", queue);
@@ -76,7 +83,9 @@ internal sealed class SqliteQueueStore : IQueueStore
             throw new ArgumentOutOfRangeException(nameof(initialVisibilityDelay), "must be between 0 and 7 days");
         var id = Guid.NewGuid().ToString("D");
         var now = Now;
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = """
             INSERT OR IGNORE INTO queues (name) VALUES ($q);
@@ -99,7 +108,9 @@ internal sealed class SqliteQueueStore : IQueueStore
         if (visibilityTimeout < TimeSpan.Zero || visibilityTimeout > TimeSpan.FromDays(7))
             throw new ArgumentOutOfRangeException(nameof(visibilityTimeout), "must be between 0 and 7 days");
         var now = Now;
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = """
             UPDATE messages
@@ -131,7 +142,9 @@ internal sealed class SqliteQueueStore : IQueueStore
         StorageNames.ThrowIfInvalidQueue(queue);
         ArgumentException.ThrowIfNullOrEmpty(messageId);
         ArgumentException.ThrowIfNullOrEmpty(popReceipt);
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = "DELETE FROM messages WHERE queue = $q AND id = $id AND pop_receipt = $pr";
         command.Parameters.AddWithValue("$q", queue);
@@ -147,7 +160,9 @@ internal sealed class SqliteQueueStore : IQueueStore
         ArgumentException.ThrowIfNullOrEmpty(popReceipt);
         if (visibilityTimeout < TimeSpan.Zero || visibilityTimeout > TimeSpan.FromDays(7))
             throw new ArgumentOutOfRangeException(nameof(visibilityTimeout), "must be between 0 and 7 days");
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = """
             UPDATE messages SET visible_at = $until, pop_receipt = lower(hex(randomblob(16)))
@@ -164,17 +179,32 @@ internal sealed class SqliteQueueStore : IQueueStore
     public async Task<long> GetApproximateCountAsync(string queue, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidQueue(queue);
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT count(*) FROM messages WHERE queue = $q";
         command.Parameters.AddWithValue("$q", queue);
         return (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
+    public void Dispose()
+    {
+        _gate.Wait();
+        _connection.Dispose();
+    }
+
+    private readonly struct Release(SemaphoreSlim gate) : IDisposable
+    {
+        public void Dispose() => gate.Release();
+    }
+
     /// <summary>A cheap liveness probe for /api/health.</summary>
     internal async Task PingAsync(CancellationToken cancellationToken)
     {
-        await using var connection = Open();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        using var release = new Release(_gate);
+        var connection = _connection;
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT count(*) FROM queues";
         await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
