@@ -31,12 +31,16 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
     private int _inFlight;
     private readonly SemaphoreSlim _completed = new(0);
     private readonly List<Task> _running = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Lease, byte> _leases = new();
 
     public async Task RunAsync(CancellationToken stopping)
     {
         await store.CreateQueueAsync(queue, stopping).ConfigureAwait(false);
         await store.CreateQueueAsync(PoisonMessage.PoisonQueueName(queue), stopping).ConfigureAwait(false);
         var delay = MinimumPollingInterval;
+        // One renewal loop per listener (not a timer per message): every quarter lease it renews the
+        // leases that are half spent.
+        var renewals = RenewLeasesAsync(stopping);
         try
         {
             while (!stopping.IsCancellationRequested)
@@ -81,6 +85,7 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
         Task[] remaining;
         lock (_running) remaining = [.. _running];
         await Task.WhenAll(remaining).ConfigureAwait(false);
+        await renewals.ConfigureAwait(false);
     }
 
     private async Task ProcessAsync(QueueMessage message, CancellationToken stopping)
@@ -93,9 +98,8 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
             return;
         }
 
-        using var renewal = CancellationTokenSource.CreateLinkedTokenSource(stopping);
-        var lease = new Lease(message.PopReceipt);
-        var renewTask = RenewLeaseAsync(message, lease, renewal.Token);
+        var lease = new Lease(message.Id, message.PopReceipt, time.GetUtcNow() + options.MessageLease / 2);
+        _leases.TryAdd(lease, 0);
         Exception? failure = null;
         try
         {
@@ -114,8 +118,15 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
         }
         finally
         {
-            await renewal.CancelAsync().ConfigureAwait(false);
-            await renewTask.ConfigureAwait(false);
+            // Stop renewing before settling, and wait for a renewal in flight so its new receipt is the one we use.
+            Task? renewing;
+            lock (lease)
+            {
+                lease.Settled = true;
+                renewing = lease.Renewing;
+            }
+            if (renewing is not null) await renewing.ConfigureAwait(false);
+            _leases.TryRemove(lease, out _);
         }
 
         try
@@ -169,34 +180,65 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
         logger.LogError("Queue {Queue}: message {Id} moved to {Poison} after {Count} attempts: {Error}", queue, message.Id, poisonQueue, message.DequeueCount, lastError);
     }
 
-    private async Task RenewLeaseAsync(QueueMessage message, Lease lease, CancellationToken cancellationToken)
+    private async Task RenewLeasesAsync(CancellationToken stopping)
     {
-        var interval = options.MessageLease / 2;
+        var check = options.MessageLease / 4;
         try
         {
             while (true)
             {
-                await Task.Delay(interval, time, cancellationToken).ConfigureAwait(false);
-                var receipt = await store.UpdateVisibilityAsync(queue, message.Id, lease.PopReceipt, options.MessageLease, cancellationToken).ConfigureAwait(false);
-                if (receipt is null)
+                await Task.Delay(check, time, stopping).ConfigureAwait(false);
+                var now = time.GetUtcNow();
+                foreach (var lease in _leases.Keys)
                 {
-                    logger.LogWarning("Queue {Queue}: lost the lease on message {Id}", queue, message.Id);
-                    return;
+                    if (lease.RenewAt > now) continue;
+                    TaskCompletionSource done;
+                    lock (lease)
+                    {
+                        if (lease.Settled || lease.Renewing is { IsCompleted: false }) continue;
+                        done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                        lease.Renewing = done.Task;
+                    }
+                    _ = RenewAsync(lease, done);
                 }
-                lease.PopReceipt = receipt;
             }
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
-        }
-        catch (Exception e)
-        {
-            logger.LogWarning(e, "Queue {Queue}: could not renew the lease on message {Id}", queue, message.Id);
         }
     }
 
-    private sealed class Lease(string popReceipt)
+    private async Task RenewAsync(Lease lease, TaskCompletionSource done)
     {
+        try
+        {
+            var receipt = await store.UpdateVisibilityAsync(queue, lease.MessageId, lease.PopReceipt, options.MessageLease, CancellationToken.None).ConfigureAwait(false);
+            if (receipt is null)
+            {
+                logger.LogWarning("Queue {Queue}: lost the lease on message {Id}", queue, lease.MessageId);
+                lease.RenewAt = DateTimeOffset.MaxValue;
+                return;
+            }
+            lease.PopReceipt = receipt;
+            lease.RenewAt = time.GetUtcNow() + options.MessageLease / 2;
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "Queue {Queue}: could not renew the lease on message {Id}; retrying", queue, lease.MessageId);
+        }
+        finally
+        {
+            done.TrySetResult();
+        }
+    }
+
+    /// <summary>A received message's current pop receipt and when to renew it.</summary>
+    private sealed class Lease(string messageId, string popReceipt, DateTimeOffset renewAt)
+    {
+        public string MessageId { get; } = messageId;
         public string PopReceipt { get; set; } = popReceipt;
+        public DateTimeOffset RenewAt { get; set; } = renewAt;
+        public bool Settled { get; set; }
+        public Task? Renewing { get; set; }
     }
 }
