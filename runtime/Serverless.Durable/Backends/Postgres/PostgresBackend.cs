@@ -121,6 +121,11 @@ internal sealed partial class PostgresBackend : RelationalBackend
               name text NOT NULL, payload text NOT NULL, visible_at bigint NOT NULL, lock_token text, lock_expires bigint,
               dequeue_count bigint NOT NULL);
             CREATE INDEX IF NOT EXISTS ix_tasks_instance ON {T("tasks")} (instance_id);
+            -- Queue tables churn (every row is inserted once and deleted once): vacuum them early so
+            -- claim scans do not wade through dead index entries.
+            ALTER TABLE {T("messages")} SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 200);
+            ALTER TABLE {T("tasks")} SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 200);
+            ALTER TABLE {T("instances")} SET (autovacuum_vacuum_scale_factor = 0.05, fillfactor = 80);
             """;
         await cmd.ExecuteNonQueryAsync(cancellationToken);
         await tx.CommitAsync(cancellationToken);
