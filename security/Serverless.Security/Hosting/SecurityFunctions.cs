@@ -15,7 +15,7 @@ namespace Serverless.Security.Hosting;
 /// and exports the trail. Every function declares its permission.
 /// </summary>
 public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, SecurityOptions options, IBlobStoreProvider blobs, CheckpointStore checkpoints,
-    RolePermissionTable roles, TimeProvider time)
+    RolePermissionTable roles, VaultSigningKeys signingKeys, TimeProvider time)
 {
     [Function("AuditVerify")]
     [RequirePermission(Permissions.AuditVerify)]
@@ -78,6 +78,7 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
         catch (KeyNotFoundException) { return Results.Problem(statusCode: 404, title: "Unknown key", detail: $"Key '{name}' does not exist."); }
         catch (ArgumentException e) { return Results.Problem(statusCode: 400, title: "Invalid key name", detail: e.Message); }
         var rewrapped = name == options.CheckpointKeyName ? await checkpoints.Store.RewrapAllAsync(cancellationToken: cancellationToken) : 0;
+        if (name == options.Tokens.SigningKeyName) await signingKeys.RefreshAsync(cancellationToken); // tokens with the new kid validate at once
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.KeyRotate, $"key/{name}", AuditOutcome.Success,
             request.HttpContext.TraceIdentifier, $"new version {rotated.Id.Version}; {rewrapped} objects re-wrapped"), cancellationToken);
         return Results.Ok(new { Key = rotated.Id.ToString(), rotated.CreatedAt, Rewrapped = rewrapped });

@@ -215,6 +215,17 @@ public sealed class HostSecurityTests(SecuredHostFixture host) : IClassFixture<S
     }
 
     [Fact]
+    public async Task Rotating_the_token_signing_key_keeps_old_and_new_tokens_valid()
+    {
+        var admin = await host.TokenAsync("root-" + Guid.NewGuid().ToString("N")[..6], [Roles.Admin]);
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("POST", "/api/keys/token-signing/rotate", admin)).StatusCode);
+        var fresh = await host.TokenAsync("aud-" + Guid.NewGuid().ToString("N")[..6], [Roles.Auditor]);
+        Assert.NotEqual(admin.Split('.')[0], fresh.Split('.')[0]); // a new kid in the header
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("GET", "/api/roles", admin)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("GET", "/api/audit/entries?limit=1", fresh)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_bad_token_is_audited_once()
     {
         var federation = Guid.NewGuid().ToString("N");
