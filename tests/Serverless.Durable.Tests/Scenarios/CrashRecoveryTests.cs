@@ -79,6 +79,8 @@ public sealed class ScaleOutTests
         {
             using var a = WorkerProcess.Start(hub, hub.Options.LeaseDuration, recordEpisodes: true);
             using var b = WorkerProcess.Start(hub, hub.Options.LeaseDuration, recordEpisodes: true);
+            await a.WaitForReadyAsync(TimeSpan.FromSeconds(60));
+            await b.WaitForReadyAsync(TimeSpan.FromSeconds(60)); // both poll before any work exists
             const int Count = 500;
             var ids = new string[Count];
             for (var i = 0; i < Count; i++)

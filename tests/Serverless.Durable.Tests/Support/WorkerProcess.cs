@@ -42,6 +42,18 @@ internal sealed class WorkerProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>Waits until the worker printed "ready" (its host started and polls).</summary>
+    public async Task WaitForReadyAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Output.Contains("ready", StringComparison.Ordinal))
+        {
+            if (_process.HasExited || DateTime.UtcNow > deadline)
+                throw new InvalidOperationException("The test worker did not start: " + Output);
+            await Task.Delay(20);
+        }
+    }
+
     public int ExitCode => _process.ExitCode;
 
     /// <summary>Waits for the process to die by itself (at its kill point).</summary>
