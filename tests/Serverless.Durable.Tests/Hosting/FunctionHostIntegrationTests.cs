@@ -149,6 +149,23 @@ public sealed class FunctionHostIntegrationTests
     }
 
     [Fact]
+    public async Task Postgres_without_its_connection_string_variable_fails_at_start_naming_the_variable()
+    {
+        var variable = "SERVERLESS_TEST_UNSET_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        var builder = FunctionsApplication.CreateBuilder(new FunctionsApplicationOptions
+        {
+            HostJson = HostJson(", \"storageProvider\": { \"type\": \"postgres\", \"connectionStringName\": \"" + variable + "\" }"),
+            DataDirectory = Path.Combine(Path.GetTempPath(), "serverless-durable-host-tests", Guid.NewGuid().ToString("N")),
+        });
+        builder.WebApplicationBuilder.WebHost.UseTestServer();
+        builder.Services.AddDurableTask();
+        builder.AddFunctions(typeof(DurableHostFunctions));
+        await using var app = builder.Build();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => app.StartAsync());
+        Assert.Contains(variable, error.Message);
+    }
+
+    [Fact]
     public void Invalid_durableTask_settings_stop_the_host_with_the_key_named()
     {
         var builder = FunctionsApplication.CreateBuilder(new FunctionsApplicationOptions
