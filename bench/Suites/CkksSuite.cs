@@ -65,7 +65,7 @@ internal sealed class CkksSuite : IBenchSuite
                         figures.Add(($"ratio_{key.Replace("_us", "", StringComparison.Ordinal)}", mine / value));
                 }
             }
-            else Console.WriteLine("node-seal peer unavailable (run `npm install` in bench/peers); ratios omitted");
+            else Console.WriteLine("node-seal peer unavailable (run `npm ci --ignore-scripts` in tools/); ratios omitted");
         }
         Console.WriteLine(Measure.Result(Name, figures));
         return Task.FromResult(0);
@@ -133,11 +133,8 @@ internal sealed class CkksSuite : IBenchSuite
         var root = FindRepoRoot();
         if (root is null) return null;
         var script = Path.Combine(root, "bench", "peers", "seal-ckks.mjs");
-        var candidates = new[]
-        {
-            Path.Combine(root, "bench", "peers", "node_modules", "node-seal"),
-            Path.Combine(root, "tools", "node_modules", "node-seal"),
-        };
+        // The pinned npm tools (tools/package.json): scripts/test.sh installs them, or `cd tools && npm ci --ignore-scripts`.
+        var candidates = new[] { Path.Combine(root, "tools", "node_modules", "node-seal") };
         foreach (var dir in candidates.Where(Directory.Exists))
         {
             var psi = new ProcessStartInfo("node")
