@@ -86,7 +86,7 @@ public sealed class EncryptedBlobStore(IBlobStore inner, EnvelopeEncryptor encry
 }
 
 /// <summary>A header followed by the rest of another stream.</summary>
-internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
+internal sealed class PrefixedStream(byte[] prefix, Stream rest) : ForwardReadOnlyStream
 {
     private int _prefixOffset;
 
@@ -111,14 +111,4 @@ internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
         _prefixOffset += n;
         return n;
     }
-
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

@@ -55,7 +55,7 @@ internal sealed class LookaheadChunkReader(Stream source, int chunkLength)
 }
 
 /// <summary>A forward-only readable stream; subclasses produce bytes into an output window.</summary>
-internal abstract class ProducingReadStream : Stream
+internal abstract class ProducingReadStream : ForwardReadOnlyStream
 {
     private byte[] _window = [];
     private int _offset;
@@ -111,15 +111,6 @@ internal abstract class ProducingReadStream : Stream
         return n;
     }
 
-    public override bool CanRead => true;
-    public override bool CanSeek => false;
-    public override bool CanWrite => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-    public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>Plaintext in, envelope out: the header, then sealed chunks.</summary>
