@@ -126,31 +126,62 @@ public sealed class Encoder
         var half = _context.Slots;
         foreach (var z in slots)
             if (!double.IsFinite(z.Real) || !double.IsFinite(z.Imaginary)) throw new ArgumentException("cannot Encode: values must be finite");
-        SpecialFftInverse(slots);
+        SpecialFftInverse(slots, normalize: false);
         destination.Reshape(level);
         destination.Scale = scale;
         var coeffs = ArrayPool<double>.Shared.Rent(n);
+        var signed = ScratchPool.Rent(n);
         try
         {
             // Limit: the scaled coefficient must stay well inside q_0···q_level / 2.
             var limit = Math.Pow(2, _context.Crt(level).Product.GetBitLength() - 2);
+            // The inverse FFT's 1/size is a power of two, so folding it into the scale rounds
+            // exactly like normalizing first and scaling after (one rounding of the same product).
+            var factor = scale * (1.0 / half);
+            var maxAbs = 0.0;
             for (var i = 0; i < half; i++)
             {
-                coeffs[i] = Math.Round(slots[i].Real * scale);
-                coeffs[i + half] = Math.Round(slots[i].Imaginary * scale);
-            }
-            for (var i = 0; i < n; i++)
-                if (!(Math.Abs(coeffs[i]) < limit))
+                var re = Math.Round(slots[i].Real * factor);
+                var im = Math.Round(slots[i].Imaginary * factor);
+                coeffs[i] = re;
+                coeffs[i + half] = im;
+                var a = Math.Max(Math.Abs(re), Math.Abs(im));
+                if (!(a < limit))
                     throw new ArgumentException($"cannot Encode: a value times the scale 2^{Math.Log2(scale):0.#} exceeds the modulus at level {level}; use smaller values or a smaller scale");
-            _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+                if (a > maxAbs) maxAbs = a;
+            }
+            if (maxAbs < 9.2e18)
             {
-                var m = _context.Moduli[i];
-                var limb = destination.Limb(i);
-                for (var k = 0; k < n; k++) limb[k] = ScaledToResidue(coeffs[k], m);
-                _context.Ntt[i].Forward(limb);
-            });
+                // Fast path: every coefficient fits a long; convert once, then one reduction per limb
+                // (none at all in limbs whose modulus exceeds every |coefficient|).
+                for (var k = 0; k < n; k++) signed[k] = (ulong)(long)coeffs[k];
+                var small = (ulong)maxAbs;
+                _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+                {
+                    var m = _context.Moduli[i];
+                    var limb = destination.Limb(i);
+                    var source = signed.AsSpan(0, n);
+                    if (small < m.Value) SignedResidues.LiftSmall(source, m.Value, limb);
+                    else SignedResidues.Reduce(source, m, limb);
+                    _context.Ntt[i].Forward(limb);
+                });
+            }
+            else
+            {
+                _context.ForLimbs(level + 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (i) =>
+                {
+                    var m = _context.Moduli[i];
+                    var limb = destination.Limb(i);
+                    for (var k = 0; k < n; k++) limb[k] = ScaledToResidue(coeffs[k], m);
+                    _context.Ntt[i].Forward(limb);
+                });
+            }
         }
-        finally { ArrayPool<double>.Shared.Return(coeffs); }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(coeffs);
+            ScratchPool.Return(signed);
+        }
     }
 
     /// <summary>An integral double (already rounded) reduced modulo q.</summary>
@@ -235,7 +266,11 @@ public sealed class Encoder
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void SpecialFftInverse(Span<Complex> vals)
+    internal void SpecialFftInverse(Span<Complex> vals) => SpecialFftInverse(vals, normalize: true);
+
+    // Without normalize the result is size times the inverse (the caller folds 1/size into its scale).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void SpecialFftInverse(Span<Complex> vals, bool normalize)
     {
         var size = vals.Length;
         var twiddles = _context.FftTwiddles;
@@ -257,6 +292,7 @@ public sealed class Encoder
             }
         }
         BitReverse(vals);
+        if (!normalize) return;
         var inv = 1.0 / size;
         for (var i = 0; i < size; i++) vals[i] *= inv;
     }

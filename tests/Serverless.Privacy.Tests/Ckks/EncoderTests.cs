@@ -1,0 +1,91 @@
+using System.Numerics;
+using Serverless.Privacy.Ckks;
+
+namespace Serverless.Privacy.Tests.Ckks;
+
+public sealed class EncoderTests
+{
+    // The fast encode (1/size folded into the scale, one signed conversion, branchless or
+    // reduction-free limbs) must equal the straightforward algorithm coefficient for coefficient:
+    // normalized inverse FFT, round(x·Δ) per coefficient, per-limb residue of each double, NTT.
+    // Magnitudes cover every path: below every modulus, above the 40-bit limbs (Barrett per limb),
+    // and beyond 2^63 (the BigInteger fallback).
+    [Theory]
+    [InlineData(4096, 31, 1.0)]
+    [InlineData(8192, 40, 1.0)]
+    [InlineData(8192, 40, 300.0)]
+    [InlineData(8192, 62, 20.0)]
+    [InlineData(8192, 80, 1.0)]
+    [InlineData(16384, 40, 1.0)]
+    public void Encode_EqualsReferenceAlgorithm_CoefficientForCoefficient(int n, int logScale, double magnitude)
+    {
+        var s = CkksSetups.ForN(n);
+        var context = s.Context;
+        var scale = Math.Pow(2, logScale);
+        var rng = new Random(n + logScale);
+        var values = new Complex[context.Slots];
+        for (var i = 0; i < values.Length; i++)
+            values[i] = new Complex((rng.NextDouble() * 2 - 1) * magnitude, (rng.NextDouble() * 2 - 1) * magnitude);
+
+        var actual = new Plaintext(context);
+        s.Encoder.Encode(values, scale, context.MaxLevel, actual);
+
+        var expected = ReferenceEncode(s, values, scale, context.MaxLevel);
+        Assert.Equal(scale, actual.Scale);
+        Assert.Equal(expected.Length, actual.Poly.Length);
+        for (var k = 0; k < expected.Length; k++)
+            Assert.True(expected[k] == actual.Poly[k], $"word {k}: {expected[k]} vs {actual.Poly[k]}");
+    }
+
+    [Fact]
+    public void Encode_LowerLevelAndRealValues_EqualReferenceAlgorithm()
+    {
+        var s = CkksSetups.N8192.Value;
+        var context = s.Context;
+        var reals = s.RandomVector(7, context.Slots / 3);
+        var values = new Complex[context.Slots];
+        for (var i = 0; i < reals.Length; i++) values[i] = reals[i];
+        var actual = new Plaintext(context);
+        s.Encoder.Encode(reals, context.Parameters.Scale, 1, actual);
+        Assert.Equal(1, actual.Level);
+        Assert.Equal(ReferenceEncode(s, values, context.Parameters.Scale, 1), actual.Poly.ToArray());
+    }
+
+    [Fact]
+    public void Encode_ValueBeyondModulus_Throws()
+    {
+        var s = CkksSetups.N8192.Value;
+        var values = new double[s.Context.Slots];
+        values[3] = Math.Pow(2, 100);
+        var ex = Assert.Throws<ArgumentException>(() => s.Encoder.Encode(values, s.Context.Parameters.Scale, 0, new Plaintext(s.Context)));
+        Assert.Contains("exceeds the modulus", ex.Message, StringComparison.Ordinal);
+    }
+
+    private static ulong[] ReferenceEncode(CkksSetup s, Complex[] values, double scale, int level)
+    {
+        var context = s.Context;
+        var n = context.N;
+        var half = context.Slots;
+        var slots = (Complex[])values.Clone();
+        s.Encoder.SpecialFftInverse(slots);
+        var coeffs = new double[n];
+        for (var i = 0; i < half; i++)
+        {
+            coeffs[i] = Math.Round(slots[i].Real * scale);
+            coeffs[i + half] = Math.Round(slots[i].Imaginary * scale);
+        }
+        var result = new ulong[(level + 1) * n];
+        for (var limb = 0; limb <= level; limb++)
+        {
+            var q = context.Moduli[limb].Value;
+            var span = result.AsSpan(limb * n, n);
+            for (var k = 0; k < n; k++)
+            {
+                var r = new BigInteger(coeffs[k]) % q;
+                span[k] = (ulong)(r.Sign < 0 ? r + q : r);
+            }
+            context.Ntt[limb].Forward(span);
+        }
+        return result;
+    }
+}
