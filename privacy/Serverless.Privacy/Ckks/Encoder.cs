@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Buffers;
 using System.Numerics;
 using Serverless.Privacy.Arithmetic;
@@ -14,11 +16,30 @@ namespace Serverless.Privacy.Ckks;
 public sealed class Encoder
 {
     private readonly CkksContext _context;
+    private readonly Complex[][] _conjugateTwiddles; // the inverse FFT's twiddles, conjugated once
+    private readonly int[] _bitReverseSwaps;         // (i, j) pairs with i < j = bitrev(i), flattened
 
     public Encoder(CkksContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
         _context = context;
+        var twiddles = context.FftTwiddles;
+        _conjugateTwiddles = new Complex[twiddles.Length][];
+        for (var l = 0; l < twiddles.Length; l++)
+        {
+            if (twiddles[l] is null) continue;
+            _conjugateTwiddles[l] = new Complex[twiddles[l].Length];
+            for (var j = 0; j < twiddles[l].Length; j++) _conjugateTwiddles[l][j] = Complex.Conjugate(twiddles[l][j]);
+        }
+        var size = context.Slots;
+        var bits = BitOperations.Log2((uint)size);
+        var swaps = new List<int>(size);
+        for (var i = 0; i < size; i++)
+        {
+            var r = NttTables.BitReverse(i, bits);
+            if (i < r) { swaps.Add(i); swaps.Add(r); }
+        }
+        _bitReverseSwaps = swaps.ToArray();
     }
 
     public int SlotCount => _context.Slots;
@@ -243,23 +264,26 @@ public sealed class Encoder
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void SpecialFft(Span<Complex> vals)
     {
+        Debug.Assert(vals.Length == _context.Slots);
         var size = vals.Length;
         var twiddles = _context.FftTwiddles;
         BitReverse(vals);
+        ref var v0 = ref MemoryMarshal.GetReference(vals);
         for (var len = 2; len <= size; len <<= 1)
         {
             var lenh = len >> 1;
             var tw = twiddles[BitOperations.Log2((uint)len)];
+            ref var w0 = ref MemoryMarshal.GetArrayDataReference(tw);
             for (var i = 0; i < size; i += len)
             {
-                var lo = vals.Slice(i, lenh);
-                var hi = vals.Slice(i + lenh, lenh);
+                ref var lo = ref Unsafe.Add(ref v0, i);
+                ref var hi = ref Unsafe.Add(ref v0, i + lenh);
                 for (var j = 0; j < lenh; j++)
                 {
-                    var u = lo[j];
-                    var v = hi[j] * tw[j];
-                    lo[j] = u + v;
-                    hi[j] = u - v;
+                    var u = Unsafe.Add(ref lo, j);
+                    var v = Unsafe.Add(ref hi, j) * Unsafe.Add(ref w0, j);
+                    Unsafe.Add(ref lo, j) = u + v;
+                    Unsafe.Add(ref hi, j) = u - v;
                 }
             }
         }
@@ -272,22 +296,23 @@ public sealed class Encoder
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void SpecialFftInverse(Span<Complex> vals, bool normalize)
     {
+        Debug.Assert(vals.Length == _context.Slots);
         var size = vals.Length;
-        var twiddles = _context.FftTwiddles;
+        ref var v0 = ref MemoryMarshal.GetReference(vals);
         for (var len = size; len >= 2; len >>= 1)
         {
             var lenh = len >> 1;
-            var tw = twiddles[BitOperations.Log2((uint)len)];
+            ref var w0 = ref MemoryMarshal.GetArrayDataReference(_conjugateTwiddles[BitOperations.Log2((uint)len)]);
             for (var i = 0; i < size; i += len)
             {
-                var lo = vals.Slice(i, lenh);
-                var hi = vals.Slice(i + lenh, lenh);
+                ref var lo = ref Unsafe.Add(ref v0, i);
+                ref var hi = ref Unsafe.Add(ref v0, i + lenh);
                 for (var j = 0; j < lenh; j++)
                 {
-                    var u = lo[j] + hi[j];
-                    var v = (lo[j] - hi[j]) * Complex.Conjugate(tw[j]);
-                    lo[j] = u;
-                    hi[j] = v;
+                    var a = Unsafe.Add(ref lo, j);
+                    var b = Unsafe.Add(ref hi, j);
+                    Unsafe.Add(ref lo, j) = a + b;
+                    Unsafe.Add(ref hi, j) = (a - b) * Unsafe.Add(ref w0, j);
                 }
             }
         }
@@ -297,15 +322,15 @@ public sealed class Encoder
         for (var i = 0; i < size; i++) vals[i] *= inv;
     }
 
-    private static void BitReverse(Span<Complex> vals)
+    // Swaps from the precomputed table: no index arithmetic per element.
+    private void BitReverse(Span<Complex> vals)
     {
-        var n = vals.Length;
-        for (int i = 1, j = 0; i < n; i++)
+        var swaps = _bitReverseSwaps;
+        for (var k = 0; k < swaps.Length; k += 2)
         {
-            var bit = n >> 1;
-            for (; (j & bit) != 0; bit >>= 1) j ^= bit;
-            j ^= bit;
-            if (i < j) (vals[i], vals[j]) = (vals[j], vals[i]);
+            var i = swaps[k];
+            var j = swaps[k + 1];
+            (vals[i], vals[j]) = (vals[j], vals[i]);
         }
     }
 }

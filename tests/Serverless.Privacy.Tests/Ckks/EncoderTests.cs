@@ -67,7 +67,7 @@ public sealed class EncoderTests
         var n = context.N;
         var half = context.Slots;
         var slots = (Complex[])values.Clone();
-        s.Encoder.SpecialFftInverse(slots);
+        ReferenceFftInverse(context, slots);
         var coeffs = new double[n];
         for (var i = 0; i < half; i++)
         {
@@ -87,5 +87,35 @@ public sealed class EncoderTests
             context.Ntt[limb].Forward(span);
         }
         return result;
+    }
+
+    // The inverse special FFT as first written (slices per group, conjugate per butterfly,
+    // normalized by 1/size), kept here so the encoder's loops can change without moving the target.
+    private static void ReferenceFftInverse(CkksContext context, Complex[] vals)
+    {
+        var size = vals.Length;
+        for (var len = size; len >= 2; len >>= 1)
+        {
+            var lenh = len >> 1;
+            var tw = context.FftTwiddles[BitOperations.Log2((uint)len)];
+            for (var i = 0; i < size; i += len)
+            {
+                for (var j = 0; j < lenh; j++)
+                {
+                    var u = vals[i + j] + vals[i + lenh + j];
+                    var v = (vals[i + j] - vals[i + lenh + j]) * Complex.Conjugate(tw[j]);
+                    vals[i + j] = u;
+                    vals[i + lenh + j] = v;
+                }
+            }
+        }
+        var bits = BitOperations.Log2((uint)size);
+        for (var i = 0; i < size; i++)
+        {
+            var r = 0;
+            for (var b = 0; b < bits; b++) r |= ((i >> b) & 1) << (bits - 1 - b);
+            if (i < r) (vals[i], vals[r]) = (vals[r], vals[i]);
+        }
+        for (var i = 0; i < size; i++) vals[i] *= 1.0 / size;
     }
 }
