@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using Serverless.Security;
 using Serverless.Security.Authorization;
 using Serverless.Security.Identity;
+using Serverless.Security.Keys;
 
 namespace Serverless.Client.Commands;
 
@@ -36,7 +37,7 @@ internal static class DevCommands
         var lifetime = new Option<TimeSpan?>("--lifetime") { Description = "Lifetime as hh:mm:ss (default 01:00:00, at most 1 day)" };
         var issue = new Command("issue", "Print a development bearer token (ES256 JWT) signed by the data directory's token-signing key")
             { dataDir, subject, roles, tenant, lifetime };
-        issue.SetAction(r => Cli.Guard(() =>
+        issue.SetAction(r => Guard(() =>
         {
             var roleList = r.GetValue(roles)!.Distinct(StringComparer.Ordinal).ToList();
             var tenantValue = r.GetValue(tenant);
@@ -77,7 +78,7 @@ internal static class DevCommands
         var output = OutOption();
         var name = new Option<string>("--name") { Description = "The CA's common name", DefaultValueFactory = _ => "Serverless Dev CA" };
         var cmd = new Command("create", "Create a root: ca.pfx (certificate and key, 0600), ca.pem (certificate), ca.key (PKCS#8 key, 0600)") { output, name };
-        cmd.SetAction(r => Cli.Guard(() =>
+        cmd.SetAction(r => Guard(() =>
         {
             var dir = r.GetValue(output)!;
             var pfx = Path.Combine(dir.FullName, "ca.pfx");
@@ -99,7 +100,7 @@ internal static class DevCommands
         var dns = new Option<string[]>("--dns") { Description = "DNS name (repeatable)", DefaultValueFactory = _ => ["localhost"], AllowMultipleArgumentsPerToken = false };
         var ip = new Option<string[]>("--ip") { Description = "IP address (repeatable)", DefaultValueFactory = _ => ["127.0.0.1"], AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("server", "Issue a TLS server certificate: server.pfx (0600), server.pem, server.key (0600)") { caDir, output, dns, ip };
-        cmd.SetAction(r => Cli.Guard(() =>
+        cmd.SetAction(r => Guard(() =>
         {
             var names = r.GetValue(dns)!;
             foreach (var name in names)
@@ -123,7 +124,7 @@ internal static class DevCommands
         var output = OutOption();
         var clientId = new Option<string>("--client-id") { Description = "Federation client id (the certificate's CN and file name)", Required = true };
         var cmd = new Command("client", "Issue a TLS client certificate: <id>.pfx (0600), <id>.pem, <id>.key (0600); prints the SHA-256 thumbprint to register") { caDir, output, clientId };
-        cmd.SetAction(r => Cli.Guard(() =>
+        cmd.SetAction(r => Guard(() =>
         {
             var id = r.GetValue(clientId)!;
             if (id.Length == 0 || id.IndexOfAny(Path.GetInvalidFileNameChars()) >= 0 || id.Contains("..", StringComparison.Ordinal) || id.Any(char.IsWhiteSpace))
@@ -145,7 +146,7 @@ internal static class DevCommands
         var dataDir = DataDirOption();
         var signingKey = new Option<string>("--signing-key") { Description = "Vault key whose signatures count on checkpoints", DefaultValueFactory = _ => "audit-signing" };
         var verify = new Command("verify", "Verify audit.db's hash chain and signed checkpoints; exit 0 if intact, 1 if broken") { dataDir, signingKey };
-        verify.SetAction(r => Cli.Guard(() =>
+        verify.SetAction(r => Guard(() =>
         {
             var report = DevTools.VerifyAuditAsync(r.GetValue(dataDir)!.FullName, r.GetValue(signingKey)!).GetAwaiter().GetResult();
             Console.WriteLine(report.ToText());
@@ -156,6 +157,19 @@ internal static class DevCommands
         audit.Subcommands.Add(verify);
         return audit;
     }
+
+    /// <summary><see cref="Cli.Guard"/>, with the vault's refusals (key file permissions, wrong master key) reported as expected failures.</summary>
+    private static int Guard(Func<int> body) => Cli.Guard(() =>
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is KeyVaultException or KeyNotFoundException)
+        {
+            throw new InvalidOperationException(e.Message, e);
+        }
+    });
 
     private static DevCertificateAuthority LoadCa(DirectoryInfo dir)
     {
