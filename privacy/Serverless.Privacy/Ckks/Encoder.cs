@@ -18,6 +18,7 @@ public sealed class Encoder
     private readonly CkksContext _context;
     private readonly Complex[][] _conjugateTwiddles; // the inverse FFT's twiddles, conjugated once
     private readonly int[] _bitReverseSwaps;         // (i, j) pairs with i < j = bitrev(i), flattened
+    private readonly MixedRadixLift?[] _lifts;       // per level, built on first decode there
 
     public Encoder(CkksContext context)
     {
@@ -40,6 +41,7 @@ public sealed class Encoder
             if (i < r) { swaps.Add(i); swaps.Add(r); }
         }
         _bitReverseSwaps = swaps.ToArray();
+        _lifts = new MixedRadixLift?[context.MaxLevel + 1];
     }
 
     public int SlotCount => _context.Slots;
@@ -236,26 +238,25 @@ public sealed class Encoder
                 }
                 return;
             }
-            var crt = _context.Crt(level);
-            var result = new double[n];
-            Parallel.For(0, _context.ParallelLimbs ? 2 : 1, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (part) =>
+            var lift = _lifts[level] ??= new MixedRadixLift(_context.Moduli, level);
+            var result = ArrayPool<double>.Shared.Rent(n);
+            var residues = limbs.AsSpan(0, (level + 1) * n);
+            Span<ulong> digits = stackalloc ulong[level + 1];
+            if (!_context.ParallelLimbs || n < 8192)
             {
-                var from = part * n / (_context.ParallelLimbs ? 2 : 1);
-                var to = (part + 1) * n / (_context.ParallelLimbs ? 2 : 1);
-                for (var k = from; k < to; k++)
+                for (var k = 0; k < n; k++) result[k] = lift.Lift(residues, n, k, digits);
+            }
+            else
+            {
+                Parallel.For(0, 2, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (part) =>
                 {
-                    var x = BigInteger.Zero;
-                    for (var i = 0; i <= level; i++)
-                    {
-                        var y = _context.Moduli[i].Mul(limbs[i * n + k], crt.PuncturedInv[i]);
-                        x += crt.Punctured[i] * y;
-                    }
-                    x %= crt.Product;
-                    if (x > crt.HalfProduct) x -= crt.Product;
-                    result[k] = (double)x;
-                }
-            });
-            result.CopyTo(coeffs);
+                    Span<ulong> scratch = stackalloc ulong[level + 1];
+                    var words = limbs.AsSpan(0, (level + 1) * n);
+                    for (var k = part * n / 2; k < (part + 1) * n / 2; k++) result[k] = lift.Lift(words, n, k, scratch);
+                });
+            }
+            result.AsSpan(0, n).CopyTo(coeffs);
+            ArrayPool<double>.Shared.Return(result);
         }
         finally { ScratchPool.Return(limbs); }
     }
