@@ -65,10 +65,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
     public async Task CreateQueueAsync(string queue, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidQueue(queue);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = "INSERT OR IGNORE INTO queues (name) VALUES ($q)";
         command.Parameters.AddWithValue("$q", queue);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -83,10 +81,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
             throw new ArgumentOutOfRangeException(nameof(initialVisibilityDelay), "must be between 0 and 7 days");
         var id = Guid.NewGuid().ToString("D");
         var now = Now;
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = """
             INSERT OR IGNORE INTO queues (name) VALUES ($q);
             INSERT INTO messages (queue, id, body, inserted_at, visible_at) VALUES ($q, $id, $body, $now, $visible);
@@ -108,10 +104,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
         if (visibilityTimeout < TimeSpan.Zero || visibilityTimeout > TimeSpan.FromDays(7))
             throw new ArgumentOutOfRangeException(nameof(visibilityTimeout), "must be between 0 and 7 days");
         var now = Now;
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = """
             UPDATE messages
                SET visible_at = $until, dequeue_count = dequeue_count + 1, pop_receipt = lower(hex(randomblob(16)))
@@ -142,10 +136,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
         StorageNames.ThrowIfInvalidQueue(queue);
         ArgumentException.ThrowIfNullOrEmpty(messageId);
         ArgumentException.ThrowIfNullOrEmpty(popReceipt);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = "DELETE FROM messages WHERE queue = $q AND id = $id AND pop_receipt = $pr";
         command.Parameters.AddWithValue("$q", queue);
         command.Parameters.AddWithValue("$id", messageId);
@@ -160,10 +152,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
         ArgumentException.ThrowIfNullOrEmpty(popReceipt);
         if (visibilityTimeout < TimeSpan.Zero || visibilityTimeout > TimeSpan.FromDays(7))
             throw new ArgumentOutOfRangeException(nameof(visibilityTimeout), "must be between 0 and 7 days");
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = """
             UPDATE messages SET visible_at = $until, pop_receipt = lower(hex(randomblob(16)))
              WHERE queue = $q AND id = $id AND pop_receipt = $pr
@@ -179,10 +169,8 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
     public async Task<long> GetApproximateCountAsync(string queue, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidQueue(queue);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = "SELECT count(*) FROM messages WHERE queue = $q";
         command.Parameters.AddWithValue("$q", queue);
         return (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
@@ -194,18 +182,44 @@ internal sealed class SqliteQueueStore : IQueueStore, IDisposable
         _connection.Dispose();
     }
 
-    private readonly struct Release(SemaphoreSlim gate) : IDisposable
+    /// <summary>Waits for the connection's turn and hands out a command on it; disposing frees both.</summary>
+    private async ValueTask<LockedCommand> LockCommandAsync(CancellationToken cancellationToken)
     {
-        public void Dispose() => gate.Release();
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return new LockedCommand(_gate, _connection.CreateCommand());
+        }
+        catch
+        {
+            _gate.Release();
+            throw;
+        }
+    }
+
+    /// <summary>A command that holds the connection's gate until it is disposed (command first, then the gate).</summary>
+    private readonly struct LockedCommand(SemaphoreSlim gate, SqliteCommand command) : IAsyncDisposable
+    {
+        public SqliteCommand Command => command;
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await command.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }
     }
 
     /// <summary>A cheap liveness probe for /api/health.</summary>
     internal async Task PingAsync(CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        using var release = new Release(_gate);
-        var connection = _connection;
-        await using var command = connection.CreateCommand();
+        await using var statement = await LockCommandAsync(cancellationToken).ConfigureAwait(false);
+        var command = statement.Command;
         command.CommandText = "SELECT count(*) FROM queues";
         await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
     }
