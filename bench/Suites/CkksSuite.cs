@@ -111,14 +111,14 @@ internal sealed class CkksSuite : IBenchSuite
         // wall-clock medians include time spent preempted; CPU time shows the work itself.
         var cpu = !cpuTimes ? [] : new Dictionary<string, double>
         {
-            ["encode"] = ThreadCpu.MedianMicroseconds(() => encoder.Encode(values, parameters.Scale, context.MaxLevel, pt), iterations),
-            ["encrypt"] = ThreadCpu.MedianMicroseconds(() => encryptor.Encrypt(pt, dst), iterations),
-            ["add"] = ThreadCpu.MedianMicroseconds(() => evaluator.Add(a, b, dst), iterations),
-            ["mul"] = ThreadCpu.MedianMicroseconds(() => evaluator.Multiply(a, b, dst), iterations),
-            ["relin"] = ThreadCpu.MedianMicroseconds(() => evaluator.Relinearize(product, dst), iterations),
-            ["rescale"] = ThreadCpu.MedianMicroseconds(() => evaluator.Rescale(relined, dst), iterations),
-            ["rotate"] = ThreadCpu.MedianMicroseconds(() => evaluator.Rotate(a, 1, dst), iterations),
-            ["decrypt"] = ThreadCpu.MedianMicroseconds(() => decryptor.Decrypt(a, outPt), iterations),
+            ["encode"] = Measure.MedianThreadCpuMicroseconds(() => encoder.Encode(values, parameters.Scale, context.MaxLevel, pt), iterations),
+            ["encrypt"] = Measure.MedianThreadCpuMicroseconds(() => encryptor.Encrypt(pt, dst), iterations),
+            ["add"] = Measure.MedianThreadCpuMicroseconds(() => evaluator.Add(a, b, dst), iterations),
+            ["mul"] = Measure.MedianThreadCpuMicroseconds(() => evaluator.Multiply(a, b, dst), iterations),
+            ["relin"] = Measure.MedianThreadCpuMicroseconds(() => evaluator.Relinearize(product, dst), iterations),
+            ["rescale"] = Measure.MedianThreadCpuMicroseconds(() => evaluator.Rescale(relined, dst), iterations),
+            ["rotate"] = Measure.MedianThreadCpuMicroseconds(() => evaluator.Rotate(a, 1, dst), iterations),
+            ["decrypt"] = Measure.MedianThreadCpuMicroseconds(() => decryptor.Decrypt(a, outPt), iterations),
         };
         if (cpuTimes) Console.WriteLine($"N={n} thread-CPU medians (µs): " + string.Join(" ", cpu.Select(kv => $"{kv.Key}={kv.Value:F0}")));
         // Sanity: the measured pipeline still decrypts correctly.
@@ -130,7 +130,7 @@ internal sealed class CkksSuite : IBenchSuite
 
     private static (string Version, Dictionary<string, double> Medians)? RunPeer(bool quick)
     {
-        var root = FindRepoRoot();
+        var root = RepoRoot.Find();
         if (root is null) return null;
         var script = Path.Combine(root, "bench", "peers", "seal-ckks.mjs");
         // The pinned npm tools (tools/package.json): scripts/test.sh installs them, or `cd tools && npm ci --ignore-scripts`.
@@ -172,52 +172,5 @@ internal sealed class CkksSuite : IBenchSuite
             }
         }
         return null;
-    }
-
-    private static string? FindRepoRoot()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            var dir = new DirectoryInfo(start);
-            while (dir is not null)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Serverless.sln"))) return dir.FullName;
-                dir = dir.Parent;
-            }
-        }
-        return null;
-    }
-}
-
-/// <summary>Median thread CPU time (Linux CLOCK_THREAD_CPUTIME_ID); NaN where unavailable.</summary>
-internal static class ThreadCpu
-{
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "clock_gettime")]
-    private static extern int ClockGetTime(int clock, out TimeSpec value);
-
-    [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-    private struct TimeSpec
-    {
-        public long Seconds;
-        public long Nanoseconds;
-    }
-
-    private static double NowMicroseconds()
-    {
-        if (!OperatingSystem.IsLinux() || ClockGetTime(3, out var t) != 0) return double.NaN;
-        return t.Seconds * 1e6 + t.Nanoseconds / 1e3;
-    }
-
-    public static double MedianMicroseconds(Action action, int iterations)
-    {
-        for (var i = 0; i < 2; i++) action();
-        var samples = new double[iterations];
-        for (var i = 0; i < iterations; i++)
-        {
-            var start = NowMicroseconds();
-            action();
-            samples[i] = NowMicroseconds() - start;
-        }
-        return Measure.Median(samples);
     }
 }

@@ -59,7 +59,7 @@ internal sealed class ModelSuite : IBenchSuite
         Console.WriteLine($"C# inference: {records.Count} records, median {micros / 1000:F2} ms per pass");
 
         double ortRate = double.NaN, maxDiff = double.NaN;
-        var root = OrtNodeRunner.FindRepoRoot(Environment.CurrentDirectory) ?? OrtNodeRunner.FindRepoRoot(AppContext.BaseDirectory);
+        var root = RepoRoot.Find();
         var ortDir = OrtNodeRunner.FindOnnxRuntimeNode(root);
         if (root is null || ortDir is null)
         {

@@ -26,14 +26,6 @@ internal static class OrtNodeRunner
         return Directory.Exists(local) ? local : null;
     }
 
-    /// <summary>The directory above <paramref name="start"/> that holds Serverless.sln.</summary>
-    public static string? FindRepoRoot(string start)
-    {
-        for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Serverless.sln"))) return dir.FullName;
-        return null;
-    }
-
     public static void WriteInput(string path, SequenceDataset data)
     {
         var bytes = new byte[12 + 4 * (data.Values.Length + data.Mask.Length)];
