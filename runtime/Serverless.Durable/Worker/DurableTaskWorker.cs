@@ -50,7 +50,12 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
         backend.WorkEnqueued += OnWorkEnqueued;
     }
 
-    /// <summary>Called around each committed episode by crash tests (instance id, start, end).</summary>
+    /// <summary>
+    /// Called after each committed episode by scale-out tests with the instance id and the span in which the
+    /// orchestrator ran: from after the lease was claimed to before the commit that releases it, so two spans
+    /// of one instance overlap only if two workers really ran it at once (an end taken after the commit would
+    /// also cover the moment another worker may legitimately claim the released instance).
+    /// </summary>
     internal Action<string, DateTime, DateTime>? EpisodeObserver { get; set; }
 
     private void OnWorkEnqueued()
@@ -155,9 +160,10 @@ internal sealed class DurableTaskWorker : IAsyncDisposable
         try
         {
             var outcome = await ExecuteAsync(workItem, ct);
+            var episodeEnd = _time.GetUtcNow().UtcDateTime;
             await _backend.CompleteOrchestrationAsync(workItem, outcome, CancellationToken.None);
             RememberHistory(workItem, outcome);
-            EpisodeObserver?.Invoke(workItem.InstanceId, episodeStart, _time.GetUtcNow().UtcDateTime);
+            EpisodeObserver?.Invoke(workItem.InstanceId, episodeStart, episodeEnd);
             Record(workItem, outcome);
         }
         catch (LeaseLostException ex)
