@@ -203,6 +203,6 @@ public abstract class BlobStoreContract
             }
         })).ToArray();
         gate.Set();
-        Assert.Single((await Task.WhenAll(writers)).Where(won => won));
+        Assert.Single(await Task.WhenAll(writers), won => won);
     }
 }
