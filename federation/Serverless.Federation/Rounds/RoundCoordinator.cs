@@ -1,0 +1,478 @@
+using System.Security.Cryptography;
+using Serverless.Federation.Aggregation;
+using Serverless.Federation.Compression;
+using Serverless.Federation.SecureAggregation;
+using Serverless.Federation.Strategies;
+using Serverless.Model.Data;
+using Serverless.Model.Evaluation;
+using Serverless.Model.Nn;
+using Serverless.Model.Preprocessing;
+using Serverless.Model.Training;
+using Serverless.Privacy.DifferentialPrivacy;
+using Serverless.Privacy.SecureAggregation;
+
+namespace Serverless.Federation.Rounds;
+
+/// <summary>A round may not start; <see cref="Exception.Message"/> says why.</summary>
+public sealed class RoundRefusedException(string title, string message, double? epsilonSpent = null, double? epsilonBudget = null, double? epsilonAfterRound = null)
+    : Exception(message)
+{
+    /// <summary>Short title (ProblemDetails title).</summary>
+    public string Title { get; } = title;
+
+    /// <summary>Epsilon spent so far, when the budget refused.</summary>
+    public double? EpsilonSpent { get; } = epsilonSpent;
+
+    /// <summary>The budget, when the budget refused.</summary>
+    public double? EpsilonBudget { get; } = epsilonBudget;
+
+    /// <summary>Epsilon the round would have brought the federation to.</summary>
+    public double? EpsilonAfterRound { get; } = epsilonAfterRound;
+}
+
+/// <summary>Outcome of closing one secure-aggregation phase.</summary>
+/// <param name="Phase">The phase closed.</param>
+/// <param name="Next">SecAgg ids expected in the next phase (empty after Unmasking).</param>
+/// <param name="Dropped">Expected ids that sent nothing (or were not accepted) in this phase.</param>
+/// <param name="Exclusions">Every exclusion the server has recorded so far in this stage.</param>
+/// <param name="AbortReason">Set when the protocol cannot go on (too few clients, unreconstructable secret).</param>
+/// <param name="Keys">After AdvertiseKeys: per client, its neighbours' keys.</param>
+/// <param name="Shares">After ShareKeys: per client, the shares addressed to it.</param>
+/// <param name="Unmask">After MaskedInput: the unmask request.</param>
+/// <param name="Result">After Unmasking: the sum.</param>
+public sealed record PhaseCloseResult(RoundPhase Phase, int[] Next, int[] Dropped, SecAggExclusion[] Exclusions, string? AbortReason,
+    IReadOnlyDictionary<int, KeysBroadcast>? Keys, IReadOnlyDictionary<int, ForwardedShares>? Shares, UnmaskRequest? Unmask, SecAggResult? Result);
+
+/// <summary>Per-phase arrival sets of one stage, in protocol order (what the orchestration recorded as received before each close).</summary>
+public sealed record StageArrivals(int[] AdvertiseKeys, int[] ShareKeys, int[] MaskedInput, int[] Unmasking)
+{
+    /// <summary>No arrivals yet.</summary>
+    public static StageArrivals Empty { get; } = new([], [], [], []);
+
+    /// <summary>The arrivals of a phase.</summary>
+    public int[] Of(RoundPhase phase) => phase switch
+    {
+        RoundPhase.AdvertiseKeys => AdvertiseKeys,
+        RoundPhase.ShareKeys => ShareKeys,
+        RoundPhase.MaskedInput => MaskedInput,
+        RoundPhase.Unmasking => Unmasking,
+        _ => throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase"),
+    };
+
+    /// <summary>A copy with the arrivals of <paramref name="phase"/> set.</summary>
+    public StageArrivals With(RoundPhase phase, int[] ids) => phase switch
+    {
+        RoundPhase.AdvertiseKeys => this with { AdvertiseKeys = ids },
+        RoundPhase.ShareKeys => this with { ShareKeys = ids },
+        RoundPhase.MaskedInput => this with { MaskedInput = ids },
+        RoundPhase.Unmasking => this with { Unmasking = ids },
+        _ => throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase"),
+    };
+}
+
+/// <summary>Reads a stored client message of a stage (null when absent or unreadable).</summary>
+public interface IRoundMessageSource
+{
+    /// <summary>The advertise message of a client.</summary>
+    AdvertiseKeysMessage? AdvertiseKeys(int secAggId);
+
+    /// <summary>The share message of a client.</summary>
+    ShareKeysMessage? ShareKeys(int secAggId);
+
+    /// <summary>The masked input of a client.</summary>
+    MaskedInputMessage? MaskedInput(int secAggId);
+
+    /// <summary>The unmask response of a client.</summary>
+    UnmaskResponse? Unmasking(int secAggId);
+}
+
+/// <summary>A new model version's content and figures.</summary>
+/// <param name="Parameters">New global parameters.</param>
+/// <param name="Metrics">Aggregation figures (update norm, bound, survivors, ...).</param>
+/// <param name="Excluded">Clients excluded by the robust checks (plain uploads only).</param>
+/// <param name="NormViolation">Secure aggregation: the aggregate's norm exceeds what clipped contributions allow (reason), else null.</param>
+/// <param name="Contributors">Clients whose update is in the aggregate.</param>
+public sealed record AggregationOutcome(float[] Parameters, Dictionary<string, double> Metrics, RoundExcludedClient[] Excluded, string? NormViolation, int Contributors);
+
+/// <summary>
+/// The round's logic as plain functions the orchestration's activities call: planning (budget,
+/// selection, secure-aggregation parameters, DP calibration), closing a secure-aggregation phase by
+/// replaying the stored messages into a fresh <see cref="SecAggServer"/> (so no server state lives
+/// in memory between activities), turning the statistics sum into a preprocessor, aggregating the
+/// training update with its robust checks, evaluation and the promotion gate.
+/// </summary>
+public static class RoundCoordinator
+{
+    /// <summary>Default fractional bits of the statistics encoding.</summary>
+    public const int StatisticsFractionBits = StatisticsEncoding.DefaultFractionBits;
+
+    /// <summary>The accountant of a federation's state.</summary>
+    public static PrivacyBudget BudgetOf(FederationState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var p = state.Config.Privacy;
+        return state.Accountant is { } a
+            ? new PrivacyBudget(p.EpsilonBudget, p.Delta, a.Orders, a.RdpSpent)
+            : new PrivacyBudget(p.EpsilonBudget, p.Delta);
+    }
+
+    /// <summary>Number of clients a round of this federation would select.</summary>
+    public static int SelectionSize(FederationConfig config, int enrolled) =>
+        config.ClientsPerRound == 0 || config.ClientsPerRound >= enrolled ? enrolled : config.ClientsPerRound;
+
+    /// <summary>Refuses a round that cannot start: too few clients, or a privacy budget the round would exceed.</summary>
+    /// <exception cref="RoundRefusedException">the round must not start.</exception>
+    public static void CheckCanStart(FederationState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var config = state.Config;
+        var enrolled = state.Clients.Length;
+        if (enrolled < config.MinClients)
+            throw new RoundRefusedException("Too few clients", $"Federation '{config.Id}' has {enrolled} enrolled clients; a round needs at least minClients = {config.MinClients}.");
+        if (!config.Privacy.Enabled) return;
+        var budget = BudgetOf(state);
+        var q = (double)SelectionSize(config, enrolled) / enrolled;
+        var after = budget.EpsilonAfter(q, config.Privacy.NoiseMultiplier);
+        if (after > config.Privacy.EpsilonBudget)
+            throw new RoundRefusedException("Privacy budget exhausted",
+                $"The next round would bring epsilon to {after:F4} (at delta {config.Privacy.Delta:G3}), over the budget of {config.Privacy.EpsilonBudget:G6}; epsilon spent so far is {budget.EpsilonSpent:F4}.",
+                budget.EpsilonSpent, config.Privacy.EpsilonBudget, after);
+    }
+
+    /// <summary>Plans round <paramref name="round"/>: checks it may start, selects clients, fixes every parameter.</summary>
+    /// <param name="state">The federation.</param>
+    /// <param name="round">Round number.</param>
+    /// <param name="now">Current time.</param>
+    /// <param name="startedBy">Actor.</param>
+    /// <param name="random">Selection randomness (a <see cref="CryptoRandom"/> in production; seeded in tests).</param>
+    /// <exception cref="RoundRefusedException">the round must not start.</exception>
+    public static RoundPlan Plan(FederationState state, int round, DateTimeOffset now, string startedBy, Random random)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(random);
+        CheckCanStart(state);
+        var config = state.Config;
+        var population = state.Clients.Length;
+        var size = SelectionSize(config, population);
+        var pool = state.Clients.OrderBy(c => c.SecAggId).ToArray();
+        if (size < population)
+        {
+            for (var i = pool.Length - 1; i > 0; i--)
+            {
+                var j = random.Next(i + 1);
+                (pool[i], pool[j]) = (pool[j], pool[i]);
+            }
+        }
+        var selected = pool.Take(size).OrderBy(c => c.SecAggId).Select(c => new PlannedClient(c.ClientId, c.SecAggId)).ToArray();
+        var ids = selected.Select(c => c.SecAggId).ToArray();
+
+        var schema = FederationRules.SchemaOf(config);
+        var columns = schema.NumericColumns().ToArray();
+        var modelConfig = FederationRules.ModelConfigOf(config);
+        var parameterCount = new CnnLstm(modelConfig).ParameterCount;
+        var secure = config.SecureAggregation;
+        var stages = new List<RoundStagePlan>();
+        var needStatistics = state.PreprocessorJson is null;
+        if (needStatistics)
+            stages.Add(new RoundStagePlan(RoundStages.Statistics, true, Parameters(config, ids, StatisticsEncoding.VectorLength(columns.Length), StatisticsEncoding.RingBits)));
+        var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, secure.RingBits) : null;
+        stages.Add(new RoundStagePlan(RoundStages.Training, secure.Enabled, trainingParameters));
+
+        var threshold = trainingParameters?.Threshold ?? 1;
+        var minSurvivors = Math.Max(config.MinClients, threshold);
+        var dp = config.Privacy;
+        var clip = dp.Enabled || dp.ClipNorm > 0 ? dp.ClipNorm : 0;
+        var clientNoise = dp.Enabled && secure.Enabled ? GaussianMechanism.DistributedStd(dp.NoiseMultiplier, dp.ClipNorm, minSurvivors) : 0;
+        var centralNoise = dp.Enabled && !secure.Enabled ? dp.NoiseMultiplier * dp.ClipNorm : 0;
+        UpdateRingEncoding? encoding = null;
+        if (secure.Enabled)
+        {
+            // Clipped contributions have |coordinate| <= S; the noise share adds a Gaussian of std sigma: 6 sigma of headroom
+            // makes clamping a one-in-a-billion event. Without clipping the range is 1 (coordinates beyond are clamped).
+            var bound = clip > 0 ? clip + 6 * clientNoise : 1.0;
+            encoding = new UpdateRingEncoding(secure.RingBits, (float)bound, size, parameterCount);
+            _ = UpdateEncoding.Codec(encoding);   // throws when the ring has no headroom for this many clients
+        }
+        var fit = new FitConfig(round, config.Training.LocalEpochs, config.Training.LearningRate, config.Training.ProximalMu,
+            Seed: round, ClipNorm: clip, NoiseStd: clientNoise, UniformWeight: dp.Enabled);
+        return new RoundPlan
+        {
+            Federation = config.Id,
+            Round = round,
+            Config = config,
+            Selected = selected,
+            Population = population,
+            Stages = stages.ToArray(),
+            BaseVersion = needStatistics ? VersionName(0) : state.CurrentVersion ?? throw new InvalidOperationException($"Federation '{config.Id}' has statistics but no current model version."),
+            Fit = fit,
+            Encoding = encoding,
+            StatisticsColumns = columns,
+            SamplingRate = (double)size / population,
+            CentralNoiseStd = centralNoise,
+            MinSurvivors = Math.Min(minSurvivors, size),
+            CreatedAt = now,
+            StartedBy = startedBy,
+        };
+    }
+
+    /// <summary>Version name of round <paramref name="round"/>'s model (<c>v0</c> = initial).</summary>
+    public static string VersionName(int round) => $"v{round}";
+
+    private static SecAggRoundParameters Parameters(FederationConfig config, int[] ids, int vectorLength, int ringBits)
+    {
+        var s = config.SecureAggregation;
+        var options = new SecureAggregationOptions { RingBits = ringBits, ThresholdFraction = s.ThresholdFraction, SecAggPlus = s.SecAggPlus };
+        var p = options.RoundParameters(ids, vectorLength, RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
+        if (s.Threshold > 0) p = p with { Threshold = s.Threshold };
+        p.BuildGraph();   // validates the threshold against the neighbourhood
+        return p;
+    }
+
+    /// <summary>Phases of a secure stage, in order.</summary>
+    public static IReadOnlyList<RoundPhase> SecurePhases { get; } = [RoundPhase.AdvertiseKeys, RoundPhase.ShareKeys, RoundPhase.MaskedInput, RoundPhase.Unmasking];
+
+    /// <summary>
+    /// Closes <paramref name="phase"/> of a secure stage: a fresh <see cref="SecAggServer"/> receives the
+    /// stored messages of every earlier phase's recorded arrivals (in id order) and closes those phases
+    /// again, then receives this phase's arrivals and closes it. The same arrivals always give the same
+    /// answer (the server is deterministic), so a retried activity repeats itself exactly.
+    /// </summary>
+    public static PhaseCloseResult ClosePhase(SecAggRoundParameters parameters, RoundPhase phase, StageArrivals arrivals, IRoundMessageSource messages)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(arrivals);
+        ArgumentNullException.ThrowIfNull(messages);
+        var server = new SecAggServer(parameters);
+        var expected = parameters.ClientIds.Order().ToArray();
+        IReadOnlyDictionary<int, KeysBroadcast>? keys = null;
+        IReadOnlyDictionary<int, ForwardedShares>? shares = null;
+        UnmaskRequest? unmask = null;
+        foreach (var current in SecurePhases)
+        {
+            var arrived = new HashSet<int>(arrivals.Of(current));
+            foreach (var id in expected)
+            {
+                if (!arrived.Contains(id)) continue;
+                _ = current switch
+                {
+                    RoundPhase.AdvertiseKeys => messages.AdvertiseKeys(id) is { } m && m.ClientId == id ? server.ReceiveAdvertiseKeys(m) : null,
+                    RoundPhase.ShareKeys => messages.ShareKeys(id) is { } m && m.ClientId == id ? server.ReceiveShareKeys(m) : null,
+                    RoundPhase.MaskedInput => messages.MaskedInput(id) is { } m && m.ClientId == id ? server.ReceiveMaskedInput(m) : null,
+                    _ => messages.Unmasking(id) is { } m && m.ClientId == id ? server.ReceiveUnmaskResponse(m) : null,
+                };
+            }
+            try
+            {
+                int[] next;
+                switch (current)
+                {
+                    case RoundPhase.AdvertiseKeys:
+                        keys = server.CloseAdvertiseKeys();
+                        next = keys.Keys.Order().ToArray();
+                        break;
+                    case RoundPhase.ShareKeys:
+                        shares = server.CloseShareKeys();
+                        next = shares.Keys.Order().ToArray();
+                        break;
+                    case RoundPhase.MaskedInput:
+                        unmask = server.CloseMaskedInput();
+                        next = unmask.Survivors.Order().ToArray();
+                        break;
+                    default:
+                        var result = server.Finish();
+                        next = [];
+                        if (current == phase)
+                            return new PhaseCloseResult(phase, next, expected.Except(arrived).ToArray(), server.Exclusions.ToArray(), null, null, null, null, result);
+                        break;
+                }
+                if (current == phase)
+                {
+                    var dropped = expected.Where(id => !next.Contains(id)).ToArray();
+                    return new PhaseCloseResult(phase, next, dropped, server.Exclusions.ToArray(), null,
+                        phase == RoundPhase.AdvertiseKeys ? keys : null, phase == RoundPhase.ShareKeys ? shares : null, phase == RoundPhase.MaskedInput ? unmask : null, null);
+                }
+                expected = next;
+            }
+            catch (SecAggAbortedException e)
+            {
+                return new PhaseCloseResult(current, [], expected.Except(arrived).ToArray(), server.Exclusions.ToArray(), e.Message, null, null, null, null);
+            }
+        }
+        throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase");
+    }
+
+    /// <summary>The federation's preprocessor from the securely aggregated statistics.</summary>
+    public static Preprocessor PreprocessorFromSum(RoundPlan plan, ReadOnlySpan<uint> sum)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        var sums = StatisticsEncoding.DecodeSums(plan.StatisticsColumns, sum, StatisticsFractionBits);
+        var stats = FeatureStatistics.FromSums(sums);
+        return new Preprocessor(FederationRules.SchemaOf(plan.Config), stats, plan.Config.Model.Steps).Validated();
+    }
+
+    /// <summary>The initial model (v0) of a federation.</summary>
+    public static ModelCheckpoint InitialCheckpoint(FederationConfig config, Preprocessor preprocessor)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var modelConfig = FederationRules.ModelConfigOf(config);
+        var parameters = new CnnLstm(modelConfig).InitializeParameters(config.Model.InitSeed);
+        return new ModelCheckpoint(modelConfig, preprocessor, parameters).Validated();
+    }
+
+    /// <summary>
+    /// Secure training stage: decodes the sum into the weighted mean delta and applies it. The server
+    /// sees only the sum, so its check is on the aggregate: the mean of contributions clipped to S has
+    /// norm at most S, plus the distributed noise's norm; a larger aggregate means some client did not
+    /// clip (a poisoning attempt) and the version is rejected (<see cref="AggregationOutcome.NormViolation"/>).
+    /// </summary>
+    public static AggregationOutcome AggregateSecure(RoundPlan plan, float[] baseParameters, SecAggResult result)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(baseParameters);
+        ArgumentNullException.ThrowIfNull(result);
+        var encoding = plan.Encoding ?? throw new InvalidOperationException("The plan has no ring encoding (secure aggregation is off).");
+        if (baseParameters.Length != encoding.ParameterCount) throw new InvalidDataException($"The base model has {baseParameters.Length} parameters, the round {encoding.ParameterCount}.");
+        var (mean, totalWeight) = UpdateEncoding.Decode(result.Sum, encoding);
+        var contributors = result.Included.Length;
+        var norm = GaussianMechanism.Norm(mean);
+        var metrics = new Dictionary<string, double>
+        {
+            ["updateNorm"] = norm,
+            ["totalWeight"] = totalWeight,
+            ["contributors"] = contributors,
+        };
+        string? violation = null;
+        if (!(totalWeight > 0.5 / encoding.MaxClients) || !float.IsFinite((float)norm))
+        {
+            violation = $"the decoded total weight {totalWeight:G4} is not positive: the sum is corrupt";
+        }
+        else if (plan.Fit.ClipNorm > 0)
+        {
+            var meanNoise = plan.Fit.NoiseStd * Math.Sqrt(contributors) / totalWeight;
+            var bound = plan.Fit.ClipNorm + meanNoise * (Math.Sqrt(mean.Length) + 4) + 1e-6;
+            metrics["normBound"] = bound;
+            if (norm > bound)
+                violation = $"aggregate update norm {norm:G4} exceeds {bound:G4}, the most that contributions clipped to {plan.Fit.ClipNorm:G4} (plus noise) can produce: a client did not clip";
+        }
+        var parameters = (float[])baseParameters.Clone();
+        if (violation is null)
+            for (var i = 0; i < parameters.Length; i++) parameters[i] += mean[i];
+        return new AggregationOutcome(parameters, metrics, [], violation, contributors);
+    }
+
+    /// <summary>
+    /// Plain training stage (secure aggregation off): the server sees each update, so it enforces the
+    /// clip itself, screens with <see cref="AnomalyDetector"/> (three or more updates), averages
+    /// (weights min(1, examples / WeightCap), or 1 under DP) and adds central Gaussian noise to the sum.
+    /// </summary>
+    /// <param name="plan">The round.</param>
+    /// <param name="baseParameters">Global parameters the clients trained from.</param>
+    /// <param name="updates">(client id, frame, examples), in a fixed order.</param>
+    /// <param name="noise">Noise source (<see cref="CryptoRandom"/> in production).</param>
+    public static AggregationOutcome AggregatePlain(RoundPlan plan, float[] baseParameters, IReadOnlyList<(string ClientId, byte[] Frame, int Examples)> updates, Random noise)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentNullException.ThrowIfNull(baseParameters);
+        ArgumentNullException.ThrowIfNull(updates);
+        ArgumentNullException.ThrowIfNull(noise);
+        var excluded = new List<RoundExcludedClient>();
+        var accepted = new List<(string Id, float[] Delta, double Weight)>();
+        foreach (var (id, frame, examples) in updates)
+        {
+            float[] delta;
+            try { delta = UpdateFrame.DecodeToDense(frame); }
+            catch (FrameFormatException e) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update frame: {e.Message}")); continue; }
+            if (delta.Length != baseParameters.Length) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update has {delta.Length} entries, the model {baseParameters.Length}")); continue; }
+            if (examples < 1) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"example count {examples} is not positive")); continue; }
+            var finite = true;
+            foreach (var v in delta) if (!float.IsFinite(v)) { finite = false; break; }
+            if (!finite) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, "update holds NaN or infinity")); continue; }
+            var weight = plan.Fit.UniformWeight || plan.Config.Training.WeightCap == 0 ? 1.0 : Math.Min(1.0, (double)examples / plan.Config.Training.WeightCap);
+            accepted.Add((id, delta, weight));
+        }
+        var metrics = new Dictionary<string, double>();
+        if (accepted.Count >= 3)
+        {
+            var scores = AnomalyDetector.Score(accepted.Select(a => a.Delta).ToArray(), new AnomalyOptions());
+            var keep = new List<(string, float[], double)>();
+            for (var i = 0; i < accepted.Count; i++)
+            {
+                if (scores[i].Flagged) excluded.Add(new RoundExcludedClient(accepted[i].Id, RoundStages.Training, "anomaly detector: " + scores[i].Reason));
+                else keep.Add(accepted[i]);
+            }
+            metrics["flagged"] = accepted.Count - keep.Count;
+            accepted = keep;
+        }
+        if (accepted.Count == 0)
+            return new AggregationOutcome((float[])baseParameters.Clone(), metrics, excluded.ToArray(), "no update survived validation and screening", 0);
+        var clip = plan.Fit.ClipNorm;
+        var sum = new double[baseParameters.Length];
+        double totalWeight = 0;
+        foreach (var (_, delta, weight) in accepted)
+        {
+            if (clip > 0) GaussianMechanism.ClipL2(delta, clip);
+            for (var i = 0; i < sum.Length; i++) sum[i] += weight * delta[i];
+            totalWeight += weight;
+        }
+        var noisy = new float[sum.Length];
+        for (var i = 0; i < sum.Length; i++) noisy[i] = (float)sum[i];
+        GaussianMechanism.AddGaussianNoise(noisy, plan.CentralNoiseStd, noise);
+        var parameters = (float[])baseParameters.Clone();
+        for (var i = 0; i < parameters.Length; i++) parameters[i] += (float)(noisy[i] / totalWeight);
+        var mean = new float[sum.Length];
+        for (var i = 0; i < mean.Length; i++) mean[i] = (float)(noisy[i] / totalWeight);
+        metrics["updateNorm"] = GaussianMechanism.Norm(mean);
+        metrics["totalWeight"] = totalWeight;
+        metrics["contributors"] = accepted.Count;
+        return new AggregationOutcome(parameters, metrics, excluded.ToArray(), null, accepted.Count);
+    }
+
+    /// <summary>Hold-out metrics of a model on the operator's patients (auroc, accuracy, logLoss, holdoutPatients).</summary>
+    public static Dictionary<string, double> Evaluate(ModelCheckpoint checkpoint, IReadOnlyList<PatientRecord> holdOut)
+    {
+        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(holdOut);
+        var data = checkpoint.Preprocessor.Transform(holdOut);
+        var report = Metrics.Evaluate(new CnnLstm(checkpoint.Config), checkpoint.Parameters, data);
+        return new Dictionary<string, double>
+        {
+            ["auroc"] = report.Auroc,
+            ["accuracy"] = report.Accuracy,
+            ["logLoss"] = report.LogLoss,
+            ["holdoutPatients"] = report.Count,
+        };
+    }
+
+    /// <summary>
+    /// The promotion gate: a version that failed the norm check never passes; otherwise, with hold-out
+    /// metrics for both, the candidate's AUROC may be at most <c>MaxAurocDrop</c> below the current one's.
+    /// </summary>
+    public static (bool Passed, string Reason) Gate(FederationPromotion promotion, string? normViolation, double? candidateAuroc, double? currentAuroc)
+    {
+        ArgumentNullException.ThrowIfNull(promotion);
+        if (normViolation is not null) return (false, "rejected: " + normViolation);
+        if (candidateAuroc is null) return (true, "passed: no hold-out set to evaluate on");
+        if (double.IsNaN(candidateAuroc.Value)) return (false, "rejected: hold-out AUROC is undefined");
+        if (currentAuroc is null || double.IsNaN(currentAuroc.Value)) return (true, $"passed: hold-out AUROC {candidateAuroc:F4} (no earlier figure to compare)");
+        var drop = currentAuroc.Value - candidateAuroc.Value;
+        return drop > promotion.MaxAurocDrop
+            ? (false, $"rejected: hold-out AUROC {candidateAuroc:F4} is {drop:F4} below the current version's {currentAuroc:F4} (allowed drop {promotion.MaxAurocDrop:F4})")
+            : (true, $"passed: hold-out AUROC {candidateAuroc:F4} vs current {currentAuroc:F4} (allowed drop {promotion.MaxAurocDrop:F4})");
+    }
+
+    /// <summary>Charges one round to the accountant (once per round number).</summary>
+    public static FederationState Charge(FederationState state, RoundPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(plan);
+        if (!plan.Config.Privacy.Enabled || state.AccountedRounds.Contains(plan.Round)) return state;
+        var budget = BudgetOf(state);
+        budget.Spend(plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier);
+        var steps = (state.Accountant?.Steps ?? 0) + 1;
+        return state with
+        {
+            Accountant = new AccountantState(budget.Orders.ToArray(), budget.RdpSpent.ToArray(), steps, budget.EpsilonSpent),
+            AccountedRounds = [.. state.AccountedRounds, plan.Round],
+        };
+    }
+}
