@@ -46,6 +46,13 @@ public sealed record TrainerOptions
     /// <summary>Stops after this many optimizer steps in total (0 = no limit); lets a federation fix local work.</summary>
     public int MaxSteps { get; init; }
 
+    /// <summary>
+    /// Names of parameter tensors (see <see cref="ParameterLayout"/>) kept at their initial values: their
+    /// gradient is zeroed before clipping and they get no weight decay. The HE-friendly CNN-LSTM freezes
+    /// <c>lstm.R</c> at zero so its encrypted depth grows by one level per visit instead of seven.
+    /// </summary>
+    public IReadOnlyList<string> FrozenTensors { get; init; } = [];
+
     public TrainerOptions Validated()
     {
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
@@ -61,6 +68,7 @@ public sealed record TrainerOptions
         if (!(ProximalMu >= 0) || !double.IsFinite(ProximalMu)) throw new ArgumentOutOfRangeException(nameof(ProximalMu), ProximalMu, "must be non-negative");
         if (MaxSteps < 0) throw new ArgumentOutOfRangeException(nameof(MaxSteps), MaxSteps, "must be non-negative");
         if (!Enum.IsDefined(Optimizer)) throw new ArgumentOutOfRangeException(nameof(Optimizer), Optimizer, null);
+        ArgumentNullException.ThrowIfNull(FrozenTensors);
         return this;
     }
 }
@@ -118,6 +126,7 @@ public sealed class Trainer
         var m1 = new float[n];
         var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
         var decayMask = DecayMask();
+        var frozen = FrozenRanges();
         var best = early ? p.ToArray() : p;
         var bestLoss = double.PositiveInfinity;
         var bestEpoch = 0;
@@ -154,6 +163,7 @@ public sealed class Trainer
                 double loss = _model.Network.LossAndGradient(p, xb.AsSpan(0, size * stride), mb.AsSpan(0, size * train.Steps), yb.AsSpan(0, size), size, ws, grad);
                 if (reference is not null) loss += AddProximal(p, reference, grad, (float)o.ProximalMu);
                 if (!double.IsFinite(loss)) throw new InvalidOperationException($"training diverged at epoch {epoch} (loss {loss}); lower the learning rate");
+                foreach (var (offset, length) in frozen) grad.AsSpan(offset, length).Clear();
                 lossSum += loss * size;
                 seen += size;
                 Clip(grad, o.GradientClipNorm);
@@ -241,6 +251,21 @@ public sealed class Trainer
         var mask = new bool[_model.ParameterCount];
         foreach (var v in _model.Layout.Views)
             if (v.Shape.Count > 1) mask.AsSpan(v.Offset, v.Length).Fill(true);
+        foreach (var (offset, length) in FrozenRanges()) mask.AsSpan(offset, length).Clear();
         return mask;
+    }
+
+    /// <summary>(offset, length) of each frozen tensor; an unknown name is an error, not a silent no-op.</summary>
+    private List<(int Offset, int Length)> FrozenRanges()
+    {
+        var ranges = new List<(int, int)>();
+        foreach (var name in _options.FrozenTensors)
+        {
+            if (!_model.Layout.Contains(name))
+                throw new ArgumentException($"frozen tensor '{name}' is not in the model's layout", nameof(TrainerOptions.FrozenTensors));
+            var v = _model.Layout[name];
+            ranges.Add((v.Offset, v.Length));
+        }
+        return ranges;
     }
 }

@@ -9,11 +9,27 @@ namespace Serverless.Privacy.Ckks;
 /// </summary>
 public sealed class SecretKey : IDisposable
 {
+    private static long s_constructed;
+    private static long s_deserialized;
+
     internal SecretKey(CkksContext context, ulong[] data)
     {
         Context = context;
         Data = data;
+        Interlocked.Increment(ref s_constructed);
     }
+
+    /// <summary>
+    /// Process-wide count of secret keys ever constructed (generated, derived or deserialized: every
+    /// path goes through the one constructor). A diagnostic hook for tests that assert "no secret key
+    /// exists server-side": read it before and after a server-only run and require no change.
+    /// </summary>
+    internal static long Constructed => Interlocked.Read(ref s_constructed);
+
+    /// <summary>Process-wide count of secret keys read by <c>CkksSerializer.LoadSecretKey</c> (a subset of <see cref="Constructed"/>).</summary>
+    internal static long Deserialized => Interlocked.Read(ref s_deserialized);
+
+    internal static void CountDeserialization() => Interlocked.Increment(ref s_deserialized);
 
     public CkksContext Context { get; }
 

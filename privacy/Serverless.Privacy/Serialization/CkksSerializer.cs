@@ -171,6 +171,7 @@ public static class CkksSerializer
         var words = new ulong[limbs * context.N];
         ReadKeyResidues(ref r, context, words, limbs);
         r.ExpectEnd("secret key");
+        SecretKey.CountDeserialization();
         return new SecretKey(context, words);
     }
 

@@ -1,0 +1,129 @@
+using Serverless.Model.Data;
+using Serverless.Privacy.Ckks;
+
+namespace Serverless.Inference;
+
+/// <summary>
+/// Partner side: packs preprocessed records one per slot and encrypts them. With the partner's
+/// <see cref="PartnerKeys"/> the ciphertexts are symmetric encryptions whose uniform half travels
+/// as a 32-byte seed (half the upload); with only <see cref="EvaluationKeys"/> they are public-key
+/// encryptions. Either way the server can evaluate them with the registered evaluation keys.
+/// </summary>
+public static class BatchEncryptor
+{
+    /// <summary>Encrypts <paramref name="records"/> (built with the plan's steps and features) under the partner's secret key.</summary>
+    public static EncryptedBatch Encrypt(SequenceDataset records, PartnerKeys keys)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(keys);
+        return Encrypt(records.Values, records.Mask, records.Count, keys.Plan, keys.EvaluationKeys, keys.SecretKey);
+    }
+
+    /// <summary>Encrypts <paramref name="records"/> under the public key of <paramref name="keys"/>.</summary>
+    public static EncryptedBatch Encrypt(SequenceDataset records, EvaluationKeys keys)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(keys);
+        return Encrypt(records.Values, records.Mask, records.Count, keys.Plan, keys, null);
+    }
+
+    /// <summary>
+    /// Encrypts <paramref name="count"/> records given as values [count, Steps, Features] and mask
+    /// [count, Steps] (1 for a real visit, 0 for padding after the last real one).
+    /// </summary>
+    /// <exception cref="ArgumentException">Sizes do not match the plan, more records than the plan allows, or non-finite values.</exception>
+    public static EncryptedBatch Encrypt(ReadOnlySpan<float> values, ReadOnlySpan<float> mask, int count, PartnerKeys keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        return Encrypt(values, mask, count, keys.Plan, keys.EvaluationKeys, keys.SecretKey);
+    }
+
+    private static EncryptedBatch Encrypt(ReadOnlySpan<float> values, ReadOnlySpan<float> mask, int count, EvaluationPlan plan, EvaluationKeys keys, SecretKey? secretKey)
+    {
+        if (count < 1) throw new ArgumentOutOfRangeException(nameof(count), count, "a batch needs at least one record");
+        if (count > plan.MaxRecords) throw new ArgumentException($"{count} records exceed the plan's limit of {plan.MaxRecords} per batch; split them", nameof(count));
+        var steps = plan.Steps;
+        var features = plan.Features;
+        if (values.Length != (long)count * steps * features)
+            throw new ArgumentException($"values has {values.Length} entries, expected {count} records × {steps} steps × {features} features", nameof(values));
+        if (mask.Length != count * steps)
+            throw new ArgumentException($"mask has {mask.Length} entries, expected {count} × {steps}", nameof(mask));
+        foreach (var v in values)
+            if (!float.IsFinite(v)) throw new ArgumentException("values contain NaN or infinity (preprocess first)", nameof(values));
+        foreach (var m in mask)
+            if (m is not (0f or 1f)) throw new ArgumentException("mask entries must be 0 or 1", nameof(mask));
+
+        var ctx = plan.Context;
+        var slots = plan.SlotsPerCiphertext;
+        var groupCount = (count + slots - 1) / slots;
+        var perGroup = plan.CiphertextsPerGroup;
+        // Slot-major copies so each ciphertext's slots are contiguous: [group][input][slot].
+        var packed = new double[groupCount * perGroup][];
+        for (var j = 0; j < packed.Length; j++) packed[j] = new double[slots];
+        for (var r = 0; r < count; r++)
+        {
+            var g = r / slots;
+            var s = r % slots;
+            for (var t = 0; t < steps; t++)
+            {
+                for (var f = 0; f < features; f++) packed[g * perGroup + t * features + f][s] = values[(r * steps + t) * features + f];
+                packed[g * perGroup + steps * features + t][s] = mask[r * steps + t];
+            }
+        }
+        var cts = new Ciphertext[packed.Length];
+        var level = ctx.MaxLevel;
+        var scale = ctx.ScaleAt(level);
+        Parallel.For(0, cts.Length, () => (new Encoder(ctx), secretKey is null ? new Encryptor(ctx, keys.PublicKey) : new Encryptor(ctx, secretKey), new Plaintext(ctx)),
+            (j, _, local) =>
+            {
+                var (encoder, encryptor, pt) = local;
+                encoder.Encode(packed[j], scale, level, pt);
+                cts[j] = encryptor.Encrypt(pt);
+                return local;
+            },
+            _ => { });
+        var keyId = keys.KeyId.ToArray();
+        var groups = new CiphertextGroup[groupCount];
+        for (var g = 0; g < groupCount; g++)
+            groups[g] = new CiphertextGroup(plan, g, Math.Min(slots, count - g * slots), keyId, cts[(g * perGroup)..((g + 1) * perGroup)]);
+        return new EncryptedBatch(plan, count, keyId, groups);
+    }
+}
+
+/// <summary>Partner side: decrypts a result blob into per-record probabilities.</summary>
+public static class ScoreDecryptor
+{
+    /// <summary>Probabilities P(outcome) per record, in submission order: the sigmoid of each decrypted logit.</summary>
+    /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">Malformed result, other parameters, or a result for other keys.</exception>
+    public static float[] Decrypt(ReadOnlySpan<byte> resultBlob, PartnerKeys keys)
+    {
+        var logits = DecryptLogits(resultBlob, keys);
+        var p = new float[logits.Length];
+        for (var i = 0; i < p.Length; i++) p[i] = (float)(1 / (1 + Math.Exp(-logits[i])));
+        return p;
+    }
+
+    /// <summary>The decrypted logits per record.</summary>
+    public static double[] DecryptLogits(ReadOnlySpan<byte> resultBlob, PartnerKeys keys)
+    {
+        ArgumentNullException.ThrowIfNull(keys);
+        var result = EncryptedResult.Read(resultBlob, keys.Plan);
+        keys.EvaluationKeys.CheckKeyId(result.KeyId.Span, "encrypted result");
+        return DecryptLogits(result, keys);
+    }
+
+    internal static double[] DecryptLogits(EncryptedResult result, PartnerKeys keys)
+    {
+        var ctx = keys.Plan.Context;
+        var decryptor = new Decryptor(ctx, keys.SecretKey);
+        var encoder = new Encoder(ctx);
+        var logits = new double[result.RecordCount];
+        var slots = keys.Plan.SlotsPerCiphertext;
+        foreach (var g in result.Groups)
+        {
+            var decoded = encoder.DecodeReal(decryptor.Decrypt(g.Logits));
+            decoded.AsSpan(0, g.RecordCount).CopyTo(logits.AsSpan(g.Index * slots));
+        }
+        return logits;
+    }
+}

@@ -1,0 +1,123 @@
+using System.Buffers.Binary;
+using Serverless.Privacy.Serialization;
+
+namespace Serverless.Inference;
+
+/// <summary>
+/// Framing shared by the inference blobs (little-endian): magic "HEIN", version u16, kind u8, the
+/// 32-byte CKKS parameter hash, then the kind's body. Embedded CKKS objects are length-prefixed
+/// (i32) <see cref="CkksSerializer"/> blobs, which carry and check the parameter hash themselves.
+/// </summary>
+internal static class BlobFormat
+{
+    public const ushort Version = 1;
+
+    public static ReadOnlySpan<byte> Magic => "HEIN"u8;
+
+    public enum Kind : byte
+    {
+        Batch = 1,
+        Group = 2,
+        Result = 3,
+        EvaluationKeys = 4,
+        PartnerKeys = 5,
+        GroupResult = 6,
+    }
+
+    public static void WriteHeader(Stream s, Kind kind, ReadOnlySpan<byte> parameterHash)
+    {
+        Span<byte> head = stackalloc byte[7];
+        Magic.CopyTo(head);
+        BinaryPrimitives.WriteUInt16LittleEndian(head[4..], Version);
+        head[6] = (byte)kind;
+        s.Write(head);
+        s.Write(parameterHash);
+    }
+
+    public static void WriteInt32(Stream s, int v)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(b, v);
+        s.Write(b);
+    }
+
+    public static void WriteBlob(Stream s, ReadOnlySpan<byte> blob)
+    {
+        WriteInt32(s, blob.Length);
+        s.Write(blob);
+    }
+}
+
+/// <summary>
+/// Bounds-checked reader over a stream: every short read is a <see cref="HeFormatException"/> naming
+/// the field, and length prefixes are checked against a caller's bound before anything is allocated.
+/// </summary>
+internal sealed class BlobReader(Stream stream, string what)
+{
+    private readonly byte[] _small = new byte[32];
+
+    public void ReadExactly(Span<byte> destination, string field)
+    {
+        var total = 0;
+        while (total < destination.Length)
+        {
+            int n;
+            try
+            {
+                n = stream.Read(destination[total..]);
+            }
+            catch (IOException e)
+            {
+                throw new HeFormatException($"{what}: reading {field} failed ({e.Message})", e);
+            }
+            if (n == 0) throw new HeFormatException($"{what}: truncated input, {field} needs {destination.Length} bytes, {total} present");
+            total += n;
+        }
+    }
+
+    public void ReadHeader(BlobFormat.Kind kind, EvaluationPlan plan)
+    {
+        var head = _small.AsSpan(0, 7);
+        ReadExactly(head, "header");
+        if (!head[..4].SequenceEqual(BlobFormat.Magic)) throw new HeFormatException($"{what}: not an encrypted-inference blob (bad magic)");
+        var version = BinaryPrimitives.ReadUInt16LittleEndian(head[4..]);
+        if (version != BlobFormat.Version) throw new HeFormatException($"{what}: unsupported format version {version} (this build reads {BlobFormat.Version})");
+        if (head[6] != (byte)kind) throw new HeFormatException($"{what}: expected a {kind} blob, found kind {head[6]}");
+        var hash = _small.AsSpan(0, 32);
+        ReadExactly(hash, "parameter hash");
+        plan.CheckParameterHash(hash, what);
+    }
+
+    public byte[] ReadBytes(int count, string field)
+    {
+        var b = new byte[count];
+        ReadExactly(b, field);
+        return b;
+    }
+
+    public int ReadInt32InRange(string field, int min, int max)
+    {
+        var b = _small.AsSpan(0, 4);
+        ReadExactly(b, field);
+        var v = BinaryPrimitives.ReadInt32LittleEndian(b);
+        if (v < min || v > max) throw new HeFormatException($"{what}: {field} = {v} is outside [{min}, {max}]");
+        return v;
+    }
+
+    /// <summary>A length-prefixed blob of at most <paramref name="maxLength"/> bytes (checked before allocating).</summary>
+    public byte[] ReadBlob(string field, int maxLength) => ReadBytes(ReadInt32InRange($"{field} length", 1, maxLength), field);
+
+    public void ExpectEnd()
+    {
+        int n;
+        try
+        {
+            n = stream.Read(_small.AsSpan(0, 1));
+        }
+        catch (IOException e)
+        {
+            throw new HeFormatException($"{what}: reading failed ({e.Message})", e);
+        }
+        if (n != 0) throw new HeFormatException($"{what}: unexpected trailing bytes");
+    }
+}

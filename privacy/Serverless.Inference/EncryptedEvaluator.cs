@@ -1,0 +1,66 @@
+using Serverless.Privacy.Ckks;
+
+namespace Serverless.Inference;
+
+/// <summary>
+/// Server side: evaluates the HE-friendly CNN-LSTM on encrypted batches with a partner's evaluation
+/// keys. Holds no secret material (there is none server-side). Thread-safe; work inside one group is
+/// spread over <see cref="MaxDegreeOfParallelism"/> threads, and groups are independent, so an
+/// orchestration can fan out one activity per group (<see cref="EvaluateGroup"/>) and
+/// <see cref="EncryptedResult.Join"/> the results.
+/// </summary>
+public sealed class EncryptedEvaluator
+{
+    private readonly HeModel _model;
+    private readonly EvaluationKeys _keys;
+    private readonly Evaluator _evaluator;
+
+    /// <param name="model">The HE model; its <see cref="HeModel.Plan"/> must be the plan the keys and batches were read with.</param>
+    /// <param name="keys">The partner's registered evaluation keys.</param>
+    /// <exception cref="ArgumentException">The keys belong to another plan (other parameters or another context).</exception>
+    public EncryptedEvaluator(HeModel model, EvaluationKeys keys)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(keys);
+        if (!keys.Plan.ParameterHash.Span.SequenceEqual(model.Plan.ParameterHash.Span))
+            throw new ArgumentException("the evaluation keys were made under other CKKS parameters than the model's plan", nameof(keys));
+        if (!ReferenceEquals(keys.Plan.Context, model.Plan.Context))
+            throw new ArgumentException("read the evaluation keys with the model's plan (HeModel.Plan) so they share its CKKS context", nameof(keys));
+        _model = model;
+        _keys = keys;
+        _evaluator = new Evaluator(model.Plan.Context, keys.RelinearizationKey);
+    }
+
+    /// <summary>Threads used inside one group (default: all cores).</summary>
+    public int MaxDegreeOfParallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Evaluates every group of <paramref name="batch"/> in order and joins the results.</summary>
+    /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">The batch was encrypted under other keys.</exception>
+    public EncryptedResult Evaluate(EncryptedBatch batch, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        _keys.CheckKeyId(batch.KeyId.Span, "encrypted batch");
+        var results = new EncryptedGroupResult[batch.Groups.Count];
+        for (var g = 0; g < results.Length; g++) results[g] = EvaluateGroup(batch.Groups[g], cancellationToken);
+        return EncryptedResult.Join(_model.Plan, results);
+    }
+
+    /// <summary>Evaluates one group: its encrypted logits, at level <c>LevelsAvailable − LevelsConsumed</c>.</summary>
+    /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">The group was encrypted under other keys.</exception>
+    /// <exception cref="ArgumentException">The group was read with another plan.</exception>
+    /// <exception cref="InvalidOperationException">The modulus chain ran out (a plan that understates its depth).</exception>
+    public EncryptedGroupResult EvaluateGroup(CiphertextGroup group, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(group);
+        if (!ReferenceEquals(group.Plan.Context, _model.Plan.Context))
+            throw new ArgumentException("read the group with the model's plan (HeModel.Plan) so it shares its CKKS context", nameof(group));
+        _keys.CheckKeyId(group.KeyId.Span, "ciphertext group");
+        var circuit = new HeCircuit(_model.Weights, _evaluator, MaxDegreeOfParallelism, cancellationToken);
+        var logits = circuit.Run(group.Inputs);
+        return new EncryptedGroupResult(_model.Plan, group.Index, group.RecordCount, group.KeyId.ToArray(), logits);
+    }
+
+    /// <summary>One-call form: <c>new EncryptedEvaluator(model, keys).Evaluate(batch)</c>.</summary>
+    public static EncryptedResult Evaluate(HeModel model, EncryptedBatch batch, EvaluationKeys keys) =>
+        new EncryptedEvaluator(model, keys).Evaluate(batch);
+}
