@@ -23,6 +23,7 @@ namespace Serverless.Client
             root.Subcommands.Add(DevCommands.Token());
             root.Subcommands.Add(DevCommands.Ca());
             root.Subcommands.Add(DevCommands.Audit());
+            root.Subcommands.Add(Serverless.Client.Agent.AgentCommands.Create());
             return root;
         }
 

@@ -1,0 +1,233 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Serverless.Client.Commands;
+using Serverless.Security.Identity;
+
+namespace Serverless.Client.Agent;
+
+/// <summary>
+/// <c>agent enroll | run | status</c>: the hospital agent. The agent directory holds agent.json (public
+/// settings), its own keyring (keyring.bin + master.key, 0600), the sealed credentials and round state,
+/// and rounds.jsonl (what it did per round).
+/// </summary>
+internal static class AgentCommands
+{
+    private const UnixFileMode GroupOrOther = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+                                              | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
+    public static Command Create()
+    {
+        var agent = new Command("agent", "The hospital agent: enrolls with its certificate, trains locally, answers every phase of each round");
+        agent.Subcommands.Add(Enroll());
+        agent.Subcommands.Add(Run());
+        agent.Subcommands.Add(Status());
+        return agent;
+    }
+
+    private static Option<DirectoryInfo> DirOption() => new("--dir") { Description = "The agent directory (agent.json, keyring, sealed state)", Required = true };
+
+    private static Command Enroll()
+    {
+        var dir = DirOption();
+        var server = new Option<string>("--server") { Description = "Base URL of the function host, e.g. https://127.0.0.1:7071", Required = true };
+        var federation = new Option<string>("--federation") { Description = "Federation id", Required = true };
+        var certificate = new Option<FileInfo>("--certificate") { Description = "Client certificate with its key (PKCS#12 from 'ca client', 0600); its CN is the client id", Required = true };
+        var trust = new Option<FileInfo?>("--ca") { Description = "Dev CA certificate (PEM) the server's TLS certificate must chain to (required for https)" };
+        var cmd = new Command("enroll", "Enroll in a federation: sign the server's challenge with the certificate's key; the token is sealed in the agent directory")
+            { dir, server, federation, certificate, trust };
+        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            var directory = r.GetValue(dir)!.FullName;
+            var fed = r.GetValue(federation)!;
+            var certPath = r.GetValue(certificate)!.FullName;
+            using var cert = LoadCertificate(certPath);
+            var existing = File.Exists(AgentConfig.PathIn(directory)) ? AgentConfig.Load(directory) : null;
+            var clientId = FederationAgent.ClientIdOf(cert);
+            if (existing is not null && existing.ClientId != clientId)
+                throw new InvalidOperationException($"{directory} belongs to client '{existing.ClientId}', the certificate names '{clientId}'");
+            var config = new AgentConfig
+            {
+                Server = NormalizeServer(r.GetValue(server)!),
+                Certificate = certPath,
+                Trust = r.GetValue(trust)?.FullName ?? existing?.Trust,
+                ClientId = clientId,
+                Federations = existing?.Federations ?? [],
+            };
+            using var keys = await AgentKeys.OpenAsync(directory, ct);
+            using var http = CreateHttpClient(config, cert);
+            var credentials = await FederationAgent.EnrollAsync(new RoundsClient(http), cert, fed, directory, keys, ct);
+            if (!config.Federations.Contains(fed, StringComparer.Ordinal)) config.Federations.Add(fed);
+            config.Save(directory);
+            Console.WriteLine($"enrolled {credentials.ClientId} in {fed}: secure-aggregation id {credentials.SecAggId}, certificate {credentials.CertificateThumbprint}, token valid until {credentials.TokenExpiresAt:u}");
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    private static Command Run()
+    {
+        var dir = DirOption();
+        var data = new Option<string[]>("--data") { Description = "Local data files or directories (repeatable); they never leave this machine", Required = true, AllowMultipleArgumentsPerToken = false };
+        var format = new Option<string>("--format") { Description = "csv (cohort CSV), kaggle or fhir", DefaultValueFactory = _ => "csv" }.AcceptOnlyFromAmong("csv", "kaggle", "fhir");
+        var keyFile = new Option<FileInfo?>("--pseudonym-key") { Description = "Key (>= 32 bytes, raw or hex) for pseudonymizing kaggle/fhir identifiers on import" };
+        var attack = new Option<string>("--attack") { Description = "Testing only: corrupt this agent's update (none, scale[:factor], flip[:factor])", DefaultValueFactory = _ => "none" };
+        var poll = new Option<int>("--poll-ms") { Description = "Milliseconds between polls when idle", DefaultValueFactory = _ => 500 };
+        var rounds = new Option<int>("--rounds") { Description = "Exit after this many rounds finished (0 = run until stopped)", DefaultValueFactory = _ => 0 };
+        var bits = new Option<int>("--quantize-bits") { Description = "Stochastic quantization of a visible update (secure aggregation off): bits per entry, 0 = float32", DefaultValueFactory = _ => 8 };
+        var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
+            { dir, data, format, keyFile, attack, poll, rounds, bits };
+        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            var directory = r.GetValue(dir)!.FullName;
+            var config = AgentConfig.Load(directory);
+            if (r.GetValue(poll) is < 10 or > 600_000) throw new ArgumentException("--poll-ms must be between 10 and 600000");
+            if (r.GetValue(bits) is < 0 or > 16) throw new ArgumentException("--quantize-bits must be between 0 and 16");
+            if (r.GetValue(rounds) < 0) throw new ArgumentException("--rounds must not be negative");
+            var cohort = LocalData.Load(LocalData.ParseFormat(r.GetValue(format)!), r.GetValue(data)!, ReadKey(r.GetValue(keyFile)));
+            var pipeline = new LocalUpdatePipeline(cohort, Attack.Parse(r.GetValue(attack)));
+            using var cert = LoadCertificate(config.Certificate);
+            using var keys = await AgentKeys.OpenAsync(directory, ct);
+            using var http = CreateHttpClient(config, cert);
+            var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits) };
+            Console.WriteLine($"agent {config.ClientId}: {cohort.Patients.Count} local patients; federations {string.Join(", ", config.Federations)}; server {config.Server}" +
+                              (pipeline.Attack.IsAttacking ? $"; ATTACKING ({pipeline.Attack})" : ""));
+            return await SpectreProgress.RunAsync(async progress =>
+            {
+                using var agent = new FederationAgent(directory, config, keys, new RoundsClient(http), cert, pipeline, options, progress);
+                try
+                {
+                    await agent.RunAsync(ct);
+                }
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                    progress.Note("stopped; the round state is sealed on disk and resumes on the next run");
+                }
+                return Cli.Ok;
+            });
+        }));
+        return cmd;
+    }
+
+    private static Command Status()
+    {
+        var dir = DirOption();
+        var cmd = new Command("status", "Show the enrollments, the sealed round state and the last rounds (no secrets)") { dir };
+        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            var directory = r.GetValue(dir)!.FullName;
+            var config = AgentConfig.Load(directory);
+            using var keys = await AgentKeys.OpenAsync(directory, ct);
+            Console.WriteLine($"client {config.ClientId}; server {config.Server}; certificate {config.Certificate}");
+            foreach (var federation in config.Federations)
+            {
+                var credentials = await FederationAgent.CredentialsFile(directory, federation, keys).LoadAsync(ct);
+                var progress = await FederationAgent.ProgressFile(directory, federation, keys).LoadAsync(ct);
+                Console.WriteLine(credentials is null
+                    ? $"{federation}: not enrolled"
+                    : $"{federation}: secure-aggregation id {credentials.SecAggId}, token valid until {credentials.TokenExpiresAt:u}");
+                if (progress is not null)
+                {
+                    var stages = string.Join(", ", progress.Stages.Select(s => $"{s.Key} sent {s.Value.LastSent}{(s.Value.Abandoned ? " (dropped out)" : "")}"));
+                    Console.WriteLine($"  round {progress.Round}: {(progress.Finished ? "finished, " + progress.Outcome : "in progress")}" +
+                                      (stages.Length > 0 ? "; " + stages : "") + (progress.Update is null ? "" : "; local update trained") +
+                                      (progress.Restarts > 0 ? $"; {progress.Restarts} restart(s)" : ""));
+                }
+            }
+            var log = FederationAgent.LogPath(directory);
+            if (File.Exists(log))
+            {
+                foreach (var line in File.ReadLines(log).TakeLast(10))
+                {
+                    var e = JsonSerializer.Deserialize<RoundLogEntry>(line, AgentJson.Options);
+                    if (e is not null)
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {e.Federation} round {e.Round}: {e.Outcome}; sent {e.BytesSent} B (plain update {e.BytesPlain} B); trained {e.TrainingSeconds:F2} s on {e.Examples} sequences"));
+                }
+            }
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    /// <summary>
+    /// An HTTP client for the server: HTTPS trusting only the dev CA (and presenting the client certificate
+    /// for mutual TLS), or plain HTTP to a loopback address only (a development host without TLS).
+    /// </summary>
+    internal static HttpClient CreateHttpClient(AgentConfig config, X509Certificate2 certificate, DelegatingHandler? outermost = null)
+    {
+        var uri = new Uri(config.Server);
+        HttpMessageHandler handler;
+        if (uri.Scheme == Uri.UriSchemeHttps)
+        {
+            if (config.Trust is null) throw new ArgumentException("an https server needs --ca (the dev CA certificate its TLS certificate chains to)");
+            var root = X509Certificate2.CreateFromPem(File.ReadAllText(config.Trust));
+            handler = MutualTls.CreateClientHandler(new CertificateTrust(root), certificate);
+        }
+        else
+        {
+            if (!(uri.IsLoopback || (IPAddress.TryParse(uri.Host, out var ip) && IPAddress.IsLoopback(ip))))
+                throw new ArgumentException($"refusing plain HTTP to {uri.Host}: only a loopback development host may go without TLS");
+            handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+        }
+        if (outermost is not null)
+        {
+            outermost.InnerHandler = handler;
+            handler = outermost;
+        }
+        return new HttpClient(handler) { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    /// <summary>Loads the client certificate with its private key; refuses a key file others can read.</summary>
+    internal static X509Certificate2 LoadCertificate(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"no certificate at {path}");
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & GroupOrOther) != 0)
+            throw new UnauthorizedAccessException($"refusing {path}: its private key is readable by others (run: chmod 600 {path})");
+        var certificate = X509CertificateLoader.LoadPkcs12FromFile(path, null, X509KeyStorageFlags.EphemeralKeySet);
+        if (!certificate.HasPrivateKey)
+        {
+            certificate.Dispose();
+            throw new InvalidDataException($"{path} holds no private key");
+        }
+        return certificate;
+    }
+
+    private static string NormalizeServer(string server)
+    {
+        if (!Uri.TryCreate(server, UriKind.Absolute, out var uri) || uri.Scheme is not ("https" or "http"))
+            throw new ArgumentException($"'{server}' is not an http(s) URL");
+        return uri.GetLeftPart(UriPartial.Authority) + "/";
+    }
+
+    private static byte[]? ReadKey(FileInfo? keyFile)
+    {
+        if (keyFile is null) return null;
+        var raw = File.ReadAllBytes(keyFile.FullName);
+        var text = System.Text.Encoding.ASCII.GetString(raw).Trim();
+        return text.Length >= 64 && text.All(Uri.IsHexDigit) ? Convert.FromHexString(text) : raw;
+    }
+
+    /// <summary>Async <see cref="Cli.Guard"/>: expected failures are one line on stderr and exit 1.</summary>
+    internal static async Task<int> GuardAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or JsonException
+                                       or InvalidOperationException or CryptographicException or FormatException or RoundsApiException
+                                       or HttpRequestException)
+        {
+            Console.Error.WriteLine($"error: {Cli.OneLine(e.Message)}");
+            return Cli.Failed;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {Cli.OneLine(e.Message)}");
+            return Cli.Failed;
+        }
+    }
+}

@@ -1,0 +1,413 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Serverless.Federation.Rounds;
+using Serverless.Model.Training;
+using Serverless.Privacy.DifferentialPrivacy;
+using Serverless.Privacy.SecureAggregation;
+
+namespace Serverless.Client.Agent;
+
+/// <summary>How <c>agent run</c> behaves.</summary>
+internal sealed record AgentRunOptions
+{
+    /// <summary>Pause between polls when there is nothing to do.</summary>
+    public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>Stop after this many rounds finished (0 = run until stopped).</summary>
+    public int MaxRounds { get; init; }
+
+    /// <summary>Bits of stochastic quantization for a visible update (secure aggregation off); 0 = float32.</summary>
+    public int QuantizationBits { get; init; } = 8;
+
+    /// <summary>Quantization chunk (one min/max pair per chunk).</summary>
+    public int QuantizationChunk { get; init; } = 256;
+
+    /// <summary>Source of DP noise and stochastic rounding: <see cref="CryptoRandom"/> unless a test seeds it.</summary>
+    public Func<Random> Randomness { get; init; } = static () => new CryptoRandom();
+
+    /// <summary>
+    /// Test hook: called right after the state for (stage, phase) is persisted and before its message is
+    /// sent; returning true makes the agent stop there as if the process had been killed.
+    /// </summary>
+    public Func<string, RoundPhase, bool>? CrashBefore { get; init; }
+}
+
+/// <summary>The agent stopped where <see cref="AgentRunOptions.CrashBefore"/> said (tests only).</summary>
+internal sealed class SimulatedCrashException(string message) : Exception(message);
+
+/// <summary>
+/// The hospital agent: enrolls with its certificate, polls each federation for rounds and answers every
+/// phase with its local pipeline and a <see cref="SecAggClient"/> per stage. Before each message leaves,
+/// the round state is sealed to disk, so a restarted agent knows what it already committed to. What
+/// leaves the process: enrollment (certificate, signature), the SecAgg messages (keys, encrypted shares,
+/// a masked ring vector, revealed shares) or a quantized update frame, and nothing else.
+/// </summary>
+internal sealed class FederationAgent : IDisposable
+{
+    private const int PhaseSteps = 5;
+    private readonly string _directory;
+    private readonly AgentConfig _config;
+    private readonly AgentKeys _keys;
+    private readonly RoundsClient _client;
+    private readonly X509Certificate2 _certificate;
+    private readonly LocalUpdatePipeline _pipeline;
+    private readonly AgentRunOptions _options;
+    private readonly IAgentProgress _progress;
+    private readonly Dictionary<string, Session> _sessions = new(StringComparer.Ordinal);
+
+    public FederationAgent(string directory, AgentConfig config, AgentKeys keys, RoundsClient client, X509Certificate2 certificate,
+        LocalUpdatePipeline pipeline, AgentRunOptions options, IAgentProgress progress)
+    {
+        _directory = directory;
+        _config = config;
+        _keys = keys;
+        _client = client;
+        _certificate = certificate;
+        _pipeline = pipeline;
+        _options = options;
+        _progress = progress;
+    }
+
+    /// <summary>Rounds finished (any outcome) since this process started.</summary>
+    public int RoundsFinished { get; private set; }
+
+    /// <summary>Sealed credentials file of an enrollment.</summary>
+    public static SealedStateFile<EnrollmentCredentials> CredentialsFile(string directory, string federation, AgentKeys keys) =>
+        new(Path.Combine(directory, $"credentials-{federation}.bin"), keys.Encryptor);
+
+    /// <summary>Sealed round-state file of a federation.</summary>
+    public static SealedStateFile<RoundProgress> ProgressFile(string directory, string federation, AgentKeys keys) =>
+        new(Path.Combine(directory, $"round-{federation}.bin"), keys.Encryptor);
+
+    /// <summary>Finished rounds, one JSON line each.</summary>
+    public static string LogPath(string directory) => Path.Combine(directory, "rounds.jsonl");
+
+    /// <summary>
+    /// Enrollment: a fresh challenge, signed with the certificate's private key, answered by a bearer token
+    /// and this client's secure-aggregation id. The credentials are sealed in the agent directory.
+    /// </summary>
+    public static async Task<EnrollmentCredentials> EnrollAsync(RoundsClient client, X509Certificate2 certificate, string federation,
+        string directory, AgentKeys keys, CancellationToken ct)
+    {
+        using var key = certificate.GetECDsaPrivateKey() ?? throw new InvalidDataException("the client certificate has no ECDSA P-256 private key");
+        var clientId = ClientIdOf(certificate);
+        var challenge = await client.ChallengeAsync(federation, ct);
+        var signature = EnrollmentProof.Sign(key, federation, clientId, challenge.Nonce);
+        var response = await client.EnrollAsync(federation, new EnrollmentRequest(clientId, certificate.ExportCertificatePem(), challenge.Nonce, signature), ct);
+        if (response.SecAggId < 1 || string.IsNullOrEmpty(response.Token)) throw new InvalidDataException("the enrollment answer has no token or no valid secure-aggregation id");
+        var credentials = new EnrollmentCredentials(federation, response.ClientId, response.SecAggId, response.Token, response.TokenExpiresAt, response.CertificateThumbprint);
+        await CredentialsFile(directory, federation, keys).SaveAsync(credentials, ct);
+        return credentials;
+    }
+
+    /// <summary>The certificate's CN.</summary>
+    public static string ClientIdOf(X509Certificate2 certificate) => certificate.GetNameInfo(X509NameType.SimpleName, forIssuer: false);
+
+    /// <summary>Polls every enrolled federation until cancelled or <see cref="AgentRunOptions.MaxRounds"/> rounds finished.</summary>
+    public async Task RunAsync(CancellationToken ct)
+    {
+        if (_config.Federations.Count == 0) throw new InvalidOperationException("this agent is not enrolled in any federation: run 'agent enroll' first");
+        foreach (var federation in _config.Federations) _sessions[federation] = await OpenSessionAsync(federation, ct);
+        while (!ct.IsCancellationRequested)
+        {
+            var acted = false;
+            foreach (var session in _sessions.Values)
+            {
+                try
+                {
+                    acted |= await StepAsync(session, ct);
+                }
+                catch (RoundsApiException e) when (e.Status == HttpStatusCode.Unauthorized)
+                {
+                    _progress.Note($"[{session.Federation}] token refused ({e.Message}); enrolling again");
+                    await ReEnrollAsync(session, ct);
+                }
+                catch (RoundsApiException e) when (e.Transient)
+                {
+                    _progress.Note($"[{session.Federation}] server unavailable, retrying: {e.Message}");
+                }
+                if (_options.MaxRounds > 0 && RoundsFinished >= _options.MaxRounds) return;
+            }
+            if (!acted) await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<Session> OpenSessionAsync(string federation, CancellationToken ct)
+    {
+        var credentials = await CredentialsFile(_directory, federation, _keys).LoadAsync(ct)
+                          ?? throw new InvalidOperationException($"no credentials for federation '{federation}': run 'agent enroll' again");
+        var session = new Session(federation, credentials, ProgressFile(_directory, federation, _keys));
+        session.Progress = await session.StateFile.LoadAsync(ct);
+        if (session.Progress is { Finished: false } p)
+        {
+            // Restarted mid-round: what was persisted says what this agent already committed to.
+            p.Restarts++;
+            await session.StateFile.SaveAsync(p, ct);
+            _progress.Note($"[{federation}] resuming round {p.Round} after a restart (trained update {(p.Update is null ? "not yet computed" : "kept")})");
+        }
+        if (credentials.TokenExpiresAt <= DateTimeOffset.UtcNow.AddMinutes(1)) await ReEnrollAsync(session, ct);
+        return session;
+    }
+
+    private async Task ReEnrollAsync(Session session, CancellationToken ct)
+    {
+        _client.Token = null;
+        session.Credentials = await EnrollAsync(_client, _certificate, session.Federation, _directory, _keys, ct);
+    }
+
+    /// <summary>One poll of one federation; true when a message was sent (poll again at once).</summary>
+    private async Task<bool> StepAsync(Session session, CancellationToken ct)
+    {
+        _client.Token = session.Credentials.Token;
+        var status = await _client.ActiveRoundAsync(session.Federation, ct);
+        if (status is null)
+        {
+            if (session.Progress is { Finished: false } open) await FinishAsync(session, open, await OutcomeOfAsync(session.Federation, open.Round, ct), ct);
+            return false;
+        }
+        var progress = session.Progress;
+        if (progress is null || progress.Round != status.Round)
+        {
+            if (progress is { Finished: false }) await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct), ct);
+            progress = session.Progress = new RoundProgress { Federation = session.Federation, Round = status.Round };
+            session.DisposeClients();
+            await session.StateFile.SaveAsync(progress, ct);
+        }
+        if (progress.Finished) return false;
+
+        var task = await _client.TaskAsync(session.Federation, status.Round, ct);
+        switch (task.Action)
+        {
+            case ClientAction.NotSelected:
+                await FinishAsync(session, progress, "not selected" + (task.Reason is null ? "" : ": " + task.Reason), ct);
+                return false;
+            case ClientAction.Done:
+                await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct, task.Reason), ct);
+                return false;
+            case ClientAction.Wait:
+                return false;
+        }
+        if (task.Submitted || !RoundStages.IsKnown(task.Stage)) return false;
+        var stage = progress.Stage(task.Stage);
+        if (stage.Abandoned || stage.LastSent >= task.Phase) return false;
+        return task.Phase switch
+        {
+            RoundPhase.AdvertiseKeys => await AdvertiseAsync(session, progress, stage, task, ct),
+            RoundPhase.ShareKeys or RoundPhase.MaskedInput or RoundPhase.Unmasking => await ContinueSecAggAsync(session, progress, stage, task, ct),
+            RoundPhase.Upload => await UploadPlainAsync(session, progress, stage, task, ct),
+            _ => false,
+        };
+    }
+
+    private async Task<bool> AdvertiseAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    {
+        var parameters = task.Parameters ?? throw new InvalidDataException("the advertise-keys task carries no secure-aggregation parameters");
+        if (task.SecAggId != session.Credentials.SecAggId) throw new InvalidDataException($"the task names secure-aggregation id {task.SecAggId}, this client enrolled as {session.Credentials.SecAggId}");
+        // Train first: the update is the expensive part and is sealed to disk, so a crash from here on
+        // never trains again, and a client that cannot train in time simply does not advertise.
+        if (task.Stage == RoundStages.Training) await EnsureUpdateAsync(session, progress, task, ct);
+        _progress.Step(session.Federation, task.Round, $"{task.Stage}: advertising keys", 1, PhaseSteps);
+        var client = new SecAggClient(parameters, task.SecAggId);
+        session.ReplaceClient(task.Stage, client);
+        var message = client.AdvertiseKeys();
+        await CommitAsync(session, progress, stage, task, ct);
+        await SendAsync(stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
+        return true;
+    }
+
+    private async Task<bool> ContinueSecAggAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    {
+        if (!session.Clients.TryGetValue(task.Stage, out var client))
+        {
+            // The SecAgg key pairs and the self-mask seed live only in memory (SecAggClient has no export).
+            // After a restart past key advertisement this client is a dropout for the stage: the protocol
+            // recovers it (its masks are removed with its neighbours' shares), and it never sends keys twice.
+            stage.Abandoned = true;
+            stage.Reason = $"restarted after advertising keys in {task.Stage}; its secure-aggregation secrets were in memory only, so it drops out of this stage";
+            await session.StateFile.SaveAsync(progress, ct);
+            _progress.Note($"[{session.Federation} round {task.Round}] {stage.Reason}");
+            return false;
+        }
+        try
+        {
+            switch (task.Phase)
+            {
+                case RoundPhase.ShareKeys:
+                {
+                    _progress.Step(session.Federation, task.Round, $"{task.Stage}: sharing keys", 2, PhaseSteps);
+                    var message = client.ShareKeys(task.Keys ?? throw new InvalidDataException("the share-keys task carries no keys"));
+                    await CommitAsync(session, progress, stage, task, ct);
+                    await SendAsync(stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
+                    return true;
+                }
+                case RoundPhase.MaskedInput:
+                {
+                    _progress.Step(session.Federation, task.Round, $"{task.Stage}: masked input", 3, PhaseSteps);
+                    var input = task.Stage == RoundStages.Statistics ? StatisticsInput(task) : await TrainingInputAsync(session, progress, task, ct);
+                    var message = client.MaskInput(task.Shares ?? throw new InvalidDataException("the masked-input task carries no shares"), input);
+                    await CommitAsync(session, progress, stage, task, ct);
+                    await SendAsync(stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
+                    return true;
+                }
+                default:
+                {
+                    _progress.Step(session.Federation, task.Round, $"{task.Stage}: unmasking", 4, PhaseSteps);
+                    var message = client.Unmask(task.Unmask ?? throw new InvalidDataException("the unmasking task carries no request"));
+                    await CommitAsync(session, progress, stage, task, ct);
+                    await SendAsync(stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
+                    return true;
+                }
+            }
+        }
+        catch (SecAggAbortedException e)
+        {
+            // The client refuses a server message that would reveal more than the sum.
+            stage.Abandoned = true;
+            stage.Reason = e.Message;
+            await session.StateFile.SaveAsync(progress, ct);
+            _progress.Note($"[{session.Federation} round {task.Round}] {e.Message}");
+            return false;
+        }
+    }
+
+    private async Task<bool> UploadPlainAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    {
+        var update = await EnsureUpdateAsync(session, progress, task, ct);
+        _progress.Step(session.Federation, task.Round, "uploading the quantized update", 4, PhaseSteps);
+        var frame = LocalUpdatePipeline.EncodeVisible(update.Delta, _options.QuantizationBits, _options.QuantizationChunk, _options.Randomness());
+        await CommitAsync(session, progress, stage, task, ct);
+        await SendAsync(stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
+        return true;
+    }
+
+    /// <summary>Persists "this phase's message is produced" before it is sent (then honours the crash hook).</summary>
+    private async Task CommitAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    {
+        stage.LastSent = task.Phase;
+        await session.StateFile.SaveAsync(progress, ct);
+        if (_options.CrashBefore?.Invoke(task.Stage, task.Phase) == true)
+            throw new SimulatedCrashException($"simulated crash before sending {task.Stage}/{task.Phase}");
+    }
+
+    private async Task SendAsync<T>(StageProgress stage, string path, T body, CancellationToken ct) where T : class
+    {
+        var before = _client.BodyBytesSent;
+        try
+        {
+            await _client.PostPhaseAsync(path, body, ct);
+        }
+        finally
+        {
+            stage.BytesSent += _client.BodyBytesSent - before;
+        }
+    }
+
+    private uint[] StatisticsInput(ClientTask task)
+    {
+        var spec = task.Statistics ?? throw new InvalidDataException("the statistics task carries no instructions");
+        var columns = _pipeline.Schema.NumericColumns();
+        if (!columns.SequenceEqual(spec.Columns ?? [], StringComparer.Ordinal))
+            throw new InvalidDataException($"the server asks for statistics of [{string.Join(", ", spec.Columns ?? [])}], the local data has [{string.Join(", ", columns)}]");
+        return StatisticsEncoding.Encode(_pipeline.StatisticsVector(), spec.FractionBits);
+    }
+
+    private async Task<uint[]> TrainingInputAsync(Session session, RoundProgress progress, ClientTask task, CancellationToken ct)
+    {
+        var spec = task.Training ?? throw new InvalidDataException("the training task carries no instructions");
+        var encoding = spec.Encoding ?? throw new InvalidDataException("the training task carries no ring encoding");
+        var update = await EnsureUpdateAsync(session, progress, task, ct);
+        var weight = spec.Fit.UniformWeight || spec.WeightCap <= 0 ? 1.0 : Math.Min(1.0, update.Examples / (double)spec.WeightCap);
+        return UpdateEncoding.Encode(update.Delta, weight, encoding, _options.Randomness());
+    }
+
+    /// <summary>The round's update: the sealed one if it was trained from the same base version, else trained now and sealed.</summary>
+    private async Task<TrainedUpdate> EnsureUpdateAsync(Session session, RoundProgress progress, ClientTask task, CancellationToken ct)
+    {
+        var spec = task.Training ?? throw new InvalidDataException("the training task carries no instructions");
+        if (progress.Update is { } kept && kept.BaseVersion == spec.BaseVersion) return kept;
+        _progress.Step(session.Federation, task.Round, $"downloading model {spec.BaseVersion}", 0, PhaseSteps);
+        var model = await _client.ModelAsync(session.Federation, task.Round, ct);
+        if (model.Version != spec.BaseVersion) throw new InvalidDataException($"the server sent model {model.Version}, the task trains from {spec.BaseVersion}");
+        ModelCheckpoint checkpoint;
+        try
+        {
+            checkpoint = ModelCheckpoint.FromJson(model.Checkpoint);
+        }
+        catch (Exception e) when (e is JsonException or ArgumentException or InvalidDataException or FormatException)
+        {
+            throw new InvalidDataException($"model {model.Version} is not a valid checkpoint: {e.Message}");
+        }
+        _progress.Step(session.Federation, task.Round, $"training locally from {model.Version}", 0, PhaseSteps);
+        var fit = spec.Fit;
+        var plan = new LocalTrainingPlan(task.Round, fit.LocalEpochs, fit.LearningRate, fit.ProximalMu, spec.BatchSize, fit.Seed, fit.ClipNorm, fit.NoiseStd);
+        var local = await Task.Run(() => _pipeline.Train(checkpoint.Config, checkpoint.Preprocessor, checkpoint.Parameters, plan, _options.Randomness()), ct);
+        var update = new TrainedUpdate(spec.BaseVersion, local.Delta, local.Examples, local.TrainLoss, local.TrainingTime.TotalSeconds, local.NormBeforeClip);
+        progress.Update = update;
+        await session.StateFile.SaveAsync(progress, ct);
+        return update;
+    }
+
+    private async Task<string> OutcomeOfAsync(string federation, int round, CancellationToken ct, string? reason = null)
+    {
+        try
+        {
+            var status = await _client.RoundAsync(federation, round, ct);
+            var text = status.Phase.ToString().ToLowerInvariant();
+            if (status.Reason is { Length: > 0 } why) text += ": " + why;
+            else if (reason is { Length: > 0 }) text += ": " + reason;
+            return text;
+        }
+        catch (RoundsApiException e) when (!e.Transient)
+        {
+            return reason ?? "unknown";
+        }
+    }
+
+    private async Task FinishAsync(Session session, RoundProgress progress, string outcome, CancellationToken ct)
+    {
+        progress.Finished = true;
+        progress.Outcome = outcome;
+        // The finished state drops the update: nothing sensitive outlives the round.
+        var update = progress.Update;
+        progress.Update = null;
+        await session.StateFile.SaveAsync(progress, ct);
+        session.DisposeClients();
+        var bytes = progress.Stages.Values.Sum(s => s.BytesSent);
+        var entry = new RoundLogEntry(session.Federation, progress.Round, outcome, bytes, 4L * (update?.Delta.Length ?? 0), update?.TrainingSeconds ?? 0,
+            update?.Examples ?? 0, progress.Restarts, _pipeline.Attack.IsAttacking, DateTimeOffset.UtcNow);
+        await File.AppendAllTextAsync(LogPath(_directory), JsonSerializer.Serialize(entry, AgentJson.Options) + "\n", ct);
+        var dropped = progress.Stages.Where(s => s.Value.Abandoned).Select(s => $"{s.Key}: {s.Value.Reason}").ToList();
+        _progress.Step(session.Federation, progress.Round, outcome, PhaseSteps, PhaseSteps);
+        _progress.Note($"[{session.Federation}] round {progress.Round} finished for {_config.ClientId}: {outcome}; sent {bytes} B" +
+                       (dropped.Count > 0 ? "; " + string.Join("; ", dropped) : ""));
+        RoundsFinished++;
+    }
+
+    public void Dispose()
+    {
+        foreach (var s in _sessions.Values) s.DisposeClients();
+    }
+
+    private sealed class Session(string federation, EnrollmentCredentials credentials, SealedStateFile<RoundProgress> stateFile)
+    {
+        public string Federation { get; } = federation;
+        public EnrollmentCredentials Credentials { get; set; } = credentials;
+        public SealedStateFile<RoundProgress> StateFile { get; } = stateFile;
+        public RoundProgress? Progress { get; set; }
+        public Dictionary<string, SecAggClient> Clients { get; } = new(StringComparer.Ordinal);
+
+        public void ReplaceClient(string stage, SecAggClient client)
+        {
+            if (Clients.Remove(stage, out var old)) old.Dispose();
+            Clients[stage] = client;
+        }
+
+        public void DisposeClients()
+        {
+            foreach (var c in Clients.Values) c.Dispose();
+            Clients.Clear();
+        }
+    }
+}
