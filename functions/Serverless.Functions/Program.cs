@@ -7,5 +7,6 @@ using Serverless.Security.Hosting;
 var builder = FunctionsApplication.CreateBuilder(args);
 builder.Services.AddServerlessSecurity();
 builder.Services.AddDurableTask();
+builder.Services.AddInference();
 builder.AddFunctions(typeof(Program).Assembly);
 return await builder.RunAsync();
