@@ -8,5 +8,6 @@ var builder = FunctionsApplication.CreateBuilder(args);
 builder.Services.AddServerlessSecurity();
 builder.Services.AddDurableTask();
 builder.Services.AddInference();
+builder.Services.AddFederations();
 builder.AddFunctions(typeof(Program).Assembly);
 return await builder.RunAsync();
