@@ -24,6 +24,7 @@ namespace Serverless.Client
             root.Subcommands.Add(DevCommands.Ca());
             root.Subcommands.Add(DevCommands.Audit());
             root.Subcommands.Add(Serverless.Client.Agent.AgentCommands.Create());
+            root.Subcommands.Add(Serverless.Client.Simulation.SimulateCommand.Create());
             root.Subcommands.Add(Serverless.Client.Partner.PartnerCommands.Create());
             return root;
         }

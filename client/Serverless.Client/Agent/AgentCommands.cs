@@ -75,11 +75,12 @@ internal static class AgentCommands
         var format = new Option<string>("--format") { Description = "csv (cohort CSV), kaggle or fhir", DefaultValueFactory = _ => "csv" }.AcceptOnlyFromAmong("csv", "kaggle", "fhir");
         var keyFile = new Option<FileInfo?>("--pseudonym-key") { Description = "Key (>= 32 bytes, raw or hex) for pseudonymizing kaggle/fhir identifiers on import" };
         var attack = new Option<string>("--attack") { Description = "Testing only: corrupt this agent's update (none, scale[:factor], flip[:factor])", DefaultValueFactory = _ => "none" };
+        var attackRounds = new Option<string?>("--attack-rounds") { Description = "Testing only: rounds to attack in, comma-separated (default: every round)" };
         var poll = new Option<int>("--poll-ms") { Description = "Milliseconds between polls when idle", DefaultValueFactory = _ => 500 };
         var rounds = new Option<int>("--rounds") { Description = "Exit after this many rounds finished (0 = run until stopped)", DefaultValueFactory = _ => 0 };
         var bits = new Option<int>("--quantize-bits") { Description = "Stochastic quantization of a visible update (secure aggregation off): bits per entry, 0 = float32", DefaultValueFactory = _ => 8 };
         var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
-            { dir, data, format, keyFile, attack, poll, rounds, bits };
+            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits };
         cmd.SetAction((r, ct) => GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
@@ -88,7 +89,7 @@ internal static class AgentCommands
             if (r.GetValue(bits) is < 0 or > 16) throw new ArgumentException("--quantize-bits must be between 0 and 16");
             if (r.GetValue(rounds) < 0) throw new ArgumentException("--rounds must not be negative");
             var cohort = LocalData.Load(LocalData.ParseFormat(r.GetValue(format)!), r.GetValue(data)!, ReadKey(r.GetValue(keyFile)));
-            var pipeline = new LocalUpdatePipeline(cohort, Attack.Parse(r.GetValue(attack)));
+            var pipeline = new LocalUpdatePipeline(cohort, Attack.Parse(r.GetValue(attack)).InRounds(r.GetValue(attackRounds)));
             using var cert = LoadCertificate(config.Certificate);
             using var keys = await AgentKeys.OpenAsync(directory, ct);
             using var http = CreateHttpClient(config, cert);

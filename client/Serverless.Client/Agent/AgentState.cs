@@ -77,7 +77,7 @@ internal sealed class StageProgress
 /// before every message is sent, so after a crash the agent knows what it already committed to: it never
 /// sends a second, different message for a phase (keys in particular), and reuses a trained update.
 /// </summary>
-internal sealed class RoundProgress
+internal sealed class AgentRoundState
 {
     public string Federation { get; set; } = "";
     public int Round { get; set; }

@@ -78,7 +78,7 @@ internal sealed class FederationAgent : IDisposable
         new(Path.Combine(directory, $"credentials-{federation}.bin"), keys.Encryptor);
 
     /// <summary>Sealed round-state file of a federation.</summary>
-    public static SealedStateFile<RoundProgress> ProgressFile(string directory, string federation, AgentKeys keys) =>
+    public static SealedStateFile<AgentRoundState> ProgressFile(string directory, string federation, AgentKeys keys) =>
         new(Path.Combine(directory, $"round-{federation}.bin"), keys.Encryptor);
 
     /// <summary>Finished rounds, one JSON line each.</summary>
@@ -171,7 +171,7 @@ internal sealed class FederationAgent : IDisposable
         if (progress is null || progress.Round != status.Round)
         {
             if (progress is { Finished: false }) await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct), ct);
-            progress = session.Progress = new RoundProgress { Federation = session.Federation, Round = status.Round };
+            progress = session.Progress = new AgentRoundState { Federation = session.Federation, Round = status.Round };
             session.DisposeClients();
             await session.StateFile.SaveAsync(progress, ct);
         }
@@ -201,7 +201,7 @@ internal sealed class FederationAgent : IDisposable
         };
     }
 
-    private async Task<bool> AdvertiseAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    private async Task<bool> AdvertiseAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)
     {
         var parameters = task.Parameters ?? throw new InvalidDataException("the advertise-keys task carries no secure-aggregation parameters");
         if (task.SecAggId != session.Credentials.SecAggId) throw new InvalidDataException($"the task names secure-aggregation id {task.SecAggId}, this client enrolled as {session.Credentials.SecAggId}");
@@ -217,7 +217,7 @@ internal sealed class FederationAgent : IDisposable
         return true;
     }
 
-    private async Task<bool> ContinueSecAggAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    private async Task<bool> ContinueSecAggAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)
     {
         if (!session.Clients.TryGetValue(task.Stage, out var client))
         {
@@ -272,7 +272,7 @@ internal sealed class FederationAgent : IDisposable
         }
     }
 
-    private async Task<bool> UploadPlainAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    private async Task<bool> UploadPlainAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)
     {
         var update = await EnsureUpdateAsync(session, progress, task, ct);
         _progress.Step(session.Federation, task.Round, "uploading the quantized update", 4, PhaseSteps);
@@ -283,7 +283,7 @@ internal sealed class FederationAgent : IDisposable
     }
 
     /// <summary>Persists "this phase's message is produced" before it is sent (then honours the crash hook).</summary>
-    private async Task CommitAsync(Session session, RoundProgress progress, StageProgress stage, ClientTask task, CancellationToken ct)
+    private async Task CommitAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)
     {
         stage.LastSent = task.Phase;
         await session.StateFile.SaveAsync(progress, ct);
@@ -313,7 +313,7 @@ internal sealed class FederationAgent : IDisposable
         return StatisticsEncoding.Encode(_pipeline.StatisticsVector(), spec.FractionBits);
     }
 
-    private async Task<uint[]> TrainingInputAsync(Session session, RoundProgress progress, ClientTask task, CancellationToken ct)
+    private async Task<uint[]> TrainingInputAsync(Session session, AgentRoundState progress, ClientTask task, CancellationToken ct)
     {
         var spec = task.Training ?? throw new InvalidDataException("the training task carries no instructions");
         var encoding = spec.Encoding ?? throw new InvalidDataException("the training task carries no ring encoding");
@@ -323,7 +323,7 @@ internal sealed class FederationAgent : IDisposable
     }
 
     /// <summary>The round's update: the sealed one if it was trained from the same base version, else trained now and sealed.</summary>
-    private async Task<TrainedUpdate> EnsureUpdateAsync(Session session, RoundProgress progress, ClientTask task, CancellationToken ct)
+    private async Task<TrainedUpdate> EnsureUpdateAsync(Session session, AgentRoundState progress, ClientTask task, CancellationToken ct)
     {
         var spec = task.Training ?? throw new InvalidDataException("the training task carries no instructions");
         if (progress.Update is { } kept && kept.BaseVersion == spec.BaseVersion) return kept;
@@ -365,7 +365,7 @@ internal sealed class FederationAgent : IDisposable
         }
     }
 
-    private async Task FinishAsync(Session session, RoundProgress progress, string outcome, CancellationToken ct)
+    private async Task FinishAsync(Session session, AgentRoundState progress, string outcome, CancellationToken ct)
     {
         progress.Finished = true;
         progress.Outcome = outcome;
@@ -376,7 +376,7 @@ internal sealed class FederationAgent : IDisposable
         session.DisposeClients();
         var bytes = progress.Stages.Values.Sum(s => s.BytesSent);
         var entry = new RoundLogEntry(session.Federation, progress.Round, outcome, bytes, 4L * (update?.Delta.Length ?? 0), update?.TrainingSeconds ?? 0,
-            update?.Examples ?? 0, progress.Restarts, _pipeline.Attack.IsAttacking, DateTimeOffset.UtcNow);
+            update?.Examples ?? 0, progress.Restarts, _pipeline.Attack.AttacksIn(progress.Round), DateTimeOffset.UtcNow);
         await File.AppendAllTextAsync(LogPath(_directory), JsonSerializer.Serialize(entry, AgentJson.Options) + "\n", ct);
         var dropped = progress.Stages.Where(s => s.Value.Abandoned).Select(s => $"{s.Key}: {s.Value.Reason}").ToList();
         _progress.Step(session.Federation, progress.Round, outcome, PhaseSteps, PhaseSteps);
@@ -390,12 +390,12 @@ internal sealed class FederationAgent : IDisposable
         foreach (var s in _sessions.Values) s.DisposeClients();
     }
 
-    private sealed class Session(string federation, EnrollmentCredentials credentials, SealedStateFile<RoundProgress> stateFile)
+    private sealed class Session(string federation, EnrollmentCredentials credentials, SealedStateFile<AgentRoundState> stateFile)
     {
         public string Federation { get; } = federation;
         public EnrollmentCredentials Credentials { get; set; } = credentials;
-        public SealedStateFile<RoundProgress> StateFile { get; } = stateFile;
-        public RoundProgress? Progress { get; set; }
+        public SealedStateFile<AgentRoundState> StateFile { get; } = stateFile;
+        public AgentRoundState? Progress { get; set; }
         public Dictionary<string, SecAggClient> Clients { get; } = new(StringComparer.Ordinal);
 
         public void ReplaceClient(string stage, SecAggClient client)

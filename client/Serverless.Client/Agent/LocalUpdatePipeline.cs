@@ -54,7 +54,24 @@ internal sealed record Attack(AttackMode Mode, double Factor)
 {
     public static Attack None { get; } = new(AttackMode.None, 1);
 
+    /// <summary>Rounds in which the attacker corrupts its update (null = every round); honest otherwise.</summary>
+    public IReadOnlySet<int>? Rounds { get; init; }
+
     public bool IsAttacking => Mode != AttackMode.None;
+
+    /// <summary>Whether the update of <paramref name="round"/> is corrupted.</summary>
+    public bool AttacksIn(int round) => IsAttacking && (Rounds is null || Rounds.Contains(round));
+
+    /// <summary>Parses a comma-separated list of positive round numbers ("2,3"); empty = every round.</summary>
+    /// <exception cref="ArgumentException">a value is not a positive integer.</exception>
+    public Attack InRounds(string? rounds)
+    {
+        if (string.IsNullOrWhiteSpace(rounds)) return this;
+        var set = new HashSet<int>();
+        foreach (var part in rounds.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            set.Add(int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out var r) && r > 0 ? r : throw new ArgumentException($"attack round '{part}' is not a positive integer"));
+        return this with { Rounds = set };
+    }
 
     /// <exception cref="ArgumentException">not "none", "scale[:f]" or "flip[:f]" with a finite positive f.</exception>
     public static Attack Parse(string? text)
@@ -162,7 +179,7 @@ internal sealed class LocalUpdatePipeline
         var norm = GaussianMechanism.Norm(delta);
         if (plan.ClipNorm > 0) GaussianMechanism.ClipL2(delta, plan.ClipNorm);
         if (plan.NoiseStd > 0) GaussianMechanism.AddGaussianNoise(delta, plan.NoiseStd, noise);
-        Corrupt(delta);
+        if (_attack.AttacksIn(plan.Round)) Corrupt(delta);
         var loss = result.Epochs.Count > 0 ? result.Epochs[^1].TrainLoss : double.NaN;
         return new LocalUpdate(delta, data.Count, norm, loss, trainingTime);
     }

@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Globalization;
+using Serverless.Client.Agent;
+using Serverless.Client.Commands;
+using Spectre.Console;
+
+namespace Serverless.Client.Simulation;
+
+/// <summary><c>simulate</c>: the function host plus N hospital agents as processes, R rounds, then the table.</summary>
+internal static class SimulateCommand
+{
+    public static Command Create()
+    {
+        var clients = new Option<int>("--clients") { Description = "Hospital agents (separate processes)", DefaultValueFactory = _ => 4 };
+        var rounds = new Option<int>("--rounds") { Description = "Training rounds", DefaultValueFactory = _ => 3 };
+        var dropout = new Option<double>("--dropout") { Description = "Probability that an agent is killed (SIGKILL) during a round", DefaultValueFactory = _ => 0.25 };
+        var attackers = new Option<int>("--attackers") { Description = "Agents that scale their update by --attack-factor in the middle round", DefaultValueFactory = _ => 1 };
+        var attackFactor = new Option<double>("--attack-factor") { Description = "How much an attacker scales its update", DefaultValueFactory = _ => 100 };
+        var dp = OnOff("--dp", "Client-level differential privacy (distributed noise under secure aggregation)", true);
+        var secagg = OnOff("--secagg", "Secure aggregation (the comparison run uses the other setting)", true);
+        var records = new Option<int>("--records") { Description = "Patients generated per hospital (75 % local training data, 25 % to the operator's hold-out set)", DefaultValueFactory = _ => 300 };
+        var seed = new Option<int>("--seed") { Description = "Seed of the cohorts, model initialization and dropouts", DefaultValueFactory = _ => 1 };
+        var epsilon = new Option<double>("--epsilon") { Description = "Privacy budget (epsilon at delta 1e-5)", DefaultValueFactory = _ => 8 };
+        var noise = new Option<double>("--noise-multiplier") { Description = "z: noise std on the sum = z * clip norm", DefaultValueFactory = _ => 1.0 };
+        var compare = OnOff("--compare", "Also run the rounds with secure aggregation switched the other way (round time and bytes side by side)", true);
+        var http = new Option<bool>("--http") { Description = "Plain HTTP on 127.0.0.1 instead of HTTPS (tokens still required)" };
+        var keep = new Option<DirectoryInfo?>("--keep") { Description = "Keep everything (host data, agent directories, logs) in this directory" };
+        var hostDll = new Option<FileInfo?>("--host-dll") { Description = "The built function host (default: found, or built, in this repository)" };
+        var cmd = new Command("simulate", "Run the host and N hospital agents as processes over generated non-IID cohorts for R rounds, then print centralized vs federated results")
+            { clients, rounds, dropout, attackers, attackFactor, dp, secagg, records, seed, epsilon, noise, compare, http, keep, hostDll };
+        cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
+        {
+            var options = new SimulationOptions
+            {
+                Clients = r.GetValue(clients), Rounds = r.GetValue(rounds), Dropout = r.GetValue(dropout), Attackers = r.GetValue(attackers),
+                AttackFactor = r.GetValue(attackFactor), DifferentialPrivacy = r.GetValue(dp) == "on", SecureAggregation = r.GetValue(secagg) == "on",
+                Records = r.GetValue(records), Seed = r.GetValue(seed), EpsilonBudget = r.GetValue(epsilon), NoiseMultiplier = r.GetValue(noise),
+                Compare = r.GetValue(compare) == "on", Https = !r.GetValue(http), WorkDirectory = r.GetValue(keep)?.FullName, Keep = r.GetValue(keep) is not null,
+                HostDll = r.GetValue(hostDll)?.FullName,
+            }.Validated();
+            if (!(options.AttackFactor > 0)) throw new ArgumentException("--attack-factor must be positive");
+            await using var runner = await SimulationRunner.StartAsync(options, Console.Out, ct);
+            var report = await SpectreProgress.RunAsync(progress => runner.RunAsync(progress, ct));
+            Print(report, Console.Out);
+            if (options.Keep) Console.WriteLine($"kept: {runner.WorkDirectory} (host.log, agents/*/agent.log, host/audit.db)");
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    private static Option<string> OnOff(string name, string description, bool on) =>
+        new Option<string>(name) { Description = description + " (on|off)", DefaultValueFactory = _ => on ? "on" : "off" }.AcceptOnlyFromAmong("on", "off");
+
+    /// <summary>The table, then one machine-readable line (<c>SIMULATION key=value ...</c>).</summary>
+    internal static void Print(SimulationReport r, TextWriter output)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        string F(double? v, string format = "F4") => v is { } x && double.IsFinite(x) ? x.ToString(format, inv) : "-";
+        var o = r.Options;
+        var rows = new List<(string, string, string)>
+        {
+            ("AUROC on the hold-out set", F(r.CentralAuroc), F(r.FederatedAuroc) + (r.CurrentVersion is null ? "" : $" ({r.CurrentVersion})")),
+            ("accuracy on the hold-out set", F(r.CentralAccuracy), F(r.FederatedAccuracy)),
+            ("epsilon spent (delta 1e-5)", "-", o.DifferentialPrivacy ? $"{F(r.EpsilonSpent)} (accountant: {F(r.EpsilonAccountant)}, {r.RoundsCompleted} rounds, z = {o.NoiseMultiplier})" : "DP off"),
+            ("bytes per client per round, plain float32", "-", F(r.BytesPlainPerClient, "F0")),
+            ($"bytes per client per round, sent ({(o.SecureAggregation ? "secure aggregation" : "8-bit quantized")})", "-", F(r.BytesSentPerClient, "F0")),
+        };
+        if (r.CompareFederation is not null)
+            rows.Add(($"bytes per client per round, sent ({(o.SecureAggregation ? "8-bit quantized, no secure aggregation" : "secure aggregation")})", "-", F(r.BytesSentPerClientCompare, "F0")));
+        rows.Add(("round time with secure aggregation (s, median, no dropout)", "-", F(r.RoundSecondsSecAgg, "F2")));
+        rows.Add(("round time without secure aggregation (s, median)", "-", F(r.RoundSecondsPlain, "F2")));
+        if (r.RoundSecondsSecAgg is { } s && r.RoundSecondsPlain is { } p && p > 0) rows.Add(("secure aggregation overhead", "-", ((s / p - 1) * 100).ToString("F0", inv) + " %"));
+        rows.Add(("agents killed mid-round / dropouts recovered", "-", $"{r.Killed} / {r.DropoutsRecovered} (server saw {r.DropoutsReported})"));
+        rows.Add(("attacked rounds / contained / attacker updates flagged", "-", $"{r.AttackedRounds} / {r.AttacksContained} / {r.AttackersFlagged}"));
+
+        output.WriteLine();
+        output.WriteLine($"{o.Clients} hospitals x {o.Records} patients, {o.Rounds} rounds, secure aggregation {(o.SecureAggregation ? "on" : "off")}, DP {(o.DifferentialPrivacy ? "on" : "off")}, dropout {o.Dropout.ToString(inv)}, attackers {o.Attackers}");
+        if (SpectreProgress.Interactive)
+        {
+            var table = new Table().AddColumn("").AddColumn("centralized").AddColumn("federated");
+            foreach (var (name, central, federated) in rows) table.AddRow(Markup.Escape(name), Markup.Escape(central), Markup.Escape(federated));
+            AnsiConsole.Write(table);
+        }
+        else
+        {
+            var width = rows.Max(x => x.Item1.Length);
+            output.WriteLine($"{"".PadRight(width)} | {"centralized",-11} | federated");
+            foreach (var (name, central, federated) in rows) output.WriteLine($"{name.PadRight(width)} | {central,-11} | {federated}");
+        }
+        foreach (var round in r.Rounds)
+        {
+            var st = round.Status;
+            var killed = round.Killed.Count > 0 ? ", killed " + string.Join(' ', round.Killed) : "";
+            var why = st.Reason is { Length: > 0 } reason ? ": " + reason : "";
+            output.WriteLine(string.Create(inv, $"  {round.Federation} round {round.Round}: {st.Phase.ToString().ToLowerInvariant()}, {round.WallTime.TotalSeconds:F1} s, version {st.NewVersion ?? "-"}{(st.Promoted ? " (promoted)" : "")}{killed}{(round.Attacked ? ", attacked" : "")}{why}"));
+        }
+        output.WriteLine(
+            $"SIMULATION auroc_central={F(r.CentralAuroc)} auroc_federated={F(r.FederatedAuroc)} accuracy_central={F(r.CentralAccuracy)} accuracy_federated={F(r.FederatedAccuracy)} " +
+            $"epsilon={F(r.EpsilonSpent)} epsilon_accountant={F(r.EpsilonAccountant)} rounds_completed={r.RoundsCompleted} bytes_plain={F(r.BytesPlainPerClient, "F0")} bytes_sent={F(r.BytesSentPerClient, "F0")} " +
+            $"bytes_sent_compare={F(r.BytesSentPerClientCompare, "F0")} round_s_secagg={F(r.RoundSecondsSecAgg, "F3")} round_s_plain={F(r.RoundSecondsPlain, "F3")} killed={r.Killed} " +
+            $"dropouts_recovered={r.DropoutsRecovered} attacked_rounds={r.AttackedRounds} attacks_contained={r.AttacksContained} attackers_flagged={r.AttackersFlagged}");
+    }
+}

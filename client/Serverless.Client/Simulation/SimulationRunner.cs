@@ -1,0 +1,463 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Text.Json;
+using Serverless.Client.Agent;
+using Serverless.Federation.Rounds;
+using Serverless.Model.Data;
+using Serverless.Model.Evaluation;
+using Serverless.Model.Import;
+using Serverless.Model.Nn;
+using Serverless.Model.Preprocessing;
+using Serverless.Model.Training;
+using Serverless.Privacy.DifferentialPrivacy;
+using Serverless.Security;
+using Serverless.Security.Identity;
+
+namespace Serverless.Client.Simulation;
+
+/// <summary>What <c>simulate</c> runs.</summary>
+internal sealed record SimulationOptions
+{
+    public int Clients { get; init; } = 4;
+    public int Rounds { get; init; } = 3;
+
+    /// <summary>Probability that an agent is killed (SIGKILL) during a training round of the main federation.</summary>
+    public double Dropout { get; init; } = 0.25;
+
+    /// <summary>Agents that corrupt their update (scaled by <see cref="AttackFactor"/>) in <see cref="AttackRounds"/>.</summary>
+    public int Attackers { get; init; } = 1;
+
+    public double AttackFactor { get; init; } = 100;
+
+    /// <summary>Rounds the attackers attack in (null = the middle round).</summary>
+    public IReadOnlyList<int>? AttackRounds { get; init; }
+
+    public bool DifferentialPrivacy { get; init; } = true;
+    public bool SecureAggregation { get; init; } = true;
+
+    /// <summary>Patients generated per hospital (75 % its training data, 25 % into the operator's hold-out set).</summary>
+    public int Records { get; init; } = 300;
+
+    public int Seed { get; init; } = 1;
+
+    /// <summary>Also run the same rounds with secure aggregation switched the other way (round time and bytes side by side).</summary>
+    public bool Compare { get; init; } = true;
+
+    public double EpsilonBudget { get; init; } = 8;
+    public double NoiseMultiplier { get; init; } = 1.0;
+    public double ClipNorm { get; init; } = 0.5;
+    public int LocalEpochs { get; init; } = 2;
+    public double LearningRate { get; init; } = 0.01;
+
+    /// <summary>HTTPS with the dev CA's server certificate (else HTTP on 127.0.0.1 with the same token auth).</summary>
+    public bool Https { get; init; } = true;
+
+    /// <summary>Working directory (default: a new temporary directory, deleted at the end unless <see cref="Keep"/>).</summary>
+    public string? WorkDirectory { get; init; }
+
+    public bool Keep { get; init; }
+
+    /// <summary>The built function host (Serverless.Functions.dll); default: found or built next to this repository.</summary>
+    public string? HostDll { get; init; }
+
+    /// <summary>Longest wait for one round.</summary>
+    public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(3);
+
+    /// <summary>Agent poll interval.</summary>
+    public int PollMilliseconds { get; init; } = 200;
+
+    /// <summary>Phase deadlines of the simulated federations (short: a killed agent is waited for until its phase closes).</summary>
+    public FederationDeadlines Deadlines { get; init; } = new()
+    {
+        AdvertiseKeys = TimeSpan.FromSeconds(60), ShareKeys = TimeSpan.FromSeconds(20), MaskedInput = TimeSpan.FromSeconds(30),
+        Unmasking = TimeSpan.FromSeconds(20), Upload = TimeSpan.FromSeconds(60),
+    };
+
+    /// <exception cref="ArgumentException">a value out of range.</exception>
+    public SimulationOptions Validated()
+    {
+        if (Clients is < 3 or > 64) throw new ArgumentException("--clients must be between 3 and 64");
+        if (Rounds is < 1 or > 50) throw new ArgumentException("--rounds must be between 1 and 50");
+        if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException("--dropout must be in [0, 1)");
+        if (Attackers < 0 || Attackers >= Clients) throw new ArgumentException("--attackers must be between 0 and clients - 1");
+        if (Records is < 40 or > 100_000) throw new ArgumentException("--records must be between 40 and 100000");
+        if (!(EpsilonBudget > 0)) throw new ArgumentException("--epsilon must be positive");
+        return this;
+    }
+}
+
+/// <summary>One round as the operator observed it.</summary>
+internal sealed record ObservedRound(string Federation, int Round, RoundStatus Status, TimeSpan WallTime, IReadOnlyList<string> Killed, bool Attacked);
+
+/// <summary>Everything the table shows, measured in this run.</summary>
+internal sealed record SimulationReport(
+    SimulationOptions Options, string Federation, string? CompareFederation,
+    double CentralAuroc, double CentralAccuracy, double? FederatedAuroc, double? FederatedAccuracy, string? CurrentVersion,
+    double EpsilonSpent, double EpsilonAccountant, int RoundsCompleted,
+    double BytesPlainPerClient, double? BytesSentPerClient, double? BytesSentPerClientCompare,
+    double? RoundSecondsSecAgg, double? RoundSecondsPlain,
+    int Killed, int DropoutsReported, int DropoutsRecovered, int AttackedRounds, int AttacksContained, int AttackersFlagged,
+    IReadOnlyList<ObservedRound> Rounds);
+
+/// <summary>
+/// The README's main command: the function host plus N hospital agents as separate processes on
+/// 127.0.0.1 (HTTPS with the dev CA), generated non-IID cohorts, R rounds, then a table. The runner
+/// owns every process it starts and stops them (by id) when disposed.
+/// </summary>
+internal sealed class SimulationRunner : IAsyncDisposable
+{
+    public const string MainFederation = "sim";
+    public const string CompareFederation = "sim-compare";
+    private readonly SimulationOptions _o;
+    private readonly TextWriter _log;
+    private readonly bool _ownsWork;
+    private readonly List<AgentProcess> _agents = [];
+    private ChildProcess? _host;
+    private HttpClient? _operator;
+    private PatientCohort? _pooledTrain;
+    private IReadOnlyList<PatientRecord>? _holdOut;
+
+    private SimulationRunner(SimulationOptions options, TextWriter log, string work, bool ownsWork)
+    {
+        _o = options;
+        _log = log;
+        WorkDirectory = work;
+        _ownsWork = ownsWork;
+        DataDirectory = Path.Combine(work, "host");
+    }
+
+    public string WorkDirectory { get; }
+
+    /// <summary>The host's data directory (keyring, audit.db, blobs, durable store).</summary>
+    public string DataDirectory { get; }
+
+    public Uri? BaseAddress { get; private set; }
+
+    /// <summary>The dev CA the host's TLS certificate chains to.</summary>
+    public string CaPem => Path.Combine(DataDirectory, "dev-ca", "ca.pem");
+
+    public IReadOnlyList<AgentProcess> Agents => _agents;
+
+    /// <summary>Operator client (bearer token, dev CA trust).</summary>
+    public HttpClient Operator => _operator ?? throw new InvalidOperationException("not started");
+
+    /// <summary>Prepares data, certificates and tokens, starts the host, creates the federations, enrolls and starts the agents.</summary>
+    public static async Task<SimulationRunner> StartAsync(SimulationOptions options, TextWriter log, CancellationToken ct)
+    {
+        options = options.Validated();
+        var owns = options.WorkDirectory is null;
+        var work = options.WorkDirectory ?? Directory.CreateTempSubdirectory("serverless-sim-").FullName;
+        Directory.CreateDirectory(work);
+        var runner = new SimulationRunner(options, log, work, owns);
+        try
+        {
+            await runner.StartCoreAsync(ct);
+            return runner;
+        }
+        catch
+        {
+            await runner.DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task StartCoreAsync(CancellationToken ct)
+    {
+        Directory.CreateDirectory(DataDirectory);
+        var hostDll = HostLocator.Find(_o.HostDll, _log);
+        var clientDll = typeof(SimulationRunner).Assembly.Location;
+
+        // Certificates and tokens come from the host's data directory, as the CLI's 'ca' and 'token' commands make them.
+        DevTools.CreateCertificateAuthority(DataDirectory);
+        var serverPfx = DevTools.IssueServerCertificate(DataDirectory);
+        var operatorToken = await DevTools.IssueTokenAsync(DataDirectory, "simulation-operator", ["operator", "data-scientist", "auditor"], lifetime: TimeSpan.FromHours(12), cancellationToken: ct);
+
+        var scheme = _o.Https ? "https" : "http";
+        var args = new List<string> { "--data-dir", DataDirectory, "--urls", $"{scheme}://127.0.0.1:0" };
+        if (_o.Https) args.Add($"--Kestrel:Certificates:Default:Path={serverPfx}");
+        _log.WriteLine($"starting the function host ({Path.GetFileName(hostDll)}) on {scheme}://127.0.0.1 ...");
+        _host = ChildProcess.StartDotnet("function host", hostDll, args, Path.Combine(WorkDirectory, "host.log"), Path.GetDirectoryName(hostDll)!,
+            new Dictionary<string, string?> { ["AzureFunctionsJobHost__extensions__durableTask__maxPollingInterval"] = "00:00:00.250" });
+        BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
+        _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
+
+        // Data: one generated non-IID hospital per agent; 25 % of each hospital goes to the operator's hold-out set.
+        var cohort = CohortGenerator.Generate(new CohortOptions { Hospitals = _o.Clients, PatientsPerHospital = _o.Records, Visits = 8, Seed = _o.Seed });
+        var holdOut = new List<PatientRecord>();
+        var pooled = new List<PatientRecord>();
+        var attackRounds = _o.AttackRounds ?? [Math.Max(1, (_o.Rounds + 1) / 2)];
+        for (var i = 0; i < _o.Clients; i++)
+        {
+            var h = cohort.Hospitals[i];
+            var patients = h.Patients.ToArray();
+            new Random(_o.Seed * 31 + i).Shuffle(patients);
+            var cut = patients.Length / 4;
+            holdOut.AddRange(patients[..cut]);
+            pooled.AddRange(patients[cut..]);
+            var id = $"hospital-{i + 1}";
+            var dir = Path.Combine(WorkDirectory, "agents", id);
+            Directory.CreateDirectory(dir);
+            await using (var w = new StreamWriter(Path.Combine(dir, "data.csv"))) CohortCsv.Write(patients[cut..], w);
+            var (pfx, _) = DevTools.IssueClientCertificate(DataDirectory, id);
+            var local = Path.Combine(dir, "client.pfx");
+            File.Copy(pfx, local, overwrite: true);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(local, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            var attacker = i >= _o.Clients - _o.Attackers;   // the last ones attack
+            _agents.Add(new AgentProcess(id, dir, clientDll, attacker, attacker ? string.Join(',', attackRounds) : null, this));
+        }
+        _pooledTrain = new PatientCohort(cohort.Schema, pooled);
+        _holdOut = holdOut;
+        var holdOutCsv = new StringWriter();
+        CohortCsv.Write(holdOut, holdOutCsv);
+
+        foreach (var (federation, secure) in Federations())
+        {
+            await SendAsync(HttpMethod.Post, RoundRoutes.Federations(), JsonContent.Create(Config(federation, secure), options: RoundJson.Options), ct);
+            await SendAsync(HttpMethod.Put, RoundRoutes.HoldOut(federation), new StringContent(holdOutCsv.ToString(), Encoding.UTF8, "text/csv"), ct);
+            foreach (var agent in _agents) await agent.EnrollAsync(federation, ct);
+        }
+        _log.WriteLine($"host at {BaseAddress}; {_agents.Count} agents enrolled ({_o.Attackers} attacking in round(s) {string.Join(',', attackRounds)}); starting them");
+        foreach (var agent in _agents) agent.Start();
+    }
+
+    private IEnumerable<(string Federation, bool Secure)> Federations()
+    {
+        yield return (MainFederation, _o.SecureAggregation);
+        if (_o.Compare) yield return (CompareFederation, !_o.SecureAggregation);
+    }
+
+    private FederationConfig Config(string id, bool secure) => new()
+    {
+        Id = id,
+        Model = new FederationModel { Steps = 8, ConvChannels = 8, LstmHidden = 8, InitSeed = _o.Seed },
+        Training = new FederationTraining { LocalEpochs = _o.LocalEpochs, LearningRate = _o.LearningRate, ProximalMu = 0.01, BatchSize = 32 },
+        Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.NoiseMultiplier, ClipNorm = _o.ClipNorm },
+        SecureAggregation = new FederationSecureAggregation { Enabled = secure },
+        MinClients = MinClients,
+        Deadlines = _o.Deadlines,
+    };
+
+    /// <summary>Survivors a round needs: half the clients (at least 2), so one killed agent never fails a round of 4.</summary>
+    public int MinClients => Math.Max(2, (_o.Clients + 1) / 2);
+
+    /// <summary>Runs the rounds on the main federation (with dropouts) and on the comparison federation (without), then measures.</summary>
+    public async Task<SimulationReport> RunAsync(IAgentProgress progress, CancellationToken ct)
+    {
+        var rounds = new List<ObservedRound>();
+        var rng = new Random(_o.Seed * 7919);
+        var total = _o.Rounds * (_o.Compare ? 2 : 1);
+        var done = 0;
+        foreach (var (federation, _) in Federations())
+        {
+            for (var r = 1; r <= _o.Rounds; r++)
+            {
+                var victims = federation == MainFederation ? PickVictims(rng) : [];
+                progress.Step("simulation", done + 1, $"{federation} round {r}" + (victims.Count > 0 ? $" (will kill {string.Join(", ", victims.Select(v => v.Id))})" : ""), done, total);
+                var observed = await RunRoundAsync(federation, r, victims, ct);
+                rounds.Add(observed);
+                done++;
+                var s = observed.Status;
+                var why = s.Reason is { Length: > 0 } reason ? "; " + reason : "";
+                progress.Note(string.Create(CultureInfo.InvariantCulture,
+                    $"{federation} round {r}: {s.Phase.ToString().ToLowerInvariant()} in {observed.WallTime.TotalSeconds:F1} s; version {s.NewVersion ?? "-"}{(s.Promoted ? " promoted" : "")}; dropouts {s.Dropouts.Length}; excluded {s.Excluded.Length}; epsilon {s.EpsilonSpent:F3}{why}"));
+                if (s.Phase == RoundPhase.Refused) break;
+            }
+        }
+        progress.Step("simulation", total, "measuring", total, total);
+        return await MeasureAsync(rounds, ct);
+    }
+
+    private List<AgentProcess> PickVictims(Random rng)
+    {
+        var victims = _agents.Where(_ => rng.NextDouble() < _o.Dropout).ToList();
+        while (_agents.Count - victims.Count < MinClients) victims.RemoveAt(victims.Count - 1);
+        return victims;
+    }
+
+    private async Task<ObservedRound> RunRoundAsync(string federation, int round, List<AgentProcess> victims, CancellationToken ct)
+    {
+        var start = Stopwatch.GetTimestamp();
+        using (var response = await SendAsync(HttpMethod.Post, RoundRoutes.Rounds(federation), JsonContent.Create(new StartRoundRequest("simulation"), options: RoundJson.Options), ct))
+        {
+            if (response.StatusCode != HttpStatusCode.Accepted) throw new InvalidOperationException($"starting round {round} of {federation}: {(int)response.StatusCode}");
+        }
+        var killed = new List<string>();
+        var deadline = Stopwatch.GetTimestamp() + (long)(_o.RoundTimeout.TotalSeconds * Stopwatch.Frequency);
+        RoundStatus status;
+        while (true)
+        {
+            status = await GetAsync<RoundStatus>(RoundRoutes.Round(federation, round), ct);
+            if (status.Phase is RoundPhase.Completed or RoundPhase.Failed or RoundPhase.Refused) break;
+            // A dropout: the victims are killed once they are committed to the training stage's secure aggregation.
+            if (killed.Count < victims.Count && status.Stage == RoundStages.Training && status.Phase >= RoundPhase.ShareKeys)
+            {
+                foreach (var v in victims)
+                {
+                    v.Kill();
+                    killed.Add(v.Id);
+                }
+            }
+            if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"round {round} of {federation} did not finish within {_o.RoundTimeout.TotalSeconds:F0} s (phase {status.Phase}); see {WorkDirectory}");
+            await Task.Delay(100, ct);
+        }
+        var wall = Stopwatch.GetElapsedTime(start);
+        foreach (var v in victims.Where(v => killed.Contains(v.Id))) v.Start();   // the agent resumes from its sealed state
+        var attacked = _agents.Any(a => a.Attacker && a.AttackRounds!.Split(',').Contains(round.ToString(CultureInfo.InvariantCulture)));
+        return new ObservedRound(federation, round, status, wall, killed, attacked);
+    }
+
+    private async Task<SimulationReport> MeasureAsync(List<ObservedRound> rounds, CancellationToken ct)
+    {
+        var main = rounds.Where(r => r.Federation == MainFederation).ToList();
+        var view = await GetAsync<FederationView>(RoundRoutes.Federation(MainFederation), ct);
+        var models = await GetAsync<ModelVersionList>(RoundRoutes.Models(MainFederation), ct);
+        var current = models.Versions.FirstOrDefault(v => v.Version == models.Current);
+        double? fedAuroc = current is not null && current.Metrics.TryGetValue("auroc", out var a) ? a : null;
+        double? fedAccuracy = current is not null && current.Metrics.TryGetValue("accuracy", out var acc) ? acc : null;
+
+        // The central baseline: the same model trained on the pooled training data of every hospital (what federation avoids).
+        var (centralAuroc, centralAccuracy) = await Task.Run(() => CentralBaseline(view.Config), ct);
+
+        var completed = main.Count(r => r.Status.Phase == RoundPhase.Completed);
+        var epsilonAccountant = _o.DifferentialPrivacy && completed > 0
+            ? SampledGaussianRdp.Epsilon(1.0, _o.NoiseMultiplier, completed, view.Config.Privacy.Delta)
+            : 0;
+        double? Metric(IEnumerable<ObservedRound> rs, string key)
+        {
+            var values = rs.Where(r => r.Status.Metrics.ContainsKey(key)).Select(r => r.Status.Metrics[key]).ToList();
+            return values.Count == 0 ? null : values.Average();
+        }
+        var compare = rounds.Where(r => r.Federation == CompareFederation).ToList();
+        // Round time without dropouts (a killed agent makes a phase wait for its deadline) and after round 1 (which also gathers statistics).
+        double? CleanSeconds(List<ObservedRound> rs)
+        {
+            var clean = rs.Where(r => r.Status.Phase == RoundPhase.Completed && r.Killed.Count == 0 && (r.Round > 1 || rs.Count == 1)).Select(r => r.WallTime.TotalSeconds).Order().ToList();
+            if (clean.Count == 0) clean = rs.Where(r => r.Status.Phase == RoundPhase.Completed && r.Killed.Count == 0).Select(r => r.WallTime.TotalSeconds).Order().ToList();
+            return clean.Count == 0 ? null : clean[clean.Count / 2];
+        }
+        var secureRounds = _o.SecureAggregation ? main : compare;
+        var plainRounds = _o.SecureAggregation ? compare : main;
+        var dropouts = main.Sum(r => r.Status.Dropouts.Count(d => d.Stage == RoundStages.Training));
+        var recovered = main.Where(r => r.Status.Phase == RoundPhase.Completed).Sum(r => r.Status.Dropouts.Count(d => d.Stage == RoundStages.Training));
+        var attacked = rounds.Where(r => r.Attacked).ToList();
+        var attackers = _agents.Where(x => x.Attacker).Select(x => x.Id).ToHashSet();
+        // Contained: a secure round whose version was not promoted (norm check or gate), or a visible round whose attacker updates were excluded.
+        var contained = attacked.Count(r => !r.Status.Promoted || r.Status.Excluded.Any(e => attackers.Contains(e.ClientId)));
+        var flagged = rounds.Sum(r => r.Status.Excluded.Count(e => attackers.Contains(e.ClientId)));
+        return new SimulationReport(_o, MainFederation, _o.Compare ? CompareFederation : null,
+            centralAuroc, centralAccuracy, fedAuroc, fedAccuracy, models.Current,
+            view.EpsilonSpent, epsilonAccountant, completed,
+            Metric(main, "bytesPlainPerClient") ?? 0, Metric(main, "bytesUploadedPerClient"), Metric(compare, "bytesUploadedPerClient"),
+            CleanSeconds(secureRounds), CleanSeconds(plainRounds),
+            main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds);
+    }
+
+    private (double Auroc, double Accuracy) CentralBaseline(FederationConfig config)
+    {
+        var pooled = _pooledTrain!;
+        var pre = Preprocessor.Fit(pooled.Schema, pooled.Patients, config.Model.Steps);
+        var train = pre.Transform(pooled.Patients);
+        var test = pre.Transform(_holdOut!);
+        var modelConfig = FederationRules.ModelConfigOf(config);
+        var model = new CnnLstm(modelConfig);
+        var trainer = new Trainer(model, new TrainerOptions
+        {
+            Optimizer = OptimizerKind.Adam, LearningRate = _o.LearningRate, Epochs = 30, BatchSize = 32, Seed = _o.Seed, Patience = 4, ValidationFraction = 0.15,
+        });
+        var result = trainer.Train(train, model.InitializeParameters(config.Model.InitSeed));
+        var report = Metrics.Evaluate(model, result.Parameters, test);
+        return (report.Auroc, report.Accuracy);
+    }
+
+    internal async Task<T> GetAsync<T>(string path, CancellationToken ct)
+    {
+        using var response = await SendAsync(HttpMethod.Get, path, null, ct);
+        return await response.Content.ReadFromJsonAsync<T>(RoundJson.Options, ct) ?? throw new InvalidDataException($"GET {path}: empty answer");
+    }
+
+    internal async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = content };
+        var response = await Operator.SendAsync(request, ct);
+        if (!response.IsSuccessStatusCode)
+        {
+            var text = await response.Content.ReadAsStringAsync(ct);
+            response.Dispose();
+            throw new InvalidOperationException($"{method} {path}: {(int)response.StatusCode} {Serverless.Client.Commands.Cli.OneLine(text.Length > 400 ? text[..400] : text)}");
+        }
+        return response;
+    }
+
+    /// <summary>An operator HTTP client: trusts only the dev CA (HTTPS) and sends the bearer token.</summary>
+    internal static HttpClient CreateHttp(Uri baseAddress, string token, string caPem)
+    {
+        HttpMessageHandler handler = baseAddress.Scheme == Uri.UriSchemeHttps
+            ? MutualTls.CreateClientHandler(new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))))
+            : new SocketsHttpHandler();
+        var http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
+        return http;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var a in _agents) a.Dispose();
+        _host?.Dispose();
+        _operator?.Dispose();
+        await Task.Yield();
+        if (_ownsWork && !_o.Keep)
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            try { Directory.Delete(WorkDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    /// <summary>One hospital agent: its directory, certificate, data, and its process (started, killed, restarted).</summary>
+    internal sealed class AgentProcess(string id, string directory, string clientDll, bool attacker, string? attackRounds, SimulationRunner owner) : IDisposable
+    {
+        private ChildProcess? _process;
+
+        public string Id { get; } = id;
+        public string Directory { get; } = directory;
+        public bool Attacker { get; } = attacker;
+        public string? AttackRounds { get; } = attackRounds;
+        public int Starts { get; private set; }
+
+        public bool Running => _process is { HasExited: false };
+
+        /// <summary>Enrolls through the same command a hospital runs (in process: it only talks HTTP).</summary>
+        public async Task EnrollAsync(string federation, CancellationToken ct)
+        {
+            using var output = new StringWriter();
+            using var error = new StringWriter();
+            var args = new List<string> { "agent", "enroll", "--dir", Directory, "--server", owner.BaseAddress!.ToString(), "--federation", federation, "--certificate", Path.Combine(Directory, "client.pfx") };
+            if (owner.BaseAddress!.Scheme == Uri.UriSchemeHttps) { args.Add("--ca"); args.Add(owner.CaPem); }
+            var code = await ClientProgram.RunAsync(args.ToArray(), output, error);
+            if (code != 0) throw new InvalidOperationException($"{Id} could not enroll in {federation}: {error.ToString().Trim()}");
+        }
+
+        public void Start()
+        {
+            _process?.Dispose();
+            var args = new List<string> { "agent", "run", "--dir", Directory, "--data", Path.Combine(Directory, "data.csv"), "--poll-ms", owner._o.PollMilliseconds.ToString(CultureInfo.InvariantCulture) };
+            if (Attacker)
+            {
+                args.AddRange(["--attack", string.Create(CultureInfo.InvariantCulture, $"scale:{owner._o.AttackFactor}")]);
+                if (AttackRounds is { Length: > 0 }) args.AddRange(["--attack-rounds", AttackRounds]);
+            }
+            _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
+                new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1" });
+            Starts++;
+        }
+
+        /// <summary>SIGKILL: a crash mid-round.</summary>
+        public void Kill() => _process?.Kill();
+
+        public void Dispose() => _process?.Dispose();
+    }
+}
