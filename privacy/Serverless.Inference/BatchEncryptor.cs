@@ -29,7 +29,7 @@ public static class BatchEncryptor
 
     /// <summary>
     /// Encrypts <paramref name="count"/> records given as values [count, Steps, Features] and mask
-    /// [count, Steps] (1 for a real visit, 0 for padding after the last real one).
+    /// [count, Steps] (1 for a real visit, 0 for padding after the last real one; every record has at least one real visit).
     /// </summary>
     /// <exception cref="ArgumentException">Sizes do not match the plan, more records than the plan allows, or non-finite values.</exception>
     public static EncryptedBatch Encrypt(ReadOnlySpan<float> values, ReadOnlySpan<float> mask, int count, PartnerKeys keys)
@@ -50,8 +50,17 @@ public static class BatchEncryptor
             throw new ArgumentException($"mask has {mask.Length} entries, expected {count} × {steps}", nameof(mask));
         foreach (var v in values)
             if (!float.IsFinite(v)) throw new ArgumentException("values contain NaN or infinity (preprocess first)", nameof(values));
-        foreach (var m in mask)
-            if (m is not (0f or 1f)) throw new ArgumentException("mask entries must be 0 or 1", nameof(mask));
+        for (var r = 0; r < count; r++)
+        {
+            // The circuit selects the last real visit by m_t − m_(t+1): real visits first, at least one.
+            var row = mask.Slice(r * steps, steps);
+            if (row[0] != 1f) throw new ArgumentException($"record {r} has no real visit (mask[{r}, 0] must be 1)", nameof(mask));
+            for (var t = 0; t < steps; t++)
+            {
+                if (row[t] is not (0f or 1f)) throw new ArgumentException($"mask[{r}, {t}] is {row[t]}, expected 0 or 1", nameof(mask));
+                if (t > 0 && row[t] > row[t - 1]) throw new ArgumentException($"record {r} has a real visit after padding (real visits come first)", nameof(mask));
+            }
+        }
 
         var ctx = plan.Context;
         var slots = plan.SlotsPerCiphertext;

@@ -46,6 +46,17 @@ internal static class BlobFormat
         WriteInt32(s, blob.Length);
         s.Write(blob);
     }
+
+    /// <summary>Runs <paramref name="read"/> over a read-only stream on <paramref name="data"/> without copying it.</summary>
+    public static unsafe T Read<T>(ReadOnlySpan<byte> data, Func<Stream, T> read)
+    {
+        byte dummy = 0;
+        fixed (byte* p = data)
+        {
+            using var s = new UnmanagedMemoryStream(p is null ? &dummy : p, data.Length);
+            return read(s);
+        }
+    }
 }
 
 /// <summary>

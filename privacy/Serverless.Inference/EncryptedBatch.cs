@@ -61,14 +61,7 @@ public sealed class CiphertextGroup
     public static CiphertextGroup Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
-        {
-            fixed (byte* p = data)
-            {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                return Read(s, plan);
-            }
-        }
+        return BlobFormat.Read(data, s => Read(s, plan));
     }
 
     /// <inheritdoc cref="Read(ReadOnlySpan{byte}, EvaluationPlan)"/>
@@ -196,13 +189,6 @@ public sealed class EncryptedBatch
     public static EncryptedBatch Read(ReadOnlySpan<byte> data, EvaluationPlan plan, int? maxRecords = null)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
-        {
-            fixed (byte* p = data)
-            {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                return Read(s, plan, maxRecords);
-            }
-        }
+        return BlobFormat.Read(data, s => Read(s, plan, maxRecords));
     }
 }

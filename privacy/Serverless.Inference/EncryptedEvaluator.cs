@@ -34,6 +34,9 @@ public sealed class EncryptedEvaluator
     /// <summary>Threads used inside one group (default: all cores).</summary>
     public int MaxDegreeOfParallelism { get; init; } = Environment.ProcessorCount;
 
+    /// <summary>Wall milliseconds per circuit stage of the most recent group (diagnostics for the benchmark).</summary>
+    internal IReadOnlyDictionary<string, double>? LastStageTimings { get; private set; }
+
     /// <summary>Evaluates every group of <paramref name="batch"/> in order and joins the results.</summary>
     /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">The batch was encrypted under other keys.</exception>
     public EncryptedResult Evaluate(EncryptedBatch batch, CancellationToken cancellationToken = default)
@@ -57,6 +60,7 @@ public sealed class EncryptedEvaluator
         _keys.CheckKeyId(group.KeyId.Span, "ciphertext group");
         var circuit = new HeCircuit(_model.Weights, _evaluator, MaxDegreeOfParallelism, cancellationToken);
         var logits = circuit.Run(group.Inputs);
+        LastStageTimings = circuit.Timings;
         return new EncryptedGroupResult(_model.Plan, group.Index, group.RecordCount, group.KeyId.ToArray(), logits);
     }
 

@@ -48,19 +48,15 @@ public sealed class EncryptedGroupResult
     public static EncryptedGroupResult Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
+        return BlobFormat.Read(data, s =>
         {
-            fixed (byte* p = data)
-            {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                var r = new BlobReader(s, "group result");
-                r.ReadHeader(BlobFormat.Kind.GroupResult, plan);
-                var keyId = r.ReadBytes(32, "key id");
-                var g = ReadBody(r, plan, keyId, plan.MaxGroups - 1, null);
-                r.ExpectEnd();
-                return g;
-            }
-        }
+            var r = new BlobReader(s, "group result");
+            r.ReadHeader(BlobFormat.Kind.GroupResult, plan);
+            var keyId = r.ReadBytes(32, "key id");
+            var g = ReadBody(r, plan, keyId, plan.MaxGroups - 1, null);
+            r.ExpectEnd();
+            return g;
+        });
     }
 
     internal static EncryptedGroupResult ReadBody(BlobReader r, EvaluationPlan plan, byte[] keyId, int maxIndex, int? expectedIndex)
@@ -142,14 +138,7 @@ public sealed class EncryptedResult
     public static EncryptedResult Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
-        {
-            fixed (byte* p = data)
-            {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                return Read(s, plan);
-            }
-        }
+        return BlobFormat.Read(data, s => Read(s, plan));
     }
 
     /// <inheritdoc cref="Read(ReadOnlySpan{byte}, EvaluationPlan)"/>

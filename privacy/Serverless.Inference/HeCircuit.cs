@@ -7,15 +7,19 @@ namespace Serverless.Inference;
 
 /// <summary>
 /// The encrypted forward pass of the HE-friendly CNN-LSTM over one ciphertext group (record-per-slot,
-/// so every weight is a plaintext scalar and no rotation is needed). Level schedule for a window of T
-/// visits from the top level L (the plan's 8 + T levels):
-/// conv (L−1) → degree-2 activation (L−2) → gate pre-activations (L−3) → degree-3 gates (L−5) →
-/// masked gates (L−6) → cell state c_t (L−7−t) → head with the tanh polynomial folded in (L−8−T).
-/// Activation constants are folded into the next linear layer (a = g·y + c0 with y = z² + (c1/g)·z),
-/// and odd cubics are evaluated as (c3·p)·(p² + c1/c3): one level fewer than Horner.
-/// The recurrence is the cell state: c_t = F'_t·c_{t−1} + I'_t·g_t with F' = 1 + m_t(f_t − 1),
-/// I' = m_t·i_t (m_t the visit mask), so a padded visit carries the state as the plaintext LSTM does;
-/// h = o·tanh(c) only at the last real visit (selected by e_t = m_t − m_{t+1}).
+/// so every weight is a plaintext scalar and no rotation is needed). With a = 2 for a degree-2
+/// convolution activation (1 for Identity), the depths below the top level are:
+/// conv z (1), activation y (a), gate pre-activations p (a+1), gates i, f, g (a+3),
+/// masked gates I' = m·i and F' = 1 + m(f − 1) (a+4), I'·g (a+5), suffix products of F' (a+4+⌈log2(T−1)⌉),
+/// cell state c (one more), head (two more): <see cref="HeModel.LevelsRequired(int)"/>.
+/// Because lstm.R = 0 the gates depend on the current visit only, so the recurrence
+/// c_t = F'_t·c_(t−1) + I'_t·g_t unrolls to c = Σ_t (Π_(s>t) F'_s)·I'_t·g_t and the products are a
+/// log-depth parallel scan instead of a chain. The output gate is needed only at the last real visit:
+/// its pre-activation is selected first, p_o = Σ_t e_t·p_(o,t) with e_t = m_t − m_(t+1) (one-hot, as
+/// real visits come first), and the sigmoid applied once. Activation constants fold into the next
+/// linear layer (a = g·y + c0 with y = z² + (c1/g)·z), odd cubics are (c3·p)·(p² + c1/c3), and the head
+/// folds in tanh: logit = b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3).
+/// Sums of products are relinearized and rescaled once (lazy relinearization).
 /// </summary>
 internal sealed class HeCircuit
 {
@@ -23,6 +27,8 @@ internal sealed class HeCircuit
     private readonly Evaluator _ev;
     private readonly CkksContext _ctx;
     private readonly ParallelOptions _parallel;
+    private readonly Dictionary<string, double> _timings = [];
+    private readonly System.Diagnostics.Stopwatch _clock = new();
 
     public HeCircuit(HeWeights weights, Evaluator evaluator, int maxDegreeOfParallelism, CancellationToken cancellationToken)
     {
@@ -32,6 +38,9 @@ internal sealed class HeCircuit
         _parallel = new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, maxDegreeOfParallelism), CancellationToken = cancellationToken };
     }
 
+    /// <summary>Wall milliseconds per stage of the last <see cref="Run"/> (for the benchmark's breakdown).</summary>
+    public IReadOnlyDictionary<string, double> Timings => _timings;
+
     /// <summary>Inputs: [t·F + f] values, then [T·F + t] masks, all fresh at the top level. Returns the logits ciphertext.</summary>
     public Ciphertext Run(Ciphertext[] inputs)
     {
@@ -39,11 +48,15 @@ internal sealed class HeCircuit
         int T = w.Steps, F = w.Features, C = w.Channels, K = w.Kernel, H = w.Hidden;
         Debug.Assert(inputs.Length == T * (F + 1));
         var top = _ctx.MaxLevel;
-        if (top < HeModel.LevelsRequired(T))
-            throw new InvalidOperationException($"cannot evaluate: the circuit needs {HeModel.LevelsRequired(T)} levels, the inputs have {top}");
-
-        // 1. Causal convolution (L−1) and its degree-2 activation y = z² + (c1/c2)·z (L−2); a = gain·y + c0.
         var (c0, c1, c2) = (w.ConvPoly[0], w.ConvPoly[1], w.ConvPoly[2]);
+        var a = c2 != 0 ? 2 : 1;
+        var needed = HeModel.CellDepth(T, a) + 2;
+        if (top < needed)
+            throw new InvalidOperationException($"cannot evaluate: the circuit needs {needed} levels, the inputs have {top}");
+        _timings.Clear();
+
+        // 1. Causal convolution (depth 1) and its activation y = z² + (c1/c2)·z (depth 2), a = gain·y + c0.
+        Stage("conv");
         var gain = c2 != 0 ? c2 : c1;
         var y = new Ciphertext[T * C];
         For(T * C, u =>
@@ -62,17 +75,18 @@ internal sealed class HeCircuit
                 }
             }
             var z = Linear(xs, ws, w.ConvBias[c], top);
-            Ciphertext a;
-            if (c2 != 0)
+            if (c2 == 0)
             {
-                a = MulRelinRescale(z, z);
-                if (c1 != 0) _ev.AddInPlace(a, DownTo(MulScalarRescale(z, c1 / c2), a.Level));
+                y[u] = z;
+                return;
             }
-            else a = DownTo(z, top - 2);
-            y[u] = a;
+            var sq = MulRelinRescale(z, z);
+            if (c1 != 0) _ev.AddInPlace(sq, MulScalarRescale(z, c1 / c2));
+            y[u] = sq;
         });
 
-        // 2. Gate pre-activations (L−3): p = W·(gain·y + c0) + b, gates i, o, f, c.
+        // 2. Gate pre-activations (a+1): p = W·(gain·y + c0) + b; gates i, o, f, c.
+        Stage("gate pre-activations");
         var p = new Ciphertext[T * 4 * H];
         For(T * 4 * H, u =>
         {
@@ -87,91 +101,113 @@ internal sealed class HeCircuit
                 ws.Add(wt * gain);
                 bias += wt * c0;
             }
-            p[u] = Linear(xs, ws, bias, top - 2);
+            p[u] = Linear(xs, ws, bias, top - a);
         });
+        Array.Clear(y);
 
-        // 3. Gates (L−5): sigmoid ≈ S0 + (S3·p)(p² + S1/S3), tanh ≈ (H3·p)(p² + H1/H3).
-        var act = new Ciphertext[T * 4 * H];
-        For(T * 4 * H, u =>
-        {
-            var j = u % (4 * H);
-            var isCell = j >= 3 * H;
-            var (k1, k3) = isCell ? (HeWeights.H1, HeWeights.H3) : (HeWeights.S1, HeWeights.S3);
-            var sq = MulRelinRescale(p[u], p[u]);
-            _ev.AddScalarInPlace(sq, k1 / k3);
-            var lead = MulScalarRescale(p[u], k3);
-            var r = MulRelinRescale(lead, sq);
-            if (!isCell) _ev.AddScalarInPlace(r, HeWeights.S0);
-            act[u] = r;
-        });
-        Array.Clear(p);
-
-        // 4. Masks: m_t at L−5 and L−6; e_t = m_t − m_{t+1} marks the last real visit.
-        var gateLevel = top - 5;
-        var m5 = new Ciphertext[T];
-        var m6 = new Ciphertext[T];
+        // 3. Masks m_t and the last-visit selector e_t = m_t − m_(t+1), at the gates' levels.
+        Stage("masks");
+        var pLevel = top - a - 1;
+        var mAt = new Ciphertext[T];
+        var e = new Ciphertext[T];
         For(T, t =>
         {
-            m5[t] = DownTo(inputs[T * F + t], gateLevel);
-            m6[t] = DownTo(inputs[T * F + t], gateLevel - 1);
+            mAt[t] = DownTo(inputs[T * F + t], pLevel - 2);
+            var sel = inputs[T * F + t].Clone();
+            if (t + 1 < T) _ev.SubInPlace(sel, inputs[T * F + t + 1]);
+            e[t] = DownTo(sel, pLevel);
         });
-        var e = new Ciphertext[T];
-        for (var t = 0; t < T; t++)
-        {
-            e[t] = m5[t].Clone();
-            if (t + 1 < T) _ev.SubInPlace(e[t], m5[t + 1]);
-        }
 
-        // 5. Masked gates (L−6), the selected output gate o_last (L−6), and the cell recurrence.
-        var cell = new Ciphertext[H];
-        var oLast = new Ciphertext[H];
+        // 4. Gates i, f, g per (t, j) (a+3), then I' = m·i, F' = 1 + m(f − 1) (a+4), I'·g (a+5).
+        Stage("gates");
+        var inputGated = new Ciphertext[T * H];   // I'_t·g_t
+        var forget = new Ciphertext[T * H];       // F'_t (t ≥ 1)
+        For(T * H, u =>
+        {
+            int t = u / H, j = u % H;
+            var i = Sigmoid(p[t * 4 * H + j]);
+            var g = Tanh(p[t * 4 * H + 3 * H + j]);
+            var iMasked = MulRelinRescale(mAt[t], i);
+            inputGated[u] = MulRelinRescale(iMasked, g);
+            if (t == 0) return;
+            var f = Sigmoid(p[t * 4 * H + 2 * H + j]);
+            var fMasked = MulRelinRescale(mAt[t], f);
+            _ev.SubInPlace(fMasked, DownTo(inputs[T * F + t], fMasked.Level));
+            _ev.AddScalarInPlace(fMasked, 1.0);
+            forget[u] = fMasked;
+        });
+
+        // 5. Output gate at the last real visit: o = σ(Σ_t e_t·p_(o,t)) (a+4).
+        Stage("output gate");
+        var outGate = new Ciphertext[H];
         For(H, j =>
         {
-            Ciphertext? o = null;
+            var sum = new Ciphertext(_ctx);
             var tmp = new Ciphertext(_ctx);
             for (var t = 0; t < T; t++)
             {
-                var og = act[t * 4 * H + H + j];
-                if (o is null) { o = new Ciphertext(_ctx); _ev.Multiply(e[t], og, o); }
-                else { _ev.Multiply(e[t], og, tmp); _ev.AddInPlace(o, tmp); }
+                if (t == 0) _ev.Multiply(e[t], p[t * 4 * H + H + j], sum);
+                else { _ev.Multiply(e[t], p[t * 4 * H + H + j], tmp); _ev.AddInPlace(sum, tmp); }
             }
-            _ev.RelinearizeInPlace(o!);
-            _ev.RescaleInPlace(o!);
-            oLast[j] = o!;
+            _ev.RelinearizeInPlace(sum);
+            _ev.RescaleInPlace(sum);
+            outGate[j] = Sigmoid(sum);
+        });
+        Array.Clear(p);
 
-            Ciphertext? c = null;
-            for (var t = 0; t < T; t++)
+        // 6. Suffix products P_t = Π_(s>t) F'_s by a Hillis–Steele scan (depth ⌈log2(T−1)⌉), then
+        //    c = Σ_(t<T−1) P_t·(I'_t·g_t) + I'_(T−1)·g_(T−1).
+        Stage("cell scan");
+        var n = T - 1;
+        var scan = new Ciphertext[H * Math.Max(n, 1)];
+        if (n > 0)
+        {
+            For(H * n, u => scan[u] = forget[(u % n + 1) * H + u / n]); // scan[j·n + k] = F'_(k+1) of unit j
+            for (var d = 1; d < n; d *= 2)
             {
-                var i = act[t * 4 * H + j];
-                var f = act[t * 4 * H + 2 * H + j];
-                var g = act[t * 4 * H + 3 * H + j];
-                var iMasked = MulRelinRescale(m5[t], i);              // I' = m·i
-                if (c is null)
+                var next = new Ciphertext[scan.Length];
+                var step = d;
+                For(H * n, u =>
                 {
-                    c = MulRelinRescale(iMasked, DownTo(g, iMasked.Level)); // c_0 = I'·g
-                    continue;
-                }
-                var fMasked = MulRelinRescale(m5[t], f);              // F' = m·f − m + 1
-                _ev.SubInPlace(fMasked, m6[t]);
-                _ev.AddScalarInPlace(fMasked, 1.0);
-                var level = c.Level;
-                var sum = new Ciphertext(_ctx);
-                _ev.Multiply(DownTo(fMasked, level), c, sum);
-                _ev.Multiply(DownTo(iMasked, level), DownTo(g, level), tmp);
-                _ev.AddInPlace(sum, tmp);
-                _ev.RelinearizeInPlace(sum);
-                _ev.RescaleInPlace(sum);
-                c = sum;
+                    var k = u % n;
+                    next[u] = k + step < n ? MulRelinRescale(scan[u], scan[u + step]) : scan[u];
+                });
+                scan = next;
             }
-            cell[j] = c!;
+        }
+        Stage("cell sum");
+        var cell = new Ciphertext[H];
+        For(H, j =>
+        {
+            var last = inputGated[(T - 1) * H + j];
+            if (n == 0)
+            {
+                cell[j] = last;
+                return;
+            }
+            var level = last.Level;
+            for (var k = 0; k < n; k++) level = Math.Min(level, Math.Min(scan[j * n + k].Level, inputGated[k * H + j].Level));
+            var sum = new Ciphertext(_ctx);
+            var tmp = new Ciphertext(_ctx);
+            for (var k = 0; k < n; k++)
+            {
+                var target = k == 0 ? sum : tmp;
+                _ev.Multiply(DownTo(scan[j * n + k], level), DownTo(inputGated[k * H + j], level), target);
+                if (k > 0) _ev.AddInPlace(sum, tmp);
+            }
+            _ev.RelinearizeInPlace(sum);
+            _ev.RescaleInPlace(sum);
+            _ev.AddInPlace(sum, DownTo(last, sum.Level));
+            cell[j] = sum;
         });
 
-        // 6. Head: logit = b + Σ_j w_j·o_j·tanh(c_j) = b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3).
+        // 7. Head: logit = b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3).
+        Stage("head");
         var cellLevel = cell[0].Level;
         var terms = new Ciphertext[H];
         For(H, j =>
         {
-            var u = MulScalarRescale(oLast[j], w.OutW[j] * HeWeights.H3);
+            var u = MulScalarRescale(outGate[j], w.OutW[j] * HeWeights.H3);
             var v = MulRelinRescale(DownTo(u, cellLevel), cell[j]);
             var d = MulRelinRescale(cell[j], cell[j]);
             _ev.AddScalarInPlace(d, HeWeights.H1 / HeWeights.H3);
@@ -184,8 +220,36 @@ internal sealed class HeCircuit
         _ev.RelinearizeInPlace(logit);
         _ev.RescaleInPlace(logit);
         _ev.AddScalarInPlace(logit, w.OutB);
-        Debug.Assert(logit.Level == top - HeModel.LevelsRequired(T));
+        Stage(null);
+        Debug.Assert(logit.Level == top - needed, $"logit at level {logit.Level}, the plan says {top - needed}");
         return logit;
+    }
+
+    private string? _stage;
+
+    private void Stage(string? name)
+    {
+        if (_stage is not null) _timings[_stage] = _clock.Elapsed.TotalMilliseconds;
+        _stage = name;
+        _clock.Restart();
+    }
+
+    /// <summary>σ(p) ≈ S0 + (S3·p)·(p² + S1/S3): two levels.</summary>
+    private Ciphertext Sigmoid(Ciphertext p)
+    {
+        var r = OddCubic(p, HeWeights.S1, HeWeights.S3);
+        _ev.AddScalarInPlace(r, HeWeights.S0);
+        return r;
+    }
+
+    /// <summary>tanh(p) ≈ (H3·p)·(p² + H1/H3): two levels.</summary>
+    private Ciphertext Tanh(Ciphertext p) => OddCubic(p, HeWeights.H1, HeWeights.H3);
+
+    private Ciphertext OddCubic(Ciphertext p, double k1, double k3)
+    {
+        var sq = MulRelinRescale(p, p);
+        _ev.AddScalarInPlace(sq, k1 / k3);
+        return MulRelinRescale(MulScalarRescale(p, k3), sq);
     }
 
     private void For(int count, Action<int> body) => Parallel.For(0, count, _parallel, body);

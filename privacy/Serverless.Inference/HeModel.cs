@@ -8,25 +8,32 @@ namespace Serverless.Inference;
 
 /// <summary>
 /// Shape and training recipe of the HE-friendly CNN-LSTM. The architecture family is the product's
-/// CNN-LSTM (<see cref="ArchitectureKind.CnnLstm"/>) with the polynomial activations of
-/// <see cref="ModelConfig.WithPolynomialActivations"/>, a short window of <see cref="Steps"/> visits,
-/// few channels, no hidden head layer, and the LSTM's recurrent matrix fixed at zero (gates read the
-/// current visit's convolution features only, the cell state carries the sequence): then the depth
-/// grows by one level per visit instead of seven, and <see cref="HeModel.LevelsRequired"/> = 8 + Steps.
-/// Training defaults are the stable recipe of docs/model.md (initial weights × 0.5, Adam lr 0.0005, clip 1).
+/// CNN-LSTM (<see cref="ArchitectureKind.CnnLstm"/>, the same 8-visit window) with the polynomial
+/// activations of <see cref="ModelConfig.WithPolynomialActivations"/> for the gates and cell, a linear
+/// (Identity) convolution activation by default (the gates' polynomials supply the non-linearity; it saves
+/// one level and a ciphertext multiplication per channel and visit), few channels, no hidden head layer,
+/// and the LSTM's recurrent matrix fixed at zero: the gates read the current visit's convolution features
+/// only and the cell state carries the sequence, so the encrypted depth grows with log2 of the window
+/// instead of seven levels per visit (<see cref="HeModel.LevelsRequired(ModelConfig)"/>).
+/// Training follows the stable recipe of docs/model.md (initial weights × 0.5, Adam, clip 1) at lr 0.001
+/// with patience 15: polynomial models plateau for a few epochs before they improve.
 /// </summary>
 public sealed record HeModelOptions
 {
-    public int Steps { get; init; } = 4;
+    public int Steps { get; init; } = 8;
     public int ConvChannels { get; init; } = 4;
     public int KernelSize { get; init; } = 3;
     public int LstmHidden { get; init; } = 4;
-    public int Epochs { get; init; } = 40;
-    public double LearningRate { get; init; } = 0.0005;
+
+    /// <summary>Identity (default), PolyRelu2 or Square.</summary>
+    public ActivationKind ConvActivation { get; init; } = ActivationKind.Identity;
+
+    public int Epochs { get; init; } = 100;
+    public double LearningRate { get; init; } = 0.001;
     public double GradientClipNorm { get; init; } = 1.0;
     public double InitialWeightScale { get; init; } = 0.5;
     public int BatchSize { get; init; } = 32;
-    public int Patience { get; init; } = 5;
+    public int Patience { get; init; } = 15;
     public double ValidationFraction { get; init; } = 0.15;
     public int Seed { get; init; } = 1;
 }
@@ -50,23 +57,81 @@ public sealed class HeModel
 
     internal HeWeights Weights { get; }
 
-    /// <summary>Levels the encrypted circuit consumes for a window of <paramref name="steps"/> visits: 8 + steps.</summary>
-    public static int LevelsRequired(int steps) => 8 + steps;
+    /// <summary>
+    /// Levels the encrypted circuit consumes for a window of <paramref name="steps"/> visits with the default
+    /// degree-2 convolution activation: 9 for one visit, then 6 + max(⌈log2(steps − 1)⌉, 1) + 3 (the cell
+    /// recurrence is evaluated as suffix products of the forget gates, a tree of depth ⌈log2(steps − 1)⌉);
+    /// 12 for 6 to 9 visits.
+    /// </summary>
+    public static int LevelsRequired(int steps) => LevelsRequired(steps, quadraticConvolution: true);
+
+    /// <summary>Levels for a checkpoint's config (an Identity convolution activation saves one level).</summary>
+    public static int LevelsRequired(ModelConfig config)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        return LevelsRequired(config.Steps, config.ConvActivation != ActivationKind.Identity);
+    }
+
+    internal static int LevelsRequired(int steps, bool quadraticConvolution)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        var a = quadraticConvolution ? 2 : 1;
+        return CellDepth(steps, a) + 2;
+    }
+
+    /// <summary>Depth of the final cell state (see <see cref="HeCircuit"/>).</summary>
+    internal static int CellDepth(int steps, int convDepth) =>
+        steps == 1 ? convDepth + 5 : Math.Max(convDepth + 4 + CeilLog2(steps - 1), convDepth + 5) + 1;
+
+    internal static int CeilLog2(int v) => v <= 1 ? 0 : 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)(v - 1));
 
     /// <summary>
-    /// The default parameters: N = 16384, Q = [40, 29 × 12], P = 40 bits, Δ = 2^29: log2(QP) = 428, under
-    /// the 438-bit bound for 128-bit classical security with a ternary secret at N = 16384 (Homomorphic
-    /// Encryption Security Standard, Albrecht et al., HomomorphicEncryption.org, November 2018, Table 1).
-    /// Twelve levels: enough for a 4-visit window. 8,192 records per ciphertext group.
+    /// The default parameters: N = 16384, Q = [40, 29 × 12], P = 40 bits (log2(QP) = 428, under the 438-bit bound
+    /// for 128-bit classical security with a ternary secret at N = 16384: Homomorphic Encryption Security
+    /// Standard, Albrecht et al., HomomorphicEncryption.org, November 2018, Table 1), Δ ≈ 2^29 chosen by
+    /// <see cref="CreateParameters"/>. Twelve levels: a window of up to 9 visits. 8,192 records per ciphertext group.
     /// </summary>
-    public static CkksParameters DefaultParameters() =>
-        CkksParameters.Create(16384, [40, .. Enumerable.Repeat(29, 12)], 40, Math.Pow(2, 29));
+    public static CkksParameters DefaultParameters() => CreateParameters(16384, 12);
+
+    /// <summary>The shortest default-style chain (N = 16384, 29-bit primes) deep enough for <paramref name="config"/>: what <see cref="Create"/> uses when no parameters are given.</summary>
+    public static CkksParameters ParametersFor(ModelConfig config) => CreateParameters(16384, LevelsRequired(config));
+
+    /// <summary>
+    /// A chain [first, bits × levels] with special prime P, and the scale Δ that keeps every level's standard
+    /// scale near 2^bits. With s_(l−1) = s_l² / q_l (multiply, then rescale by q_l), any Δ ≠ the chain's own
+    /// fixed point drifts doubly exponentially over twelve levels; so Δ is computed upwards from s_0 = 2^bits
+    /// as s_l = sqrt(s_(l−1)·q_l), a weighted geometric mean of the primes.
+    /// </summary>
+    /// <exception cref="ArgumentException">Above the 128-bit bound (unless <paramref name="allowInsecureForTests"/>), or invalid sizes.</exception>
+    public static CkksParameters CreateParameters(int n, int levels, int primeBits = 29, int firstPrimeBits = 40, int specialPrimeBits = 40, bool allowInsecureForTests = false)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(levels, 1);
+        int[] bits = [firstPrimeBits, .. Enumerable.Repeat(primeBits, levels)];
+        var probe = CkksParameters.Create(n, bits, specialPrimeBits, Math.Pow(2, primeBits), allowInsecureForTests);
+        var s = Math.Pow(2, primeBits);
+        for (var l = 1; l <= levels; l++) s = Math.Sqrt(s * probe.Primes[l]);
+        return CkksParameters.Create(n, bits, specialPrimeBits, s, allowInsecureForTests);
+    }
+
+    /// <summary>Checks that every level's standard scale stays near Δ and that q_0 leaves room for logits up to 2^8.</summary>
+    internal static void CheckScaleLadder(CkksParameters p)
+    {
+        var s = p.Scale;
+        for (var l = p.MaxLevel; l >= 1; l--)
+        {
+            s = s * s / p.Primes[l];
+            if (!(Math.Abs(Math.Log2(s / p.Scale)) < 1))
+                throw new ArgumentException($"the scale ladder of {p} drifts to 2^{Math.Log2(s):0.#} at level {l - 1}; create the parameters with HeModel.CreateParameters", "parameters");
+        }
+        if (Math.Log2(p.Primes[0]) - Math.Log2(s) < 8)
+            throw new ArgumentException($"q_0 ({Math.Log2(p.Primes[0]):0.#} bits) leaves less than 8 bits above the final scale 2^{Math.Log2(s):0.#} for the logits", "parameters");
+    }
 
     /// <summary>The HE-friendly config for <paramref name="features"/> inputs per visit.</summary>
     public static ModelConfig HeFriendlyConfig(int features, HeModelOptions? options = null)
     {
         options ??= new HeModelOptions();
-        return new ModelConfig
+        return (new ModelConfig
         {
             Features = features,
             Steps = options.Steps,
@@ -77,7 +142,7 @@ public sealed class HeModel
             HeadHidden = 0,
             Task = TaskKind.Binary,
             Classes = 2,
-        }.WithPolynomialActivations().Validated();
+        }.WithPolynomialActivations() with { ConvActivation = options.ConvActivation }).Validated();
     }
 
     /// <summary>
@@ -85,7 +150,7 @@ public sealed class HeModel
     /// </summary>
     /// <param name="checkpoint">A binary CNN-LSTM with PolyRelu2 (or Square / Identity) convolution activation,
     /// PolySigmoid3 gates, PolyTanh3 cell activation, no hidden head layer and an all-zero <c>lstm.R</c>.</param>
-    /// <param name="parameters">CKKS parameters (default <see cref="DefaultParameters"/>); must have at least <see cref="LevelsRequired"/> levels.</param>
+    /// <param name="parameters">CKKS parameters (default <see cref="ParametersFor"/>); must have at least <see cref="LevelsRequired(ModelConfig)"/> levels.</param>
     /// <param name="modelVersion">Label carried in the plan (model registry id).</param>
     /// <param name="maxRecords">Largest batch the plan accepts.</param>
     /// <exception cref="ArgumentException">The checkpoint is not HE-friendly, or the parameters are too shallow for it.</exception>
@@ -95,10 +160,11 @@ public sealed class HeModel
         ArgumentException.ThrowIfNullOrWhiteSpace(modelVersion);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRecords, 1);
         checkpoint.Validated();
-        parameters ??= DefaultParameters();
         HeWeights.CheckFriendly(checkpoint);
+        parameters ??= ParametersFor(checkpoint.Config);
         var c = checkpoint.Config;
-        var needed = LevelsRequired(c.Steps);
+        var needed = LevelsRequired(c);
+        CheckScaleLadder(parameters);
         if (parameters.MaxLevel < needed)
             throw new ArgumentException(
                 $"the HE circuit for a {c.Steps}-visit window needs {needed} levels, the parameters ({parameters}) have {parameters.MaxLevel}; " +

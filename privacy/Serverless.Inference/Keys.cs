@@ -57,14 +57,7 @@ public sealed class EvaluationKeys
     public static EvaluationKeys Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
-        {
-            fixed (byte* p = data)
-            {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                return Read(s, plan);
-            }
-        }
+        return BlobFormat.Read(data, s => Read(s, plan));
     }
 
     /// <inheritdoc cref="Read(ReadOnlySpan{byte}, EvaluationPlan)"/>
@@ -144,22 +137,24 @@ public sealed class PartnerKeys : IDisposable
     public static PartnerKeys Import(ReadOnlySpan<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        unsafe
+        return BlobFormat.Read(data, s =>
         {
-            fixed (byte* p = data)
+            var r = new BlobReader(s, "partner keys");
+            r.ReadHeader(BlobFormat.Kind.PartnerKeys, plan);
+            var ctx = plan.Context;
+            var skBytes = r.ReadBlob("secret key", 64 + 32 + (ctx.MaxLevel + 2) * ctx.N * 8);
+            try
             {
-                using var s = new UnmanagedMemoryStream(p, data.Length);
-                var r = new BlobReader(s, "partner keys");
-                r.ReadHeader(BlobFormat.Kind.PartnerKeys, plan);
-                var ctx = plan.Context;
-                var skBytes = r.ReadBlob("secret key", 64 + 32 + (ctx.MaxLevel + 2) * ctx.N * 8);
-                var sk = CkksSerializer.LoadSecretKey(ctx, skBytes);
-                CryptographicOperations.ZeroMemory(skBytes);
                 var ekBytes = r.ReadBlob("evaluation keys", int.MaxValue - 64);
                 r.ExpectEnd();
-                return new PartnerKeys(plan, sk, EvaluationKeys.Read(ekBytes, plan));
+                var ek = EvaluationKeys.Read(ekBytes, plan);
+                return new PartnerKeys(plan, CkksSerializer.LoadSecretKey(ctx, skBytes), ek);
             }
-        }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(skBytes);
+            }
+        });
     }
 
     public void Dispose() => SecretKey.Dispose();

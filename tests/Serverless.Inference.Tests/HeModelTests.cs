@@ -1,0 +1,80 @@
+using Serverless.Inference;
+using Serverless.Model.Nn;
+using Serverless.Model.Training;
+
+namespace Serverless.Inference.Tests;
+
+[Collection(InferenceCollection.Name)]
+public sealed class HeModelTests(InferenceFixture fx)
+{
+    [Fact]
+    public void Training_keeps_the_recurrent_matrix_at_zero_and_uses_polynomial_activations()
+    {
+        var c = fx.Model.Checkpoint;
+        var layout = new CnnLstm(c.Config).Layout;
+        Assert.All(layout.Slice(c.Parameters.AsSpan(), "lstm.R").ToArray(), r => Assert.Equal(0f, r));
+        Assert.Contains(layout.Slice(c.Parameters.AsSpan(), "lstm.W").ToArray(), w => w != 0f);
+        Assert.Equal(ActivationKind.PolySigmoid3, c.Config.GateActivation);
+        Assert.Equal(ActivationKind.PolyTanh3, c.Config.CellActivation);
+        Assert.Equal(InferenceFixture.Steps, c.Config.Steps);
+    }
+
+    [Fact]
+    public void Checkpoints_that_are_not_HE_friendly_are_refused()
+    {
+        var c = fx.Model.Checkpoint;
+        var parameters = fx.Model.Plan.Parameters;
+        var withR = c.Parameters.ToArray();
+        new CnnLstm(c.Config).Layout.Slice(withR.AsSpan(), "lstm.R")[0] = 0.1f;
+        Assert.Contains("lstm.R", Assert.Throws<ArgumentException>(() => HeModel.Create(c with { Parameters = withR }, parameters)).Message);
+        var relu = c with { Config = c.Config with { GateActivation = ActivationKind.Sigmoid } };
+        Assert.Contains("gate activation", Assert.Throws<ArgumentException>(() => HeModel.Create(relu, parameters)).Message);
+        var hidden = new ModelCheckpoint(c.Config with { HeadHidden = 2 }, c.Preprocessor, new float[new CnnLstm(c.Config with { HeadHidden = 2 }).ParameterCount]);
+        Assert.Contains("hidden", Assert.Throws<ArgumentException>(() => HeModel.Create(hidden, parameters)).Message);
+    }
+
+    [Theory]
+    [InlineData(1, 9)]
+    [InlineData(2, 10)]
+    [InlineData(3, 10)]
+    [InlineData(4, 11)]
+    [InlineData(8, 12)]
+    [InlineData(9, 12)]
+    [InlineData(10, 13)]
+    public void Levels_grow_with_the_log_of_the_window(int steps, int levels) =>
+        Assert.Equal(levels, HeModel.LevelsRequired(steps));
+
+    [Fact]
+    public void Default_parameters_are_128_bit_with_a_stable_scale_ladder()
+    {
+        var p = HeModel.DefaultParameters();
+        Assert.False(p.IsInsecureForTests);
+        Assert.Equal(16384, p.N);
+        Assert.True(p.TotalModulusBits <= Serverless.Privacy.Ckks.CkksParameters.MaxModulusBits(16384));
+        Assert.True(p.MaxLevel >= HeModel.LevelsRequired(8));
+        HeModel.CheckScaleLadder(p);
+        var s = p.Scale;
+        for (var l = p.MaxLevel; l >= 1; l--)
+        {
+            s = s * s / p.Primes[l];
+            Assert.InRange(Math.Log2(s), 28.5, 29.5);
+        }
+        // A plain 2^29 scale on the same chain drifts far away: that is what CreateParameters avoids.
+        var naive = Serverless.Privacy.Ckks.CkksParameters.Create(16384, [.. p.ModulusBits], p.SpecialModulusBits, Math.Pow(2, 29));
+        Assert.Throws<ArgumentException>(() => HeModel.CheckScaleLadder(naive));
+    }
+
+    [Fact]
+    public void Frozen_tensors_stay_at_their_initial_values_and_unknown_names_are_refused()
+    {
+        var config = HeModel.HeFriendlyConfig(fx.Records.Features, fx.Options);
+        var model = new CnnLstm(config);
+        var p0 = model.InitializeParameters(3);
+        var options = new TrainerOptions { Epochs = 1, Patience = 0, FrozenTensors = ["conv.bias", "lstm.R"], WeightDecay = 0.1 };
+        var trained = new Trainer(model, options).Train(fx.Records, p0).Parameters;
+        foreach (var name in new[] { "conv.bias", "lstm.R" })
+            Assert.Equal(model.Layout.Slice(p0.AsSpan(), name).ToArray(), model.Layout.Slice(trained.AsSpan(), name).ToArray());
+        Assert.NotEqual(model.Layout.Slice(p0.AsSpan(), "lstm.W").ToArray(), model.Layout.Slice(trained.AsSpan(), "lstm.W").ToArray());
+        Assert.Throws<ArgumentException>(() => new Trainer(model, options with { FrozenTensors = ["nope"] }).Train(fx.Records, p0));
+    }
+}
