@@ -1,0 +1,128 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.RegularExpressions;
+using Serverless.Federation.Rounds;
+using Serverless.Model.Data;
+using Serverless.Security;
+
+namespace Serverless.Functions.Tests.Federations.Server;
+
+/// <summary>
+/// The host process is killed in the middle of a round (clients have advertised their training keys)
+/// and started again on the same data directory: the durable round resumes where its history ends and
+/// completes with every client, nothing lost.
+/// </summary>
+public sealed partial class RoundRestartTests : IAsyncLifetime
+{
+    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("federation-restart-").FullName;
+    private Process? _app;
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        await StopAsync();
+        try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    [Fact]
+    public async Task A_round_survives_a_host_kill_between_phases_and_completes()
+    {
+        DevTools.CreateCertificateAuthority(_dataDirectory);
+        var operatorToken = await DevTools.IssueTokenAsync(_dataDirectory, "op-restart", ["operator"]);
+        var http = await StartAsync();
+        const string fed = "restart";
+        var config = CompletedRoundFixture.NewConfig(fed) with
+        {
+            Deadlines = new FederationDeadlines
+            {
+                AdvertiseKeys = TimeSpan.FromMinutes(3), ShareKeys = TimeSpan.FromMinutes(3), MaskedInput = TimeSpan.FromMinutes(3), Unmasking = TimeSpan.FromMinutes(3),
+            },
+        };
+        await http.CreateFederationAsync(operatorToken, config);
+        var cohort = CohortGenerator.Generate(new CohortOptions { Hospitals = 3, PatientsPerHospital = 80, Visits = 8, Seed = 5 });
+        var agents = new List<TestAgent>();
+        try
+        {
+            for (var h = 0; h < 3; h++)
+            {
+                var id = $"site-{h}";
+                var agent = new TestAgent(http, fed, id, TestAgent.IssueCertificate(_dataDirectory, id), cohort.Hospitals[h].Patients);
+                await agent.EnrollAsync();
+                agents.Add(agent);
+            }
+            using (var start = await http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(fed), operatorToken))
+                Assert.True(start.StatusCode == HttpStatusCode.Accepted, await start.Content.ReadAsStringAsync());
+
+            // Four statistics phases and the training keys, then stop answering.
+            await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(2), stopAfter: 5)));
+            Assert.All(agents, a => Assert.Equal((RoundStages.Training, RoundPhase.AdvertiseKeys), a.Answered[^1]));
+
+            await StopAsync();   // SIGKILL: no clean shutdown
+            http.Dispose();
+            http = await StartAsync();
+            foreach (var a in agents) a.Http = http;
+
+            var tasks = await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(3))));
+            var status = await CompletedRoundFixture.WaitForRoundAsync(http, operatorToken, fed, 1, TimeSpan.FromMinutes(2));
+            Assert.True(status.Phase == RoundPhase.Completed, $"{status.Phase}: {status.Reason}");
+            Assert.Empty(status.Dropouts);
+            Assert.Equal("v1", status.NewVersion);
+            Assert.Equal(3, status.Metrics["contributors"]);
+            Assert.All(agents, a => Assert.Equal((RoundStages.Training, RoundPhase.Unmasking), a.Answered[^1]));
+            Assert.All(tasks, t => Assert.Equal(ClientAction.Done, t!.Action));
+        }
+        finally
+        {
+            foreach (var a in agents) a.Dispose();
+            http.Dispose();
+        }
+    }
+
+    private async Task<HttpClient> StartAsync()
+    {
+        var appDll = Path.Combine(AppContext.BaseDirectory, "Serverless.Functions.dll");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { appDll, "--port", "0", "--data-dir", _dataDirectory },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        // A dead host's claims are taken over after the lease; keep it short so the test does not wait 30 s.
+        start.Environment["AzureFunctionsJobHost__extensions__durableTask__leaseDuration"] = "00:00:03";
+        _app = Process.Start(start)!;
+        _app.ErrorDataReceived += (_, _) => { };
+        _app.BeginErrorReadLine();
+        var url = await ReadListeningUrlAsync(_app, TimeSpan.FromSeconds(90));
+        return new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(1) };
+    }
+
+    private async Task StopAsync()
+    {
+        if (_app is null) return;
+        if (!_app.HasExited) _app.Kill(entireProcessTree: true);
+        await _app.WaitForExitAsync();
+        _app.Dispose();
+        _app = null;
+    }
+
+    [GeneratedRegex(@"listening on (http://127\.0\.0\.1:\d+)")]
+    private static partial Regex ListeningLine();
+
+    private static async Task<Uri> ReadListeningUrlAsync(Process app, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        while (true)
+        {
+            var line = await app.StandardOutput.ReadLineAsync(cts.Token) ?? throw new InvalidOperationException("The app exited before listening.");
+            var match = ListeningLine().Match(line);
+            if (match.Success)
+            {
+                // Keep draining stdout so the app never blocks on a full pipe.
+                _ = Task.Run(async () => { while (await app.StandardOutput.ReadLineAsync() is not null) { } });
+                return new Uri(match.Groups[1].Value + "/");
+            }
+        }
+    }
+}
