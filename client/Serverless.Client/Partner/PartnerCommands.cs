@@ -30,7 +30,7 @@ internal static class PartnerCommands
     }
 
     // Options shared by several commands (a fresh instance per command: System.CommandLine options belong to one command).
-    private static Option<Uri> ServerOption(bool required = true) => new("--server") { Description = "The function host, e.g. http://127.0.0.1:7071", Required = required };
+    private static Option<string> ServerOption(bool required = true) => new("--server") { Description = "The function host, e.g. http://127.0.0.1:7071", Required = required };
     private static Option<string?> TokenOption() => new("--token") { Description = $"Bearer token with role partner (default: env {TokenVariable}); issue one with 'token issue --role partner --tenant T'" };
     private static Option<string?> TenantOption() => new("--tenant") { Description = "Partner tenant (default: the token's tenant claim)" };
     private static Option<DirectoryInfo> KeysOption() => new("--keys") { Description = "Key directory (package.json, partner.keys 0600, evaluation-keys.bin)", Required = true };
@@ -42,7 +42,7 @@ internal static class PartnerCommands
     private static Option<bool> AllowErrorsOption() => new("--allow-errors") { Description = "Encrypt the valid patients even if some rows were rejected" };
 
     /// <summary>Where a queue submission goes: the host's data directory (embedded) or a storage account (Azure / Azurite).</summary>
-    private sealed record QueueTargetOptions(Option<DirectoryInfo?> DataDir, Option<Uri?> BlobEndpoint, Option<Uri?> QueueEndpoint, Option<string> Account)
+    private sealed record QueueTargetOptions(Option<DirectoryInfo?> DataDir, Option<string?> BlobEndpoint, Option<string?> QueueEndpoint, Option<string> Account)
     {
         public static QueueTargetOptions Create() => new(
             new("--data-dir") { Description = "Submit through the queue of the host with this data directory (embedded storage)" },
@@ -67,7 +67,7 @@ internal static class PartnerCommands
             if (dir is not null) return PartnerQueue.OpenEmbedded(dir.FullName);
             if (blob is null && queue is null) return null;
             if (blob is null || queue is null) throw new ArgumentException("a storage-account submission needs both --blob-endpoint and --queue-endpoint");
-            return PartnerQueue.OpenAzure(blob, queue, r.GetValue(Account)!);
+            return PartnerQueue.OpenAzure(AbsoluteUri(blob, "--blob-endpoint"), AbsoluteUri(queue, "--queue-endpoint"), r.GetValue(Account)!);
         }
     }
 
@@ -256,7 +256,7 @@ internal static class PartnerCommands
         return cmd;
     }
 
-    private static async Task<string> SubmitAsync(ParseResult r, Option<Uri> server, Option<string?> token, Option<string?> tenant, QueueTargetOptions target,
+    private static async Task<string> SubmitAsync(ParseResult r, Option<string> server, Option<string?> token, Option<string?> tenant, QueueTargetOptions target,
         string batchId, string version, byte[] batch, CancellationToken ct)
     {
         var tenantId = Tenant(r, tenant, token);
@@ -280,12 +280,17 @@ internal static class PartnerCommands
         r.GetValue(tenant) ?? PartnerWorkflow.TenantOf(Token(r, token))
         ?? throw new ArgumentException("pass --tenant (the token carries no tenant claim)");
 
-    private static PartnerApi? Api(ParseResult r, Option<Uri> server, Option<string?> token, bool required)
+    private static PartnerApi? Api(ParseResult r, Option<string> server, Option<string?> token, bool required)
     {
         var uri = r.GetValue(server);
         if (uri is null) return required ? throw new ArgumentException("pass --server") : null;
-        return PartnerApi.Create(uri, Token(r, token));
+        return PartnerApi.Create(AbsoluteUri(uri.EndsWith('/') ? uri : uri + "/", "--server"), Token(r, token));
     }
+
+    private static Uri AbsoluteUri(string value, string option) =>
+        Uri.TryCreate(value, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps)
+            ? uri
+            : throw new ArgumentException($"{option} must be an absolute http(s) URL, got '{value}'");
 
     /// <summary>Like <see cref="Cli.Guard"/> for async bodies: expected failures are one line on stderr and exit 1.</summary>
     private static async Task<int> GuardAsync(Func<Task<int>> body)

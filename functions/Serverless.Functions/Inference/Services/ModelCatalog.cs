@@ -20,8 +20,12 @@ namespace Serverless.Functions.Inference.Services;
 /// </summary>
 public sealed record ModelPublication(JsonElement Checkpoint, CkksParameterSpec? Ckks = null, int? MaxRecords = null);
 
-/// <summary>CKKS parameters by their bit sizes (primes are derived deterministically from them).</summary>
-public sealed record CkksParameterSpec(int N, int[] ModulusBits, int SpecialModulusBits, double Scale);
+/// <summary>
+/// CKKS parameters: either ring degree and levels (<c>HeModel.CreateParameters(n, levels)</c>: 29-bit primes,
+/// the scale on the chain's fixed point), or the full set by bit sizes and scale as a plan carries them.
+/// Primes are derived deterministically from the sizes, so partner and server agree.
+/// </summary>
+public sealed record CkksParameterSpec(int N, int? Levels = null, int[]? ModulusBits = null, int? SpecialModulusBits = null, double? Scale = null);
 
 /// <summary>
 /// Published HE model versions. A version is immutable once published (the same document again is
@@ -107,7 +111,12 @@ public sealed class ModelCatalog(InferenceBlobs blobs, InferenceAudit audit, IOp
             CkksParameters? parameters = null;
             if (publication.Ckks is { } spec)
             {
-                parameters = CkksParameters.Create(spec.N, spec.ModulusBits ?? [], spec.SpecialModulusBits, spec.Scale, allowInsecure);
+                parameters = spec switch
+                {
+                    { Levels: { } levels, ModulusBits: null } => HeModel.CreateParameters(spec.N, levels, allowInsecureForTests: allowInsecure),
+                    { Levels: null, ModulusBits: { } bits, SpecialModulusBits: { } special, Scale: { } scale } => CkksParameters.Create(spec.N, bits, special, scale, allowInsecure),
+                    _ => throw new ArgumentException("ckks: give either n and levels, or n, modulusBits, specialModulusBits and scale"),
+                };
                 if (parameters.IsInsecureForTests && !allowInsecure)
                 {
                     reason = "the CKKS parameters exceed the 128-bit security bound";

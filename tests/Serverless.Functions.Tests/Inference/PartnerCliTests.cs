@@ -1,0 +1,126 @@
+using System.Globalization;
+using System.Net;
+using Serverless.Functions.Tests.Client;
+using Serverless.Model.Data;
+using Serverless.Model.Import;
+
+namespace Serverless.Functions.Tests.Inference;
+
+/// <summary>
+/// The partner CLI against a running host: <c>partner score</c> through the queue (the host's embedded
+/// storage), and the single steps keygen, register, encrypt, submit (HTTP), wait, decrypt. Decrypted
+/// scores must match the plaintext HE-friendly model on the same patients.
+/// </summary>
+[Collection(InferenceCollection.Name)]
+public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
+{
+    private readonly TempDir _dir = new();
+    private InferenceHost _host = null!;
+    private const string Version = "he-cli";
+
+    public async Task InitializeAsync()
+    {
+        _host = await InferenceHost.StartAsync();
+        await _host.PublishAsync(scenario, Version);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _host.DisposeAsync();
+        _dir.Dispose();
+    }
+
+    /// <summary>A partner's own patients (another seed than the training cohort) as a cohort CSV.</summary>
+    private (string Csv, IReadOnlyList<PatientRecord> Patients) PartnerPatients(int seed, int patients)
+    {
+        var cohort = CohortGenerator.Generate(new CohortOptions { Hospitals = 1, PatientsPerHospital = patients, Visits = 8, Seed = seed });
+        var path = _dir.Sub($"patients-{seed}.csv");
+        using (var writer = new StreamWriter(path)) CohortCsv.Write(cohort.Hospitals[0].Patients, writer);
+        var read = CohortCsv.Read(path); // what the CLI will read
+        Assert.Empty(read.Errors);
+        return (path, read.Cohort.Patients);
+    }
+
+    private void AssertScores(string csvPath, IReadOnlyList<PatientRecord> patients)
+    {
+        var expected = scenario.Model.PredictPlain(scenario.Model.Checkpoint.Preprocessor.Transform(patients));
+        var lines = File.ReadAllLines(csvPath);
+        Assert.Equal("record,patient_id,probability", lines[0]);
+        Assert.Equal(patients.Count + 1, lines.Length);
+        for (var i = 0; i < patients.Count; i++)
+        {
+            var fields = lines[i + 1].Split(',');
+            Assert.Equal(i.ToString(CultureInfo.InvariantCulture), fields[0]);
+            Assert.Equal(patients[i].PatientId, fields[1]);
+            var score = double.Parse(fields[2], CultureInfo.InvariantCulture);
+            Assert.True(Math.Abs(score - expected[i]) < 1e-3, $"record {i}: decrypted {score}, plaintext {expected[i]}");
+        }
+    }
+
+    [Fact]
+    public async Task Partner_score_through_the_queue_generates_registers_encrypts_submits_waits_and_decrypts()
+    {
+        var (csv, patients) = PartnerPatients(seed: 99, patients: 60);
+        var token = await _host.TokenAsync("svc-cli", "partner", "insurer-cli");
+        var keys = _dir.Sub("keys");
+        var scores = _dir.Sub("scores.csv");
+        var run = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", keys, "--version", Version,
+            "--allow-insecure-for-tests", "--data-dir", _host.DataDirectory, "--batch-id", "cli-queue-1", "--timeout", "00:03:00", "--out", scores, csv);
+        Assert.True(run.ExitCode == 0, run.Out + run.Error);
+        Assert.Contains("queued on partner-batches", run.Out);
+        AssertScores(scores, patients);
+
+        // The secret key file is the owner's only.
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(keys, "partner.keys")));
+        // A second score with the same keys skips keygen and registration.
+        var again = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", keys,
+            "--allow-insecure-for-tests", "--data-dir", _host.DataDirectory, "--batch-id", "cli-queue-2", "--out", _dir.Sub("scores2.csv"), csv);
+        Assert.True(again.ExitCode == 0, again.Out + again.Error);
+        Assert.DoesNotContain("registered", again.Out);
+        AssertScores(_dir.Sub("scores2.csv"), patients);
+    }
+
+    [Fact]
+    public async Task Single_steps_over_HTTP_and_one_line_errors()
+    {
+        var (csv, patients) = PartnerPatients(seed: 98, patients: 25);
+        var token = await _host.TokenAsync("svc-steps", "partner", "insurer-steps");
+        var keys = _dir.Sub("keys-steps");
+        var server = _host.Address.ToString();
+
+        var keygen = await CliRunner.RunAsync("partner", "keygen", "--server", server, "--token", token, "--version", Version, "--keys", keys, "--allow-insecure-for-tests");
+        Assert.True(keygen.ExitCode == 0, keygen.Out + keygen.Error);
+        var register = await CliRunner.RunAsync("partner", "register", "--server", server, "--token", token, "--keys", keys, "--allow-insecure-for-tests");
+        Assert.True(register.ExitCode == 0, register.Out + register.Error);
+        var batch = _dir.Sub("batch.bin");
+        var encrypt = await CliRunner.RunAsync("partner", "encrypt", "--keys", keys, "--allow-insecure-for-tests", "--out", batch, csv);
+        Assert.True(encrypt.ExitCode == 0, encrypt.Out + encrypt.Error);
+        var submit = await CliRunner.RunAsync("partner", "submit", "--server", server, "--token", token, "--keys", keys, "--allow-insecure-for-tests", "--batch-id", "steps-1", "--batch", batch);
+        Assert.True(submit.ExitCode == 0, submit.Out + submit.Error);
+        Assert.Contains("accepted over HTTP", submit.Out);
+        var result = _dir.Sub("result.bin");
+        var wait = await CliRunner.RunAsync("partner", "wait", "--server", server, "--token", token, "--batch-id", "steps-1", "--out", result, "--timeout", "00:03:00");
+        Assert.True(wait.ExitCode == 0, wait.Out + wait.Error);
+        var scores = _dir.Sub("scores-steps.csv");
+        var decrypt = await CliRunner.RunAsync("partner", "decrypt", "--keys", keys, "--allow-insecure-for-tests", "--result", result, "--ids", batch + ".ids.csv", "--out", scores);
+        Assert.True(decrypt.ExitCode == 0, decrypt.Out + decrypt.Error);
+        AssertScores(scores, patients);
+
+        // Errors are one line: a refused batch (truncated) names the server's reason; a keygen over existing keys refuses.
+        var bytes = await File.ReadAllBytesAsync(batch);
+        await File.WriteAllBytesAsync(batch, bytes[..(bytes.Length / 2)]);
+        var refused = await CliRunner.RunAsync("partner", "submit", "--server", server, "--token", token, "--keys", keys, "--allow-insecure-for-tests", "--batch-id", "steps-2", "--batch", batch);
+        Assert.Equal(1, refused.ExitCode);
+        var line = Assert.Single(refused.ErrorLines);
+        Assert.StartsWith("error: server answered 400", line);
+        Assert.Contains("truncated", line);
+        var again = await CliRunner.RunAsync("partner", "keygen", "--server", server, "--token", token, "--version", Version, "--keys", keys, "--allow-insecure-for-tests");
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("refusing to replace a key pair", Assert.Single(again.ErrorLines));
+        // Without the test opt-in, the client refuses the test server's insecure parameters.
+        var strict = await CliRunner.RunAsync("partner", "encrypt", "--keys", keys, "--out", _dir.Sub("b2.bin"), csv);
+        Assert.Equal(1, strict.ExitCode);
+        Assert.Contains("128-bit", Assert.Single(strict.ErrorLines));
+        Assert.Equal(HttpStatusCode.OK, (await _host.SendAsync(HttpMethod.Get, "api/partners/insurer-steps/keys/" + Version, token)).StatusCode);
+    }
+}
