@@ -6,6 +6,7 @@ using Serverless.Functions.Federations.Services;
 using Serverless.Privacy.SecureAggregation;
 using Serverless.Runtime.Functions;
 using Serverless.Security.Authorization;
+using Serverless.Security.RateLimiting;
 using static Serverless.Functions.Federations.Services.FederationHttp;
 
 namespace Serverless.Functions.Federations;
@@ -14,6 +15,9 @@ namespace Serverless.Functions.Federations;
 public sealed class RoundFunctions(RoundService rounds, FederationStore store, FederationOptions options)
 {
     private const string Fed = ResourceRef.Federation;
+
+    /// <summary>Polled endpoints allow 10 requests a second per caller (the security layer's default is 2); the per-caller total still applies.</summary>
+    public const int PollPermitsPerMinute = 600;
 
     [Function("StartRound")]
     [RequirePermission(Permissions.RoundStart, ResourceKind = Fed, ResourceParameter = "federation")]
@@ -60,7 +64,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         return Json(list.ToArray());
     }
 
-    [Function("ActiveRound")]
+    [Function("ActiveRound"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundRead, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Active([HttpTrigger("get", Route = RoundRoutes.Templates.ActiveRound)] HttpRequest request, string federation,
         [DurableClient] DurableTaskClient client, CancellationToken ct)
@@ -72,13 +76,13 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         return NotFound($"No round of federation '{federation}' is running.");
     }
 
-    [Function("GetRound")]
+    [Function("GetRound"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundRead, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Get([HttpTrigger("get", Route = RoundRoutes.Templates.Round)] HttpRequest request, string federation, int round,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         await rounds.GetStatusAsync(client, federation, round, ct) is { } status ? Json(status) : NotFound($"Round {round} of federation '{federation}' does not exist.");
 
-    [Function("GetRoundTask")]
+    [Function("GetRoundTask"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Task([HttpTrigger("get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>

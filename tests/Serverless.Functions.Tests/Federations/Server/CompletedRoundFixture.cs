@@ -102,7 +102,7 @@ public sealed class CompletedRoundFixture : IAsyncLifetime
             {
                 // host restarting
             }
-            await Task.Delay(200);
+            await Task.Delay(300);
         }
         throw new TimeoutException($"Round {round} of {federation} did not finish in {timeout}; last status: {status?.Phase} {status?.Reason}");
     }

@@ -92,11 +92,11 @@ public sealed class TestAgent : IDisposable
             }
             using (response)
             {
-                if (response.StatusCode != HttpStatusCode.OK) { await Task.Delay(100); continue; }
+                if (response.StatusCode != HttpStatusCode.OK) { await Task.Delay(250); continue; }
                 task = await response.ReadAsync<ClientTask>();
             }
             if (task.Action is ClientAction.Done or ClientAction.NotSelected) return task;
-            if (task.Action != ClientAction.Act) { await Task.Delay(100); continue; }
+            if (task.Action != ClientAction.Act) { await Task.Delay(250); continue; }
             if (DropBefore is { } drop && drop.Stage == task.Stage && drop.Phase == task.Phase) return task;
             if (Answered.Count >= stopAfter) return task;
             await ActAsync(task);

@@ -1,0 +1,264 @@
+using Serverless.Federation.Compression;
+using Serverless.Federation.Rounds;
+using Serverless.Federation.SecureAggregation;
+using Serverless.Federation.Strategies;
+using Serverless.Privacy.DifferentialPrivacy;
+using Serverless.Privacy.SecureAggregation;
+
+namespace Serverless.Federation.Tests.Rounds;
+
+public sealed class RoundCoordinatorTests
+{
+    private static FederationState State(int clients, FederationConfig? config = null) => new()
+    {
+        Config = config ?? new FederationConfig { Id = "unit", MinClients = 3 },
+        Clients = Enumerable.Range(1, clients).Select(i => new EnrolledClient($"c{i}", i, new string('a', 64), DateTimeOffset.UnixEpoch)).ToArray(),
+    };
+
+    [Fact]
+    public void The_default_configuration_is_valid_and_every_bad_field_is_named()
+    {
+        Assert.Empty(FederationRules.Validate(new FederationConfig { Id = "icu-network" }));
+        var errors = FederationRules.Validate(new FederationConfig
+        {
+            Id = "A",
+            MinClients = 1,
+            ClientsPerRound = 20_000,
+            Model = new FederationModel { Steps = 0 },
+            Privacy = new FederationPrivacy { EpsilonBudget = 0, Delta = 1, NoiseMultiplier = 0, ClipNorm = -1 },
+            SecureAggregation = new FederationSecureAggregation { RingBits = 4 },
+            Deadlines = new FederationDeadlines { Upload = TimeSpan.Zero },
+            AllowedClients = ["ok", "not ok"],
+        }).Select(e => e.Field).ToHashSet();
+        foreach (var field in new[] { "id", "minClients", "clientsPerRound", "model.steps", "privacy.epsilonBudget", "privacy.delta", "privacy.noiseMultiplier",
+                     "privacy.clipNorm", "secureAggregation.ringBits", "deadlines.upload", "allowedClients" })
+            Assert.Contains(field, errors);
+        Assert.True(FederationRules.IsValidId("a-b-c"));
+        Assert.False(FederationRules.IsValidId("a--b"));
+        Assert.False(FederationRules.IsValidId("-ab"));
+    }
+
+    [Fact]
+    public void Too_few_clients_or_an_exceeded_budget_refuse_the_round()
+    {
+        var few = Assert.Throws<RoundRefusedException>(() => RoundCoordinator.CheckCanStart(State(2)));
+        Assert.Equal("Too few clients", few.Title);
+        var tight = State(4, new FederationConfig { Id = "unit", MinClients = 3, Privacy = new FederationPrivacy { EpsilonBudget = 0.1, NoiseMultiplier = 1 } });
+        var budget = Assert.Throws<RoundRefusedException>(() => RoundCoordinator.CheckCanStart(tight));
+        Assert.Equal("Privacy budget exhausted", budget.Title);
+        Assert.Equal(0, budget.EpsilonSpent);
+        Assert.Equal(0.1, budget.EpsilonBudget);
+        Assert.Equal(new PrivacyBudget(0.1, 1e-5).EpsilonAfter(1, 1), budget.EpsilonAfterRound!.Value, 12);
+        // With privacy off there is no budget.
+        RoundCoordinator.CheckCanStart(tight with { Config = tight.Config with { Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0 } } });
+    }
+
+    [Fact]
+    public void The_accountant_is_charged_once_per_round_and_eventually_refuses()
+    {
+        var config = new FederationConfig { Id = "unit", MinClients = 3, ClientsPerRound = 3, Privacy = new FederationPrivacy { EpsilonBudget = 5, NoiseMultiplier = 1.5 } };
+        var state = State(6, config);
+        var independent = new PrivacyBudget(5, 1e-5);
+        var round = 0;
+        while (true)
+        {
+            round++;
+            RoundPlan plan;
+            try { plan = RoundCoordinator.Plan(state, round, DateTimeOffset.UnixEpoch, "test", new Random(round)); }
+            catch (RoundRefusedException) { break; }
+            Assert.Equal(0.5, plan.SamplingRate);
+            Assert.Equal(3, plan.Selected.Length);
+            state = RoundCoordinator.Charge(state, plan);
+            Assert.Same(state, RoundCoordinator.Charge(state, plan));   // a retried commit charges nothing
+            Assert.Equal(independent.Spend(0.5, 1.5), state.EpsilonSpent, 12);
+            Assert.True(round < 500);
+        }
+        Assert.True(round > 2);
+        Assert.True(independent.EpsilonAfter(0.5, 1.5) > 5);
+        Assert.Equal(6, round);   // epsilon after 5 rounds is 4.618, after 6 it would be 5.031
+        Assert.Equal(round - 1, state.Accountant!.Steps);
+    }
+
+    [Fact]
+    public void A_plan_fixes_stages_noise_and_encoding()
+    {
+        var plan = RoundCoordinator.Plan(State(5), 1, DateTimeOffset.UnixEpoch, "op", new Random(1));
+        Assert.Equal([RoundStages.Statistics, RoundStages.Training], plan.Stages.Select(s => s.Stage));
+        Assert.Equal("v0", plan.BaseVersion);
+        var training = plan.StageOf(RoundStages.Training)!.Parameters!;
+        Assert.Equal([1, 2, 3, 4, 5], training.ClientIds);
+        Assert.Equal(3, training.Threshold);            // floor(0.5 * 4) + 1
+        Assert.Equal(3, plan.MinSurvivors);
+        Assert.Equal(GaussianMechanism.DistributedStd(1.0, 0.5, 3), plan.Fit.NoiseStd, 12);
+        Assert.Equal(0, plan.CentralNoiseStd);
+        Assert.Equal(plan.Encoding!.ParameterCount + 1, training.VectorLength);
+        Assert.Equal(StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length), plan.StageOf(RoundStages.Statistics)!.Parameters!.VectorLength);
+        Assert.NotEqual(training.RoundId, plan.StageOf(RoundStages.Statistics)!.Parameters!.RoundId);
+
+        var plain = RoundCoordinator.Plan(State(5, new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { Enabled = false } })
+            with { PreprocessorJson = "{}" , CurrentVersion = "v3" }, 4, DateTimeOffset.UnixEpoch, "op", new Random(1));
+        Assert.Equal([RoundStages.Training], plain.Stages.Select(s => s.Stage));
+        Assert.Null(plain.Encoding);
+        Assert.Equal(0.5, plain.CentralNoiseStd, 12);   // z * S on the sum
+        Assert.Equal(0, plain.Fit.NoiseStd);
+        Assert.Equal("v3", plain.BaseVersion);
+    }
+
+    private sealed class Messages : IRoundMessageSource
+    {
+        public Dictionary<int, AdvertiseKeysMessage> A { get; } = [];
+        public Dictionary<int, ShareKeysMessage> S { get; } = [];
+        public Dictionary<int, MaskedInputMessage> M { get; } = [];
+        public Dictionary<int, UnmaskResponse> U { get; } = [];
+        public AdvertiseKeysMessage? AdvertiseKeys(int id) => A.GetValueOrDefault(id);
+        public ShareKeysMessage? ShareKeys(int id) => S.GetValueOrDefault(id);
+        public MaskedInputMessage? MaskedInput(int id) => M.GetValueOrDefault(id);
+        public UnmaskResponse? Unmasking(int id) => U.GetValueOrDefault(id);
+    }
+
+    [Fact]
+    public void Closing_phases_by_replaying_stored_messages_recovers_a_dropout_and_repeats_itself_exactly()
+    {
+        var ids = new[] { 1, 2, 3, 4, 5 };
+        var p = new SecureAggregationOptions { RingBits = 16 }.RoundParameters(ids, 20);
+        var random = new Random(4);
+        var inputs = ids.ToDictionary(i => i, _ => Enumerable.Range(0, 20).Select(_ => (uint)random.Next(0, 1 << 16)).ToArray());
+        var clients = ids.ToDictionary(i => i, i => new SecAggClient(p, i));
+        try
+        {
+            var messages = new Messages();
+            var arrivals = StageArrivals.Empty;
+            foreach (var i in ids) messages.A[i] = clients[i].AdvertiseKeys();
+            arrivals = arrivals.With(RoundPhase.AdvertiseKeys, ids);
+            var a = RoundCoordinator.ClosePhase(p, RoundPhase.AdvertiseKeys, arrivals, messages);
+            Assert.Equal(ids, a.Next);
+            foreach (var i in ids) messages.S[i] = clients[i].ShareKeys(a.Keys![i]);
+            arrivals = arrivals.With(RoundPhase.ShareKeys, ids);
+            var s = RoundCoordinator.ClosePhase(p, RoundPhase.ShareKeys, arrivals, messages);
+            int[] survivors = [1, 2, 4, 5];   // client 3 shared its keys, then went silent
+            foreach (var i in survivors) messages.M[i] = clients[i].MaskInput(s.Shares![i], inputs[i]);
+            arrivals = arrivals.With(RoundPhase.MaskedInput, survivors);
+            var m = RoundCoordinator.ClosePhase(p, RoundPhase.MaskedInput, arrivals, messages);
+            Assert.Equal(survivors, m.Next);
+            Assert.Equal([3], m.Dropped);
+            Assert.Equal([3], m.Unmask!.Dropped);
+            foreach (var i in survivors) messages.U[i] = clients[i].Unmask(m.Unmask);
+            arrivals = arrivals.With(RoundPhase.Unmasking, survivors);
+            var u = RoundCoordinator.ClosePhase(p, RoundPhase.Unmasking, arrivals, messages);
+            Assert.Null(u.AbortReason);
+            var expected = new uint[20];
+            foreach (var i in survivors) for (var k = 0; k < 20; k++) expected[k] = (expected[k] + inputs[i][k]) & 0xFFFF;
+            Assert.Equal(expected, u.Result!.Sum);
+
+            // An activity retried with the same arrivals computes the same outputs.
+            var again = RoundCoordinator.ClosePhase(p, RoundPhase.ShareKeys, arrivals, messages);
+            foreach (var i in ids) Assert.Equal(s.Shares![i].Shares.Select(x => Convert.ToHexString(x.Ciphertext)), again.Shares![i].Shares.Select(x => Convert.ToHexString(x.Ciphertext)));
+            Assert.Equal(u.Result.Sum, RoundCoordinator.ClosePhase(p, RoundPhase.Unmasking, arrivals, messages).Result!.Sum);
+
+            // Too few unmask answers: the server refuses to unmask rather than guess.
+            var starved = RoundCoordinator.ClosePhase(p, RoundPhase.Unmasking, arrivals.With(RoundPhase.Unmasking, [1]), messages);
+            Assert.NotNull(starved.AbortReason);
+            Assert.Null(starved.Result);
+        }
+        finally
+        {
+            foreach (var c in clients.Values) c.Dispose();
+        }
+    }
+
+    [Fact]
+    public void A_malformed_stored_message_excludes_its_sender()
+    {
+        var ids = new[] { 1, 2, 3 };
+        var p = new SecureAggregationOptions { RingBits = 16 }.RoundParameters(ids, 4);
+        var clients = ids.ToDictionary(i => i, i => new SecAggClient(p, i));
+        try
+        {
+            var messages = new Messages();
+            foreach (var i in ids) messages.A[i] = clients[i].AdvertiseKeys();
+            messages.A[2] = messages.A[2] with { MaskingPublicKey = new byte[65] };
+            var a = RoundCoordinator.ClosePhase(p, RoundPhase.AdvertiseKeys, StageArrivals.Empty.With(RoundPhase.AdvertiseKeys, ids), messages);
+            Assert.Equal([1, 3], a.Next);
+            Assert.Equal(2, Assert.Single(a.Exclusions).ClientId);
+        }
+        finally
+        {
+            foreach (var c in clients.Values) c.Dispose();
+        }
+    }
+
+    private static RoundPlan PlanFor(bool secure, int parameters, double clip = 0.5, double noise = 0)
+    {
+        var config = new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { Enabled = secure } };
+        return new RoundPlan
+        {
+            Federation = "unit", Round = 1, Config = config, Selected = [new("a", 1), new("b", 2), new("c", 3), new("d", 4), new("e", 5)], Population = 5,
+            Stages = [], BaseVersion = "v0", Fit = new FitConfig(1, 1, 0.01, 0, 1, clip, noise, true),
+            Encoding = secure ? new UpdateRingEncoding(32, (float)(clip + 6 * noise), 5, parameters) : null,
+            StatisticsColumns = [], SamplingRate = 1, CentralNoiseStd = 0, MinSurvivors = 3, CreatedAt = DateTimeOffset.UnixEpoch, StartedBy = "t",
+        };
+    }
+
+    [Fact]
+    public void Under_secure_aggregation_an_unclipped_contribution_breaks_the_norm_bound_and_the_version_is_held_back()
+    {
+        const int n = 40;
+        var plan = PlanFor(secure: true, n);
+        var random = new Random(5);
+        float[] Honest() { var d = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray(); GaussianMechanism.ClipL2(d, 0.5); return d; }
+        uint[] Sum(IEnumerable<float[]> updates)
+        {
+            var sum = new uint[n + 1];
+            foreach (var u in updates) { var e = UpdateEncoding.Encode(u, 1, plan.Encoding!, random); for (var i = 0; i <= n; i++) sum[i] = unchecked(sum[i] + e[i]); }
+            return sum;
+        }
+        var baseline = new float[n];
+        var honest = RoundCoordinator.AggregateSecure(plan, baseline, new SecAggResult(Sum(Enumerable.Range(0, 5).Select(_ => Honest())), [1, 2, 3, 4, 5], []));
+        Assert.Null(honest.NormViolation);
+        Assert.True(honest.Metrics["updateNorm"] <= 0.5);
+
+        // The attacker sets every coordinate to the ring's bound (it skipped clipping): norm 0.5 * sqrt(40) per client.
+        var attack = Enumerable.Repeat(0.5f, n).ToArray();
+        var poisoned = RoundCoordinator.AggregateSecure(plan, baseline, new SecAggResult(Sum(Enumerable.Range(0, 4).Select(_ => Honest()).Append(attack)), [1, 2, 3, 4, 5], []));
+        Assert.NotNull(poisoned.NormViolation);
+        Assert.Equal(baseline, poisoned.Parameters);   // nothing applied
+        var (passed, reason) = RoundCoordinator.Gate(new FederationPromotion(), poisoned.NormViolation, 0.9, 0.5);
+        Assert.False(passed);
+        Assert.Contains("did not clip", reason);
+    }
+
+    [Fact]
+    public void With_visible_updates_a_scaled_attacker_is_flagged_and_the_rest_are_clipped_and_averaged()
+    {
+        const int n = 30;
+        var plan = PlanFor(secure: false, n, clip: 1.0);
+        var random = new Random(8);
+        var direction = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var updates = new List<(string, byte[], int)>();
+        for (var k = 0; k < 5; k++)
+        {
+            var u = direction.Select(x => x * 0.3f + (float)(random.NextDouble() - 0.5) * 0.05f).ToArray();
+            updates.Add(($"h{k}", UpdateFrame.EncodeDense(u), 100));
+        }
+        updates.Add(("attacker", UpdateFrame.EncodeDense(direction.Select(x => x * -30f).ToArray()), 100));
+        updates.Add(("garbage", [1, 2, 3], 100));
+        var outcome = RoundCoordinator.AggregatePlain(plan, new float[n], updates, new Random(1));
+        Assert.Contains(outcome.Excluded, e => e.ClientId == "attacker" && e.Reason.StartsWith("anomaly detector", StringComparison.Ordinal));
+        Assert.Contains(outcome.Excluded, e => e.ClientId == "garbage" && e.Reason.StartsWith("update frame", StringComparison.Ordinal));
+        Assert.Equal(5, outcome.Contributors);
+        Assert.True(outcome.Metrics["updateNorm"] <= 1.0 + 1e-6);
+        var cosine = Serverless.Federation.Aggregation.Aggregators.Cosine(outcome.Parameters, direction);
+        Assert.True(cosine > 0.9, $"cosine {cosine}");
+    }
+
+    [Fact]
+    public void The_gate_compares_hold_out_auroc_within_the_allowed_drop()
+    {
+        var promotion = new FederationPromotion { MaxAurocDrop = 0.02 };
+        Assert.True(RoundCoordinator.Gate(promotion, null, 0.70, 0.71).Passed);
+        Assert.False(RoundCoordinator.Gate(promotion, null, 0.68, 0.71).Passed);
+        Assert.True(RoundCoordinator.Gate(promotion, null, null, 0.71).Passed);
+        Assert.True(RoundCoordinator.Gate(promotion, null, 0.5, null).Passed);
+        Assert.False(RoundCoordinator.Gate(promotion, null, double.NaN, 0.7).Passed);
+    }
+}
