@@ -157,27 +157,33 @@ internal sealed class FederationAgent : IDisposable
         session.Credentials = await EnrollAsync(_client, _certificate, session.Federation, _directory, _keys, ct);
     }
 
-    /// <summary>One poll of one federation; true when a message was sent (poll again at once).</summary>
+    /// <summary>
+    /// One poll of one federation; true when a message was sent (poll again at once). While a round is open
+    /// for this agent it asks only for its task (one request per poll: the server rate-limits each endpoint).
+    /// </summary>
     private async Task<bool> StepAsync(Session session, CancellationToken ct)
     {
         _client.Token = session.Credentials.Token;
-        var status = await _client.ActiveRoundAsync(session.Federation, ct);
-        if (status is null)
-        {
-            if (session.Progress is { Finished: false } open) await FinishAsync(session, open, await OutcomeOfAsync(session.Federation, open.Round, ct), ct);
-            return false;
-        }
         var progress = session.Progress;
-        if (progress is null || progress.Round != status.Round)
+        if (progress is null || progress.Finished)
         {
-            if (progress is { Finished: false }) await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct), ct);
+            var status = await _client.ActiveRoundAsync(session.Federation, ct);
+            if (status is null || (progress is not null && progress.Round == status.Round)) return false;
             progress = session.Progress = new AgentRoundState { Federation = session.Federation, Round = status.Round };
             session.DisposeClients();
             await session.StateFile.SaveAsync(progress, ct);
         }
-        if (progress.Finished) return false;
 
-        var task = await _client.TaskAsync(session.Federation, status.Round, ct);
+        ClientTask task;
+        try
+        {
+            task = await _client.TaskAsync(session.Federation, progress.Round, ct);
+        }
+        catch (RoundsApiException e) when (e.Status is HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.Gone)
+        {
+            await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct, e.Message), ct);
+            return false;
+        }
         switch (task.Action)
         {
             case ClientAction.NotSelected:
@@ -213,7 +219,7 @@ internal sealed class FederationAgent : IDisposable
         session.ReplaceClient(task.Stage, client);
         var message = client.AdvertiseKeys();
         await CommitAsync(session, progress, stage, task, ct);
-        await SendAsync(stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
+        await SendAndSaveAsync(session, progress, stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
         return true;
     }
 
@@ -239,7 +245,7 @@ internal sealed class FederationAgent : IDisposable
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: sharing keys", 2, PhaseSteps);
                     var message = client.ShareKeys(task.Keys ?? throw new InvalidDataException("the share-keys task carries no keys"));
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAsync(stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
                     return true;
                 }
                 case RoundPhase.MaskedInput:
@@ -248,7 +254,7 @@ internal sealed class FederationAgent : IDisposable
                     var input = task.Stage == RoundStages.Statistics ? StatisticsInput(task) : await TrainingInputAsync(session, progress, task, ct);
                     var message = client.MaskInput(task.Shares ?? throw new InvalidDataException("the masked-input task carries no shares"), input);
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAsync(stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
                     return true;
                 }
                 default:
@@ -256,7 +262,7 @@ internal sealed class FederationAgent : IDisposable
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: unmasking", 4, PhaseSteps);
                     var message = client.Unmask(task.Unmask ?? throw new InvalidDataException("the unmasking task carries no request"));
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAsync(stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
                     return true;
                 }
             }
@@ -278,7 +284,7 @@ internal sealed class FederationAgent : IDisposable
         _progress.Step(session.Federation, task.Round, "uploading the quantized update", 4, PhaseSteps);
         var frame = LocalUpdatePipeline.EncodeVisible(update.Delta, _options.QuantizationBits, _options.QuantizationChunk, _options.Randomness());
         await CommitAsync(session, progress, stage, task, ct);
-        await SendAsync(stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
+        await SendAndSaveAsync(session, progress, stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
         return true;
     }
 
@@ -302,6 +308,12 @@ internal sealed class FederationAgent : IDisposable
         {
             stage.BytesSent += _client.BodyBytesSent - before;
         }
+    }
+
+    private async Task SendAndSaveAsync<T>(Session session, AgentRoundState progress, StageProgress stage, string path, T body, CancellationToken ct) where T : class
+    {
+        await SendAsync(stage, path, body, ct);
+        await session.StateFile.SaveAsync(progress, ct);
     }
 
     private uint[] StatisticsInput(ClientTask task)
@@ -367,6 +379,10 @@ internal sealed class FederationAgent : IDisposable
 
     private async Task FinishAsync(Session session, AgentRoundState progress, string outcome, CancellationToken ct)
     {
+        // A secure stage this agent began but did not see through (killed, or it refused a server message) made it a dropout there.
+        var dropped = progress.Stages.Where(s => s.Value.Abandoned || s.Value.LastSent is > RoundPhase.Starting and < RoundPhase.Unmasking)
+            .Select(s => $"left {s.Key} after {s.Value.LastSent}" + (s.Value.Reason is null ? "" : $" ({s.Value.Reason})")).ToList();
+        if (dropped.Count > 0) outcome += "; this agent " + string.Join("; ", dropped);
         progress.Finished = true;
         progress.Outcome = outcome;
         // The finished state drops the update: nothing sensitive outlives the round.
@@ -378,10 +394,8 @@ internal sealed class FederationAgent : IDisposable
         var entry = new RoundLogEntry(session.Federation, progress.Round, outcome, bytes, 4L * (update?.Delta.Length ?? 0), update?.TrainingSeconds ?? 0,
             update?.Examples ?? 0, progress.Restarts, _pipeline.Attack.AttacksIn(progress.Round), DateTimeOffset.UtcNow);
         await File.AppendAllTextAsync(LogPath(_directory), JsonSerializer.Serialize(entry, AgentJson.Options) + "\n", ct);
-        var dropped = progress.Stages.Where(s => s.Value.Abandoned).Select(s => $"{s.Key}: {s.Value.Reason}").ToList();
         _progress.Step(session.Federation, progress.Round, outcome, PhaseSteps, PhaseSteps);
-        _progress.Note($"[{session.Federation}] round {progress.Round} finished for {_config.ClientId}: {outcome}; sent {bytes} B" +
-                       (dropped.Count > 0 ? "; " + string.Join("; ", dropped) : ""));
+        _progress.Note($"[{session.Federation}] round {progress.Round} finished for {_config.ClientId}: {outcome}; sent {bytes} B");
         RoundsFinished++;
     }
 

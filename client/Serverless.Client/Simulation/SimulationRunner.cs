@@ -29,6 +29,12 @@ internal sealed record SimulationOptions
     /// <summary>Probability that an agent is killed (SIGKILL) during a training round of the main federation.</summary>
     public double Dropout { get; init; } = 0.25;
 
+    /// <summary>Exactly which agents to kill in which round of the main federation (replaces the random <see cref="Dropout"/>).</summary>
+    public IReadOnlyDictionary<int, string[]>? Kills { get; init; }
+
+    /// <summary>The first this-many agents are prepared and enrolled but not started: the caller runs them (tests run them in process).</summary>
+    public int InProcessAgents { get; init; }
+
     /// <summary>Agents that corrupt their update (scaled by <see cref="AttackFactor"/>) in <see cref="AttackRounds"/>.</summary>
     public int Attackers { get; init; } = 1;
 
@@ -49,7 +55,11 @@ internal sealed record SimulationOptions
     public bool Compare { get; init; } = true;
 
     public double EpsilonBudget { get; init; } = 8;
-    public double NoiseMultiplier { get; init; } = 1.0;
+    /// <summary>z; null = calibrated so that <see cref="Rounds"/> rounds spend just under <see cref="EpsilonBudget"/>.</summary>
+    public double? NoiseMultiplier { get; init; }
+
+    /// <summary>The noise multiplier in force.</summary>
+    public double EffectiveNoiseMultiplier => NoiseMultiplier ?? Serverless.Federation.Privacy.DifferentialPrivacyStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5, 1.0, Rounds);
     public double ClipNorm { get; init; } = 0.5;
     public int LocalEpochs { get; init; } = 2;
     public double LearningRate { get; init; } = 0.01;
@@ -69,7 +79,7 @@ internal sealed record SimulationOptions
     public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(3);
 
     /// <summary>Agent poll interval.</summary>
-    public int PollMilliseconds { get; init; } = 200;
+    public int PollMilliseconds { get; init; } = 700;
 
     /// <summary>Phase deadlines of the simulated federations (short: a killed agent is waited for until its phase closes).</summary>
     public FederationDeadlines Deadlines { get; init; } = new()
@@ -84,6 +94,7 @@ internal sealed record SimulationOptions
         if (Clients is < 3 or > 64) throw new ArgumentException("--clients must be between 3 and 64");
         if (Rounds is < 1 or > 50) throw new ArgumentException("--rounds must be between 1 and 50");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException("--dropout must be in [0, 1)");
+        if (InProcessAgents < 0 || InProcessAgents + Attackers > Clients) throw new ArgumentException("in-process agents and attackers must fit in the clients");
         if (Attackers < 0 || Attackers >= Clients) throw new ArgumentException("--attackers must be between 0 and clients - 1");
         if (Records is < 40 or > 100_000) throw new ArgumentException("--records must be between 40 and 100000");
         if (!(EpsilonBudget > 0)) throw new ArgumentException("--epsilon must be positive");
@@ -112,7 +123,9 @@ internal sealed record SimulationReport(
 internal sealed class SimulationRunner : IAsyncDisposable
 {
     public const string MainFederation = "sim";
-    public const string CompareFederation = "sim-compare";
+    public const string SecureTimingFederation = "sim-secagg";
+    public const string PlainTimingFederation = "sim-plain";
+    private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(600);
     private readonly SimulationOptions _o;
     private readonly TextWriter _log;
     private readonly bool _ownsWork;
@@ -179,10 +192,14 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
         var scheme = _o.Https ? "https" : "http";
         var args = new List<string> { "--data-dir", DataDirectory, "--urls", $"{scheme}://127.0.0.1:0" };
-        if (_o.Https) args.Add($"--Kestrel:Certificates:Default:Path={serverPfx}");
         _log.WriteLine($"starting the function host ({Path.GetFileName(hostDll)}) on {scheme}://127.0.0.1 ...");
         _host = ChildProcess.StartDotnet("function host", hostDll, args, Path.Combine(WorkDirectory, "host.log"), Path.GetDirectoryName(hostDll)!,
-            new Dictionary<string, string?> { ["AzureFunctionsJobHost__extensions__durableTask__maxPollingInterval"] = "00:00:00.250" });
+            new Dictionary<string, string?>
+            {
+                // Kestrel's default certificate for the https:// URL (ASP.NET Core configuration from the environment).
+                ["Kestrel__Certificates__Default__Path"] = _o.Https ? serverPfx : null,
+                ["AzureFunctionsJobHost__extensions__durableTask__maxPollingInterval"] = "00:00:00.250",
+            });
         BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
         _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
 
@@ -215,20 +232,24 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var holdOutCsv = new StringWriter();
         CohortCsv.Write(holdOut, holdOutCsv);
 
-        foreach (var (federation, secure) in Federations())
+        foreach (var (federation, secure, _) in Federations())
         {
             await SendAsync(HttpMethod.Post, RoundRoutes.Federations(), JsonContent.Create(Config(federation, secure), options: RoundJson.Options), ct);
             await SendAsync(HttpMethod.Put, RoundRoutes.HoldOut(federation), new StringContent(holdOutCsv.ToString(), Encoding.UTF8, "text/csv"), ct);
             foreach (var agent in _agents) await agent.EnrollAsync(federation, ct);
         }
         _log.WriteLine($"host at {BaseAddress}; {_agents.Count} agents enrolled ({_o.Attackers} attacking in round(s) {string.Join(',', attackRounds)}); starting them");
-        foreach (var agent in _agents) agent.Start();
+        foreach (var agent in _agents.Skip(_o.InProcessAgents)) agent.Start();
     }
 
-    private IEnumerable<(string Federation, bool Secure)> Federations()
+    /// <summary>The main federation (dropouts, attackers, the accuracy story) and, for the side-by-side round time and bytes, two clean ones.</summary>
+    private IEnumerable<(string Federation, bool Secure, int Rounds)> Federations()
     {
-        yield return (MainFederation, _o.SecureAggregation);
-        if (_o.Compare) yield return (CompareFederation, !_o.SecureAggregation);
+        yield return (MainFederation, _o.SecureAggregation, _o.Rounds);
+        if (!_o.Compare) yield break;
+        var timing = Math.Min(_o.Rounds, 2);   // round 1 also gathers the statistics; round 2 is a plain training round
+        yield return (SecureTimingFederation, true, timing);
+        yield return (PlainTimingFederation, false, timing);
     }
 
     private FederationConfig Config(string id, bool secure) => new()
@@ -236,7 +257,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
         Id = id,
         Model = new FederationModel { Steps = 8, ConvChannels = 8, LstmHidden = 8, InitSeed = _o.Seed },
         Training = new FederationTraining { LocalEpochs = _o.LocalEpochs, LearningRate = _o.LearningRate, ProximalMu = 0.01, BatchSize = 32 },
-        Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.NoiseMultiplier, ClipNorm = _o.ClipNorm },
+        Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.EffectiveNoiseMultiplier, ClipNorm = _o.ClipNorm },
         SecureAggregation = new FederationSecureAggregation { Enabled = secure },
         MinClients = MinClients,
         Deadlines = _o.Deadlines,
@@ -250,13 +271,15 @@ internal sealed class SimulationRunner : IAsyncDisposable
     {
         var rounds = new List<ObservedRound>();
         var rng = new Random(_o.Seed * 7919);
-        var total = _o.Rounds * (_o.Compare ? 2 : 1);
+        var total = Federations().Sum(f => f.Rounds);
         var done = 0;
-        foreach (var (federation, _) in Federations())
+        foreach (var (federation, _, count) in Federations())
         {
-            for (var r = 1; r <= _o.Rounds; r++)
+            for (var r = 1; r <= count; r++)
             {
-                var victims = federation == MainFederation ? PickVictims(rng) : [];
+                var victims = federation != MainFederation ? []
+                    : _o.Kills is { } kills ? _agents.Where(a => kills.TryGetValue(r, out var ids) && ids.Contains(a.Id)).ToList()
+                    : PickVictims(rng);
                 progress.Step("simulation", done + 1, $"{federation} round {r}" + (victims.Count > 0 ? $" (will kill {string.Join(", ", victims.Select(v => v.Id))})" : ""), done, total);
                 var observed = await RunRoundAsync(federation, r, victims, ct);
                 rounds.Add(observed);
@@ -274,7 +297,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
     private List<AgentProcess> PickVictims(Random rng)
     {
-        var victims = _agents.Where(_ => rng.NextDouble() < _o.Dropout).ToList();
+        var victims = _agents.Skip(_o.InProcessAgents).Where(_ => rng.NextDouble() < _o.Dropout).ToList();
         while (_agents.Count - victims.Count < MinClients) victims.RemoveAt(victims.Count - 1);
         return victims;
     }
@@ -303,7 +326,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 }
             }
             if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"round {round} of {federation} did not finish within {_o.RoundTimeout.TotalSeconds:F0} s (phase {status.Phase}); see {WorkDirectory}");
-            await Task.Delay(100, ct);
+            await Task.Delay(StatusPollInterval, ct);   // the host allows 120 requests a minute per endpoint and caller
         }
         var wall = Stopwatch.GetElapsedTime(start);
         foreach (var v in victims.Where(v => killed.Contains(v.Id))) v.Start();   // the agent resumes from its sealed state
@@ -325,14 +348,15 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
         var completed = main.Count(r => r.Status.Phase == RoundPhase.Completed);
         var epsilonAccountant = _o.DifferentialPrivacy && completed > 0
-            ? SampledGaussianRdp.Epsilon(1.0, _o.NoiseMultiplier, completed, view.Config.Privacy.Delta)
+            ? SampledGaussianRdp.Epsilon(1.0, view.Config.Privacy.NoiseMultiplier, completed, view.Config.Privacy.Delta)
             : 0;
         double? Metric(IEnumerable<ObservedRound> rs, string key)
         {
             var values = rs.Where(r => r.Status.Metrics.ContainsKey(key)).Select(r => r.Status.Metrics[key]).ToList();
             return values.Count == 0 ? null : values.Average();
         }
-        var compare = rounds.Where(r => r.Federation == CompareFederation).ToList();
+        var secureTiming = rounds.Where(r => r.Federation == SecureTimingFederation).ToList();
+        var plainTiming = rounds.Where(r => r.Federation == PlainTimingFederation).ToList();
         // Round time without dropouts (a killed agent makes a phase wait for its deadline) and after round 1 (which also gathers statistics).
         double? CleanSeconds(List<ObservedRound> rs)
         {
@@ -340,8 +364,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
             if (clean.Count == 0) clean = rs.Where(r => r.Status.Phase == RoundPhase.Completed && r.Killed.Count == 0).Select(r => r.WallTime.TotalSeconds).Order().ToList();
             return clean.Count == 0 ? null : clean[clean.Count / 2];
         }
-        var secureRounds = _o.SecureAggregation ? main : compare;
-        var plainRounds = _o.SecureAggregation ? compare : main;
+        var secureRounds = _o.Compare ? secureTiming : _o.SecureAggregation ? main : [];
+        var plainRounds = _o.Compare ? plainTiming : _o.SecureAggregation ? [] : main;
+        var otherMode = _o.SecureAggregation ? plainTiming : secureTiming;
         var dropouts = main.Sum(r => r.Status.Dropouts.Count(d => d.Stage == RoundStages.Training));
         var recovered = main.Where(r => r.Status.Phase == RoundPhase.Completed).Sum(r => r.Status.Dropouts.Count(d => d.Stage == RoundStages.Training));
         var attacked = rounds.Where(r => r.Attacked).ToList();
@@ -349,10 +374,10 @@ internal sealed class SimulationRunner : IAsyncDisposable
         // Contained: a secure round whose version was not promoted (norm check or gate), or a visible round whose attacker updates were excluded.
         var contained = attacked.Count(r => !r.Status.Promoted || r.Status.Excluded.Any(e => attackers.Contains(e.ClientId)));
         var flagged = rounds.Sum(r => r.Status.Excluded.Count(e => attackers.Contains(e.ClientId)));
-        return new SimulationReport(_o, MainFederation, _o.Compare ? CompareFederation : null,
+        return new SimulationReport(_o, MainFederation, _o.Compare ? (_o.SecureAggregation ? PlainTimingFederation : SecureTimingFederation) : null,
             centralAuroc, centralAccuracy, fedAuroc, fedAccuracy, models.Current,
             view.EpsilonSpent, epsilonAccountant, completed,
-            Metric(main, "bytesPlainPerClient") ?? 0, Metric(main, "bytesUploadedPerClient"), Metric(compare, "bytesUploadedPerClient"),
+            Metric(main, "bytesPlainPerClient") ?? 0, Metric(main, "bytesUploadedPerClient"), Metric(otherMode, "bytesUploadedPerClient"),
             CleanSeconds(secureRounds), CleanSeconds(plainRounds),
             main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds);
     }

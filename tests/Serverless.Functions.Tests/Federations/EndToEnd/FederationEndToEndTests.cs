@@ -1,0 +1,242 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Serverless.Client.Agent;
+using Serverless.Client.Simulation;
+using Serverless.Federation.Rounds;
+using Serverless.Model.Data;
+using Serverless.Model.Nn;
+using Serverless.Model.Onnx;
+using Serverless.Privacy.DifferentialPrivacy;
+using Serverless.Testing;
+
+namespace Serverless.Functions.Tests.Federations.EndToEnd;
+
+/// <summary>
+/// The acceptance run, once for the class: the function host and 4 hospital agents as separate processes
+/// over HTTPS (dev CA), 3 rounds with secure aggregation and distributed DP; hospital-1 is killed
+/// (SIGKILL) in round 2 after committing to the training stage's secure aggregation, and hospital-4
+/// scales its update by 100 in round 3.
+/// </summary>
+public sealed class FederationEndToEndFixture : IAsyncLifetime
+{
+    public const string Killed = "hospital-1";
+    public const string Attacker = "hospital-4";
+    internal SimulationRunner Sim { get; private set; } = null!;
+    internal SimulationReport Report { get; private set; } = null!;
+    public StringWriter Log { get; } = new();
+
+    public async Task InitializeAsync()
+    {
+        var options = new SimulationOptions
+        {
+            Clients = 4, Rounds = 3, Attackers = 1, AttackRounds = [3], AttackFactor = 100,
+            Kills = new Dictionary<int, string[]> { [2] = [Killed] },
+            DifferentialPrivacy = true, SecureAggregation = true, EpsilonBudget = 8, Records = 160, Seed = 5, Compare = false,
+            RoundTimeout = TimeSpan.FromMinutes(3),
+            Deadlines = new FederationDeadlines
+            {
+                AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(20), MaskedInput = TimeSpan.FromSeconds(20),
+                Unmasking = TimeSpan.FromSeconds(30), Upload = TimeSpan.FromSeconds(60),
+            },
+        };
+        using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(8));
+        Sim = await SimulationRunner.StartAsync(options, Log, cancel.Token);
+        Report = await Sim.RunAsync(new LineProgress(Log), cancel.Token);
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (Sim is not null) await Sim.DisposeAsync();
+    }
+
+    internal ObservedRound Round(int round) => Report.Rounds.Single(r => r.Federation == SimulationRunner.MainFederation && r.Round == round);
+
+    /// <summary>A federation-client token of one agent, read from its sealed credentials.</summary>
+    public async Task<string> AgentTokenAsync(string agent)
+    {
+        var dir = Sim.Agents.Single(a => a.Id == agent).Directory;
+        using var keys = await AgentKeys.OpenAsync(dir);
+        var credentials = await FederationAgent.CredentialsFile(dir, SimulationRunner.MainFederation, keys).LoadAsync();
+        return credentials!.Token;
+    }
+}
+
+[Collection(FederationProcessesCollection.Name)]
+public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : IClassFixture<FederationEndToEndFixture>
+{
+    private const string Fed = SimulationRunner.MainFederation;
+
+    [Fact]
+    public void Every_round_completes_and_the_killed_round_completes_with_the_survivors()
+    {
+        Assert.All(e2e.Report.Rounds, r => Assert.True(r.Status.Phase == RoundPhase.Completed, $"round {r.Round}: {r.Status.Phase} {r.Status.Reason}\n{e2e.Log}"));
+        var killedRound = e2e.Round(2);
+        Assert.Equal([FederationEndToEndFixture.Killed], killedRound.Killed);
+        Assert.Equal(4, killedRound.Status.Selected.Length);
+        var dropout = Assert.Single(killedRound.Status.Dropouts);
+        Assert.Equal(FederationEndToEndFixture.Killed, dropout.ClientId);
+        Assert.Equal(RoundStages.Training, dropout.Stage);
+        Assert.Equal("v2", killedRound.Status.NewVersion);
+        Assert.Equal(1, e2e.Report.DropoutsRecovered);
+    }
+
+    [Fact]
+    public async Task The_killed_agent_resumes_from_its_sealed_state_and_takes_part_in_the_next_round()
+    {
+        var agent = e2e.Sim.Agents.Single(a => a.Id == FederationEndToEndFixture.Killed);
+        Assert.Equal(2, agent.Starts);
+        var log = (await File.ReadAllLinesAsync(FederationAgent.LogPath(agent.Directory)))
+            .Select(l => JsonSerializer.Deserialize<RoundLogEntry>(l, AgentJson.Options)!).Where(e => e.Federation == Fed).ToList();
+        var round2 = Assert.Single(log, e => e.Round == 2);
+        Assert.Equal(1, round2.Restarts);
+        Assert.Contains("left training after", round2.Outcome);
+        var round3 = Assert.Single(log, e => e.Round == 3);
+        Assert.Equal(0, round3.Restarts);
+        Assert.Contains(FederationEndToEndFixture.Killed, e2e.Round(3).Status.Seen);
+        Assert.DoesNotContain(e2e.Round(3).Status.Dropouts, d => d.ClientId == FederationEndToEndFixture.Killed);
+    }
+
+    [Fact]
+    public async Task The_attackers_unclipped_update_never_becomes_the_model()
+    {
+        // What the federation core promises under secure aggregation (RoundCoordinator.AggregateSecure): the
+        // server sees only the sum; contributions clipped to S (plus the noise shares) bound the mean update's
+        // norm, so a sum carrying an unclipped update exceeds that bound and the version is rejected by the
+        // promotion gate. The current model stays the version before the attack.
+        var attacked = e2e.Round(3);
+        Assert.True(attacked.Attacked);
+        Assert.Contains(FederationEndToEndFixture.Attacker, attacked.Status.Seen);
+        Assert.Equal(RoundPhase.Completed, attacked.Status.Phase);
+        Assert.False(attacked.Status.Promoted);
+        Assert.Contains("did not clip", attacked.Status.Reason);
+        Assert.True(attacked.Status.Metrics["updateNorm"] > attacked.Status.Metrics["normBound"]);
+
+        var models = await e2e.Sim.GetAsync<ModelVersionList>(RoundRoutes.Models(Fed), default);
+        var v3 = Assert.Single(models.Versions, v => v.Version == "v3");
+        Assert.Equal(ModelVersionState.Rejected, v3.State);
+        Assert.NotEqual("v3", models.Current);
+        // Rounds 1 and 2 had honest clipped updates only: their norm stayed within the bound.
+        foreach (var r in new[] { 1, 2 })
+            Assert.True(e2e.Round(r).Status.Metrics["updateNorm"] <= e2e.Round(r).Status.Metrics["normBound"], $"round {r}");
+        Assert.Equal(1, e2e.Report.AttacksContained);
+    }
+
+    [Fact]
+    public async Task The_new_model_version_is_stored_encrypted()
+    {
+        var blob = Path.Combine(e2e.Sim.DataDirectory, "blobs", "checkpoints", "federations", Fed, "v2.checkpoint.json.blob");
+        Assert.True(File.Exists(blob), $"no blob at {blob}: {string.Join(", ", Directory.EnumerateFiles(e2e.Sim.DataDirectory, "*.blob", SearchOption.AllDirectories))}");
+        var stored = await File.ReadAllBytesAsync(blob);
+        var text = Encoding.Latin1.GetString(stored);
+        Assert.Contains("SLENV", text);
+
+        // The plaintext checkpoint, as an enrolled agent downloads it for round 3 (it trains from the current version).
+        using var agent = SimulationRunner.CreateHttp(e2e.Sim.BaseAddress!, await e2e.AgentTokenAsync("hospital-2"), e2e.Sim.CaPem);
+        var model = await agent.GetFromJsonAsync<RoundModel>(RoundRoutes.Model(Fed, 3), RoundJson.Options);
+        var plain = model!.Checkpoint;
+        Assert.Contains("parameters", plain, StringComparison.OrdinalIgnoreCase);
+        foreach (var marker in new[] { "parameters", "preprocessor", "statistics", "lstmHidden" })
+            Assert.DoesNotContain(marker, text, StringComparison.OrdinalIgnoreCase);
+        for (var i = 0; i + 64 <= plain.Length; i += 997) Assert.DoesNotContain(plain.Substring(i, 64), text);
+    }
+
+    [ServerFact]
+    public async Task The_current_versions_ONNX_downloads_and_runs_in_ONNX_Runtime_like_the_CSharp_model()
+    {
+        var models = await e2e.Sim.GetAsync<ModelVersionList>(RoundRoutes.Models(Fed), default);
+        using var response = await e2e.Sim.SendAsync(HttpMethod.Get, RoundRoutes.ModelOnnx(Fed, models.Current!), null, default);
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        var onnx = OnnxImporter.Load(bytes);   // validates the graph is exactly what the exporter writes
+        var path = Path.Combine(e2e.Sim.WorkDirectory, "current.onnx");
+        await File.WriteAllBytesAsync(path, bytes);
+
+        var c = onnx.Config;
+        var random = new Random(3);
+        const int n = 64;
+        var values = new float[n * c.Steps * c.Features];
+        for (var i = 0; i < values.Length; i++) values[i] = (float)(random.NextDouble() * 4 - 2);
+        var mask = new float[n * c.Steps];
+        for (var b = 0; b < n; b++) for (var t = 0; t < c.Steps - b % 3; t++) mask[b * c.Steps + t] = 1;
+        var data = new SequenceDataset(n, c.Steps, c.Features, c.Classes, values, mask, new int[n]);
+        var expected = new CnnLstm(c).Predict(onnx.Parameters, data);
+        var actual = RunOrt(path, data);
+        Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4);
+    }
+
+    [Fact]
+    public async Task The_audit_trail_verifies_and_records_every_round()
+    {
+        using var response = await e2e.Sim.SendAsync(HttpMethod.Get, "api/audit/verify", null, default);
+        var report = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(report.GetProperty("intact").GetBoolean(), report.ToString());
+        var entries = await e2e.Sim.GetAsync<JsonElement[]>("api/audit/entries?limit=1000", default);
+        foreach (var round in new[] { 1, 2, 3 })
+        {
+            var resource = $"federation/{Fed}/round/{round}";
+            Assert.Contains(entries, e => e.GetProperty("action").GetString() == "round.finish" && e.GetProperty("resource").GetString() == resource);
+        }
+    }
+
+    [Fact]
+    public async Task Epsilon_spent_equals_the_accountants_figure_for_the_rounds_run()
+    {
+        var view = await e2e.Sim.GetAsync<FederationView>(RoundRoutes.Federation(Fed), default);
+        Assert.Equal(3, view.RoundsCompleted);
+        var z = view.Config.Privacy.NoiseMultiplier;
+        var expected = SampledGaussianRdp.Epsilon(1.0, z, 3, view.Config.Privacy.Delta);
+        Assert.Equal(expected, view.EpsilonSpent, 1e-9);
+        Assert.Equal(expected, e2e.Round(3).Status.EpsilonSpent, 1e-9);
+        Assert.True(view.EpsilonSpent <= view.EpsilonBudget);
+        // After one round the spend is the one-round figure: the accountant composes per round.
+        Assert.Equal(SampledGaussianRdp.Epsilon(1.0, z, 1, view.Config.Privacy.Delta), e2e.Round(1).Status.EpsilonSpent, 1e-9);
+    }
+
+    private static float[] RunOrt(string modelPath, SequenceDataset data)
+    {
+        var script = FindScript();
+        var dir = Path.GetDirectoryName(modelPath)!;
+        var input = Path.Combine(dir, "ort-in.bin");
+        var output = Path.Combine(dir, "ort-out.bin");
+        var bytes = new byte[12 + 4 * (data.Values.Length + data.Mask.Length)];
+        BinaryPrimitives.WriteInt32LittleEndian(bytes, data.Count);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4), data.Steps);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), data.Features);
+        var o = 12;
+        foreach (var v in data.Values) { BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(o), v); o += 4; }
+        foreach (var v in data.Mask) { BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(o), v); o += 4; }
+        File.WriteAllBytes(input, bytes);
+        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { script, modelPath, input, output, "1" }) start.ArgumentList.Add(a);
+        start.Environment["ONNXRUNTIME_NODE_DIR"] = TestServers.OnnxRuntimeNodeDirectory;
+        using var node = Process.Start(start)!;
+        var stderr = node.StandardError.ReadToEndAsync();
+        node.StandardOutput.ReadToEnd();
+        Assert.True(node.WaitForExit(120_000), "node did not finish");
+        Assert.True(node.ExitCode == 0, stderr.Result);
+        var result = File.ReadAllBytes(output);
+        var batch = BinaryPrimitives.ReadInt32LittleEndian(result);
+        var outputs = BinaryPrimitives.ReadInt32LittleEndian(result.AsSpan(4));
+        Assert.Equal(data.Count, batch);
+        var probabilities = new float[batch * outputs];
+        for (var i = 0; i < probabilities.Length; i++) probabilities[i] = BinaryPrimitives.ReadSingleLittleEndian(result.AsSpan(8 + 4 * i));
+        return probabilities;
+    }
+
+    /// <summary>The model tests' ONNX Runtime script (tests/Serverless.Model.Tests/Onnx/run-ort.mjs), found from this source file or the output directory.</summary>
+    private static string FindScript([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
+    {
+        foreach (var start in new[] { Path.GetDirectoryName(sourceFile), AppContext.BaseDirectory })
+        for (var dir = start is null ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "tests", "Serverless.Model.Tests", "Onnx", "run-ort.mjs");
+            if (File.Exists(candidate)) return candidate;
+        }
+        var fromCwd = Path.Combine(Directory.GetCurrentDirectory(), "tests", "Serverless.Model.Tests", "Onnx", "run-ort.mjs");
+        return File.Exists(fromCwd) ? fromCwd : throw new FileNotFoundException("run-ort.mjs not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,8 @@
+namespace Serverless.Functions.Tests.Federations.EndToEnd;
+
+/// <summary>Tests that run the function host and agent processes: one at a time (two cores), never beside each other.</summary>
+[CollectionDefinition(Name)]
+public sealed class FederationProcessesCollection
+{
+    public const string Name = "federation processes";
+}
