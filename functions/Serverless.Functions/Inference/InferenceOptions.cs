@@ -9,7 +9,7 @@ namespace Serverless.Functions.Inference;
 public sealed class InferenceOptions
 {
     /// <summary>Largest encrypted batch blob accepted (bytes), over HTTP and through the queue.</summary>
-    public long MaxBatchBytes { get; set; } = 256L * 1024 * 1024;
+    public long MaxBatchBytes { get; set; } = 1L << 30;
 
     /// <summary>Largest evaluation-key bundle a partner may register (bytes).</summary>
     public long MaxKeyBundleBytes { get; set; } = 512L * 1024 * 1024;

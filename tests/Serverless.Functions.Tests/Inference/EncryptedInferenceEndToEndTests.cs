@@ -34,7 +34,9 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
         var plan = EvaluationPlan.FromJson(scenario.Model.Plan.ToJson(), allowInsecureForTests: true);
         using var keys = PartnerKeys.Generate(plan);
         var bundle = keys.EvaluationKeys.ToBytes();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var batch = BatchEncryptor.Encrypt(scenario.Records, keys).ToBytes();
+        var encryptSeconds = clock.Elapsed.TotalSeconds;
 
         // From here on only the server works with the partner's material: no secret key may come to exist.
         var secretKeysBefore = SecretKey.Constructed;
@@ -55,6 +57,7 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
             using (var registered = await host.SendAsync(HttpMethod.Put, $"api/partners/{tenant}/keys/{version}", token, bundle))
                 Assert.True(registered.StatusCode == HttpStatusCode.Created, await registered.Content.ReadAsStringAsync());
 
+            clock.Restart();
             var messageId = await host.EnqueueAsync(tenant, batchId, version, batch, token);
             using (var done = await host.WaitAsync(tenant, batchId, token))
             {
@@ -62,6 +65,8 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
                 result = await done.Content.ReadAsByteArrayAsync();
                 Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(result)), done.Headers.GetValues("X-Result-Sha256").Single());
             }
+            var serverSeconds = clock.Elapsed.TotalSeconds;
+            output.WriteLine($"N = {scenario.Ring}: encrypt {encryptSeconds:F1} s, upload + queue + orchestration + download {serverSeconds:F1} s");
             var firstResult = await host.Results.GetAsync($"{tenant}/{batchId}/scores");
             var firstETag = firstResult!.Properties.ETag;
             await firstResult.DisposeAsync();
@@ -79,12 +84,14 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
             Assert.Single(await host.AuditAsync(e => e.Action == "inference.batch.submit" && e.Resource == $"batch/{tenant}/{batchId}"));
             // The batch blob the partner uploaded is kept (nothing acknowledged is lost).
             Assert.NotNull(await host.Batches.GetAsync($"{tenant}/{batchId}"));
-            output.WriteLine($"message {messageId}: {scenario.Records.Count} records, batch {batch.Length} bytes, result {result.Length} bytes");
+            output.WriteLine($"message {messageId}: {scenario.RecordCount} records, batch {batch.Length} bytes, result {result.Length} bytes");
         }
         Assert.Equal(secretKeysBefore, SecretKey.Constructed);
 
         // Partner side again: decrypt and compare with the plaintext HE-friendly model.
+        clock.Restart();
         var scores = ScoreDecryptor.Decrypt(result, keys);
+        output.WriteLine($"decrypt {clock.Elapsed.TotalSeconds:F1} s");
         var expected = scenario.Model.PredictPlain(scenario.Records);
         Assert.Equal(expected.Length, scores.Length);
         var maxError = 0.0;

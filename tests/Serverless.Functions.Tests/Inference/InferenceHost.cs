@@ -48,7 +48,7 @@ public sealed class InferenceHost : IAsyncDisposable
 
     /// <param name="azurite">Blob and queue storage on Azurite (TestServers endpoints) instead of the data directory.</param>
     /// <param name="maxBatchBytes">host.json extensions.inference.maxBatchBytes.</param>
-    public static async Task<InferenceHost> StartAsync(bool azurite = false, long maxBatchBytes = 64L * 1024 * 1024, string? dataDirectory = null)
+    public static async Task<InferenceHost> StartAsync(bool azurite = false, long maxBatchBytes = 1L << 30, string? dataDirectory = null)
     {
         var dir = dataDirectory ?? Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "inference-host-" + Guid.NewGuid().ToString("N"))).FullName;
         var storage = "";

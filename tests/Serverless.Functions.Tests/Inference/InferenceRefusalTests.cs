@@ -155,7 +155,7 @@ public sealed class InferenceRefusalTests : IClassFixture<RefusalHost>
         // A model version that accepts at most 10 records per batch refuses 40 ("too many records").
         const string limited = "he-ten-records";
         using (var published = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{limited}", await Host.TokenAsync("op", "operator"),
-                   JsonSerializer.SerializeToUtf8Bytes(new { checkpoint = JsonDocument.Parse(_scenario.Model.Checkpoint.ToJson()).RootElement, ckks = new { n = 4096, levels = _scenario.Parameters.MaxLevel }, maxRecords = 10 }),
+                   JsonSerializer.SerializeToUtf8Bytes(new { checkpoint = JsonDocument.Parse(_scenario.Model.Checkpoint.ToJson()).RootElement, ckks = new { n = _scenario.Parameters.N, levels = _scenario.Parameters.MaxLevel }, maxRecords = 10 }),
                    "application/json"))
             Assert.Equal(HttpStatusCode.Created, published.StatusCode);
         using (var r = await Host.SendAsync(HttpMethod.Put, $"api/partners/{RefusalHost.TenantA}/keys/{limited}", _fixture.TokenA, _fixture.KeysA.EvaluationKeys.ToBytes()))
