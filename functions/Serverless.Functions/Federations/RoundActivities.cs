@@ -50,6 +50,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                 return Refused(e.Message);
             }
             plan = await store.WritePlanOnceAsync(plan, ct);
+            await audit.AppendAsync(new AuditEvent(Platform, "round.plan", Resource(input), AuditOutcome.Success, Instance(input),
+                $"selected {string.Join(",", plan.Selected.Select(c => c.ClientId))} of {plan.Population}; stages {string.Join(",", plan.Stages.Select(s => s.Stage + (s.Secure ? "(secure)" : "(plain)")))}; " +
+                $"q={plan.SamplingRate:G4} clip={plan.Fit.ClipNorm:G4} clientNoise={plan.Fit.NoiseStd:G4} centralNoise={plan.CentralNoiseStd:G4} base={plan.BaseVersion}"), ct);
         }
         var stages = plan.Stages.Select(s => new RoundPreparedStage(s.Stage, s.Secure, plan.Selected.Select(c => c.SecAggId).ToArray())).ToArray();
         return new RoundPrepared(null, plan.Selected, stages, plan.BaseVersion, state.EpsilonSpent, plan.Config.Deadlines, plan.MinSurvivors);
@@ -82,6 +85,10 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                     break;
             }
         }
+        await audit.AppendAsync(new AuditEvent(Platform, "round.phase", $"federation/{input.Federation}/round/{input.Round}",
+            result.AbortReason is null ? AuditOutcome.Success : AuditOutcome.Failure, RoundRoutes.InstanceId(input.Federation, input.Round),
+            $"{input.Stage}/{input.Phase} closed: {input.Arrivals.Of(input.Phase).Length} messages, {result.Next.Length} continue, dropped [{string.Join(",", result.Dropped)}], " +
+            $"excluded [{string.Join("; ", result.Exclusions.Select(e => $"{e.ClientId}: {e.Reason}"))}]" + (result.AbortReason is null ? "" : "; aborted: " + result.AbortReason)), ct);
         logger.LogInformation("Round {Round} of {Federation}: {Stage}/{Phase} closed with {Arrived} messages, {Next} continue, {Dropped} dropped{Abort}",
             input.Round, input.Federation, input.Stage, input.Phase, input.Arrivals.Of(input.Phase).Length, result.Next.Length, result.Dropped.Length,
             result.AbortReason is null ? "" : "; aborted: " + result.AbortReason);
@@ -230,6 +237,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                 RoundsCompleted = next.RoundsCompleted + 1,
             };
         }, ct) ?? throw new InvalidOperationException($"Federation '{fed}' no longer exists.");
+        await audit.AppendAsync(new AuditEvent(Platform, "model.version", $"federation/{fed}/model/{version}", passed ? AuditOutcome.Success : AuditOutcome.Failure,
+            RoundRoutes.InstanceId(fed, input.Round), $"round {input.Round}: written encrypted with its ONNX export; {gateReason}; epsilon {updated.EpsilonSpent:F4}"), ct);
         if (promote)
             await audit.AppendAsync(new AuditEvent(Platform, AuditActions.ModelPromote, $"federation/{fed}/model/{version}", AuditOutcome.Success, null, $"round {input.Round}: {gateReason}"), ct);
         metrics["epsilon"] = updated.EpsilonSpent;
@@ -249,6 +258,10 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         await audit.AppendAsync(new AuditEvent(input.Actor, AuditActions.RoundFinish, $"federation/{input.Federation}/round/{input.Round}", outcome, RoundRoutes.InstanceId(input.Federation, input.Round), detail), ct);
         return true;
     }
+
+    private static string Resource(RoundInput input) => $"federation/{input.Federation}/round/{input.Round}";
+
+    private static string Instance(RoundInput input) => RoundRoutes.InstanceId(input.Federation, input.Round);
 
     private static Dictionary<string, string> Metadata(string federation, string version) => new()
     {

@@ -77,6 +77,15 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         Assert.Equal(epsilon, status.EpsilonSpent, 9);
         using var view = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federation(Ward), fixture.OperatorToken);
         Assert.Equal(epsilon, (await view.ReadAsync<FederationView>()).EpsilonSpent, 9);
+
+        // Every step is in the audit trail: the plan, each of the eight phase closes, the version written.
+        var round = new List<AuditEntry>();
+        await foreach (var e in Host.Audit.ReadAsync()) if (e.Resource.StartsWith($"federation/{Ward}/", StringComparison.Ordinal)) round.Add(e);
+        Assert.Single(round, e => e.Action == "round.plan");
+        var phases = round.Where(e => e.Action == "round.phase").Select(e => e.Detail).ToArray();
+        Assert.Equal(8, phases.Select(d => d[..d.IndexOf(' ')]).Distinct().Count());
+        Assert.Contains(phases, d => d.StartsWith("training/MaskedInput closed: 3 messages, 3 continue, dropped [4]", StringComparison.Ordinal));
+        Assert.Contains(round, e => e.Action == "model.version" && e.Resource == $"federation/{Ward}/model/v1" && e.Outcome == AuditOutcome.Success);
     }
 
     [Fact]
