@@ -29,6 +29,8 @@ internal sealed class InferenceSuite : IBenchSuite
         var cohort = CohortGenerator.Generate(cohortOptions);
         var full = CohortDatasets.Build(cohort, steps: 8);
         var heOptions = new HeModelOptions();
+        foreach (var arg in options.Args)
+            if (arg == "--identity-cell") heOptions = heOptions with { CellActivation = ActivationKind.Identity };
         var window = CohortDatasets.Build(cohort, steps: heOptions.Steps);
         var test = window.PooledTest();
         if (!full.PooledTest().Labels.AsSpan().SequenceEqual(test.Labels))
@@ -73,15 +75,22 @@ internal sealed class InferenceSuite : IBenchSuite
         EncryptedResult? result = null;
         var runs = quick ? 1 : 3;
         var latencies = new double[runs];
+        var cpu = new double[runs];
+        var process = System.Diagnostics.Process.GetCurrentProcess();
         for (var r = 0; r < runs; r++)
         {
+            process.Refresh();
+            var cpu0 = process.TotalProcessorTime;
             sw.Restart();
             result = evaluator.Evaluate(serverBatch);
             latencies[r] = sw.Elapsed.TotalMilliseconds;
-            Console.WriteLine($"evaluate one group ({slots} records): {latencies[r]:F0} ms: " +
+            process.Refresh();
+            cpu[r] = (process.TotalProcessorTime - cpu0).TotalMilliseconds;
+            Console.WriteLine($"evaluate one group ({slots} records): {latencies[r]:F0} ms wall, {cpu[r]:F0} ms CPU: " +
                 string.Join(", ", evaluator.LastStageTimings!.Select(kv => $"{kv.Key} {kv.Value:F0}")));
         }
         var latency = Measure.Median(latencies);
+        var cpuMs = Measure.Median(cpu);
         var resultBlob = result!.ToBytes();
 
         sw.Restart();
@@ -100,6 +109,8 @@ internal sealed class InferenceSuite : IBenchSuite
         [
             ("enc_records_per_s", slots / (latency / 1000)),
             ("batch_latency_ms", latency),
+            ("batch_cpu_ms", cpuMs),
+            ("enc_records_per_cpu_s", slots / (cpuMs / 1000)),
             ("plain_records_per_s", plainRate),
             ("max_abs_error", maxError),
             ("auroc_he", aurocHe),

@@ -52,7 +52,7 @@ public static class BatchEncryptor
             if (!float.IsFinite(v)) throw new ArgumentException("values contain NaN or infinity (preprocess first)", nameof(values));
         for (var r = 0; r < count; r++)
         {
-            // The circuit selects the last real visit by m_t − m_(t+1): real visits first, at least one.
+            // Input convention of SequenceDataset: real visits first, then padding; the circuit needs at least one.
             var row = mask.Slice(r * steps, steps);
             if (row[0] != 1f) throw new ArgumentException($"record {r} has no real visit (mask[{r}, 0] must be 1)", nameof(mask));
             for (var t = 0; t < steps; t++)
@@ -73,11 +73,16 @@ public static class BatchEncryptor
         {
             var g = r / slots;
             var s = r % slots;
-            for (var t = 0; t < steps; t++)
-            {
-                for (var f = 0; f < features; f++) packed[g * perGroup + t * features + f][s] = values[(r * steps + t) * features + f];
-                packed[g * perGroup + steps * features + t][s] = mask[r * steps + t];
-            }
+            // Real visits move to the end of the window (left padding): the state stays zero through the
+            // padding, so the circuit masks only the input gate and reads the output gate at the last step.
+            // The plaintext model gives the same result either way (padding values are zero in both).
+            var real = 0;
+            while (real < steps && mask[r * steps + real] == 1f) real++;
+            var shift = steps - real;
+            for (var t = 0; t < real; t++)
+                for (var f = 0; f < features; f++)
+                    packed[g * perGroup + (t + shift) * features + f][s] = values[(r * steps + t) * features + f];
+            for (var t = shift; t < steps; t++) packed[g * perGroup + steps * features + t][s] = 1.0;
         }
         var cts = new Ciphertext[packed.Length];
         var level = ctx.MaxLevel;

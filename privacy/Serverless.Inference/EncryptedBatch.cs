@@ -5,9 +5,10 @@ namespace Serverless.Inference;
 
 /// <summary>
 /// Up to <see cref="EvaluationPlan.SlotsPerCiphertext"/> records, encrypted record-per-slot: one
-/// ciphertext per (visit t, feature f) holding that value of every record in its slots, then one
-/// ciphertext per visit holding the visit mask (1 real, 0 padding). Input order: index
-/// t·Features + f for values, Steps·Features + t for masks. The unit an evaluation activity works on.
+/// ciphertext per (step t, feature f) holding that value of every record in its slots, then one
+/// ciphertext per step holding the mask (1 real, 0 padding). A record's n real visits sit at steps
+/// T − n .. T − 1 (left padding with zeros). Input order: index t·Features + f for values,
+/// Steps·Features + t for masks. The unit an evaluation activity works on.
 /// </summary>
 public sealed class CiphertextGroup
 {

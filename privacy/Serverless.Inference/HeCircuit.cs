@@ -7,19 +7,24 @@ namespace Serverless.Inference;
 
 /// <summary>
 /// The encrypted forward pass of the HE-friendly CNN-LSTM over one ciphertext group (record-per-slot,
-/// so every weight is a plaintext scalar and no rotation is needed). With a = 2 for a degree-2
-/// convolution activation (1 for Identity), the depths below the top level are:
-/// conv z (1), activation y (a), gate pre-activations p (a+1), gates i, f, g (a+3),
-/// masked gates I' = m·i and F' = 1 + m(f − 1) (a+4), I'·g (a+5), suffix products of F' (a+4+⌈log2(T−1)⌉),
-/// cell state c (one more), head (two more): <see cref="HeModel.LevelsRequired(int)"/>.
-/// Because lstm.R = 0 the gates depend on the current visit only, so the recurrence
-/// c_t = F'_t·c_(t−1) + I'_t·g_t unrolls to c = Σ_t (Π_(s>t) F'_s)·I'_t·g_t and the products are a
-/// log-depth parallel scan instead of a chain. The output gate is needed only at the last real visit:
-/// its pre-activation is selected first, p_o = Σ_t e_t·p_(o,t) with e_t = m_t − m_(t+1) (one-hot, as
-/// real visits come first), and the sigmoid applied once. Activation constants fold into the next
-/// linear layer (a = g·y + c0 with y = z² + (c1/g)·z), odd cubics are (c3·p)·(p² + c1/c3), and the head
-/// folds in tanh: logit = b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3).
-/// Sums of products are relinearized and rescaled once (lazy relinearization).
+/// so every weight is a plaintext scalar and no rotation is needed).
+/// Records arrive left-padded (a record's real visits occupy the last steps, padding values are zero),
+/// which the plaintext model scores identically: its state stays zero through leading padding exactly as
+/// it is carried through trailing padding. At a padded step the whole convolution window is padding, so
+/// the gates there take known constant values κ, and the masked input term m_t·i_t·g_t equals
+/// i_t·g_t − (1 − m_t)·i(κ)·g(κ): masking costs a subtraction, not a multiplication. The output gate is
+/// read at the last step, always a real visit.
+/// Because lstm.R = 0 the gates depend on the current visit only, and c_t = f_t·c_(t−1) + X_t (X_t the
+/// masked i_t·g_t) is a linear recurrence: c = Σ_t (Π_(s>t) f_s)·X_t is evaluated as a balanced tree,
+/// combining adjacent ranges (V, Π) as V = Π_R·V_L + V_R, Π = Π_L·Π_R: depth ⌈log2 T⌉ instead of T.
+/// Depths below the top (a = 2 for a degree-2 convolution activation, 1 for Identity): conv z (1),
+/// activation y (a), gate pre-activations p (a+1), sigmoid gates and tanh candidate (a+3; the candidate
+/// at a+1 with an Identity cell activation), X (a+4), cell state (a+4+⌈log2 T⌉ for powers of two), head
+/// (one more; two with the tanh output): <see cref="HeModel.LevelsRequired(ModelConfig)"/>.
+/// Activation constants fold into the next linear layer (a = gain·y + c0 with y = z² + (c1/gain)·z),
+/// odd cubics are (c3·p)·(p² + c1/c3), and the head folds the output weights into o:
+/// logit = b + Σ_j (w_j·o_j)·c_j, or with tanh b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3), summed before
+/// one relinearization (lazy relinearization).
 /// </summary>
 internal sealed class HeCircuit
 {
@@ -49,8 +54,8 @@ internal sealed class HeCircuit
         Debug.Assert(inputs.Length == T * (F + 1));
         var top = _ctx.MaxLevel;
         var (c0, c1, c2) = (w.ConvPoly[0], w.ConvPoly[1], w.ConvPoly[2]);
-        var a = c2 != 0 ? 2 : 1;
-        var needed = HeModel.CellDepth(T, a) + 2;
+        var needed = HeModel.LevelsRequired(T, c2 != 0, w.CellTanh);
+        Debug.Assert(w.PaddingInputTerm.Length == H);
         if (top < needed)
             throw new InvalidOperationException($"cannot evaluate: the circuit needs {needed} levels, the inputs have {top}");
         _timings.Clear();
@@ -85,12 +90,17 @@ internal sealed class HeCircuit
             y[u] = sq;
         });
 
-        // 2. Gate pre-activations (a+1): p = W·(gain·y + c0) + b; gates i, o, f, c.
+        // 2. Gate pre-activations p = W·(gain·y + c0) + b (gates i, o, f, c), only those used:
+        //    the output gate at the last step, the forget gate from the second step on.
         Stage("gate pre-activations");
-        var p = new Ciphertext[T * 4 * H];
+        var yLevel = y[0].Level;
+        var p = new Ciphertext?[T * 4 * H];
         For(T * 4 * H, u =>
         {
             int t = u / (4 * H), j = u % (4 * H);
+            var isOutput = j >= H && j < 2 * H;
+            var isForget = j >= 2 * H && j < 3 * H;
+            if ((isOutput && t != T - 1) || (isForget && t == 0)) return;
             var xs = new List<Ciphertext>(C);
             var ws = new List<double>(C);
             var bias = w.LstmB[j];
@@ -101,118 +111,62 @@ internal sealed class HeCircuit
                 ws.Add(wt * gain);
                 bias += wt * c0;
             }
-            p[u] = Linear(xs, ws, bias, top - a);
+            p[u] = Linear(xs, ws, bias, yLevel);
         });
         Array.Clear(y);
 
-        // 3. Masks m_t and the last-visit selector e_t = m_t − m_(t+1), at the gates' levels.
-        Stage("masks");
-        var pLevel = top - a - 1;
-        var mAt = new Ciphertext[T];
-        var e = new Ciphertext[T];
-        For(T, t =>
-        {
-            mAt[t] = DownTo(inputs[T * F + t], pLevel - 2);
-            var sel = inputs[T * F + t].Clone();
-            if (t + 1 < T) _ev.SubInPlace(sel, inputs[T * F + t + 1]);
-            e[t] = DownTo(sel, pLevel);
-        });
-
-        // 4. Gates i, f, g per (t, j) (a+3), then I' = m·i, F' = 1 + m(f − 1) (a+4), I'·g (a+5).
+        // 3. Per (t, j): X_t = i_t·g_t − (1 − m_t)·i(κ)·g(κ) (the masked input term), f_t for t ≥ 1.
         Stage("gates");
-        var inputGated = new Ciphertext[T * H];   // I'_t·g_t
-        var forget = new Ciphertext[T * H];       // F'_t (t ≥ 1)
+        var inputTerm = new Ciphertext[T * H];
+        var forget = new Ciphertext[T * H];
         For(T * H, u =>
         {
             int t = u / H, j = u % H;
-            var i = Sigmoid(p[t * 4 * H + j]);
-            var g = Tanh(p[t * 4 * H + 3 * H + j]);
-            var iMasked = MulRelinRescale(mAt[t], i);
-            inputGated[u] = MulRelinRescale(iMasked, g);
-            if (t == 0) return;
-            var f = Sigmoid(p[t * 4 * H + 2 * H + j]);
-            var fMasked = MulRelinRescale(mAt[t], f);
-            _ev.SubInPlace(fMasked, DownTo(inputs[T * F + t], fMasked.Level));
-            _ev.AddScalarInPlace(fMasked, 1.0);
-            forget[u] = fMasked;
+            var i = Sigmoid(p[t * 4 * H + j]!);
+            var g = w.CellTanh ? Tanh(p[t * 4 * H + 3 * H + j]!) : p[t * 4 * H + 3 * H + j]!;
+            var x = MulRelinRescale(i, g);
+            if (t < T - 1) // the last step is always a real visit
+            {
+                var oneMinusM = inputs[T * F + t].Clone();
+                _ev.NegateInPlace(oneMinusM);
+                _ev.AddScalarInPlace(oneMinusM, 1.0);
+                _ev.SubInPlace(x, MulScalarTo(oneMinusM, w.PaddingInputTerm[j], x.Level));
+            }
+            inputTerm[u] = x;
+            if (t > 0) forget[u] = Sigmoid(p[t * 4 * H + 2 * H + j]!);
         });
 
-        // 5. Output gate at the last real visit: o = σ(Σ_t e_t·p_(o,t)) (a+4).
+        // 4. Output gate at the last step.
         Stage("output gate");
         var outGate = new Ciphertext[H];
-        For(H, j =>
-        {
-            var sum = new Ciphertext(_ctx);
-            var tmp = new Ciphertext(_ctx);
-            for (var t = 0; t < T; t++)
-            {
-                if (t == 0) _ev.Multiply(e[t], p[t * 4 * H + H + j], sum);
-                else { _ev.Multiply(e[t], p[t * 4 * H + H + j], tmp); _ev.AddInPlace(sum, tmp); }
-            }
-            _ev.RelinearizeInPlace(sum);
-            _ev.RescaleInPlace(sum);
-            outGate[j] = Sigmoid(sum);
-        });
+        For(H, j => outGate[j] = Sigmoid(p[(T - 1) * 4 * H + H + j]!));
         Array.Clear(p);
 
-        // 6. Suffix products P_t = Π_(s>t) F'_s by a Hillis–Steele scan (depth ⌈log2(T−1)⌉), then
-        //    c = Σ_(t<T−1) P_t·(I'_t·g_t) + I'_(T−1)·g_(T−1).
-        Stage("cell scan");
-        var n = T - 1;
-        var scan = new Ciphertext[H * Math.Max(n, 1)];
-        if (n > 0)
-        {
-            For(H * n, u => scan[u] = forget[(u % n + 1) * H + u / n]); // scan[j·n + k] = F'_(k+1) of unit j
-            for (var d = 1; d < n; d *= 2)
-            {
-                var next = new Ciphertext[scan.Length];
-                var step = d;
-                For(H * n, u =>
-                {
-                    var k = u % n;
-                    next[u] = k + step < n ? MulRelinRescale(scan[u], scan[u + step]) : scan[u];
-                });
-                scan = next;
-            }
-        }
-        Stage("cell sum");
+        // 5. Cell state c = Σ_t (Π_(s>t) f_s)·X_t by a balanced tree over the steps.
+        Stage("cell tree");
         var cell = new Ciphertext[H];
-        For(H, j =>
-        {
-            var last = inputGated[(T - 1) * H + j];
-            if (n == 0)
-            {
-                cell[j] = last;
-                return;
-            }
-            var level = last.Level;
-            for (var k = 0; k < n; k++) level = Math.Min(level, Math.Min(scan[j * n + k].Level, inputGated[k * H + j].Level));
-            var sum = new Ciphertext(_ctx);
-            var tmp = new Ciphertext(_ctx);
-            for (var k = 0; k < n; k++)
-            {
-                var target = k == 0 ? sum : tmp;
-                _ev.Multiply(DownTo(scan[j * n + k], level), DownTo(inputGated[k * H + j], level), target);
-                if (k > 0) _ev.AddInPlace(sum, tmp);
-            }
-            _ev.RelinearizeInPlace(sum);
-            _ev.RescaleInPlace(sum);
-            _ev.AddInPlace(sum, DownTo(last, sum.Level));
-            cell[j] = sum;
-        });
+        For(H, j => cell[j] = CellTree(inputTerm, forget, H, j, 0, T).Value);
 
-        // 7. Head: logit = b + Σ_j (w_j·H3·o_j·c_j)·(c_j² + H1/H3).
+        // 6. Head: logit = b + Σ_j (w_j·o_j)·h(c_j) with h = identity or tanh ≈ H3·c·(c² + H1/H3).
         Stage("head");
         var cellLevel = cell[0].Level;
         var terms = new Ciphertext[H];
         For(H, j =>
         {
-            var u = MulScalarRescale(outGate[j], w.OutW[j] * HeWeights.H3);
-            var v = MulRelinRescale(DownTo(u, cellLevel), cell[j]);
-            var d = MulRelinRescale(cell[j], cell[j]);
-            _ev.AddScalarInPlace(d, HeWeights.H1 / HeWeights.H3);
             var term = new Ciphertext(_ctx);
-            _ev.Multiply(v, d, term);
+            if (w.CellTanh)
+            {
+                var u = MulScalarRescale(outGate[j], w.OutW[j] * HeWeights.H3);
+                var v = MulRelinRescale(DownTo(u, cellLevel), cell[j]);
+                var d = MulRelinRescale(cell[j], cell[j]);
+                _ev.AddScalarInPlace(d, HeWeights.H1 / HeWeights.H3);
+                _ev.Multiply(v, d, term);
+            }
+            else
+            {
+                var u = MulScalarRescale(outGate[j], w.OutW[j]);
+                _ev.Multiply(DownTo(u, cellLevel), cell[j], term);
+            }
             terms[j] = term;
         });
         var logit = terms[0];
@@ -223,6 +177,35 @@ internal sealed class HeCircuit
         Stage(null);
         Debug.Assert(logit.Level == top - needed, $"logit at level {logit.Level}, the plan says {top - needed}");
         return logit;
+    }
+
+    /// <summary>(V, Π) of steps [lo, hi): V = Σ_(lo≤t<hi) (Π_(t<s<hi) f_s)·X_t, Π = Π_(lo≤s<hi) f_s (not needed, so not computed, when lo = 0).</summary>
+    private (Ciphertext Value, Ciphertext? Product) CellTree(Ciphertext[] x, Ciphertext[] f, int h, int j, int lo, int hi)
+    {
+        if (hi - lo == 1) return (x[lo * h + j], lo == 0 ? null : f[lo * h + j]);
+        var mid = (lo + hi) / 2;
+        var (vl, pl) = CellTree(x, f, h, j, lo, mid);
+        var (vr, pr) = CellTree(x, f, h, j, mid, hi);
+        var v = MulRelinRescale(pr!, vl);
+        _ev.AddInPlace(v, DownTo(vr, v.Level));
+        return (v, pl is null ? null : MulRelinRescale(pl, pr!));
+    }
+
+    /// <summary>(depth of V, depth of Π) of <see cref="CellTree"/> over [lo, hi), given the depths of X and f.</summary>
+    internal static (int Value, int Product) CellTreeDepth(int lo, int hi, int xDepth, int fDepth)
+    {
+        if (hi - lo == 1) return (xDepth, fDepth);
+        var mid = (lo + hi) / 2;
+        var (vl, pl) = CellTreeDepth(lo, mid, xDepth, fDepth);
+        var (vr, pr) = CellTreeDepth(mid, hi, xDepth, fDepth);
+        return (Math.Max(Math.Max(pr, vl) + 1, vr), Math.Max(pl, pr) + 1);
+    }
+
+    /// <summary>value·a, landing at <paramref name="level"/> at the standard scale (a is higher up).</summary>
+    private Ciphertext MulScalarTo(Ciphertext a, double value, int level)
+    {
+        var r = MulScalarRescale(DownTo(a, level + 1), value);
+        return r;
     }
 
     private string? _stage;

@@ -28,6 +28,9 @@ public sealed record HeModelOptions
     /// <summary>Identity (default), PolyRelu2 or Square.</summary>
     public ActivationKind ConvActivation { get; init; } = ActivationKind.Identity;
 
+    /// <summary>PolyTanh3 (default) or Identity (one level and two ciphertext products per unit and visit fewer).</summary>
+    public ActivationKind CellActivation { get; init; } = ActivationKind.PolyTanh3;
+
     public int Epochs { get; init; } = 100;
     public double LearningRate { get; init; } = 0.001;
     public double GradientClipNorm { get; init; } = 1.0;
@@ -58,48 +61,56 @@ public sealed class HeModel
     internal HeWeights Weights { get; }
 
     /// <summary>
-    /// Levels the encrypted circuit consumes for a window of <paramref name="steps"/> visits with the default
-    /// degree-2 convolution activation: 9 for one visit, then 6 + max(⌈log2(steps − 1)⌉, 1) + 3 (the cell
-    /// recurrence is evaluated as suffix products of the forget gates, a tree of depth ⌈log2(steps − 1)⌉);
-    /// 12 for 6 to 9 visits.
+    /// Levels the encrypted circuit consumes for a window of <paramref name="steps"/> visits with the
+    /// default activations (Identity convolution, PolyTanh3 cell): 7 + ⌈log2 steps⌉ for powers of two (10 for
+    /// 8 visits), because the cell recurrence is evaluated as a balanced tree of depth about log2 steps
+    /// instead of a chain of steps multiplications. See <see cref="HeCircuit"/>.
     /// </summary>
-    public static int LevelsRequired(int steps) => LevelsRequired(steps, quadraticConvolution: true);
+    public static int LevelsRequired(int steps) => LevelsRequired(steps, quadraticConvolution: false, cellTanh: true);
 
-    /// <summary>Levels for a checkpoint's config (an Identity convolution activation saves one level).</summary>
+    /// <summary>Levels for a checkpoint's config (a degree-2 convolution activation adds one, an Identity cell activation saves one).</summary>
     public static int LevelsRequired(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
-        return LevelsRequired(config.Steps, config.ConvActivation != ActivationKind.Identity);
+        return LevelsRequired(config.Steps, config.ConvActivation != ActivationKind.Identity, config.CellActivation != ActivationKind.Identity);
     }
 
-    internal static int LevelsRequired(int steps, bool quadraticConvolution)
+    internal static int LevelsRequired(int steps, bool quadraticConvolution, bool cellTanh)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
         var a = quadraticConvolution ? 2 : 1;
-        return CellDepth(steps, a) + 2;
+        var cell = HeCircuit.CellTreeDepth(0, steps, xDepth: a + 4, fDepth: a + 3).Value;
+        return cell + (cellTanh ? 2 : 1);
     }
-
-    /// <summary>Depth of the final cell state (see <see cref="HeCircuit"/>).</summary>
-    internal static int CellDepth(int steps, int convDepth) =>
-        steps == 1 ? convDepth + 5 : Math.Max(convDepth + 4 + CeilLog2(steps - 1), convDepth + 5) + 1;
 
     internal static int CeilLog2(int v) => v <= 1 ? 0 : 32 - System.Numerics.BitOperations.LeadingZeroCount((uint)(v - 1));
 
     /// <summary>
-    /// The default parameters: N = 16384, Q = [40, 29 × 12], P = 40 bits (log2(QP) = 428, under the 438-bit bound
-    /// for 128-bit classical security with a ternary secret at N = 16384: Homomorphic Encryption Security
-    /// Standard, Albrecht et al., HomomorphicEncryption.org, November 2018, Table 1), Δ ≈ 2^29 chosen by
-    /// <see cref="CreateParameters"/>. Twelve levels: a window of up to 9 visits. 8,192 records per ciphertext group.
+    /// The default parameters for the default <see cref="HeModelOptions"/>: <see cref="ParametersFor"/> of
+    /// <see cref="HeFriendlyConfig"/> (N = 16384, 10 levels of 34-bit primes, q_0 = P = 44 bits).
     /// </summary>
-    public static CkksParameters DefaultParameters() => CreateParameters(16384, 12);
+    public static CkksParameters DefaultParameters() => ParametersFor(HeFriendlyConfig(15));
 
-    /// <summary>The shortest default-style chain (N = 16384, 29-bit primes) deep enough for <paramref name="config"/>: what <see cref="Create"/> uses when no parameters are given.</summary>
-    public static CkksParameters ParametersFor(ModelConfig config) => CreateParameters(16384, LevelsRequired(config));
+    /// <summary>
+    /// The default-style chain deep enough for <paramref name="config"/>, what <see cref="Create"/> uses when no
+    /// parameters are given: N = 16384, L = <see cref="LevelsRequired(ModelConfig)"/> primes of b bits, q_0 and P
+    /// of b + 10 bits, b as large as the 438-bit bound for 128-bit classical security with a ternary secret at
+    /// N = 16384 allows (Homomorphic Encryption Security Standard, Albrecht et al., HomomorphicEncryption.org,
+    /// November 2018, Table 1), at most 40: b = floor((438 − 20) / (L + 2)). Δ ≈ 2^b from <see cref="CreateParameters"/>.
+    /// 8,192 records per ciphertext group.
+    /// </summary>
+    public static CkksParameters ParametersFor(ModelConfig config)
+    {
+        var levels = LevelsRequired(config);
+        var bits = Math.Min(40, (CkksParameters.MaxModulusBits(16384) - 20) / (levels + 2));
+        if (bits < 20) throw new ArgumentException($"{levels} levels do not fit N = 16384 at 128-bit security; shorten the window", nameof(config));
+        return CreateParameters(16384, levels, bits, bits + 10, bits + 10);
+    }
 
     /// <summary>
     /// A chain [first, bits × levels] with special prime P, and the scale Δ that keeps every level's standard
-    /// scale near 2^bits. With s_(l−1) = s_l² / q_l (multiply, then rescale by q_l), any Δ ≠ the chain's own
-    /// fixed point drifts doubly exponentially over twelve levels; so Δ is computed upwards from s_0 = 2^bits
+    /// scale near 2^bits. With s_(l−1) = s_l² / q_l (multiply, then rescale by q_l), any Δ other than the chain's
+    /// own fixed point drifts doubly exponentially over ten levels; so Δ is computed upwards from s_0 = 2^bits
     /// as s_l = sqrt(s_(l−1)·q_l), a weighted geometric mean of the primes.
     /// </summary>
     /// <exception cref="ArgumentException">Above the 128-bit bound (unless <paramref name="allowInsecureForTests"/>), or invalid sizes.</exception>
@@ -142,14 +153,14 @@ public sealed class HeModel
             HeadHidden = 0,
             Task = TaskKind.Binary,
             Classes = 2,
-        }.WithPolynomialActivations() with { ConvActivation = options.ConvActivation }).Validated();
+        }.WithPolynomialActivations() with { ConvActivation = options.ConvActivation, CellActivation = options.CellActivation }).Validated();
     }
 
     /// <summary>
     /// Wraps a checkpoint of the HE-friendly shape and computes its plan.
     /// </summary>
-    /// <param name="checkpoint">A binary CNN-LSTM with PolyRelu2 (or Square / Identity) convolution activation,
-    /// PolySigmoid3 gates, PolyTanh3 cell activation, no hidden head layer and an all-zero <c>lstm.R</c>.</param>
+    /// <param name="checkpoint">A binary CNN-LSTM with an Identity, PolyRelu2 or Square convolution activation,
+    /// PolySigmoid3 gates, a PolyTanh3 or Identity cell activation, no hidden head layer and an all-zero <c>lstm.R</c>.</param>
     /// <param name="parameters">CKKS parameters (default <see cref="ParametersFor"/>); must have at least <see cref="LevelsRequired(ModelConfig)"/> levels.</param>
     /// <param name="modelVersion">Label carried in the plan (model registry id).</param>
     /// <param name="maxRecords">Largest batch the plan accepts.</param>

@@ -21,6 +21,9 @@ internal sealed class HeWeights
     public required int Kernel { get; init; }
     public required int Hidden { get; init; }
 
+    /// <summary>True for the PolyTanh3 cell activation, false for Identity.</summary>
+    public required bool CellTanh { get; init; }
+
     /// <summary>Convolution activation c0 + c1·z + c2·z².</summary>
     public required double[] ConvPoly { get; init; }
 
@@ -39,6 +42,12 @@ internal sealed class HeWeights
 
     public required double OutB { get; init; }
 
+    /// <summary>
+    /// [H]: i(κ_i)·g(κ_g), the input term at a padded step, where the whole convolution window is zero
+    /// padding and the gate pre-activations are the constants κ = W·act(conv bias) + b.
+    /// </summary>
+    public required double[] PaddingInputTerm { get; init; }
+
     public static void CheckFriendly(ModelCheckpoint checkpoint)
     {
         var c = checkpoint.Config;
@@ -49,7 +58,7 @@ internal sealed class HeWeights
         if (c.ConvActivation is not (ActivationKind.PolyRelu2 or ActivationKind.Square or ActivationKind.Identity))
             Fail($"convolution activation {c.ConvActivation} is not a polynomial of degree ≤ 2");
         if (c.GateActivation != ActivationKind.PolySigmoid3) Fail($"gate activation {c.GateActivation}, expected PolySigmoid3");
-        if (c.CellActivation != ActivationKind.PolyTanh3) Fail($"cell activation {c.CellActivation}, expected PolyTanh3");
+        if (c.CellActivation is not (ActivationKind.PolyTanh3 or ActivationKind.Identity)) Fail($"cell activation {c.CellActivation}, expected PolyTanh3 or Identity");
         if (c.Steps > 64) Fail($"{c.Steps} steps is far beyond any modulus chain");
         var layout = new CnnLstm(c).Layout;
         foreach (var r in layout.Slice(checkpoint.Parameters.AsSpan(), "lstm.R"))
@@ -74,18 +83,45 @@ internal sealed class HeWeights
             ActivationKind.Square => new[] { 0.0, 0.0, 1.0 },
             _ => new[] { 0.0, 1.0, 0.0 },
         };
+        var lstmW = Get("lstm.W");
+        var lstmB = Get("lstm.b");
+        var convBias = Get("conv.bias");
+        var (c0, c1, c2) = (convPoly[0], convPoly[1], convPoly[2]);
+        var hidden = c.LstmHidden;
+        var cellTanh = c.CellActivation == ActivationKind.PolyTanh3;
+        var padding = new double[hidden];
+        double Pre(int row)
+        {
+            var v = lstmB[row];
+            for (var ch = 0; ch < c.ConvChannels; ch++)
+            {
+                var z = convBias[ch];
+                v += lstmW[row * c.ConvChannels + ch] * (c0 + c1 * z + c2 * z * z);
+            }
+            return v;
+        }
+        for (var j = 0; j < hidden; j++)
+        {
+            var pi = Pre(j);
+            var pg = Pre(3 * hidden + j);
+            var i = S0 + S1 * pi + S3 * pi * pi * pi;
+            var g = cellTanh ? H1 * pg + H3 * pg * pg * pg : pg;
+            padding[j] = i * g;
+        }
         return new HeWeights
         {
+            PaddingInputTerm = padding,
             Features = c.Features,
             Steps = c.Steps,
             Channels = c.ConvChannels,
             Kernel = c.KernelSize,
             Hidden = c.LstmHidden,
+            CellTanh = cellTanh,
             ConvPoly = convPoly,
             ConvWeight = Get("conv.weight"),
-            ConvBias = Get("conv.bias"),
-            LstmW = Get("lstm.W"),
-            LstmB = Get("lstm.b"),
+            ConvBias = convBias,
+            LstmW = lstmW,
+            LstmB = lstmB,
             OutW = Get("head.output.weight"),
             OutB = Get("head.output.bias")[0],
         };

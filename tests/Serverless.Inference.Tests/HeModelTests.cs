@@ -34,13 +34,14 @@ public sealed class HeModelTests(InferenceFixture fx)
     }
 
     [Theory]
-    [InlineData(1, 9)]
-    [InlineData(2, 10)]
-    [InlineData(3, 10)]
-    [InlineData(4, 11)]
-    [InlineData(8, 12)]
-    [InlineData(9, 12)]
-    [InlineData(10, 13)]
+    [InlineData(1, 7)]
+    [InlineData(2, 8)]
+    [InlineData(3, 8)]
+    [InlineData(4, 9)]
+    [InlineData(5, 9)]
+    [InlineData(8, 10)]
+    [InlineData(9, 10)]
+    [InlineData(16, 11)]
     public void Levels_grow_with_the_log_of_the_window(int steps, int levels) =>
         Assert.Equal(levels, HeModel.LevelsRequired(steps));
 
@@ -51,16 +52,19 @@ public sealed class HeModelTests(InferenceFixture fx)
         Assert.False(p.IsInsecureForTests);
         Assert.Equal(16384, p.N);
         Assert.True(p.TotalModulusBits <= Serverless.Privacy.Ckks.CkksParameters.MaxModulusBits(16384));
-        Assert.True(p.MaxLevel >= HeModel.LevelsRequired(8));
+        Assert.Equal(HeModel.LevelsRequired(8), p.MaxLevel);
         HeModel.CheckScaleLadder(p);
+        var bits = p.ModulusBits[1];
         var s = p.Scale;
         for (var l = p.MaxLevel; l >= 1; l--)
         {
             s = s * s / p.Primes[l];
-            Assert.InRange(Math.Log2(s), 28.5, 29.5);
+            Assert.InRange(Math.Log2(s), bits - 0.5, bits + 0.5);
         }
-        // A plain 2^29 scale on the same chain drifts far away: that is what CreateParameters avoids.
-        var naive = Serverless.Privacy.Ckks.CkksParameters.Create(16384, [.. p.ModulusBits], p.SpecialModulusBits, Math.Pow(2, 29));
+        // A plain 2^bits scale on a long chain of 29-bit primes drifts far away: that is what CreateParameters avoids.
+        var chain = HeModel.CreateParameters(16384, 12);
+        var naive = Serverless.Privacy.Ckks.CkksParameters.Create(16384, [.. chain.ModulusBits], chain.SpecialModulusBits, Math.Pow(2, 29));
+        HeModel.CheckScaleLadder(chain);
         Assert.Throws<ArgumentException>(() => HeModel.CheckScaleLadder(naive));
     }
 
