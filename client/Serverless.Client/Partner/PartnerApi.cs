@@ -56,6 +56,13 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
     public async Task<(byte[]? Result, string? Phase)> PollAsync(string tenant, string batchId, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Get, $"api/partners/{Uri.EscapeDataString(tenant)}/batches/{Uri.EscapeDataString(batchId)}", null, cancellationToken);
+        if (response.StatusCode == HttpStatusCode.TooManyRequests)
+        {
+            // Over the poll budget: wait as long as the server says (bounded), then report "still waiting".
+            var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(5);
+            await Task.Delay(TimeSpan.FromSeconds(Math.Clamp(wait.TotalSeconds, 1, 60)), cancellationToken);
+            return (null, "rate limited");
+        }
         if (response.StatusCode == HttpStatusCode.Accepted)
         {
             var status = await response.Content.ReadFromJsonElementAsync(cancellationToken);

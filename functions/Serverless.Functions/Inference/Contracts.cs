@@ -56,6 +56,7 @@ public static class RefusalCodes
     public const string DigestMismatch = "digest-mismatch";
     public const string BlobMissing = "blob-missing";
     public const string Conflict = "batch-id-conflict";
+    public const string EvaluationFailed = "evaluation-failed";
 }
 
 /// <summary>Answer of a partner's key registration.</summary>

@@ -36,8 +36,8 @@ public sealed class PartnerBatchOrchestration(BatchProcessor processor)
         }
         catch (TaskFailedException e)
         {
-            var code = e.FailureDetails.ErrorMessage.StartsWith(RefusalCodes.MalformedBatch + ":", StringComparison.Ordinal) ? RefusalCodes.MalformedBatch : "evaluation-failed";
-            return await context.CallActivityAsync<BatchOutcome>("RefusePartnerBatch", new BatchRefusal(batch, code, e.FailureDetails.ErrorMessage), Retry);
+            return await context.CallActivityAsync<BatchOutcome>("RefusePartnerBatch",
+                new BatchRefusal(batch, RefusalCodes.EvaluationFailed, $"evaluating the batch failed after retries: {e.FailureDetails.ErrorMessage}"), Retry);
         }
 
         context.SetCustomStatus(new BatchProgress("storing", validation.Groups));

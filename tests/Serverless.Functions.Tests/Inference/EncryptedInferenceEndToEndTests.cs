@@ -23,6 +23,48 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
     [ServerFact]
     public Task Queue_submission_on_Azurite_decrypts_to_the_plaintext_model_and_no_secret_key_exists_server_side() => RunAsync(azurite: true);
 
+    [Fact]
+    public async Task A_batch_acknowledged_before_the_host_stops_is_finished_by_the_next_host()
+    {
+        var plan = EvaluationPlan.FromJson(scenario.Model.Plan.ToJson(), allowInsecureForTests: true);
+        using var keys = PartnerKeys.Generate(plan);
+        var records = scenario.Records.Subset(Enumerable.Range(0, 100).ToArray());
+        var batch = BatchEncryptor.Encrypt(records, keys).ToBytes();
+        const string tenant = "insurer-restart", version = "he-restart", batchId = "survives-1";
+
+        var first = await InferenceHost.StartAsync();
+        var dataDirectory = first.DataDirectory;
+        string token;
+        try
+        {
+            await first.PublishAsync(scenario, version);
+            token = await first.TokenAsync("svc-r", "partner", tenant);
+            using (var r = await first.SendAsync(HttpMethod.Put, $"api/partners/{tenant}/keys/{version}", token, keys.EvaluationKeys.ToBytes()))
+                Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+            await first.EnqueueAsync(tenant, batchId, version, batch, token);
+            // Stop as soon as the batch is acknowledged (its orchestration exists), typically mid-validation or mid-evaluation.
+            var deadline = DateTime.UtcNow.AddMinutes(2);
+            while (DateTime.UtcNow < deadline)
+            {
+                using var poll = await first.SendAsync(HttpMethod.Get, $"api/partners/{tenant}/batches/{batchId}", token);
+                if (poll.StatusCode != HttpStatusCode.NotFound) break;
+                await Task.Delay(50);
+            }
+        }
+        finally
+        {
+            await first.StopAsync(keepData: true);
+        }
+
+        await using var second = await InferenceHost.StartAsync(dataDirectory: dataDirectory);
+        using var done = await second.WaitAsync(tenant, batchId, token);
+        Assert.True(done.StatusCode == HttpStatusCode.OK, await done.Content.ReadAsStringAsync());
+        var scores = ScoreDecryptor.Decrypt(await done.Content.ReadAsByteArrayAsync(), keys);
+        var expected = scenario.Model.PredictPlain(records);
+        for (var i = 0; i < scores.Length; i++) Assert.True(Math.Abs(scores[i] - expected[i]) < 1e-3, $"record {i}");
+        Assert.Single(await second.AuditAsync(e => e.Action == "inference.batch.complete" && e.Resource == $"batch/{tenant}/{batchId}"));
+    }
+
     private async Task RunAsync(bool azurite)
     {
         var run = Guid.NewGuid().ToString("N")[..8];
@@ -59,7 +101,7 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
 
             clock.Restart();
             var messageId = await host.EnqueueAsync(tenant, batchId, version, batch, token);
-            using (var done = await host.WaitAsync(tenant, batchId, token))
+            using (var done = await host.WaitAsync(tenant, batchId, token, minutes: scenario.RecordCount > 1000 ? 40 : 3))
             {
                 Assert.True(done.StatusCode == HttpStatusCode.OK, await done.Content.ReadAsStringAsync());
                 result = await done.Content.ReadAsByteArrayAsync();

@@ -69,7 +69,7 @@ public sealed class InferenceHost : IAsyncDisposable
               "logging": { "logLevel": { "default": "Warning" } },
               "extensions": {
                 "queues": { "batchSize": 4, "maxDequeueCount": 3, "visibilityTimeout": "00:00:01", "maxPollingInterval": "00:00:00.200", "messageLease": "00:01:00" },
-                "durableTask": { "hubName": "inference", "minPollingInterval": "00:00:00.010", "maxPollingInterval": "00:00:00.100",
+                "durableTask": { "hubName": "inference", "minPollingInterval": "00:00:00.010", "maxPollingInterval": "00:00:00.100", "leaseDuration": "00:00:10",
                                  "storageProvider": { "type": "sqlite", "durability": "normal" } },
                 "inference": { "allowInsecureParametersForTests": true, "maxBatchBytes": {{maxBatchBytes}} }
               }
@@ -128,18 +128,31 @@ public sealed class InferenceHost : IAsyncDisposable
         return await Queues.PutAsync("partner-batches", message);
     }
 
-    /// <summary>Polls the batch until it is no longer running (or not yet known); at most three minutes.</summary>
-    public async Task<HttpResponseMessage> WaitAsync(string tenant, string batchId, string token)
+    /// <summary>
+    /// Polls the batch until it is no longer running (or not yet known), within the poll budget of the rate
+    /// limiter (120 a minute per partner): 100 ms growing to 1 s; a 429 waits its Retry-After. At most
+    /// <paramref name="minutes"/> minutes (the full 10,000-record run takes longer than the tests).
+    /// </summary>
+    public async Task<HttpResponseMessage> WaitAsync(string tenant, string batchId, string token, double minutes = 3)
     {
-        var deadline = DateTime.UtcNow.AddMinutes(3);
+        var deadline = DateTime.UtcNow.AddMinutes(minutes);
+        var delay = TimeSpan.FromMilliseconds(100);
         while (true)
         {
             var response = await SendAsync(HttpMethod.Get, $"api/partners/{tenant}/batches/{batchId}", token);
+            if (response.StatusCode == HttpStatusCode.TooManyRequests && DateTime.UtcNow < deadline)
+            {
+                var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(5);
+                response.Dispose();
+                await Task.Delay(wait);
+                continue;
+            }
             var pending = response.StatusCode == HttpStatusCode.Accepted
                 || (response.StatusCode == HttpStatusCode.NotFound && !(await response.Content.ReadAsStringAsync()).Contains("\"code\"", StringComparison.Ordinal));
             if (!pending || DateTime.UtcNow > deadline) return response;
             response.Dispose();
-            await Task.Delay(100);
+            await Task.Delay(delay);
+            delay = TimeSpan.FromMilliseconds(Math.Min(1000, delay.TotalMilliseconds * 1.5));
         }
     }
 
@@ -170,12 +183,22 @@ public sealed class InferenceHost : IAsyncDisposable
         return entries;
     }
 
-    public async ValueTask DisposeAsync()
+    private bool _stopped;
+
+    /// <summary>Stops the host; with <paramref name="keepData"/> the data directory stays for a host started after it.</summary>
+    public async Task StopAsync(bool keepData)
     {
+        if (_stopped) return;
+        _stopped = true;
         Http.Dispose();
         await _app.StopAsync();
         await _app.DisposeAsync();
         SqliteConnection.ClearAllPools();
-        try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        if (!keepData)
+        {
+            try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
+
+    public async ValueTask DisposeAsync() => await StopAsync(keepData: false);
 }
