@@ -30,7 +30,7 @@ internal sealed class InferenceSuite : IBenchSuite
         var full = CohortDatasets.Build(cohort, steps: 8);
         var heOptions = new HeModelOptions();
         foreach (var arg in options.Args)
-            if (arg == "--identity-cell") heOptions = heOptions with { CellActivation = ActivationKind.Identity };
+            if (arg == "--tanh-cell") heOptions = heOptions with { CellActivation = ActivationKind.PolyTanh3 };
         var window = CohortDatasets.Build(cohort, steps: heOptions.Steps);
         var test = window.PooledTest();
         if (!full.PooledTest().Labels.AsSpan().SequenceEqual(test.Labels))
@@ -49,7 +49,7 @@ internal sealed class InferenceSuite : IBenchSuite
         var he = HeModel.Train(window.Preprocessor, window.PooledTrain(), heOptions);
         var heProbabilities = he.PredictPlain(test);
         var aurocHe = Metrics.Auroc(heProbabilities, test.Labels);
-        Console.WriteLine($"HE-friendly CNN-LSTM (T={heOptions.Steps}, C={heOptions.ConvChannels}, H={heOptions.LstmHidden}, polynomial, R=0, {he.Checkpoint.Parameters.Length} params): AUROC {aurocHe:F4} ({sw.ElapsedMilliseconds} ms)");
+        Console.WriteLine($"HE-friendly CNN-LSTM (T={heOptions.Steps}, C={heOptions.ConvChannels}, H={heOptions.LstmHidden}, conv {heOptions.ConvActivation}, gates PolySigmoid3, cell {heOptions.CellActivation}, R=0, {he.Checkpoint.Parameters.Length} params): AUROC {aurocHe:F4} ({sw.ElapsedMilliseconds} ms)");
         var plan = he.Plan;
         Console.WriteLine(plan);
 
@@ -81,12 +81,13 @@ internal sealed class InferenceSuite : IBenchSuite
         {
             process.Refresh();
             var cpu0 = process.TotalProcessorTime;
+            var gc0 = GC.CollectionCount(2);
             sw.Restart();
             result = evaluator.Evaluate(serverBatch);
             latencies[r] = sw.Elapsed.TotalMilliseconds;
             process.Refresh();
             cpu[r] = (process.TotalProcessorTime - cpu0).TotalMilliseconds;
-            Console.WriteLine($"evaluate one group ({slots} records): {latencies[r]:F0} ms wall, {cpu[r]:F0} ms CPU: " +
+            Console.WriteLine($"evaluate one group ({slots} records): {latencies[r]:F0} ms wall, {cpu[r]:F0} ms CPU, {GC.CollectionCount(2) - gc0} gen2 GCs: " +
                 string.Join(", ", evaluator.LastStageTimings!.Select(kv => $"{kv.Key} {kv.Value:F0}")));
         }
         var latency = Measure.Median(latencies);

@@ -41,6 +41,27 @@ public sealed class EncryptedEvaluatorTests(InferenceFixture fx, ITestOutputHelp
     }
 
     [Fact]
+    public void The_tanh_cell_and_degree_2_convolution_variant_also_matches_its_plaintext_model()
+    {
+        var train = fx.Records; // training quality does not matter here, agreement does
+        var options = fx.Options with { CellActivation = Serverless.Model.Nn.ActivationKind.PolyTanh3, ConvActivation = Serverless.Model.Nn.ActivationKind.PolyRelu2, Epochs = 3 };
+        var config = HeModel.HeFriendlyConfig(train.Features, options);
+        var parameters = HeModel.CreateParameters(4096, HeModel.LevelsRequired(config), allowInsecureForTests: true);
+        var model = HeModel.Train(fx.Model.Checkpoint.Preprocessor, train, options, parameters: parameters);
+        Assert.Equal(HeModel.LevelsRequired(fx.Model.Checkpoint.Config) + 2, model.Plan.LevelsConsumed);
+        using var keys = PartnerKeys.Generate(model.Plan);
+        var records = fx.Records.Subset(Enumerable.Range(0, 40).ToArray()); // includes padded records
+        var result = new EncryptedEvaluator(model, keys.EvaluationKeys).Evaluate(BatchEncryptor.Encrypt(records, keys));
+        Assert.Equal(0, result.Groups[0].Logits.Level);
+        var scores = ScoreDecryptor.Decrypt(result.ToBytes(), keys);
+        var plain = model.PredictPlain(records);
+        var max = 0.0;
+        for (var i = 0; i < plain.Length; i++) max = Math.Max(max, Math.Abs(plain[i] - scores[i]));
+        output.WriteLine($"tanh / degree-2 variant: max |enc - plain| = {max:E3}");
+        Assert.True(max < 1e-3, $"max error {max}");
+    }
+
+    [Fact]
     public void The_result_sits_exactly_LevelsConsumed_below_the_top()
     {
         var plan = fx.Model.Plan;
