@@ -197,7 +197,19 @@ internal sealed class FederationAgent : IDisposable
         }
         if (task.Submitted || !RoundStages.IsKnown(task.Stage)) return false;
         var stage = progress.Stage(task.Stage);
-        if (stage.Abandoned || stage.LastSent >= task.Phase) return false;
+        if (stage.Abandoned) return false;
+        if (stage.LastSent >= task.Phase)
+        {
+            // Produced but not received: resend the very same message (a lost request); or, when keys were never
+            // received and this process no longer holds them (a crash right before sending), advertise fresh ones:
+            // nobody has seen the old ones. Any later phase without the in-memory secrets is a dropout (below).
+            if (stage.LastSent == task.Phase && session.Pending.TryGetValue(task.Stage, out var pending) && pending.Phase == task.Phase)
+            {
+                await SendAndSaveAsync(session, progress, task.Stage, pending.Path, pending.Body, ct);
+                return true;
+            }
+            if (!(task.Phase == RoundPhase.AdvertiseKeys && stage.LastSent == RoundPhase.AdvertiseKeys && !session.Clients.ContainsKey(task.Stage))) return false;
+        }
         return task.Phase switch
         {
             RoundPhase.AdvertiseKeys => await AdvertiseAsync(session, progress, stage, task, ct),
@@ -219,7 +231,7 @@ internal sealed class FederationAgent : IDisposable
         session.ReplaceClient(task.Stage, client);
         var message = client.AdvertiseKeys();
         await CommitAsync(session, progress, stage, task, ct);
-        await SendAndSaveAsync(session, progress, stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
+        await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
         return true;
     }
 
@@ -245,7 +257,7 @@ internal sealed class FederationAgent : IDisposable
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: sharing keys", 2, PhaseSteps);
                     var message = client.ShareKeys(task.Keys ?? throw new InvalidDataException("the share-keys task carries no keys"));
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
                     return true;
                 }
                 case RoundPhase.MaskedInput:
@@ -254,7 +266,7 @@ internal sealed class FederationAgent : IDisposable
                     var input = task.Stage == RoundStages.Statistics ? StatisticsInput(task) : await TrainingInputAsync(session, progress, task, ct);
                     var message = client.MaskInput(task.Shares ?? throw new InvalidDataException("the masked-input task carries no shares"), input);
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
                     return true;
                 }
                 default:
@@ -262,7 +274,7 @@ internal sealed class FederationAgent : IDisposable
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: unmasking", 4, PhaseSteps);
                     var message = client.Unmask(task.Unmask ?? throw new InvalidDataException("the unmasking task carries no request"));
                     await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
+                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
                     return true;
                 }
             }
@@ -284,7 +296,7 @@ internal sealed class FederationAgent : IDisposable
         _progress.Step(session.Federation, task.Round, "uploading the quantized update", 4, PhaseSteps);
         var frame = LocalUpdatePipeline.EncodeVisible(update.Delta, _options.QuantizationBits, _options.QuantizationChunk, _options.Randomness());
         await CommitAsync(session, progress, stage, task, ct);
-        await SendAndSaveAsync(session, progress, stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
+        await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
         return true;
     }
 
@@ -297,7 +309,7 @@ internal sealed class FederationAgent : IDisposable
             throw new SimulatedCrashException($"simulated crash before sending {task.Stage}/{task.Phase}");
     }
 
-    private async Task SendAsync<T>(StageProgress stage, string path, T body, CancellationToken ct) where T : class
+    private async Task SendAsync(StageProgress stage, string path, object body, CancellationToken ct)
     {
         var before = _client.BodyBytesSent;
         try
@@ -310,8 +322,10 @@ internal sealed class FederationAgent : IDisposable
         }
     }
 
-    private async Task SendAndSaveAsync<T>(Session session, AgentRoundState progress, StageProgress stage, string path, T body, CancellationToken ct) where T : class
+    private async Task SendAndSaveAsync(Session session, AgentRoundState progress, string stageName, string path, object body, CancellationToken ct)
     {
+        var stage = progress.Stage(stageName);
+        session.Pending[stageName] = (stage.LastSent, path, body);
         await SendAsync(stage, path, body, ct);
         await session.StateFile.SaveAsync(progress, ct);
     }
@@ -412,6 +426,9 @@ internal sealed class FederationAgent : IDisposable
         public AgentRoundState? Progress { get; set; }
         public Dictionary<string, SecAggClient> Clients { get; } = new(StringComparer.Ordinal);
 
+        /// <summary>The last message produced per stage (resent as is when the server did not receive it).</summary>
+        public Dictionary<string, (RoundPhase Phase, string Path, object Body)> Pending { get; } = new(StringComparer.Ordinal);
+
         public void ReplaceClient(string stage, SecAggClient client)
         {
             if (Clients.Remove(stage, out var old)) old.Dispose();
@@ -420,6 +437,7 @@ internal sealed class FederationAgent : IDisposable
 
         public void DisposeClients()
         {
+            Pending.Clear();
             foreach (var c in Clients.Values) c.Dispose();
             Clients.Clear();
         }

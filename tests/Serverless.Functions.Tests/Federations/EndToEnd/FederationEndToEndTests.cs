@@ -89,8 +89,15 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
     {
         var agent = e2e.Sim.Agents.Single(a => a.Id == FederationEndToEndFixture.Killed);
         Assert.Equal(2, agent.Starts);
-        var log = (await File.ReadAllLinesAsync(FederationAgent.LogPath(agent.Directory)))
-            .Select(l => JsonSerializer.Deserialize<RoundLogEntry>(l, AgentJson.Options)!).Where(e => e.Federation == Fed).ToList();
+        // The agent logs a round when it next polls after the round ended: wait for round 3's line (generously).
+        List<RoundLogEntry> log = [];
+        for (var wait = 0; wait < 120; wait++)
+        {
+            log = (await File.ReadAllLinesAsync(FederationAgent.LogPath(agent.Directory)))
+                .Select(ParseOrNull).OfType<RoundLogEntry>().Where(e => e.Federation == Fed).ToList();
+            if (log.Any(e => e.Round == 3)) break;
+            await Task.Delay(500);
+        }
         var round2 = Assert.Single(log, e => e.Round == 2);
         Assert.Equal(1, round2.Restarts);
         Assert.Contains("left training after", round2.Outcome);
@@ -194,6 +201,12 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         Assert.True(view.EpsilonSpent <= view.EpsilonBudget);
         // After one round the spend is the one-round figure: the accountant composes per round.
         Assert.Equal(SampledGaussianRdp.Epsilon(1.0, z, 1, view.Config.Privacy.Delta), e2e.Round(1).Status.EpsilonSpent, 1e-9);
+    }
+
+    private static RoundLogEntry? ParseOrNull(string line)
+    {
+        try { return JsonSerializer.Deserialize<RoundLogEntry>(line, AgentJson.Options); }
+        catch (JsonException) { return null; }   // a line being appended right now
     }
 
     private static float[] RunOrt(string modelPath, SequenceDataset data)
