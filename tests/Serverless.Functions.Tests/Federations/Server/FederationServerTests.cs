@@ -289,4 +289,36 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         using var duplicate = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Federations(), fixture.OperatorToken, fixture.Config);
         Assert.Equal(HttpStatusCode.Conflict, duplicate.StatusCode);
     }
+
+    [Fact]
+    public async Task A_federation_with_its_own_schema_round_trips_and_lists_only_for_its_members()
+    {
+        const string fed = "own-schema";
+        var schema = new FeatureSchema(
+            [new FeatureSpec("age", FeatureKind.Numeric), new FeatureSpec("sex", FeatureKind.Categorical, ["female", "male"])],
+            [new FeatureSpec("glucose", FeatureKind.Numeric)],
+            ["no", "yes"]);
+        var view = await Host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with { Schema = schema });
+        Assert.Equal(["age", "glucose"], view.Config.Schema!.NumericColumns());
+        using (var get = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federation(fed), fixture.OperatorToken))
+        {
+            var back = await get.ReadAsync<FederationView>();
+            Assert.Equal(2, back.Config.Schema!.StaticFeatures[1].CategoryCount);
+            // What the server answers can be sent back as is (read-only members such as "classes" are not "unknown").
+            using var put = await Host.Http.SendAsync(HttpMethod.Put, RoundRoutes.Federation(fed), fixture.OperatorToken, back.Config);
+            Assert.True(put.StatusCode == HttpStatusCode.OK, await put.Content.ReadAsStringAsync());
+        }
+        using (var holdOut = new HttpRequestMessage(HttpMethod.Put, RoundRoutes.HoldOut(fed)))
+        {
+            holdOut.Headers.Authorization = new("Bearer", fixture.OperatorToken);
+            holdOut.Content = new StringContent("patient_id\n", System.Text.Encoding.UTF8, "text/csv");
+            using var response = await Host.Http.SendAsync(holdOut);
+            Assert.Equal(HttpStatusCode.Conflict, response.StatusCode);
+        }
+        // A client of another federation does not see this one in the list; the operator sees every federation.
+        using (var list = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federations(), fixture.Agents[0].Token))
+            Assert.Equal([Ward], (await list.ReadAsync<FederationView[]>()).Select(v => v.Config.Id));
+        using (var all = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federations(), fixture.OperatorToken))
+            Assert.Contains(fed, (await all.ReadAsync<FederationView[]>()).Select(v => v.Config.Id));
+    }
 }
