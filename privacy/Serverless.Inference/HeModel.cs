@@ -23,7 +23,7 @@ public sealed record HeModelOptions
     public int Steps { get; init; } = 8;
     public int ConvChannels { get; init; } = 4;
     public int KernelSize { get; init; } = 3;
-    public int LstmHidden { get; init; } = 4;
+    public int LstmHidden { get; init; } = 2;
 
     /// <summary>Identity (default), PolyRelu2 or Square.</summary>
     public ActivationKind ConvActivation { get; init; } = ActivationKind.Identity;
