@@ -72,12 +72,6 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
 
         // The secret key file is the owner's only.
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(keys, "partner.keys")));
-        // A second score with the same keys skips keygen and registration.
-        var again = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", keys,
-            "--allow-insecure-for-tests", "--data-dir", _host.DataDirectory, "--batch-id", "cli-queue-2", "--out", _dir.Sub("scores2.csv"), csv);
-        Assert.True(again.ExitCode == 0, again.Out + again.Error);
-        Assert.DoesNotContain("registered", again.Out);
-        AssertScores(_dir.Sub("scores2.csv"), patients);
     }
 
     [Fact]
