@@ -466,7 +466,10 @@ public static class RoundCoordinator
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(plan);
         if (!plan.Config.Privacy.Enabled || state.AccountedRounds.Contains(plan.Round)) return state;
-        var budget = BudgetOf(state);
+        // The round was admitted against the budget when it started; what it spent is spent even if the
+        // operator lowered the budget meanwhile, so the charge itself is never refused.
+        var delta = plan.Config.Privacy.Delta;
+        var budget = state.Accountant is { } a ? new PrivacyBudget(double.MaxValue, delta, a.Orders, a.RdpSpent) : new PrivacyBudget(double.MaxValue, delta);
         budget.Spend(plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier);
         var steps = (state.Accountant?.Steps ?? 0) + 1;
         return state with

@@ -74,6 +74,11 @@ public sealed class RoundCoordinatorTests
             Assert.True(round < 500);
         }
         Assert.True(round > 2);
+
+        // A round admitted before the operator lowered the budget is still charged (what was spent is spent).
+        var admitted = RoundCoordinator.Plan(State(6, config), 1, DateTimeOffset.UnixEpoch, "test", new Random(1));
+        var lowered = State(6, config with { Privacy = config.Privacy with { EpsilonBudget = 0.01 } });
+        Assert.Equal(new PrivacyBudget(5, 1e-5).EpsilonAfter(0.5, 1.5), RoundCoordinator.Charge(lowered, admitted).EpsilonSpent, 12);
         Assert.True(independent.EpsilonAfter(0.5, 1.5) > 5);
         Assert.Equal(6, round);   // epsilon after 5 rounds is 4.618, after 6 it would be 5.031
         Assert.Equal(round - 1, state.Accountant!.Steps);

@@ -31,9 +31,12 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
     public async Task<EnrollmentChallenge?> ChallengeAsync(string federation, CancellationToken ct)
     {
         if (await store.TryGetStateAsync(federation, ct) is null) return null;
-        var nonce = Base64Url(RandomNumberGenerator.GetBytes(32));
-        var expires = time.GetUtcNow() + options.NonceLifetime;
+        var now = time.GetUtcNow();
+        var expires = now + options.NonceLifetime;
+        // The expiry leads the nonce so expired, never-used nonces can be swept by name alone.
+        var nonce = $"{expires.ToUnixTimeSeconds()}-{Base64Url(RandomNumberGenerator.GetBytes(32))}";
         await store.PutNonceAsync(federation, nonce, expires, ct);
+        await store.SweepNoncesAsync(federation, now, ct);
         return new EnrollmentChallenge(nonce, expires);
     }
 

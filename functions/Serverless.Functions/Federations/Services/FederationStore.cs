@@ -111,6 +111,21 @@ public sealed class FederationStore(IBlobStoreProvider blobs)
         return stored.Value.Value;
     }
 
+    /// <summary>Deletes up to <paramref name="max"/> nonces whose expiry (the number before the first '-') has passed.</summary>
+    public async Task SweepNoncesAsync(string federation, DateTimeOffset now, CancellationToken ct = default, int max = 100)
+    {
+        var prefix = $"{federation}/nonces/";
+        var expired = new List<string>();
+        await foreach (var blob in Meta.ListAsync(prefix, ct))
+        {
+            var name = blob.Name[prefix.Length..];
+            var dash = name.IndexOf('-');
+            if (dash > 0 && long.TryParse(name.AsSpan(0, dash), out var seconds) && seconds < now.ToUnixTimeSeconds()) expired.Add(blob.Name);
+            if (expired.Count >= max) break;
+        }
+        foreach (var name in expired) await Meta.DeleteAsync(name, cancellationToken: ct);
+    }
+
     // ------------------------------------------------------------ rounds
 
     private static string RoundPrefix(string fed, int round) => $"{fed}/{round}";

@@ -261,6 +261,11 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         using (var again = await Enroll("lab-a", labA)) Assert.Equal(HttpStatusCode.OK, again.StatusCode);                                      // same certificate: a fresh token
         using (var other = await Enroll("lab-a", labA2)) Assert.Equal(HttpStatusCode.Conflict, other.StatusCode);                               // another certificate for lab-a
 
+        // Expired nonces that were never used are swept when new challenges are issued.
+        await Host.Store.PutNonceAsync(fed, "1000-stale", DateTimeOffset.FromUnixTimeSeconds(1000));
+        using (await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Challenge(fed), null)) { }
+        Assert.Null(await Host.Store.TakeNonceAsync(fed, "1000-stale"));
+
         // A used nonce cannot be replayed.
         using var c2 = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Challenge(fed), null);
         var challenge2 = await c2.ReadAsync<EnrollmentChallenge>();
