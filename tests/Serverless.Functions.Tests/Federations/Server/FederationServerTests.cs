@@ -326,4 +326,46 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         using (var all = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federations(), fixture.OperatorToken))
             Assert.Contains(fed, (await all.ReadAsync<FederationView[]>()).Select(v => v.Config.Id));
     }
+
+    [Fact]
+    public async Task Without_secure_aggregation_updates_are_screened_and_a_scaled_attacker_is_excluded_by_name()
+    {
+        const string fed = "visible";
+        var config = CompletedRoundFixture.NewConfig(fed) with
+        {
+            SecureAggregation = new FederationSecureAggregation { Enabled = false },
+            Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0.5 },
+            Deadlines = new FederationDeadlines { AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(90), MaskedInput = TimeSpan.FromSeconds(90),
+                Unmasking = TimeSpan.FromSeconds(90), Upload = TimeSpan.FromSeconds(90) },
+        };
+        await Host.Http.CreateFederationAsync(fixture.OperatorToken, config);
+        var agents = new List<TestAgent>();
+        try
+        {
+            for (var h = 0; h < 4; h++)
+            {
+                var id = $"visible-{h}";
+                var agent = new TestAgent(Host.Http, fed, id, TestAgent.IssueCertificate(Host.DataDirectory, id), fixture.Cohort.Hospitals[h].Patients);
+                await agent.EnrollAsync();
+                agents.Add(agent);
+            }
+            agents[3].AttackScale = 50;
+            using (var start = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(fed), fixture.OperatorToken))
+                Assert.Equal(HttpStatusCode.Accepted, start.StatusCode);
+            await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(2))));
+            var status = await CompletedRoundFixture.WaitForRoundAsync(Host.Http, fixture.OperatorToken, fed, 1, TimeSpan.FromMinutes(2));
+            Assert.True(status.Phase == RoundPhase.Completed, $"{status.Phase}: {status.Reason}");
+            Assert.All(agents, a => Assert.Contains((RoundStages.Training, RoundPhase.Upload), a.Answered));
+            var excluded = Assert.Single(status.Excluded);
+            Assert.Equal("visible-3", excluded.ClientId);
+            Assert.StartsWith("anomaly detector: update norm", excluded.Reason);
+            Assert.Equal(3, status.Metrics["contributors"]);
+            Assert.True(status.Metrics["updateNorm"] <= 0.5 + 1e-6);   // clipped by the server, no noise (DP off)
+            Assert.Equal(0, status.EpsilonSpent);
+        }
+        finally
+        {
+            foreach (var a in agents) a.Dispose();
+        }
+    }
 }

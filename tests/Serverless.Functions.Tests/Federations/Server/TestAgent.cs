@@ -1,5 +1,6 @@
 using System.Net;
 using System.Security.Cryptography.X509Certificates;
+using Serverless.Federation.Compression;
 using Serverless.Federation.Rounds;
 using Serverless.Model.Data;
 using Serverless.Model.Nn;
@@ -132,6 +133,11 @@ public sealed class TestAgent : IDisposable
                 path = RoundRoutes.Unmask(_federation, task.Round, task.Stage);
                 body = new UnmaskUpload(_secagg[key].Unmask(task.Unmask!));
                 break;
+            case RoundPhase.Upload:
+                var delta = await LocalDeltaAsync(task);
+                path = RoundRoutes.Upload(_federation, task.Round, task.Stage);
+                body = new PlainUpdateUpload(UpdateFrame.EncodeDense(delta), _patients.Count);
+                break;
             default:
                 throw new InvalidOperationException($"The test agent does not play {task.Phase}.");
         }
@@ -148,6 +154,13 @@ public sealed class TestAgent : IDisposable
     }
 
     private async Task<uint[]> TrainAsync(ClientTask task)
+    {
+        var delta = await LocalDeltaAsync(task);
+        return UpdateEncoding.Encode(delta, 1.0, task.Training!.Encoding!, new Random(task.Training.Fit.Seed + 1));
+    }
+
+    /// <summary>Local training from the round's base model: the clipped, noised delta (or the attacker's scaled one).</summary>
+    private async Task<float[]> LocalDeltaAsync(ClientTask task)
     {
         var t = task.Training!;
         using var response = await Http.SendAsync(HttpMethod.Get, RoundRoutes.Model(_federation, task.Round), Token);
@@ -173,7 +186,7 @@ public sealed class TestAgent : IDisposable
             if (t.Fit.ClipNorm > 0) GaussianMechanism.ClipL2(delta, t.Fit.ClipNorm);
             GaussianMechanism.AddGaussianNoise(delta, t.Fit.NoiseStd, random);
         }
-        return UpdateEncoding.Encode(delta, 1.0, t.Encoding!, random);
+        return delta;
     }
 
     public void Dispose()
