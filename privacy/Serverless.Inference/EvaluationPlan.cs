@@ -17,8 +17,11 @@ namespace Serverless.Inference;
 /// </summary>
 public sealed class EvaluationPlan
 {
-    /// <summary>Upper bound on the records of one batch unless a caller chooses another (8 ciphertext groups at N = 16384).</summary>
-    public const int DefaultMaxRecords = 65_536;
+    /// <summary>
+    /// Upper bound on the records of one batch unless a caller chooses another: 2 ciphertext groups at N = 16384
+    /// (about 340 MB of upload and 700 MB in memory when read whole; <see cref="EncryptedBatchReader"/> reads one group at a time).
+    /// </summary>
+    public const int DefaultMaxRecords = 16_384;
 
     private readonly Lazy<CkksContext> _context;
 

@@ -75,6 +75,38 @@ public sealed class SerializationTests(InferenceFixture fx)
     }
 
     [Fact]
+    public void The_batch_reader_splits_a_batch_into_group_blobs_one_group_at_a_time()
+    {
+        var plan = fx.Model.Plan;
+        var idx = Enumerable.Range(0, plan.SlotsPerCiphertext + 5).Select(i => i % fx.Records.Count).ToArray();
+        var batch = BatchEncryptor.Encrypt(fx.Records.Subset(idx), fx.Keys);
+        var bytes = batch.ToBytes();
+        using (var stream = new MemoryStream(bytes))
+        {
+            var reader = EncryptedBatchReader.Open(stream, plan);
+            Assert.Equal((idx.Length, 2), (reader.RecordCount, reader.GroupCount));
+            Assert.Equal(batch.KeyId.ToArray(), reader.KeyId.ToArray());
+            for (var g = 0; g < reader.GroupCount; g++)
+            {
+                var group = reader.ReadGroup();
+                Assert.Equal(g, group.Index);
+                Assert.Equal(batch.Groups[g].ToBytes(), group.ToBytes());
+            }
+            Assert.Throws<InvalidOperationException>(() => reader.ReadGroup());
+            reader.Finish();
+        }
+        using (var trailing = new MemoryStream([.. bytes, 1]))
+        {
+            var reader = EncryptedBatchReader.Open(trailing, plan);
+            reader.ReadGroup();
+            Assert.Throws<InvalidOperationException>(() => reader.Finish()); // a group left unread
+            reader.ReadGroup();
+            Assert.Contains("trailing", Assert.Throws<HeFormatException>(() => reader.Finish()).Message);
+        }
+        Assert.Contains("too many records", Assert.Throws<HeFormatException>(() => EncryptedBatchReader.Open(new MemoryStream(bytes), plan, maxRecords: plan.SlotsPerCiphertext)).Message);
+    }
+
+    [Fact]
     public void Symmetric_batches_travel_at_about_half_the_size_of_public_key_batches()
     {
         var records = fx.Records.Subset([0, 1]);
