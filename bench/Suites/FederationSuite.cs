@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Security.Cryptography;
 using Serverless.Federation.Compression;
 using Serverless.Federation.Privacy;
@@ -158,8 +159,63 @@ internal sealed class FederationSuite : IBenchSuite
             }
         }
 
+        // --- End to end (issue 8): the function host and N hospital agents over HTTPS on 127.0.0.1, through
+        // 'serverless-client simulate --timing-only': round wall time from POST .../rounds to Completed, for a
+        // federation with secure aggregation and one without (clean rounds, DP off, the 921-parameter CNN-LSTM,
+        // 75 training patients per agent). Round 1 also gathers the standardization statistics, so the figure is
+        // the median of the rounds after it. 4 agents run as processes; 16 and 64 as tasks in one process.
+        foreach (var n in quick ? new[] { 4 } : new[] { 4, 16, 64 })
+        {
+            var (secure, plain) = EndToEndRound(n, rounds: quick ? 2 : 3);
+            f.Add(($"e2e_round_s_{n}", secure));
+            f.Add(($"e2e_round_s_{n}_nosecagg", plain));
+            Console.WriteLine($"end to end, {n} agents ({(n <= 4 ? "processes" : "in-process tasks")}): round {secure:F2} s with secure aggregation, {plain:F2} s without (ratio {secure / plain:F2})");
+        }
+
         Console.WriteLine(Measure.Result(Name, f));
         return Task.FromResult(0);
+    }
+
+    /// <summary>Runs <c>serverless-client simulate --timing-only</c> and reads its SIMULATION line.</summary>
+    private static (double SecureSeconds, double PlainSeconds) EndToEndRound(int agents, int rounds)
+    {
+        var client = ClientDll();
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { client, "simulate", "--timing-only", "--clients", agents.ToString(CultureInfo.InvariantCulture), "--rounds", rounds.ToString(CultureInfo.InvariantCulture),
+                     "--dp", "off", "--dropout", "0", "--attackers", "0", "--records", "100", "--seed", "1", "--agents", agents <= 4 ? "process" : "in-process" })
+            start.ArgumentList.Add(a);
+        // A host built beside this benchmark (same artifacts layout) is used as is; otherwise simulate finds or builds it.
+        var siblingHost = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "Serverless.Functions", "release", "Serverless.Functions.dll"));
+        if (Environment.GetEnvironmentVariable("SERVERLESS_FUNCTIONS_DLL") is null && File.Exists(siblingHost)) start.Environment["SERVERLESS_FUNCTIONS_DLL"] = siblingHost;
+        start.Environment["NO_COLOR"] = "1";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("could not start serverless-client simulate");
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEnd();
+        if (!process.WaitForExit(TimeSpan.FromMinutes(15))) { process.Kill(); throw new TimeoutException("simulate did not finish in 15 minutes"); }
+        var line = stdout.Split('\n').LastOrDefault(l => l.StartsWith("SIMULATION ", StringComparison.Ordinal));
+        if (process.ExitCode != 0 || line is null) throw new InvalidOperationException($"simulate failed ({process.ExitCode}): {stderr.Result.Trim()} {stdout[Math.Max(0, stdout.Length - 600)..]}");
+        var values = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Skip(1).Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]);
+        double Read(string key) => double.TryParse(values[key], NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v
+            : throw new InvalidDataException($"simulate reported no {key}: {line}");
+        return (Read("round_s_secagg"), Read("round_s_plain"));
+    }
+
+    /// <summary>SERVERLESS_CLIENT_DLL, the client built beside this benchmark (artifacts layout), or the repository's Release build (built if missing).</summary>
+    private static string ClientDll()
+    {
+        if (Environment.GetEnvironmentVariable("SERVERLESS_CLIENT_DLL") is { Length: > 0 } fromEnv) return fromEnv;
+        var sibling = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "Serverless.Client", "release", "serverless-client.dll"));
+        if (File.Exists(sibling)) return sibling;
+        var root = RepoRoot.Find() ?? throw new InvalidOperationException("cannot find the repository (Serverless.sln) to build serverless-client");
+        var dll = Path.Combine(root, "client", "Serverless.Client", "bin", "Release", "net10.0", "serverless-client.dll");
+        if (!File.Exists(dll))
+        {
+            Console.WriteLine("building serverless-client (Release) for the end-to-end figures ...");
+            using var build = Process.Start(new ProcessStartInfo("dotnet", ["build", Path.Combine(root, "client", "Serverless.Client"), "-c", "Release", "--nologo", "-v", "q"]))!;
+            build.WaitForExit();
+            if (build.ExitCode != 0 || !File.Exists(dll)) throw new InvalidOperationException("building serverless-client failed");
+        }
+        return dll;
     }
 
     private static SecAggRoundParameters Parameters(int n, bool plus) =>

@@ -25,9 +25,11 @@ internal static class SimulateCommand
         var compare = OnOff("--compare", "Also run two clean federations, with and without secure aggregation, for the round time and bytes side by side", true);
         var http = new Option<bool>("--http") { Description = "Plain HTTP on 127.0.0.1 instead of HTTPS (tokens still required)" };
         var keep = new Option<DirectoryInfo?>("--keep") { Description = "Keep everything (host data, agent directories, logs) in this directory" };
+        var agents = new Option<string>("--agents") { Description = "Run each agent as its own process, or all inside this process (many agents on few cores)", DefaultValueFactory = _ => "process" }.AcceptOnlyFromAmong("process", "in-process");
+        var timingOnly = new Option<bool>("--timing-only") { Description = "Only the two clean federations with and without secure aggregation (round wall time; what 'bench federation' runs)" };
         var hostDll = new Option<FileInfo?>("--host-dll") { Description = "The built function host (default: found, or built, in this repository)" };
         var cmd = new Command("simulate", "Run the host and N hospital agents as processes over generated non-IID cohorts for R rounds, then print centralized vs federated results")
-            { clients, rounds, dropout, attackers, attackFactor, dp, secagg, records, seed, epsilon, noise, compare, http, keep, hostDll };
+            { clients, rounds, dropout, attackers, attackFactor, dp, secagg, records, seed, epsilon, noise, compare, http, keep, agents, timingOnly, hostDll };
         cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
         {
             var options = new SimulationOptions
@@ -36,7 +38,7 @@ internal static class SimulateCommand
                 AttackFactor = r.GetValue(attackFactor), DifferentialPrivacy = r.GetValue(dp) == "on", SecureAggregation = r.GetValue(secagg) == "on",
                 Records = r.GetValue(records), Seed = r.GetValue(seed), EpsilonBudget = r.GetValue(epsilon), NoiseMultiplier = r.GetValue(noise),
                 Compare = r.GetValue(compare) == "on", Https = !r.GetValue(http), WorkDirectory = r.GetValue(keep)?.FullName, Keep = r.GetValue(keep) is not null,
-                HostDll = r.GetValue(hostDll)?.FullName,
+                HostDll = r.GetValue(hostDll)?.FullName, AgentsInProcess = r.GetValue(agents) == "in-process", TimingOnly = r.GetValue(timingOnly),
             }.Validated();
             if (!(options.AttackFactor > 0)) throw new ArgumentException("--attack-factor must be positive");
             await using var runner = await SimulationRunner.StartAsync(options, Console.Out, ct);

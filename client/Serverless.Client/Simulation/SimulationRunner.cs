@@ -35,6 +35,12 @@ internal sealed record SimulationOptions
     /// <summary>The first this-many agents are prepared and enrolled but not started: the caller runs them (tests run them in process).</summary>
     public int InProcessAgents { get; init; }
 
+    /// <summary>Run every agent inside this process (a task each, same code and HTTPS) instead of one process each: for many agents on few cores.</summary>
+    public bool AgentsInProcess { get; init; }
+
+    /// <summary>Only the two clean timing federations (with and without secure aggregation): the benchmark's round wall time.</summary>
+    public bool TimingOnly { get; init; }
+
     /// <summary>Agents that corrupt their update (scaled by <see cref="AttackFactor"/>) in <see cref="AttackRounds"/>.</summary>
     public int Attackers { get; init; } = 1;
 
@@ -79,7 +85,7 @@ internal sealed record SimulationOptions
     public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(3);
 
     /// <summary>Agent poll interval.</summary>
-    public int PollMilliseconds { get; init; } = 700;
+    public int PollMilliseconds { get; init; } = 150;
 
     /// <summary>Phase deadlines of the simulated federations (short: a killed agent is waited for until its phase closes).</summary>
     public FederationDeadlines Deadlines { get; init; } = new()
@@ -91,7 +97,7 @@ internal sealed record SimulationOptions
     /// <exception cref="ArgumentException">a value out of range.</exception>
     public SimulationOptions Validated()
     {
-        if (Clients is < 3 or > 64) throw new ArgumentException("--clients must be between 3 and 64");
+        if (Clients is < 3 or > 256) throw new ArgumentException("--clients must be between 3 and 256");
         if (Rounds is < 1 or > 50) throw new ArgumentException("--rounds must be between 1 and 50");
         if (!(Dropout >= 0 && Dropout < 1)) throw new ArgumentException("--dropout must be in [0, 1)");
         if (InProcessAgents < 0 || InProcessAgents + Attackers > Clients) throw new ArgumentException("in-process agents and attackers must fit in the clients");
@@ -125,7 +131,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
     public const string MainFederation = "sim";
     public const string SecureTimingFederation = "sim-secagg";
     public const string PlainTimingFederation = "sim-plain";
-    private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(600);
+    private static readonly TimeSpan StatusPollInterval = TimeSpan.FromMilliseconds(250);
     private readonly SimulationOptions _o;
     private readonly TextWriter _log;
     private readonly bool _ownsWork;
@@ -239,15 +245,19 @@ internal sealed class SimulationRunner : IAsyncDisposable
             foreach (var agent in _agents) await agent.EnrollAsync(federation, ct);
         }
         _log.WriteLine($"host at {BaseAddress}; {_agents.Count} agents enrolled ({_o.Attackers} attacking in round(s) {string.Join(',', attackRounds)}); starting them");
-        foreach (var agent in _agents.Skip(_o.InProcessAgents)) agent.Start();
+        foreach (var agent in _agents.Skip(_o.InProcessAgents))
+        {
+            if (_o.AgentsInProcess) agent.StartInProcess();
+            else agent.Start();
+        }
     }
 
     /// <summary>The main federation (dropouts, attackers, the accuracy story) and, for the side-by-side round time and bytes, two clean ones.</summary>
     private IEnumerable<(string Federation, bool Secure, int Rounds)> Federations()
     {
-        yield return (MainFederation, _o.SecureAggregation, _o.Rounds);
-        if (!_o.Compare) yield break;
-        var timing = Math.Min(_o.Rounds, 2);   // round 1 also gathers the statistics; round 2 is a plain training round
+        if (!_o.TimingOnly) yield return (MainFederation, _o.SecureAggregation, _o.Rounds);
+        if (!_o.Compare && !_o.TimingOnly) yield break;
+        var timing = _o.TimingOnly ? _o.Rounds : Math.Min(_o.Rounds, 2);   // round 1 also gathers the statistics; round 2 is a plain training round
         yield return (SecureTimingFederation, true, timing);
         yield return (PlainTimingFederation, false, timing);
     }
@@ -262,6 +272,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
         MinClients = MinClients,
         Deadlines = _o.Deadlines,
     };
+
+    /// <summary>Agent poll interval: the option, stretched with many agents so that polling does not crowd out the round's work.</summary>
+    public int AgentPollMilliseconds => Math.Max(_o.PollMilliseconds, 15 * _o.Clients);
 
     /// <summary>Survivors a round needs: half the clients (at least 2), so one killed agent never fails a round of 4.</summary>
     public int MinClients => Math.Max(2, (_o.Clients + 1) / 2);
@@ -304,10 +317,22 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
     private async Task<ObservedRound> RunRoundAsync(string federation, int round, List<AgentProcess> victims, CancellationToken ct)
     {
-        var start = Stopwatch.GetTimestamp();
-        using (var response = await SendAsync(HttpMethod.Post, RoundRoutes.Rounds(federation), JsonContent.Create(new StartRoundRequest("simulation"), options: RoundJson.Options), ct))
+        // The previous round's orchestration may still be finishing (audit) after its status says Completed: 409 "A round is running" is retried.
+        var startBy = Stopwatch.GetTimestamp() + 120 * Stopwatch.Frequency;
+        long start;
+        while (true)
         {
-            if (response.StatusCode != HttpStatusCode.Accepted) throw new InvalidOperationException($"starting round {round} of {federation}: {(int)response.StatusCode}");
+            using var request = new HttpRequestMessage(HttpMethod.Post, RoundRoutes.Rounds(federation))
+            {
+                Content = JsonContent.Create(new StartRoundRequest("simulation"), options: RoundJson.Options),
+            };
+            start = Stopwatch.GetTimestamp();
+            using var response = await Operator.SendAsync(request, ct);
+            if (response.StatusCode == HttpStatusCode.Accepted) break;
+            var text = await response.Content.ReadAsStringAsync(ct);
+            if (response.StatusCode != HttpStatusCode.Conflict || !text.Contains("A round is running", StringComparison.Ordinal) || Stopwatch.GetTimestamp() > startBy)
+                throw new InvalidOperationException($"starting round {round} of {federation}: {(int)response.StatusCode} {Serverless.Client.Commands.Cli.OneLine(text.Length > 400 ? text[..400] : text)}");
+            await Task.Delay(StatusPollInterval, ct);
         }
         var killed = new List<string>();
         var deadline = Stopwatch.GetTimestamp() + (long)(_o.RoundTimeout.TotalSeconds * Stopwatch.Frequency);
@@ -326,7 +351,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 }
             }
             if (Stopwatch.GetTimestamp() > deadline) throw new TimeoutException($"round {round} of {federation} did not finish within {_o.RoundTimeout.TotalSeconds:F0} s (phase {status.Phase}); see {WorkDirectory}");
-            await Task.Delay(StatusPollInterval, ct);   // the host allows 120 requests a minute per endpoint and caller
+            await Task.Delay(StatusPollInterval, ct);   // the host allows 600 polls a minute per caller on this endpoint
         }
         var wall = Stopwatch.GetElapsedTime(start);
         foreach (var v in victims.Where(v => killed.Contains(v.Id))) v.Start();   // the agent resumes from its sealed state
@@ -337,14 +362,16 @@ internal sealed class SimulationRunner : IAsyncDisposable
     private async Task<SimulationReport> MeasureAsync(List<ObservedRound> rounds, CancellationToken ct)
     {
         var main = rounds.Where(r => r.Federation == MainFederation).ToList();
-        var view = await GetAsync<FederationView>(RoundRoutes.Federation(MainFederation), ct);
-        var models = await GetAsync<ModelVersionList>(RoundRoutes.Models(MainFederation), ct);
+        var measured = _o.TimingOnly ? (_o.SecureAggregation ? SecureTimingFederation : PlainTimingFederation) : MainFederation;
+        var view = await GetAsync<FederationView>(RoundRoutes.Federation(measured), ct);
+        var models = await GetAsync<ModelVersionList>(RoundRoutes.Models(measured), ct);
         var current = models.Versions.FirstOrDefault(v => v.Version == models.Current);
         double? fedAuroc = current is not null && current.Metrics.TryGetValue("auroc", out var a) ? a : null;
         double? fedAccuracy = current is not null && current.Metrics.TryGetValue("accuracy", out var acc) ? acc : null;
+        if (_o.TimingOnly) main = rounds.Where(r => r.Federation == measured).ToList();
 
         // The central baseline: the same model trained on the pooled training data of every hospital (what federation avoids).
-        var (centralAuroc, centralAccuracy) = await Task.Run(() => CentralBaseline(view.Config), ct);
+        var (centralAuroc, centralAccuracy) = _o.TimingOnly ? (double.NaN, double.NaN) : await Task.Run(() => CentralBaseline(view.Config), ct);
 
         var completed = main.Count(r => r.Status.Phase == RoundPhase.Completed);
         var epsilonAccountant = _o.DifferentialPrivacy && completed > 0
@@ -469,7 +496,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
         public void Start()
         {
             _process?.Dispose();
-            var args = new List<string> { "agent", "run", "--dir", Directory, "--data", Path.Combine(Directory, "data.csv"), "--poll-ms", owner._o.PollMilliseconds.ToString(CultureInfo.InvariantCulture) };
+            var args = new List<string> { "agent", "run", "--dir", Directory, "--data", Path.Combine(Directory, "data.csv"), "--poll-ms", owner.AgentPollMilliseconds.ToString(CultureInfo.InvariantCulture) };
             if (Attacker)
             {
                 args.AddRange(["--attack", string.Create(CultureInfo.InvariantCulture, $"scale:{owner._o.AttackFactor}")]);
@@ -480,9 +507,57 @@ internal sealed class SimulationRunner : IAsyncDisposable
             Starts++;
         }
 
-        /// <summary>SIGKILL: a crash mid-round.</summary>
-        public void Kill() => _process?.Kill();
+        private CancellationTokenSource? _inProcess;
+        private Task? _inProcessRun;
 
-        public void Dispose() => _process?.Dispose();
+        /// <summary>Runs the agent as a task in this process: the same code as <c>agent run</c>, over its own HTTPS client.</summary>
+        public void StartInProcess()
+        {
+            _inProcess = new CancellationTokenSource();
+            var ct = _inProcess.Token;
+            Starts++;
+            _inProcessRun = Task.Run(async () =>
+            {
+                await using var log = new StreamWriter(Path.Combine(Directory, "agent.log"), append: true) { AutoFlush = true };
+                var progress = new LineProgress(TextWriter.Synchronized(log));
+                try
+                {
+                    var config = AgentConfig.Load(Directory);
+                    using var certificate = AgentCommands.LoadCertificate(config.Certificate);
+                    using var keys = await AgentKeys.OpenAsync(Directory, ct);
+                    using var http = AgentCommands.CreateHttpClient(config, certificate);
+                    var attack = Attacker ? new Attack(AttackMode.Scale, owner._o.AttackFactor).InRounds(AttackRounds) : Attack.None;
+                    var pipeline = new LocalUpdatePipeline(LocalData.Load(LocalDataFormat.Csv, [Path.Combine(Directory, "data.csv")]), attack);
+                    using var agent = new FederationAgent(Directory, config, keys, new RoundsClient(http), certificate, pipeline,
+                        new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(owner.AgentPollMilliseconds) }, progress);
+                    await agent.RunAsync(ct);
+                }
+                catch (OperationCanceledException) when (ct.IsCancellationRequested)
+                {
+                }
+                catch (Exception e)
+                {
+                    progress.Note($"agent {Id} failed: {e.GetType().Name}: {e.Message}");
+                }
+            }, ct);
+        }
+
+        /// <summary>SIGKILL: a crash mid-round (in process: the agent's loop is cancelled).</summary>
+        public void Kill()
+        {
+            _process?.Kill();
+            _inProcess?.Cancel();
+        }
+
+        public void Dispose()
+        {
+            _process?.Dispose();
+            if (_inProcess is not null)
+            {
+                _inProcess.Cancel();
+                try { _inProcessRun?.Wait(TimeSpan.FromSeconds(10)); } catch (AggregateException) { }
+                _inProcess.Dispose();
+            }
+        }
     }
 }
