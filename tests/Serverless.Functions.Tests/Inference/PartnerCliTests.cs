@@ -75,6 +75,28 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Partner_score_of_FHIR_bundles_over_HTTP_matches_the_plaintext_model_on_the_imported_patients()
+    {
+        var cohort = CohortGenerator.Generate(new CohortOptions { Hospitals = 1, PatientsPerHospital = 30, Visits = 8, Seed = 97 });
+        var bundle = _dir.Sub("partner.json");
+        using (var file = File.Create(bundle)) FhirBundleWriter.Write(cohort.Hospitals[0].Patients, file);
+        var keyFile = _dir.Sub("pseudonym.key");
+        await File.WriteAllTextAsync(keyFile, new string('7', 64));
+        var token = await _host.TokenAsync("svc-fhir", "partner", "insurer-fhir");
+        var scores = _dir.Sub("scores-fhir.csv");
+        var run = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", _dir.Sub("keys-fhir"), "--version", Version,
+            "--allow-insecure-for-tests", "--format", "fhir", "--key-file", keyFile, "--batch-id", "fhir-1", "--out", scores, bundle);
+        Assert.True(run.ExitCode == 0, run.Out + run.Error);
+        Assert.Contains("accepted over HTTP", run.Out);
+        // What the CLI imported (pseudonymized ids, same key) is what must have been scored.
+        using var pseudonymizer = new Serverless.Model.Preprocessing.Pseudonymizer(Convert.FromHexString(new string('7', 64)));
+        var imported = FhirBundleImporter.Read(bundle, pseudonymizer);
+        Assert.Empty(imported.Errors);
+        Assert.Equal(cohort.Hospitals[0].Patients.Count, imported.Cohort.Patients.Count);
+        AssertScores(scores, imported.Cohort.Patients);
+    }
+
+    [Fact]
     public async Task Single_steps_over_HTTP_and_one_line_errors()
     {
         var (csv, patients) = PartnerPatients(seed: 98, patients: 25);
