@@ -38,6 +38,10 @@ public sealed class EncryptedEvaluatorTests(InferenceFixture fx, ITestOutputHelp
         var scores = ScoreDecryptor.Decrypt(fx.Result.ToBytes(), fx.Keys);
         Assert.Equal(plainPadded[0], scores[0], 3);
         Assert.Equal(plainPadded[1], scores[5], 3);
+        // A record with a single real visit (index 3) too.
+        Assert.Equal(1f, fx.Records.Mask[3 * fx.Records.Steps]);
+        Assert.Equal(0f, fx.Records.Mask[3 * fx.Records.Steps + 1]);
+        Assert.Equal(fx.Model.PredictPlain(fx.Records.Subset([3]))[0], scores[3], 3);
     }
 
     [Fact]

@@ -52,7 +52,7 @@ public sealed class InferenceFixture : IDisposable
 
     public HeModel Model { get; }
 
-    /// <summary>Test records; every fifth has its last visit turned into padding.</summary>
+    /// <summary>Test records; every fifth has its last visit turned into padding, every seventh (from 3) only one real visit.</summary>
     public SequenceDataset Records { get; }
 
     public PartnerKeys Keys { get; }
@@ -61,11 +61,15 @@ public sealed class InferenceFixture : IDisposable
     {
         var values = d.Values.ToArray();
         var mask = d.Mask.ToArray();
-        for (var r = 0; r < d.Count; r += 5)
+        for (var r = 0; r < d.Count; r++)
         {
-            var t = d.Steps - 1;
-            mask[r * d.Steps + t] = 0;
-            values.AsSpan((r * d.Steps + t) * d.Features, d.Features).Clear();
+            // Every fifth record loses its last visit, every seventh (from 3) keeps only its first.
+            var keep = r % 5 == 0 ? d.Steps - 1 : r % 7 == 3 ? 1 : d.Steps;
+            for (var t = keep; t < d.Steps; t++)
+            {
+                mask[r * d.Steps + t] = 0;
+                values.AsSpan((r * d.Steps + t) * d.Features, d.Features).Clear();
+            }
         }
         return new SequenceDataset(d.Count, d.Steps, d.Features, d.Classes, values, mask, d.Labels.ToArray());
     }
