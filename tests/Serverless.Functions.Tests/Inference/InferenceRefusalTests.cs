@@ -196,6 +196,20 @@ public sealed class InferenceRefusalTests : IClassFixture<RefusalHost>
         Assert.Single(await Host.AuditAsync(e => e.Action == "inference.batch.complete" && e.Resource == $"batch/{RefusalHost.TenantA}/reused"));
     }
 
+    [Fact]
+    public async Task A_blob_that_changed_after_submission_is_refused_as_a_digest_mismatch()
+    {
+        await _fixture.EnsureStartedAsync();
+        var batch = BatchEncryptor.Encrypt(_fixture.Records.Subset([0, 1, 2]), _fixture.KeysA).ToBytes();
+        var announced = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(batch));
+        batch[^10] ^= 0x01; // one bit differs from what the message announced
+        var messageId = await Host.EnqueueAsync(RefusalHost.TenantA, "changed-1", RefusalHost.Version, batch, _fixture.TokenA, sha256: announced);
+        using (var response = await Host.WaitAsync(RefusalHost.TenantA, "changed-1", _fixture.TokenA))
+            await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "digest-mismatch", "changed or corrupted after submission");
+        var poison = Assert.Single(await Host.PoisonAsync(p => p.MessageId == messageId));
+        Assert.StartsWith("digest-mismatch:", poison.LastError);
+    }
+
     /// <summary>Submits through the queue and checks the three traces of a refusal: poll 422 with the code, poison entry with the reason, audit entry; the blob is kept.</summary>
     private async Task AssertQueueRefusalAsync(string tenant, string batchId, byte[] batch, string token, string code, string reasonPart, InferenceHost? on = null)
     {

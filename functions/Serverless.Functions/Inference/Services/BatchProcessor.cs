@@ -44,19 +44,43 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
         if (download is null) return BatchValidation.Refused(RefusalCodes.BlobMissing, $"blob '{InferenceBlobs.BatchesContainer}/{batch.Blob}' does not exist");
         if (download.Properties.Length > options.Value.MaxBatchBytes)
             return BatchValidation.Refused(RefusalCodes.BatchTooLarge, $"the batch is {download.Properties.Length} bytes, over the limit of {options.Value.MaxBatchBytes}");
-        var bytes = new byte[download.Properties.Length];
-        await download.Content.ReadExactlyAsync(bytes, cancellationToken);
-        if (download.Content.ReadByte() != -1)
-            return BatchValidation.Refused(RefusalCodes.DigestMismatch, "the blob is longer than its declared length");
-        var sha = InferenceBlobs.Sha256Hex(bytes);
-        if (sha != batch.Sha256)
-            return BatchValidation.Refused(RefusalCodes.DigestMismatch, $"the blob's SHA-256 is {sha}, the submission said {batch.Sha256} (changed or corrupted after submission)");
 
-        EncryptedBatch encrypted;
+        // One pass over the blob, one group in memory at a time; the SHA-256 is computed on the way and
+        // checked once the reader has seen the last byte.
+        using var hashing = new HashingReadStream(download.Content, options.Value.MaxBatchBytes);
+        var written = 0;
         try
         {
-            PartnerKeyStore.CheckParameters(bytes, plan, "the batch's ciphertexts");
-            encrypted = EncryptedBatch.Read(bytes, plan);
+            PartnerKeyStore.CheckParameters(hashing.Peek(39), plan, "the batch's ciphertexts");
+            var reader = EncryptedBatchReader.Open(new BufferedStream(hashing, 1 << 20), plan);
+            var keyId = Convert.ToHexStringLower(reader.KeyId.Span);
+            if (keyId != registration.KeyId)
+            {
+                var owner = await keys.ReadOwnerAsync(keyId, cancellationToken);
+                return owner is not null && owner.Tenant != batch.Tenant
+                    ? BatchValidation.Refused(RefusalCodes.ForeignKeys, $"the batch is encrypted under keys registered by another partner (key id {keyId[..16]}…); encrypt under your own keys")
+                    : BatchValidation.Refused(RefusalCodes.KeysNotRegistered,
+                        $"the batch is encrypted under keys (key id {keyId[..16]}…) other than the ones tenant '{batch.Tenant}' registered for '{batch.ModelVersion}' ({registration.KeyId[..16]}…)");
+            }
+            for (var g = 0; g < reader.GroupCount; g++)
+            {
+                var group = reader.ReadGroup();
+                if (!split) continue;
+                using var groupBlob = new MemoryStream();
+                group.WriteTo(groupBlob);
+                groupBlob.Position = 0;
+                await blobs.Results.PutAsync(InputGroupBlob(batch.Tenant, batch.BatchId, g), groupBlob, cancellationToken: cancellationToken);
+                written++;
+            }
+            reader.Finish();
+            var sha = hashing.HashHex();
+            if (sha != batch.Sha256)
+            {
+                await DeleteInputGroupsAsync(batch, written, cancellationToken);
+                return BatchValidation.Refused(RefusalCodes.DigestMismatch, $"the blob's SHA-256 is {sha}, the submission said {batch.Sha256} (changed or corrupted after submission)");
+            }
+            logger.LogInformation("Batch {BatchId} of {Tenant}: {Records} records in {Groups} groups validated", batch.BatchId, batch.Tenant, reader.RecordCount, reader.GroupCount);
+            return new BatchValidation(true, null, null, download.Properties.ETag, reader.RecordCount, reader.GroupCount);
         }
         catch (InferenceRefusedException e)
         {
@@ -64,32 +88,19 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
         }
         catch (HeFormatException e)
         {
+            await DeleteInputGroupsAsync(batch, written, cancellationToken);
+            // A blob that changed after submission is named as such, not as a malformed batch.
+            var sha = await hashing.DrainAndHashHexAsync(cancellationToken);
+            if (sha != batch.Sha256)
+                return BatchValidation.Refused(RefusalCodes.DigestMismatch, $"the blob's SHA-256 is {sha}, the submission said {batch.Sha256} (changed or corrupted after submission)");
             var code = e.Message.Contains("too many records", StringComparison.Ordinal) ? RefusalCodes.BatchTooLarge : RefusalCodes.MalformedBatch;
             return BatchValidation.Refused(code, e.Message);
         }
+    }
 
-        var keyId = encrypted.KeyIdHex.ToLowerInvariant();
-        if (keyId != registration.KeyId)
-        {
-            var owner = await keys.ReadOwnerAsync(keyId, cancellationToken);
-            return owner is not null && owner.Tenant != batch.Tenant
-                ? BatchValidation.Refused(RefusalCodes.ForeignKeys, $"the batch is encrypted under keys registered by another partner (key id {keyId[..16]}…); encrypt under your own keys")
-                : BatchValidation.Refused(RefusalCodes.KeysNotRegistered,
-                    $"the batch is encrypted under keys (key id {keyId[..16]}…) other than the ones tenant '{batch.Tenant}' registered for '{batch.ModelVersion}' ({registration.KeyId[..16]}…)");
-        }
-
-        if (split)
-        {
-            for (var g = 0; g < encrypted.Groups.Count; g++)
-            {
-                using var groupBlob = new MemoryStream();
-                encrypted.Groups[g].WriteTo(groupBlob);
-                groupBlob.Position = 0;
-                await blobs.Results.PutAsync(InputGroupBlob(batch.Tenant, batch.BatchId, g), groupBlob, cancellationToken: cancellationToken);
-            }
-        }
-        logger.LogInformation("Batch {BatchId} of {Tenant}: {Records} records in {Groups} groups validated", batch.BatchId, batch.Tenant, encrypted.RecordCount, encrypted.Groups.Count);
-        return new BatchValidation(true, null, null, download.Properties.ETag, encrypted.RecordCount, encrypted.Groups.Count);
+    private async Task DeleteInputGroupsAsync(BatchRequest batch, int count, CancellationToken cancellationToken)
+    {
+        for (var g = 0; g < count; g++) await blobs.Results.DeleteAsync(InputGroupBlob(batch.Tenant, batch.BatchId, g), cancellationToken: cancellationToken);
     }
 
     /// <summary>Evaluates one ciphertext group with the tenant's evaluation keys; returns the group result's blob name.</summary>
