@@ -368,4 +368,42 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
             foreach (var a in agents) a.Dispose();
         }
     }
+
+    [Fact]
+    public async Task A_client_that_misses_the_statistics_stage_is_asked_again_for_training()
+    {
+        const string fed = "late-joiner";
+        await Host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with { Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0.5 } });
+        var agents = new List<TestAgent>();
+        try
+        {
+            for (var h = 0; h < 4; h++)
+            {
+                var id = $"late-{h}";
+                var agent = new TestAgent(Host.Http, fed, id, TestAgent.IssueCertificate(Host.DataDirectory, id), fixture.Cohort.Hospitals[h].Patients);
+                await agent.EnrollAsync();
+                agents.Add(agent);
+            }
+            agents[2].Skip = (RoundStages.Statistics, RoundPhase.MaskedInput);   // shared its keys, then missed the deadline
+            using (var start = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(fed), fixture.OperatorToken))
+                Assert.Equal(HttpStatusCode.Accepted, start.StatusCode);
+            var tasks = await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(2))));
+            var status = await CompletedRoundFixture.WaitForRoundAsync(Host.Http, fixture.OperatorToken, fed, 1, TimeSpan.FromMinutes(2));
+            Assert.True(status.Phase == RoundPhase.Completed, $"{status.Phase}: {status.Reason}");
+            Assert.Equal(new RoundDropout("late-2", RoundStages.Statistics, RoundPhase.MaskedInput), Assert.Single(status.Dropouts));
+            Assert.Equal(4, status.Metrics["contributors"]);                     // back for training
+            Assert.Contains((RoundStages.Training, RoundPhase.Unmasking), agents[2].Answered);
+            Assert.All(tasks, t => Assert.Equal(ClientAction.Done, t!.Action));
+
+            // The statistics are exactly those of the three hospitals whose masked sums arrived.
+            var v0 = ModelCheckpoint.FromJson((await Host.Store.GetCheckpointAsync(fed, "v0"))!);
+            var plan = (await Host.Store.GetPlanAsync(fed, 1))!;
+            var three = RingSum(new[] { 0, 1, 3 }.Select(i => agents[i].Inputs[(1, RoundStages.Statistics)]));
+            Assert.Equal(FeatureStatistics.FromSums(StatisticsEncoding.DecodeSums(plan.StatisticsColumns, three)).Means, v0.Preprocessor.Statistics.Means);
+        }
+        finally
+        {
+            foreach (var a in agents) a.Dispose();
+        }
+    }
 }

@@ -47,6 +47,9 @@ public sealed class TestAgent : IDisposable
     /// <summary>The agent goes silent once asked for this (stage, phase).</summary>
     public (string Stage, RoundPhase Phase)? DropBefore { get; set; }
 
+    /// <summary>The agent ignores this (stage, phase) but keeps polling (a transient outage).</summary>
+    public (string Stage, RoundPhase Phase)? Skip { get; set; }
+
     /// <summary>Not 1: skip clipping and multiply the update (a poisoning client).</summary>
     public float AttackScale { get; set; } = 1;
 
@@ -99,6 +102,7 @@ public sealed class TestAgent : IDisposable
             if (task.Action is ClientAction.Done or ClientAction.NotSelected) return task;
             if (task.Action != ClientAction.Act) { await Task.Delay(250); continue; }
             if (DropBefore is { } drop && drop.Stage == task.Stage && drop.Phase == task.Phase) return task;
+            if (Skip is { } skip && skip.Stage == task.Stage && skip.Phase == task.Phase) { await Task.Delay(250); continue; }
             if (Answered.Count >= stopAfter) return task;
             await ActAsync(task);
         }
