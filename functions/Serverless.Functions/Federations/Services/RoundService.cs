@@ -121,12 +121,16 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
         var stage = plan.StageOf(status.Stage);
         if (stage is null || status.Phase is RoundPhase.Starting or RoundPhase.Aggregating) return Task(ClientAction.Wait, me.SecAggId);
 
+        // Out of the current stage: the round is over for this client, unless a later stage (training after
+        // statistics) will ask it again.
+        var later = plan.Stages.SkipWhile(s => s.Stage != stage.Stage).Skip(1).Any();
         var excluded = status.Excluded.FirstOrDefault(e => e.ClientId == clientId && e.Stage == status.Stage);
-        if (excluded is not null) return Task(ClientAction.Done, me.SecAggId, $"excluded: {excluded.Reason}");
+        if (excluded is not null) return Task(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId, $"excluded from the {stage.Stage} stage: {excluded.Reason}");
         if (!progress.Active.Contains(me.SecAggId))
         {
             var dropout = status.Dropouts.FirstOrDefault(d => d.ClientId == clientId && d.Stage == status.Stage);
-            return Task(ClientAction.Done, me.SecAggId, dropout is null ? "no longer in this stage" : $"dropped out: no accepted {dropout.Phase} message before the phase closed");
+            return Task(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId,
+                dropout is null ? $"no longer in the {stage.Stage} stage" : $"dropped out of the {stage.Stage} stage: no accepted {dropout.Phase} message before the phase closed");
         }
         var submitted = await store.HasMessageAsync(federation, round, stage.Stage, status.Phase, me.SecAggId, ct);
         KeysBroadcast? keys = null;
