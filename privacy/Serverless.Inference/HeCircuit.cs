@@ -116,7 +116,11 @@ internal sealed class HeCircuit
         Array.Clear(y);
 
         // 3. Per (t, j): X_t = i_t·g_t − (1 − m_t)·i(κ)·g(κ) (the masked input term), f_t for t ≥ 1.
+        //    The forget gates usually have a level of slack in the tree: evaluated one level lower, their
+        //    products key-switch over fewer primes, and the tree's depth (hence the plan) is unchanged.
         Stage("gates");
+        var xDepth = (c2 != 0 ? 2 : 1) + 4;
+        var forgetShift = HeCircuit.CellTreeDepth(0, T, xDepth, xDepth).Value == HeCircuit.CellTreeDepth(0, T, xDepth, xDepth - 1).Value ? 1 : 0;
         var inputTerm = new Ciphertext[T * H];
         var forget = new Ciphertext[T * H];
         For(T * H, u =>
@@ -133,7 +137,11 @@ internal sealed class HeCircuit
                 _ev.SubInPlace(x, MulScalarTo(oneMinusM, w.PaddingInputTerm[j], x.Level));
             }
             inputTerm[u] = x;
-            if (t > 0) forget[u] = Sigmoid(p[t * 4 * H + 2 * H + j]!);
+            if (t > 0)
+            {
+                var pf = p[t * 4 * H + 2 * H + j]!;
+                forget[u] = Sigmoid(DownTo(pf, pf.Level - forgetShift));
+            }
         });
 
         // 4. Output gate at the last step.

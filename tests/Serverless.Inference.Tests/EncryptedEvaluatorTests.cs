@@ -66,6 +66,31 @@ public sealed class EncryptedEvaluatorTests(InferenceFixture fx, ITestOutputHelp
     }
 
     [Fact]
+    public void A_four_visit_window_with_forget_gates_evaluated_a_level_lower_matches_its_plaintext_model()
+    {
+        // With 4 steps the forget gates have a level of slack in the cell tree (the circuit uses it); 3 steps do not.
+        Assert.Equal(
+            HeCircuit.CellTreeDepth(0, 4, 5, 4).Value,
+            HeCircuit.CellTreeDepth(0, 4, 5, 5).Value);
+        var cohort = CohortGenerator.Generate(new CohortOptions { Hospitals = 1, PatientsPerHospital = 120, Visits = 6, Seed = 5 });
+        var data = CohortDatasets.Build(cohort, steps: 4, testFraction: 0.3, seed: 2);
+        var options = fx.Options with { Steps = 4, Epochs = 3 };
+        var config = HeModel.HeFriendlyConfig(data.Preprocessor.Features, options);
+        var model = HeModel.Train(data.Preprocessor, data.PooledTrain(), options,
+            parameters: HeModel.CreateParameters(4096, HeModel.LevelsRequired(config), allowInsecureForTests: true));
+        using var keys = PartnerKeys.Generate(model.Plan);
+        var records = data.PooledTest();
+        var result = new EncryptedEvaluator(model, keys.EvaluationKeys).Evaluate(BatchEncryptor.Encrypt(records, keys));
+        Assert.Equal(0, result.Groups[0].Logits.Level);
+        var scores = ScoreDecryptor.Decrypt(result.ToBytes(), keys);
+        var plain = model.PredictPlain(records);
+        var max = 0.0;
+        for (var i = 0; i < plain.Length; i++) max = Math.Max(max, Math.Abs(plain[i] - scores[i]));
+        output.WriteLine($"4-visit window: {plain.Length} records, {records.Mask.Count(m => m == 0)} padded visits, max |enc - plain| = {max:E3}");
+        Assert.True(max < 1e-3, $"max error {max}");
+    }
+
+    [Fact]
     public void The_result_sits_exactly_LevelsConsumed_below_the_top()
     {
         var plan = fx.Model.Plan;
