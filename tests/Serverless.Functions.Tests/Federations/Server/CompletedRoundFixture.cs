@@ -77,6 +77,10 @@ public sealed class CompletedRoundFixture : IAsyncLifetime
         {
             Assert.True(start.StatusCode == HttpStatusCode.Accepted, await start.Content.ReadAsStringAsync());
             Assert.Equal("1", start.Headers.GetValues("X-Round").Single());
+            var body = await start.ReadAsync<System.Text.Json.JsonElement>();
+            Assert.Equal(RoundRoutes.InstanceId(Federation, 1), body.GetProperty("id").GetString());
+            Assert.Contains($"/instances/{RoundRoutes.InstanceId(Federation, 1)}", body.GetProperty("statusQueryGetUri").GetString());
+            Assert.Equal(body.GetProperty("statusQueryGetUri").GetString(), start.Headers.Location?.ToString());
         }
         await Task.WhenAll(Agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(3))));
         Status = await WaitForRoundAsync(Host.Http, OperatorToken, Federation, 1, TimeSpan.FromMinutes(2));
