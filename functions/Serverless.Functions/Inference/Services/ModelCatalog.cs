@@ -82,7 +82,16 @@ public sealed class ModelCatalog(InferenceBlobs blobs, InferenceAudit audit, IOp
     internal async Task<HeModel?> GetAsync(string version, CancellationToken cancellationToken)
     {
         var lazy = _models.GetOrAdd(version, v => new Lazy<Task<HeModel?>>(() => LoadAsync(v)));
-        var model = await lazy.Value.WaitAsync(cancellationToken);
+        HeModel? model;
+        try
+        {
+            model = await lazy.Value.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            _models.TryRemove(new KeyValuePair<string, Lazy<Task<HeModel?>>>(version, lazy)); // a storage hiccup is not remembered
+            throw;
+        }
         if (model is null) _models.TryRemove(new KeyValuePair<string, Lazy<Task<HeModel?>>>(version, lazy)); // not published yet: ask storage again next time
         return model;
     }
