@@ -95,31 +95,36 @@ public sealed class HeModel
     public static CkksParameters DefaultParameters() => ParametersFor(HeFriendlyConfig(15));
 
     /// <summary>
-    /// The default-style chain deep enough for <paramref name="config"/>, what <see cref="Create"/> uses when no
-    /// parameters are given: N = 16384, L = <see cref="LevelsRequired(ModelConfig)"/> primes of b bits, q_0 and P
-    /// of b + 10 bits, b as large as the 438-bit bound for 128-bit classical security with a ternary secret at
-    /// N = 16384 allows (Homomorphic Encryption Security Standard, Albrecht et al., HomomorphicEncryption.org,
-    /// November 2018, Table 1), at most 40: b = floor((438 − 20) / (L + 2)). Δ ≈ 2^b from <see cref="CreateParameters"/>.
-    /// 8,192 records per ciphertext group.
+    /// The chain deep enough for <paramref name="config"/>, what <see cref="Create"/> uses when no parameters are
+    /// given: <see cref="CreateParameters"/>(16384, <see cref="LevelsRequired(ModelConfig)"/>) with automatic prime
+    /// sizes. 8,192 records per ciphertext group.
     /// </summary>
-    public static CkksParameters ParametersFor(ModelConfig config)
-    {
-        var levels = LevelsRequired(config);
-        var bits = Math.Min(40, (CkksParameters.MaxModulusBits(16384) - 20) / (levels + 2));
-        if (bits < 20) throw new ArgumentException($"{levels} levels do not fit N = 16384 at 128-bit security; shorten the window", nameof(config));
-        return CreateParameters(16384, levels, bits, bits + 10, bits + 10);
-    }
+    public static CkksParameters ParametersFor(ModelConfig config) => CreateParameters(16384, LevelsRequired(config));
 
     /// <summary>
-    /// A chain [first, bits × levels] with special prime P, and the scale Δ that keeps every level's standard
-    /// scale near 2^bits. With s_(l−1) = s_l² / q_l (multiply, then rescale by q_l), any Δ other than the chain's
-    /// own fixed point drifts doubly exponentially over ten levels; so Δ is computed upwards from s_0 = 2^bits
-    /// as s_l = sqrt(s_(l−1)·q_l), a weighted geometric mean of the primes.
+    /// A chain [q_0, b × levels] with special prime P, and the scale Δ that keeps every level's standard scale near
+    /// 2^b. Prime sizes of 0 mean automatic: b as large as the bound for 128-bit classical security with a ternary
+    /// secret allows (Homomorphic Encryption Security Standard, Albrecht et al., HomomorphicEncryption.org, November
+    /// 2018, Table 1: log2(QP) ≤ 438 at N = 16384), b = min(40, floor((bound − 20) / (levels + 2))), and q_0 = P =
+    /// b + 10 bits (room for the logits above the final scale; P at least every q_i for key-switching noise); with
+    /// <paramref name="allowInsecureForTests"/> and a bound too small for b ≥ 30 (test rings), b = 34.
+    /// The scale: with s_(l−1) = s_l² / q_l (multiply, then rescale by q_l), any Δ other than the chain's own
+    /// fixed point drifts doubly exponentially over ten levels; so Δ is computed upwards from s_0 = 2^b as
+    /// s_l = sqrt(s_(l−1)·q_l), a weighted geometric mean of the primes.
     /// </summary>
     /// <exception cref="ArgumentException">Above the 128-bit bound (unless <paramref name="allowInsecureForTests"/>), or invalid sizes.</exception>
-    public static CkksParameters CreateParameters(int n, int levels, int primeBits = 29, int firstPrimeBits = 40, int specialPrimeBits = 40, bool allowInsecureForTests = false)
+    public static CkksParameters CreateParameters(int n, int levels, int primeBits = 0, int firstPrimeBits = 0, int specialPrimeBits = 0, bool allowInsecureForTests = false)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(levels, 1);
+        if (primeBits == 0)
+        {
+            primeBits = Math.Min(40, (CkksParameters.MaxModulusBits(n) - 20) / (levels + 2));
+            if (primeBits < 30 && allowInsecureForTests && n < 16384) primeBits = 34;
+            if (primeBits < 20)
+                throw new ArgumentException($"{levels} levels do not fit N = {n} at 128-bit security; use a larger N or a shorter window", nameof(levels));
+        }
+        if (firstPrimeBits == 0) firstPrimeBits = Math.Min(60, primeBits + 10);
+        if (specialPrimeBits == 0) specialPrimeBits = Math.Min(60, primeBits + 10);
         int[] bits = [firstPrimeBits, .. Enumerable.Repeat(primeBits, levels)];
         var probe = CkksParameters.Create(n, bits, specialPrimeBits, Math.Pow(2, primeBits), allowInsecureForTests);
         var s = Math.Pow(2, primeBits);
