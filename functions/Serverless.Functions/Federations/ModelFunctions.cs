@@ -63,11 +63,13 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
     private async Task<IResult> ChangeAsync(HttpRequest request, FunctionContext context, string federation, string? target, string? reason, bool rollback, CancellationToken ct)
     {
         string? refusal = null;
+        var refusalStatus = StatusCodes.Status409Conflict;
         string? from = null;
         string? to = null;
         var updated = await store.UpdateAsync(federation, s =>
         {
             refusal = null;
+            refusalStatus = StatusCodes.Status409Conflict;
             from = s.CurrentVersion;
             var history = s.PromotionHistory.ToList();
             if (rollback)
@@ -79,7 +81,12 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
             {
                 to = target;
             }
-            if (!s.Versions.Any(v => v.Version == to)) { refusal = $"Federation '{federation}' has no model version '{to}'."; return s; }
+            if (!s.Versions.Any(v => v.Version == to))
+            {
+                refusal = $"Federation '{federation}' has no model version '{to}'.";
+                refusalStatus = StatusCodes.Status404NotFound;
+                return s;
+            }
             if (to == s.CurrentVersion) { refusal = $"Version '{to}' is already the current version."; return s; }
             if (rollback) history.Remove(to!);
             else if (s.CurrentVersion is not null) history.Add(s.CurrentVersion);
@@ -89,8 +96,7 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
             return s with { Versions = versions, CurrentVersion = to, PromotionHistory = [.. history] };
         }, ct);
         if (updated is null) return NotFound($"Federation '{federation}' does not exist.");
-        if (refusal is not null)
-            return refusal.StartsWith("Federation", StringComparison.Ordinal) && refusal.Contains("has no model version", StringComparison.Ordinal) ? NotFound(refusal) : Conflict(refusal);
+        if (refusal is not null) return refusalStatus == StatusCodes.Status404NotFound ? NotFound(refusal) : Conflict(refusal);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.ModelPromote, $"federation/{federation}/model/{to}", AuditOutcome.Success, context.InvocationId,
             $"{(rollback ? "rollback" : "promote")} from {from ?? "none"} to {to}{(reason is null ? "" : ": " + reason)}"), ct);
         return Json(ToList(updated));
