@@ -26,6 +26,7 @@ internal static class PartnerCommands
         partner.Subcommands.Add(Wait());
         partner.Subcommands.Add(Decrypt());
         partner.Subcommands.Add(Score());
+        partner.Subcommands.Add(PublishModel());
         return partner;
     }
 
@@ -253,6 +254,52 @@ internal static class PartnerCommands
             progress.Done("decrypt", $"{scores.Length} scores written to {r.GetValue(output)!.FullName}");
             return Cli.Ok;
         })));
+        return cmd;
+    }
+
+    /// <summary>
+    /// The operator's side, here because it exists for partners: train the HE-friendly CNN-LSTM on cohort
+    /// files and publish it as a model version (operator token). Parameters: the library's secure default
+    /// for the model's depth, or a small test ring with <c>--ring</c> (servers that allow insecure test parameters only).
+    /// </summary>
+    private static Command PublishModel()
+    {
+        var server = ServerOption();
+        var token = TokenOption();
+        var version = new Option<string>("--version") { Description = "Model version to publish", Required = true };
+        var format = FormatOption();
+        var keyFile = PseudonymKeyOption();
+        var allow = AllowErrorsOption();
+        var steps = new Option<int>("--steps") { Description = "Visits per record (window)", DefaultValueFactory = _ => 4 };
+        var epochs = new Option<int>("--epochs") { Description = "Training epochs", DefaultValueFactory = _ => 25 };
+        var seed = new Option<int>("--seed") { Description = "Training seed", DefaultValueFactory = _ => 1 };
+        var ring = new Option<int?>("--ring") { Description = "CKKS ring degree for a test server (e.g. 4096; insecure); default: the library's 128-bit parameters for the model" };
+        var output = new Option<FileInfo?>("--out") { Description = "Also write the trained checkpoint (JSON) here" };
+        var data = new Argument<string[]>("path") { Description = "Training cohort files or directories", Arity = ArgumentArity.OneOrMore };
+        var cmd = new Command("publish-model", "Operator: train the HE-friendly CNN-LSTM on cohort files and publish it for encrypted inference")
+            { server, token, version, format, keyFile, allow, steps, epochs, seed, ring, output, data };
+        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            var patients = PartnerWorkflow.ImportPatients(r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow));
+            var schema = Serverless.Model.Data.CohortGenerator.Schema;
+            var preprocessor = Serverless.Model.Preprocessing.Preprocessor.Fit(schema, patients, r.GetValue(steps));
+            var options = new Serverless.Inference.HeModelOptions { Steps = r.GetValue(steps), Epochs = r.GetValue(epochs), Seed = r.GetValue(seed) };
+            var ringValue = r.GetValue(ring);
+            var config = Serverless.Inference.HeModel.HeFriendlyConfig(preprocessor.Features, options);
+            var parameters = ringValue is { } n ? Serverless.Inference.HeModel.CreateParameters(n, Serverless.Inference.HeModel.LevelsRequired(config), allowInsecureForTests: true) : null;
+            var model = Serverless.Inference.HeModel.Train(preprocessor, preprocessor.Transform(patients), options, parameters: parameters, modelVersion: r.GetValue(version)!);
+            var checkpoint = model.Checkpoint.ToJson();
+            if (r.GetValue(output) is { } file) PartnerFiles.WriteAtomically(file.FullName, Encoding.UTF8.GetBytes(checkpoint));
+            var publication = JsonSerializer.SerializeToUtf8Bytes(new
+            {
+                checkpoint = JsonDocument.Parse(checkpoint).RootElement,
+                ckks = ringValue is null ? null : new { n = model.Plan.Parameters.N, levels = model.Plan.Parameters.MaxLevel },
+            }, new JsonSerializerOptions(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
+            using var api = Api(r, server, token, required: true)!;
+            var info = await api.PublishModelAsync(r.GetValue(version)!, publication, ct);
+            Console.WriteLine($"trained on {patients.Count} patients ({model.Plan}); published {r.GetValue(version)} (parameters hash {info.GetProperty("parametersHash").GetString()})");
+            return Cli.Ok;
+        }));
         return cmd;
     }
 

@@ -97,6 +97,38 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_operator_trains_and_publishes_with_the_CLI_and_a_partner_scores_against_that_version()
+    {
+        var (training, _) = PartnerPatients(seed: 96, patients: 250);
+        var (csv, patients) = PartnerPatients(seed: 95, patients: 20);
+        var checkpoint = _dir.Sub("published.json");
+        var publish = await CliRunner.RunAsync("partner", "publish-model", "--server", _host.Address.ToString(), "--token", await _host.TokenAsync("op-cli", "operator"),
+            "--version", "he-cli-trained", "--epochs", "3", "--ring", "4096", "--out", checkpoint, training);
+        Assert.True(publish.ExitCode == 0, publish.Out + publish.Error);
+        Assert.Contains("published he-cli-trained", publish.Out);
+        // A partner may not publish.
+        var denied = await CliRunner.RunAsync("partner", "publish-model", "--server", _host.Address.ToString(), "--token", await _host.TokenAsync("svc-x", "partner", "insurer-x"),
+            "--version", "he-cli-denied", "--epochs", "1", "--ring", "4096", training);
+        Assert.Equal(1, denied.ExitCode);
+        Assert.StartsWith("error: server answered 403", Assert.Single(denied.ErrorLines));
+
+        var token = await _host.TokenAsync("svc-trained", "partner", "insurer-trained");
+        var scores = _dir.Sub("scores-trained.csv");
+        var run = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", _dir.Sub("keys-trained"),
+            "--version", "he-cli-trained", "--allow-insecure-for-tests", "--batch-id", "trained-1", "--out", scores, csv);
+        Assert.True(run.ExitCode == 0, run.Out + run.Error);
+        var model = Serverless.Inference.HeModel.Create(Serverless.Model.Training.ModelCheckpoint.FromJson(await File.ReadAllTextAsync(checkpoint)),
+            parameters: null, "check");
+        var expected = model.PredictPlain(model.Checkpoint.Preprocessor.Transform(patients));
+        var lines = File.ReadAllLines(scores);
+        for (var i = 0; i < patients.Count; i++)
+        {
+            var score = double.Parse(lines[i + 1].Split(',')[2], CultureInfo.InvariantCulture);
+            Assert.True(Math.Abs(score - expected[i]) < 1e-3, $"record {i}: decrypted {score}, plaintext {expected[i]}");
+        }
+    }
+
+    [Fact]
     public async Task Single_steps_over_HTTP_and_one_line_errors()
     {
         var (csv, patients) = PartnerPatients(seed: 98, patients: 25);
