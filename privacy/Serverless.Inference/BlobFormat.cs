@@ -81,7 +81,7 @@ internal sealed class BlobReader(Stream stream, string what)
             {
                 throw new HeFormatException($"{what}: reading {field} failed ({e.Message})", e);
             }
-            if (n == 0) throw new HeFormatException($"{what}: truncated input, {field} needs {destination.Length} bytes, {total} present");
+            if (n == 0) throw new HeFormatException($"{what}: truncated input, {field} needs {destination.Length} bytes, {total} present").With(InferenceErrors.Truncated);
             total += n;
         }
     }

@@ -213,7 +213,7 @@ public sealed class EncryptedBatchReader
         var keyId = r.ReadBytes(32, "key id");
         var records = r.ReadInt32InRange("record count", 0, int.MaxValue);
         if (records == 0) throw new HeFormatException("encrypted batch: no records");
-        if (records > limit) throw new HeFormatException($"encrypted batch: too many records, {records} exceeds the limit of {limit}");
+        if (records > limit) throw new HeFormatException($"encrypted batch: too many records, {records} exceeds the limit of {limit}").With(InferenceErrors.TooManyRecords);
         var features = r.ReadInt32InRange("features", 1, 4096);
         var steps = r.ReadInt32InRange("steps", 1, 64);
         if (features != plan.Features || steps != plan.Steps)

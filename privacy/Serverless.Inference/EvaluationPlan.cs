@@ -139,7 +139,7 @@ public sealed class EvaluationPlan
     internal void CheckParameterHash(ReadOnlySpan<byte> hash, string what)
     {
         if (hash.Length != 32 || !CryptographicOperations.FixedTimeEquals(hash, Parameters.Hash.Span))
-            throw new HeFormatException($"{what}: parameter hash mismatch, it was made under other CKKS parameters than this model's plan");
+            throw new HeFormatException($"{what}: parameter hash mismatch, it was made under other CKKS parameters than this model's plan").With(InferenceErrors.WrongParameters);
     }
 
     public override string ToString() =>

@@ -84,7 +84,7 @@ public sealed class EvaluationKeys
     internal void CheckKeyId(ReadOnlySpan<byte> keyId, string what)
     {
         if (!CryptographicOperations.FixedTimeEquals(keyId, KeyId.Span))
-            throw new HeFormatException($"{what}: encrypted under other keys (key id {Convert.ToHexString(keyId)[..16]}…, these evaluation keys are {KeyIdHex[..16]}…)");
+            throw new HeFormatException($"{what}: encrypted under other keys (key id {Convert.ToHexString(keyId)[..16]}…, these evaluation keys are {KeyIdHex[..16]}…)").With(InferenceErrors.WrongKeys);
     }
 }
 

@@ -145,6 +145,7 @@ public sealed class EncryptedEvaluatorTests(InferenceFixture fx, ITestOutputHelp
         var server = new EncryptedEvaluator(fx.Model, fx.Keys.EvaluationKeys);
         var e = Assert.Throws<HeFormatException>(() => server.Evaluate(foreign));
         Assert.Contains("other keys", e.Message);
+        Assert.Equal(InferenceErrors.WrongKeys, InferenceErrors.ReasonOf(e));
         Assert.Throws<HeFormatException>(() => server.EvaluateGroup(foreign.Groups[0]));
     }
 

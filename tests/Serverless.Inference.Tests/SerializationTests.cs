@@ -135,6 +135,7 @@ public sealed class SerializationTests(InferenceFixture fx)
         var cut = keep >= 0 ? bytes[..keep] : bytes[..^1];
         var e = Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(cut, fx.Model.Plan));
         Assert.Contains("truncated", e.Message);
+        Assert.Equal(InferenceErrors.Truncated, InferenceErrors.ReasonOf(e));
     }
 
     [Fact]
@@ -155,6 +156,7 @@ public sealed class SerializationTests(InferenceFixture fx)
         var other = HeModel.Create(fx.Model.Checkpoint, InferenceFixture.Parameters(InferenceFixture.Steps, extraLevels: 1));
         var e = Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(fx.BatchBytes, other.Plan));
         Assert.Contains("parameter hash mismatch", e.Message);
+        Assert.Equal(InferenceErrors.WrongParameters, InferenceErrors.ReasonOf(e));
         Assert.Throws<HeFormatException>(() => EvaluationKeys.Read(fx.Keys.EvaluationKeys.ToBytes(), other.Plan));
         Assert.Throws<HeFormatException>(() => EncryptedResult.Read(fx.Result.ToBytes(), other.Plan));
     }
@@ -164,6 +166,7 @@ public sealed class SerializationTests(InferenceFixture fx)
     {
         var e = Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(fx.BatchBytes, fx.Model.Plan, maxRecords: 10));
         Assert.Contains($"too many records, {fx.Records.Count} exceeds the limit of 10", e.Message);
+        Assert.Equal(InferenceErrors.TooManyRecords, InferenceErrors.ReasonOf(e));
         // The header alone is enough to refuse: the ciphertexts are never read.
         var header = fx.BatchBytes[..(7 + 32 + 32 + 16)];
         Assert.Contains("too many records", Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(header, fx.Model.Plan, maxRecords: 10)).Message);
@@ -179,7 +182,9 @@ public sealed class SerializationTests(InferenceFixture fx)
         var bad = fx.BatchBytes.ToArray();
         // Set the last 8 bytes (a residue of the last ciphertext) to all ones: not below any prime.
         bad.AsSpan(bad.Length - 8).Fill(0xFF);
-        Assert.Contains("not below its prime", Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(bad, fx.Model.Plan)).Message);
+        var e = Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(bad, fx.Model.Plan));
+        Assert.Contains("not below its prime", e.Message);
+        Assert.Null(InferenceErrors.ReasonOf(e)); // plain malformed input
     }
 
     [Fact]
