@@ -128,6 +128,12 @@ internal sealed class FederationAgent : IDisposable
                 {
                     _progress.Note($"[{session.Federation}] server unavailable, retrying: {e.Message}");
                 }
+                catch (Exception e) when (e is RoundsApiException or InvalidDataException)
+                {
+                    // A refusal (e.g. 409: the phase closed before this agent's message arrived) or a task this agent
+                    // cannot act on: it says so and keeps serving; the round treats it as a dropout if it must.
+                    _progress.Note($"[{session.Federation}] {e.Message}");
+                }
                 if (_options.MaxRounds > 0 && RoundsFinished >= _options.MaxRounds) return;
             }
             if (!acted) await Task.Delay(_options.PollInterval, ct).ConfigureAwait(false);
