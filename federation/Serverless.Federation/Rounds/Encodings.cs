@@ -83,9 +83,11 @@ public static class StatisticsEncoding
 }
 
 /// <summary>
-/// The training update in the ring: entries [w * delta | w * CoordinateBound], each clamped to
+/// The training update in the ring: entries [w * delta | w * CoordinateBound / 2], each clamped to
 /// ±CoordinateBound and stochastically rounded (unbiased) by <see cref="RingCodec"/>; the server
-/// divides the decoded sum of the first entries by the decoded sum of weights.
+/// divides the decoded sum of the first entries by the decoded sum of weights. The weight entry sits
+/// at half the range: at the full range, n clients all rounding it up would sum to 2^(k-1) and wrap
+/// to a negative total (the codec's headroom is exact for values strictly inside the range).
 /// </summary>
 public static class UpdateEncoding
 {
@@ -108,7 +110,7 @@ public static class UpdateEncoding
         var scaled = new float[delta.Length + 1];
         var w = (float)weight;
         for (var i = 0; i < delta.Length; i++) scaled[i] = delta[i] * w;
-        scaled[^1] = w * encoding.CoordinateBound;
+        scaled[^1] = w * encoding.CoordinateBound / 2;
         var ring = new uint[scaled.Length];
         codec.EncodeStochastic(scaled, ring, random);
         return ring;
@@ -121,7 +123,7 @@ public static class UpdateEncoding
         if (ringSum.Length != encoding.ParameterCount + 1) throw new ArgumentException($"Expected {encoding.ParameterCount + 1} ring entries, got {ringSum.Length}.", nameof(ringSum));
         var decoded = new float[ringSum.Length];
         Codec(encoding).Decode(ringSum, decoded);
-        var total = decoded[^1] / (double)encoding.CoordinateBound;
+        var total = 2 * decoded[^1] / (double)encoding.CoordinateBound;
         var mean = new float[encoding.ParameterCount];
         if (total > 1e-9) for (var i = 0; i < mean.Length; i++) mean[i] = (float)(decoded[i] / total);
         return (mean, total);

@@ -343,7 +343,7 @@ public sealed record RoundStatus(string Federation, int Round, string InstanceId
 /// <param name="Encoding">How to encode the update into the ring (secure aggregation on), else null.</param>
 public sealed record TrainingTask(string BaseVersion, FitConfig Fit, int BatchSize, int WeightCap, UpdateRingEncoding? Encoding);
 
-/// <summary>Fixed-point encoding of the weighted update: vector [w * delta (ParameterCount entries) | w * CoordinateBound], codec RingCodec(RingBits, CoordinateBound, MaxClients), stochastic rounding.</summary>
+/// <summary>Fixed-point encoding of the weighted update (use <see cref="UpdateEncoding"/>): vector [w * delta (ParameterCount entries) | w * CoordinateBound / 2], codec RingCodec(RingBits, CoordinateBound, MaxClients), stochastic rounding.</summary>
 public sealed record UpdateRingEncoding(int RingBits, float CoordinateBound, int MaxClients, int ParameterCount);
 
 /// <summary>Statistics instructions (statistics stage): FeatureSums over these columns, encoded by <see cref="StatisticsEncoding"/>.</summary>

@@ -189,7 +189,9 @@ public static class RoundCoordinator
         {
             // Clipped contributions have |coordinate| <= S; the noise share adds a Gaussian of std sigma: 6 sigma of headroom
             // makes clamping a one-in-a-billion event. Without clipping the range is 1 (coordinates beyond are clamped).
-            var bound = clip > 0 ? clip + 6 * clientNoise : 1.0;
+            // 1 % beyond that keeps a coordinate that sits exactly at the clip norm (a 1-sparse update) strictly
+            // inside the codec's range, where its headroom is exact (see UpdateEncoding).
+            var bound = (clip > 0 ? clip + 6 * clientNoise : 1.0) * 1.01;
             encoding = new UpdateRingEncoding(secure.RingBits, (float)bound, size, parameterCount);
             _ = UpdateEncoding.Codec(encoding);   // throws when the ring has no headroom for this many clients
         }

@@ -74,4 +74,20 @@ public sealed class EncodingsTests
         Assert.Throws<ArgumentException>(() => UpdateEncoding.Encode(new float[50], 0, encoding, random));
         Assert.Throws<ArgumentException>(() => UpdateEncoding.Encode(new float[50], 1.5, encoding, random));
     }
+
+    [Fact]
+    public void The_weight_entry_never_wraps_when_every_client_rounds_it_up()
+    {
+        // Full weights at the codec's exact headroom: with the weight at the top of the range, all four
+        // clients rounding it up (1 in 16 draws) summed to 2^(k-1) and decoded as -4.
+        var encoding = new UpdateRingEncoding(16, 0.5f, 4, 3);
+        for (var seed = 0; seed < 400; seed++)
+        {
+            var random = new Random(seed);
+            var sum = Add(Enumerable.Range(0, 4).Select(_ => UpdateEncoding.Encode([0.5f, -0.5f, 0.1f], 1.0, encoding, random)).ToArray());
+            var (mean, total) = UpdateEncoding.Decode(sum, encoding);
+            Assert.Equal(4.0, total, 1e-2);
+            Assert.Equal(0.1, mean[2], 1e-2);
+        }
+    }
 }
