@@ -93,7 +93,8 @@ internal static class AgentCommands
             using var cert = LoadCertificate(config.Certificate);
             using var keys = await AgentKeys.OpenAsync(directory, ct);
             using var http = CreateHttpClient(config, cert);
-            var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits) };
+            var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits),
+                CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)) };
             Console.WriteLine($"agent {config.ClientId}: {cohort.Patients.Count} local patients; federations {string.Join(", ", config.Federations)}; server {config.Server}" +
                               (pipeline.Attack.IsAttacking ? $"; ATTACKING ({pipeline.Attack})" : ""));
             return await SpectreProgress.RunAsync(async progress =>

@@ -32,6 +32,46 @@ internal sealed record AgentRunOptions
     /// sent; returning true makes the agent stop there as if the process had been killed.
     /// </summary>
     public Func<string, RoundPhase, bool>? CrashBefore { get; init; }
+
+    /// <summary>
+    /// Test hook for agent processes (<see cref="CrashPlan.Variable"/>): right after the state for the planned
+    /// round, stage and phase is persisted and before its message is sent, the process exits with code 137
+    /// (as after a SIGKILL), without any cleanup.
+    /// </summary>
+    public CrashPlan? CrashAt { get; init; }
+}
+
+/// <summary>
+/// Where an agent process crashes on purpose (tests and simulations): "[federation:]round:stage:phase",
+/// e.g. "2:training:ShareKeys"; several separated by ','.
+/// </summary>
+internal sealed record CrashPlan(IReadOnlyList<(string? Federation, int Round, string Stage, RoundPhase Phase)> Points)
+{
+    public const string Variable = "SERVERLESS_AGENT_CRASH_BEFORE";
+
+    public bool Matches(string federation, int round, string stage, RoundPhase phase) =>
+        Points.Any(p => (p.Federation is null || p.Federation == federation) && p.Round == round && p.Stage == stage && p.Phase == phase);
+
+    public static string Format(string? federation, int round, string stage, RoundPhase phase) =>
+        (federation is null ? "" : federation + ":") + round.ToString(System.Globalization.CultureInfo.InvariantCulture) + ":" + stage + ":" + phase;
+
+    /// <summary>The plan in <paramref name="text"/>; null when empty.</summary>
+    public static CrashPlan? Parse(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var points = new List<(string?, int, string, RoundPhase)>();
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var parts = item.Split(':');
+            if (parts.Length is < 3 or > 4) throw new ArgumentException($"{Variable}: '{item}' is not [federation:]round:stage:phase");
+            var o = parts.Length - 3;
+            if (!int.TryParse(parts[o], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var round)
+                || !Enum.TryParse<RoundPhase>(parts[o + 2], ignoreCase: true, out var phase))
+                throw new ArgumentException($"{Variable}: '{item}' is not [federation:]round:stage:phase");
+            points.Add((o == 1 ? parts[0] : null, round, parts[o + 1], phase));
+        }
+        return new CrashPlan(points);
+    }
 }
 
 /// <summary>The agent stopped where <see cref="AgentRunOptions.CrashBefore"/> said (tests only).</summary>
@@ -313,6 +353,13 @@ internal sealed class FederationAgent : IDisposable
         await session.StateFile.SaveAsync(progress, ct);
         if (_options.CrashBefore?.Invoke(task.Stage, task.Phase) == true)
             throw new SimulatedCrashException($"simulated crash before sending {task.Stage}/{task.Phase}");
+        if (_options.CrashAt?.Matches(session.Federation, task.Round, task.Stage, task.Phase) == true)
+        {
+            _progress.Note($"[{session.Federation} round {task.Round}] crashing on purpose before sending {task.Stage}/{task.Phase} ({CrashPlan.Variable}): exit code 137");
+            Console.Out.Flush();
+            Console.Error.Flush();
+            Environment.Exit(137);   // like a SIGKILL: no unwinding, nothing more is sent
+        }
     }
 
     private async Task SendAsync(StageProgress stage, string path, object body, CancellationToken ct)

@@ -31,11 +31,14 @@ internal sealed class AgentKeys : IDisposable
     public EnvelopeEncryptor Encryptor { get; }
 
     /// <summary>Opens (creating on first use) the keyring in <paramref name="agentDirectory"/>.</summary>
+    /// <param name="agentDirectory">The agent directory.</param>
+    /// <param name="cancellationToken">Cancellation.</param>
+    /// <param name="masterKeyVariable">The environment variable that may hold the master key instead of master.key (tests name one that is never set).</param>
     /// <exception cref="UnauthorizedAccessException">the key files are readable by others (the keyring refuses to open).</exception>
-    public static async Task<AgentKeys> OpenAsync(string agentDirectory, CancellationToken cancellationToken = default)
+    public static async Task<AgentKeys> OpenAsync(string agentDirectory, CancellationToken cancellationToken = default, string masterKeyVariable = MasterKeyVariable)
     {
         Directory.CreateDirectory(agentDirectory);
-        var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = agentDirectory, MasterKeyEnvironmentVariable = MasterKeyVariable });
+        var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = agentDirectory, MasterKeyEnvironmentVariable = masterKeyVariable });
         try
         {
             if (await keyring.GetCurrentVersionAsync(StateKeyName, cancellationToken) is null)

@@ -248,7 +248,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
         foreach (var agent in _agents.Skip(_o.InProcessAgents))
         {
             if (_o.AgentsInProcess) agent.StartInProcess();
-            else agent.Start();
+            else agent.Start(CrashPlanOf(agent, afterRound: 0));
         }
     }
 
@@ -324,6 +324,19 @@ internal sealed class SimulationRunner : IAsyncDisposable
         return await MeasureAsync(rounds, ct);
     }
 
+    /// <summary>
+    /// An explicit kill plan, for an agent process: it crashes itself (exit code 137, as after a SIGKILL) right
+    /// before sending its shares in the main federation's training stage of each planned round after
+    /// <paramref name="afterRound"/>, so the kill never depends on catching that phase by polling.
+    /// </summary>
+    private string? CrashPlanOf(AgentProcess agent, int afterRound)
+    {
+        if (_o.Kills is not { } kills || _o.AgentsInProcess) return null;
+        var points = kills.Where(k => k.Key > afterRound && k.Value.Contains(agent.Id)).Select(k => k.Key).Order()
+            .Select(r => CrashPlan.Format(MainFederation, r, RoundStages.Training, RoundPhase.ShareKeys)).ToList();
+        return points.Count == 0 ? null : string.Join(',', points);
+    }
+
     private List<AgentProcess> PickVictims(Random rng)
     {
         var victims = _agents.Skip(_o.InProcessAgents).Where(_ => rng.NextDouble() < _o.Dropout).ToList();
@@ -351,6 +364,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             await Task.Delay(StatusPollInterval, ct);
         }
         var killed = new List<string>();
+        var planned = federation == MainFederation && _o.Kills is not null && !_o.AgentsInProcess;
         var deadline = Stopwatch.GetTimestamp() + (long)(_o.RoundTimeout.TotalSeconds * Stopwatch.Frequency);
         RoundStatus status;
         while (true)
@@ -358,7 +372,12 @@ internal sealed class SimulationRunner : IAsyncDisposable
             status = await GetAsync<RoundStatus>(RoundRoutes.Round(federation, round), ct);
             if (status.Phase is RoundPhase.Completed or RoundPhase.Failed or RoundPhase.Refused) break;
             // A dropout: the victims are killed once they are committed to the training stage's secure aggregation.
-            if (killed.Count < victims.Count && status.Stage == RoundStages.Training && status.Phase >= RoundPhase.ShareKeys)
+            if (planned)
+            {
+                // An explicit plan: the victims crash themselves before sending their shares (CrashPlanOf).
+                foreach (var v in victims.Where(v => !killed.Contains(v.Id) && v.Exited)) killed.Add(v.Id);
+            }
+            else if (killed.Count < victims.Count && status.Stage == RoundStages.Training && status.Phase >= RoundPhase.ShareKeys)
             {
                 foreach (var v in victims)
                 {
@@ -370,7 +389,16 @@ internal sealed class SimulationRunner : IAsyncDisposable
             await Task.Delay(StatusPollInterval, ct);   // the host allows 600 polls a minute per caller on this endpoint
         }
         var wall = Stopwatch.GetElapsedTime(start);
-        foreach (var v in victims.Where(v => killed.Contains(v.Id))) v.Start();   // the agent resumes from its sealed state
+        if (planned)
+        {
+            foreach (var v in victims.Where(v => !killed.Contains(v.Id)))
+            {
+                // It may still be exiting; one that never reached its crash point (e.g. the round ended first) is killed now.
+                if (!await v.WaitForExitAsync(TimeSpan.FromSeconds(30))) v.Kill();
+                killed.Add(v.Id);
+            }
+        }
+        foreach (var v in victims.Where(v => killed.Contains(v.Id))) v.Start(CrashPlanOf(v, afterRound: round));   // the agent resumes from its sealed state
         var attacked = _agents.Any(a => a.Attacker && a.AttackRounds!.Split(',').Contains(round.ToString(CultureInfo.InvariantCulture)));
         return new ObservedRound(federation, round, status, wall, killed, attacked);
     }
@@ -518,7 +546,25 @@ internal sealed class SimulationRunner : IAsyncDisposable
             }
         }
 
-        public void Start()
+        /// <summary>The agent process has exited (e.g. it crashed itself as planned).</summary>
+        public bool Exited => _process is { HasExited: true };
+
+        public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+        {
+            if (_process is null) return false;
+            try
+            {
+                await _process.WaitForExitAsync(timeout);
+                return true;
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+        }
+
+        /// <summary>Starts the agent process; <paramref name="crashBefore"/> is its <see cref="CrashPlan"/> (null: none).</summary>
+        public void Start(string? crashBefore = null)
         {
             _process?.Dispose();
             var args = new List<string> { "agent", "run", "--dir", Directory, "--data", Path.Combine(Directory, "data.csv"), "--poll-ms", owner.AgentPollMilliseconds.ToString(CultureInfo.InvariantCulture) };
@@ -528,7 +574,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 if (AttackRounds is { Length: > 0 }) args.AddRange(["--attack-rounds", AttackRounds]);
             }
             _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
-                new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1" });
+                new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
             Starts++;
         }
 

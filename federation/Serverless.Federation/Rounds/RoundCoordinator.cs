@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using Serverless.Federation.Aggregation;
 using Serverless.Federation.Compression;
@@ -135,7 +136,7 @@ public static class RoundCoordinator
         var after = budget.EpsilonAfter(q, config.Privacy.NoiseMultiplier);
         if (after > config.Privacy.EpsilonBudget)
             throw new RoundRefusedException("Privacy budget exhausted",
-                $"The next round would bring epsilon to {after:F4} (at delta {config.Privacy.Delta:G3}), over the budget of {config.Privacy.EpsilonBudget:G6}; epsilon spent so far is {budget.EpsilonSpent:F4}.",
+                string.Create(CultureInfo.InvariantCulture, $"The next round would bring epsilon to {after:F4} (at delta {config.Privacy.Delta:G3}), over the budget of {config.Privacy.EpsilonBudget:G6}; epsilon spent so far is {budget.EpsilonSpent:F4}."),
                 budget.EpsilonSpent, config.Privacy.EpsilonBudget, after);
     }
 

@@ -178,9 +178,11 @@ public static class RoundOrchestration
     private static async Task<RoundProgress> End(TaskOrchestrationContext context, RoundInput input, RoundProgress progress)
     {
         progress = progress with { Deadline = null, Active = [] };
-        context.SetCustomStatus(progress);
+        // round.finish is written before the status says the round ended: whoever sees Completed (or Failed,
+        // Refused) also finds the audit entry, and the instance finishes in the same step as the final status.
         await context.CallActivityAsync<bool>(RoundActivities.Audit,
             new RoundAuditInput(input.Federation, input.Round, input.Actor, progress.Phase, progress.Reason, progress.NewVersion, progress.Promoted), Retry);
+        context.SetCustomStatus(progress);
         return progress;
     }
 }

@@ -40,8 +40,12 @@ public sealed class AgentCommandsTests
         using var dir = new TempDir();
         Assert.Equal(0, (await CliRunner.RunAsync("ca", "create", "--out", dir.Sub("ca"))).ExitCode);
         Assert.Equal(0, (await CliRunner.RunAsync("ca", "client", "--ca", dir.Sub("ca"), "--client-id", "hospital-a", "--out", dir.Sub("ca"))).ExitCode);
-        // Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-        var run = await CliRunner.RunAsync("agent", "enroll", "--dir", dir.Sub("agent"), "--server", "http://127.0.0.1:9", "--federation", "fed-a",
+        // A loopback port that was just free (bound, noted, released): nothing listens, the connection is refused at once.
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var run = await CliRunner.RunAsync("agent", "enroll", "--dir", dir.Sub("agent"), "--server", $"http://127.0.0.1:{port}", "--federation", "fed-a",
             "--certificate", Path.Combine(dir.Sub("ca"), "hospital-a.pfx"));
         Assert.Equal(1, run.ExitCode);
         Assert.StartsWith("error: POST api/federations/fed-a/enrollment/challenge", Assert.Single(run.ErrorLines));

@@ -29,7 +29,7 @@ public sealed class AgentOverTheWireTests
             DifferentialPrivacy = true, SecureAggregation = true,
         }, log, cancel.Token);
         var me = sim.Agents[0];
-        var capture = new List<(string Method, string Path, byte[] Bytes)>();
+        var capture = new List<(string Method, string Path, byte[] Bytes, byte[] Body)>();
         var agentLog = new StringWriter();
         var crashes = 0;
 
@@ -77,8 +77,13 @@ public sealed class AgentOverTheWireTests
         var entries = (await File.ReadAllLinesAsync(FederationAgent.LogPath(me.Directory))).Select(l => JsonSerializer.Deserialize<RoundLogEntry>(l, AgentJson.Options)!).ToList();
         Assert.Equal(1, Assert.Single(entries, e => e.Round == 1).Restarts);
         Assert.DoesNotContain("left", Assert.Single(entries, e => e.Round == 1).Outcome);
+        // One advertisement per round: a transient failure may resend it, but only ever as the very same body.
         foreach (var round in new[] { 1, 2 })
-            Assert.Single(capture, c => c.Method == "POST" && c.Path.EndsWith($"/rounds/{round}/{RoundStages.Training}/advertise", StringComparison.Ordinal));
+        {
+            var advertised = capture.Where(c => c.Method == "POST" && c.Path.EndsWith($"/rounds/{round}/{RoundStages.Training}/advertise", StringComparison.Ordinal))
+                .Select(c => Convert.ToHexString(c.Body)).Distinct().ToList();
+            Assert.Single(advertised);
+        }
 
         // Every request is a protocol call of this federation.
         Assert.All(capture, c => Assert.StartsWith($"/api/federations/{SimulationRunner.MainFederation}/", c.Path));
@@ -104,7 +109,7 @@ public sealed class AgentOverTheWireTests
     }
 
     /// <summary>Records every request's method, path, headers and body before it goes out.</summary>
-    private sealed class RecordingHandler(List<(string, string, byte[])> sink) : DelegatingHandler
+    private sealed class RecordingHandler(List<(string, string, byte[], byte[])> sink) : DelegatingHandler
     {
         protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
         {
@@ -112,7 +117,7 @@ public sealed class AgentOverTheWireTests
             foreach (var h in request.Headers) head.Append(h.Key).Append(": ").AppendJoin(',', h.Value).Append('\n');
             var body = request.Content is null ? [] : await request.Content.ReadAsByteArrayAsync(cancellationToken);
             if (request.Content is not null) foreach (var h in request.Content.Headers) head.Append(h.Key).Append(": ").AppendJoin(',', h.Value).Append('\n');
-            lock (sink) sink.Add((request.Method.Method, request.RequestUri!.AbsolutePath, [.. Encoding.UTF8.GetBytes(head.ToString()), .. body]));
+            lock (sink) sink.Add((request.Method.Method, request.RequestUri!.AbsolutePath, [.. Encoding.UTF8.GetBytes(head.ToString()), .. body], body));
             return await base.SendAsync(request, cancellationToken);
         }
     }

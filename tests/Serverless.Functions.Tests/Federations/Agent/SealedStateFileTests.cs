@@ -9,12 +9,18 @@ namespace Serverless.Functions.Tests.Federations.Agent;
 /// <summary>The agent's round state is encrypted at rest under its own keyring, atomically replaced, and refused when tampered with.</summary>
 public sealed class SealedStateFileTests
 {
+    /// <summary>A base version long and distinctive enough that ciphertext never holds it by chance.</summary>
+    private const string Marker = "v2-plaintext-marker-5c1e9a7f";
+
+    /// <summary>A master-key variable nobody sets: the keyring then uses master.key whatever SERVERLESS_AGENT_MASTER_KEY holds.</summary>
+    private const string UnsetMasterKeyVariable = "SERVERLESS_AGENT_TEST_UNSET_MASTER_KEY_3f8d";
+
     private static AgentRoundState Sample()
     {
         var p = new AgentRoundState { Federation = "fed-a", Round = 3, Restarts = 1 };
         p.Stage(RoundStages.Training).LastSent = RoundPhase.ShareKeys;
         p.Stage(RoundStages.Training).BytesSent = 1234;
-        p.Update = new TrainedUpdate("v2", [0.125f, -3.5f, 1234.5678f], 57, 0.61, 0.2, 0.9);
+        p.Update = new TrainedUpdate(Marker, [0.125f, -3.5f, 1234.5678f], 57, 0.61, 0.2, 0.9);
         return p;
     }
 
@@ -36,7 +42,7 @@ public sealed class SealedStateFileTests
         var text = Encoding.Latin1.GetString(bytes);
         Assert.DoesNotContain("fed-a", text);
         Assert.DoesNotContain("1234.5678", text);
-        Assert.DoesNotContain("v2\"", text);
+        Assert.DoesNotContain(Marker, text);
         Assert.StartsWith("SLENV", text);
         if (!OperatingSystem.IsWindows())
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file.Path));
@@ -94,8 +100,10 @@ public sealed class SealedStateFileTests
     {
         if (OperatingSystem.IsWindows()) return;
         using var dir = new TempDir();
-        (await AgentKeys.OpenAsync(dir.Path)).Dispose();
+        // The key source is explicit (master.key, never the environment), so SERVERLESS_AGENT_MASTER_KEY being set does not matter.
+        Assert.Null(Environment.GetEnvironmentVariable(UnsetMasterKeyVariable));
+        (await AgentKeys.OpenAsync(dir.Path, masterKeyVariable: UnsetMasterKeyVariable)).Dispose();
         File.SetUnixFileMode(Path.Combine(dir.Path, "master.key"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
-        await Assert.ThrowsAnyAsync<Exception>(() => AgentKeys.OpenAsync(dir.Path));
+        await Assert.ThrowsAnyAsync<Exception>(() => AgentKeys.OpenAsync(dir.Path, masterKeyVariable: UnsetMasterKeyVariable));
     }
 }

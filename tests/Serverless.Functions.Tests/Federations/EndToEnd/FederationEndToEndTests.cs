@@ -39,8 +39,8 @@ public sealed class FederationEndToEndFixture : IAsyncLifetime
             RoundTimeout = TimeSpan.FromMinutes(3),
             Deadlines = new FederationDeadlines
             {
-                AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(20), MaskedInput = TimeSpan.FromSeconds(20),
-                Unmasking = TimeSpan.FromSeconds(30), Upload = TimeSpan.FromSeconds(60),
+                AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(60), MaskedInput = TimeSpan.FromSeconds(60),
+                Unmasking = TimeSpan.FromSeconds(60), Upload = TimeSpan.FromSeconds(60),
             },
         };
         using var cancel = new CancellationTokenSource(TimeSpan.FromMinutes(8));
@@ -89,15 +89,18 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
     {
         var agent = e2e.Sim.Agents.Single(a => a.Id == FederationEndToEndFixture.Killed);
         Assert.Equal(2, agent.Starts);
-        // The agent logs a round when it next polls after the round ended: wait for round 3's line (generously).
+        // The agent logs a round only when it next polls after the round ended (its status says Completed
+        // before this agent has asked again, and a loaded machine can delay that poll): wait for round 3's
+        // line, generously, rather than expect it to be there already.
         List<RoundLogEntry> log = [];
-        for (var wait = 0; wait < 120; wait++)
+        var until = Stopwatch.GetTimestamp() + 180 * Stopwatch.Frequency;
+        while (true)
         {
-            log = (await File.ReadAllLinesAsync(FederationAgent.LogPath(agent.Directory)))
-                .Select(ParseOrNull).OfType<RoundLogEntry>().Where(e => e.Federation == Fed).ToList();
-            if (log.Any(e => e.Round == 3)) break;
+            log = await ReadLogAsync(FederationAgent.LogPath(agent.Directory));
+            if (log.Any(e => e.Round == 3) || Stopwatch.GetTimestamp() > until) break;
             await Task.Delay(500);
         }
+        Assert.True(log.Any(e => e.Round == 3), $"no round-3 line in {FederationAgent.LogPath(agent.Directory)} after 180 s (agent running: {agent.Running})");
         var round2 = Assert.Single(log, e => e.Round == 2);
         Assert.Equal(1, round2.Restarts);
         Assert.Contains("left training after", round2.Outcome);
@@ -170,7 +173,7 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         for (var b = 0; b < n; b++) for (var t = 0; t < c.Steps - b % 3; t++) mask[b * c.Steps + t] = 1;
         var data = new SequenceDataset(n, c.Steps, c.Features, c.Classes, values, mask, new int[n]);
         var expected = new CnnLstm(c).Predict(onnx.Parameters, data);
-        var actual = RunOrt(path, data);
+        var actual = await RunOrtAsync(path, data);
         Assert.Equal(expected.Length, actual.Length);
         for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4);
     }
@@ -203,13 +206,25 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         Assert.Equal(SampledGaussianRdp.Epsilon(1.0, z, 1, view.Config.Privacy.Delta), e2e.Round(1).Status.EpsilonSpent, 1e-9);
     }
 
+    private static async Task<List<RoundLogEntry>> ReadLogAsync(string path)
+    {
+        try
+        {
+            return (await File.ReadAllLinesAsync(path)).Select(ParseOrNull).OfType<RoundLogEntry>().Where(e => e.Federation == Fed).ToList();
+        }
+        catch (IOException)
+        {
+            return [];   // not written yet, or being written right now
+        }
+    }
+
     private static RoundLogEntry? ParseOrNull(string line)
     {
         try { return JsonSerializer.Deserialize<RoundLogEntry>(line, AgentJson.Options); }
         catch (JsonException) { return null; }   // a line being appended right now
     }
 
-    private static float[] RunOrt(string modelPath, SequenceDataset data)
+    private static async Task<float[]> RunOrtAsync(string modelPath, SequenceDataset data)
     {
         var script = FindScript();
         var dir = Path.GetDirectoryName(modelPath)!;
@@ -227,10 +242,34 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         foreach (var a in new[] { script, modelPath, input, output, "1" }) start.ArgumentList.Add(a);
         start.Environment["ONNXRUNTIME_NODE_DIR"] = TestServers.OnnxRuntimeNodeDirectory;
         using var node = Process.Start(start)!;
-        var stderr = node.StandardError.ReadToEndAsync();
-        node.StandardOutput.ReadToEnd();
-        Assert.True(node.WaitForExit(120_000), "node did not finish");
-        Assert.True(node.ExitCode == 0, stderr.Result);
+        try
+        {
+            var stderr = node.StandardError.ReadToEndAsync();
+            var stdout = node.StandardOutput.ReadToEndAsync();
+            using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
+            {
+                try
+                {
+                    await node.WaitForExitAsync(timeout.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    Assert.Fail("node did not finish within 2 minutes");
+                }
+            }
+            await Task.WhenAll(stderr, stdout);
+            Assert.True(node.ExitCode == 0, await stderr);
+        }
+        finally
+        {
+            try
+            {
+                if (!node.HasExited) node.Kill(entireProcessTree: true);
+            }
+            catch (InvalidOperationException)
+            {
+            }
+        }
         var result = File.ReadAllBytes(output);
         var batch = BinaryPrimitives.ReadInt32LittleEndian(result);
         var outputs = BinaryPrimitives.ReadInt32LittleEndian(result.AsSpan(4));

@@ -41,7 +41,7 @@ public sealed class CompletedRoundFixture : IAsyncLifetime
         Deadlines = new FederationDeadlines
         {
             AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(90),
-            MaskedInput = TimeSpan.FromSeconds(20), Unmasking = TimeSpan.FromSeconds(90),
+            MaskedInput = TimeSpan.FromSeconds(60), Unmasking = TimeSpan.FromSeconds(90),
         },
         Promotion = new FederationPromotion { AutoPromote = true, MaxAurocDrop = 1.0 },
     };
@@ -84,6 +84,20 @@ public sealed class CompletedRoundFixture : IAsyncLifetime
         }
         await Task.WhenAll(Agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(3))));
         Status = await WaitForRoundAsync(Host.Http, OperatorToken, Federation, 1, TimeSpan.FromMinutes(2));
+        await WaitUntilNotRunningAsync(Host, RoundRoutes.InstanceId(Federation, 1), TimeSpan.FromMinutes(2));
+    }
+
+    /// <summary>Waits until the round's orchestration instance has finished (its last activities included), at most <paramref name="timeout"/>.</summary>
+    public static async Task WaitUntilNotRunningAsync(FederationTestHost host, string instanceId, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var instance = await host.Durable.GetInstanceAsync(instanceId, getInputsAndOutputs: false);
+            if (instance is null || !instance.IsRunning) return;
+            if (DateTime.UtcNow >= until) throw new TimeoutException($"orchestration {instanceId} still {instance.RuntimeStatus} after {timeout}");
+            await Task.Delay(200);
+        }
     }
 
     /// <summary>Polls the round's status until it is over.</summary>

@@ -207,7 +207,7 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
             var p = await second.ReadAsync<JsonElement>();
             Assert.Equal("Privacy budget exhausted", p.GetProperty("title").GetString());
             Assert.Equal(spent, p.GetProperty("epsilonSpent").GetDouble(), 9);
-            Assert.Contains($"epsilon spent so far is {spent:F4}", p.GetProperty("detail").GetString());
+            Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"epsilon spent so far is {spent:F4}"), p.GetProperty("detail").GetString());
         }
         finally
         {

@@ -94,7 +94,7 @@ public sealed partial class RoundRestartTests : IAsyncLifetime
         _app = Process.Start(start)!;
         _app.ErrorDataReceived += (_, _) => { };
         _app.BeginErrorReadLine();
-        var url = await ReadListeningUrlAsync(_app, TimeSpan.FromSeconds(90));
+        var url = await ReadListeningUrlAsync(_app, TimeSpan.FromSeconds(180));
         return new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(1) };
     }
 
