@@ -70,6 +70,9 @@ internal sealed record SimulationOptions
     public int LocalEpochs { get; init; } = 2;
     public double LearningRate { get; init; } = 0.01;
 
+    /// <summary>The pooled (centralized) baseline's own learning rate: tuned for it, whatever the agents use.</summary>
+    public double CentralLearningRate { get; init; } = 0.01;
+
     /// <summary>HTTPS with the dev CA's server certificate (else HTTP on 127.0.0.1 with the same token auth).</summary>
     public bool Https { get; init; } = true;
 
@@ -463,7 +466,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var model = new CnnLstm(modelConfig);
         var trainer = new Trainer(model, new TrainerOptions
         {
-            Optimizer = OptimizerKind.Adam, LearningRate = _o.LearningRate, Epochs = 30, BatchSize = 32, Seed = _o.Seed, Patience = 4, ValidationFraction = 0.15,
+            Optimizer = OptimizerKind.Adam, LearningRate = _o.CentralLearningRate, Epochs = 30, BatchSize = 32, Seed = _o.Seed, Patience = 4, ValidationFraction = 0.15,
         });
         var result = trainer.Train(train, model.InitializeParameters(config.Model.InitSeed));
         var report = Metrics.Evaluate(model, result.Parameters, test);
