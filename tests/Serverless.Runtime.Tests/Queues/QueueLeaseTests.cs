@@ -12,7 +12,7 @@ public sealed class QueueLeaseTests
         {
           "version": "2.0",
           "logging": { "logLevel": { "default": "Warning" } },
-          "extensions": { "queues": { "batchSize": 2, "maxDequeueCount": 3, "maxPollingInterval": "00:00:00.100", "messageLease": "00:00:01" } }
+          "extensions": { "queues": { "batchSize": 2, "maxDequeueCount": 3, "maxPollingInterval": "00:00:00.100", "messageLease": "00:00:03" } }
         }
         """;
 
@@ -30,7 +30,8 @@ public sealed class QueueLeaseTests
             Interlocked.Increment(ref runs.Count);
             runs.Started.TrySetResult();
             if (message == "until-stopped") await Task.Delay(Timeout.Infinite, cancellationToken);
-            else await Task.Delay(TimeSpan.FromSeconds(3), cancellationToken); // three leases long
+            else await Task.Delay(TimeSpan.FromSeconds(9), cancellationToken); // three leases long
+            // (a 3 s lease is renewed every 1.5 s; with 1 s, a 0.5 s stall of a loaded CI machine let it lapse and redeliver)
         }
     }
 
@@ -41,7 +42,7 @@ public sealed class QueueLeaseTests
         await using var host = await TestHost.StartAsync([typeof(SlowFunctions)], ShortLease, configure: b => b.Services.AddSingleton(runs));
         var queues = host.Services.GetRequiredService<IQueueStore>();
         await queues.PutAsync("slow-work", Encoding.UTF8.GetBytes("slow"));
-        await Eventually.HoldsAsync(async () => await queues.GetApproximateCountAsync("slow-work") == 0 && runs.Count > 0, "the message to complete");
+        await Eventually.HoldsAsync(async () => await queues.GetApproximateCountAsync("slow-work") == 0 && runs.Count > 0, "the message to complete", timeoutSeconds: 60);
         Assert.Equal(1, runs.Count);
     }
 
@@ -50,7 +51,7 @@ public sealed class QueueLeaseTests
     {
         var runs = new Runs();
         using var data = new TempDirectory();
-        var host = await TestHost.StartAsync([typeof(SlowFunctions)], ShortLease.Replace("00:00:01", "00:05:00"),
+        var host = await TestHost.StartAsync([typeof(SlowFunctions)], ShortLease.Replace("00:00:03", "00:05:00"),
             configure: b => b.Services.AddSingleton(runs), dataDirectory: data.Path);
         var queues = host.Services.GetRequiredService<IQueueStore>();
         var id = await queues.PutAsync("slow-work", Encoding.UTF8.GetBytes("until-stopped"));
