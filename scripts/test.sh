@@ -59,7 +59,7 @@ if [ "${SERVERLESS_TESTS_LOCAL_ONLY:-0}" != "1" ]; then
 
   # --- Azurite -----------------------------------------------------------------------------
   blob_port=$(free_port); queue_port=$(free_port); table_port=$(free_port)
-  tools/node_modules/.bin/azurite --silent --skipApiVersionCheck --loose --location "$work/azurite" \
+  tools/node_modules/.bin/azurite --silent --disableTelemetry --skipApiVersionCheck --loose --location "$work/azurite" \
     --blobHost 127.0.0.1 --blobPort "$blob_port" --queueHost 127.0.0.1 --queuePort "$queue_port" \
     --tableHost 127.0.0.1 --tablePort "$table_port" >"$work/azurite.log" 2>&1 &
   pids+=($!)
