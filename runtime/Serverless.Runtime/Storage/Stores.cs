@@ -15,19 +15,27 @@ public static class Stores
     /// <summary>Embedded queues in the SQLite file <paramref name="databasePath"/> (created if missing).</summary>
     public static IQueueStore OpenEmbeddedQueues(string databasePath, TimeProvider? time = null) => new SqliteQueueStore(databasePath, time);
 
-    /// <summary>Blob containers of an Azure Storage account (or Azurite) with SharedKey authentication.</summary>
+    /// <summary>Blob containers of an Azure Storage account (or Azurite) with an account key.</summary>
     public static IBlobStoreProvider OpenAzureBlobs(Uri endpoint, string accountName, string accountKey) =>
-        new AzureBlobStoreProvider(AzureStorageClient.WithSharedKey(endpoint, accountName, accountKey));
+        new AzureBlobStoreProvider(AzureStorageFactory.Blobs(endpoint, accountName, accountKey));
 
     /// <summary>Blob containers of an Azure Storage account with Microsoft Entra ID tokens.</summary>
     public static IBlobStoreProvider OpenAzureBlobs(Uri endpoint, global::Azure.Core.TokenCredential credential) =>
-        new AzureBlobStoreProvider(AzureStorageClient.WithToken(endpoint, credential));
+        new AzureBlobStoreProvider(AzureStorageFactory.Blobs(endpoint, credential));
 
-    /// <summary>Queues of an Azure Storage account (or Azurite) with SharedKey authentication.</summary>
+    /// <summary>Blob containers from a storage connection string (<c>UseDevelopmentStorage=true</c> for Azurite's default ports).</summary>
+    public static IBlobStoreProvider OpenAzureBlobs(string connectionString) =>
+        new AzureBlobStoreProvider(AzureStorageFactory.Blobs(connectionString));
+
+    /// <summary>Queues of an Azure Storage account (or Azurite) with an account key.</summary>
     public static IQueueStore OpenAzureQueues(Uri endpoint, string accountName, string accountKey) =>
-        new AzureQueueStore(AzureStorageClient.WithSharedKey(endpoint, accountName, accountKey));
+        new AzureQueueStore(AzureStorageFactory.Queues(endpoint, accountName, accountKey));
 
     /// <summary>Queues of an Azure Storage account with Microsoft Entra ID tokens.</summary>
     public static IQueueStore OpenAzureQueues(Uri endpoint, global::Azure.Core.TokenCredential credential) =>
-        new AzureQueueStore(AzureStorageClient.WithToken(endpoint, credential));
+        new AzureQueueStore(AzureStorageFactory.Queues(endpoint, credential));
+
+    /// <summary>Queues from a storage connection string (<c>UseDevelopmentStorage=true</c> for Azurite's default ports).</summary>
+    public static IQueueStore OpenAzureQueues(string connectionString) =>
+        new AzureQueueStore(AzureStorageFactory.Queues(connectionString));
 }

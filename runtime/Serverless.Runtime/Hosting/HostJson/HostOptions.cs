@@ -77,6 +77,12 @@ public enum AzureAuthentication
 
     /// <summary>Microsoft Entra ID bearer tokens through Azure.Identity's DefaultAzureCredential (managed identity in Azure).</summary>
     Token,
+
+    /// <summary>
+    /// A storage connection string (account key, SAS, or <c>UseDevelopmentStorage=true</c> for Azurite on its
+    /// default ports) from the environment variable named by <c>connectionStringEnvironmentVariable</c>.
+    /// </summary>
+    ConnectionString,
 }
 
 /// <summary>One store's backend: embedded (under the data directory) or an Azure Storage account.</summary>
@@ -94,9 +100,17 @@ public sealed class StoreBackendOptions
     /// <summary>Name of the environment variable that holds the account key (keys never live in host.json).</summary>
     public string AccountKeyEnvironmentVariable { get; set; } = "SERVERLESS_STORAGE_ACCOUNT_KEY";
 
+    /// <summary>Name of the environment variable that holds the connection string (as Azure Functions' AzureWebJobsStorage).</summary>
+    public string ConnectionStringEnvironmentVariable { get; set; } = "AzureWebJobsStorage";
+
     internal void Validate(HostJsonValidator v, string prefix)
     {
         if (Backend != StorageBackend.Azure) return;
+        if (Authentication == AzureAuthentication.ConnectionString)
+        {
+            v.Require(!string.IsNullOrWhiteSpace(ConnectionStringEnvironmentVariable), prefix + ".connectionStringEnvironmentVariable", "must name an environment variable for connectionString authentication");
+            return;
+        }
         v.Require(Uri.TryCreate(Endpoint, UriKind.Absolute, out var uri) && (uri.Scheme == "https" || uri.Scheme == "http"), prefix + ".endpoint", "must be an absolute http(s) URL when backend is azure");
         v.Require(Authentication == AzureAuthentication.Token || !string.IsNullOrWhiteSpace(AccountName), prefix + ".accountName", "is required for sharedKey authentication");
     }

@@ -1,14 +1,13 @@
 using System.Collections.Concurrent;
-using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Xml.Linq;
 using Azure;
-using Azure.Core;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
 
 namespace Serverless.Runtime.Storage.Azure;
 
-/// <summary>Containers of one storage account over the Blob REST API.</summary>
-internal sealed class AzureBlobStoreProvider(AzureStorageClient client) : IBlobStoreProvider
+/// <summary>Containers of one storage account, through Azure.Storage.Blobs.</summary>
+internal sealed class AzureBlobStoreProvider(BlobServiceClient service) : IBlobStoreProvider
 {
     private readonly ConcurrentDictionary<string, AzureBlobStore> _containers = new(StringComparer.Ordinal);
 
@@ -17,126 +16,138 @@ internal sealed class AzureBlobStoreProvider(AzureStorageClient client) : IBlobS
     public IBlobStore GetContainer(string container)
     {
         StorageNames.ThrowIfInvalidContainer(container);
-        return _containers.GetOrAdd(container, c => new AzureBlobStore(client, c));
+        return _containers.GetOrAdd(container, c => new AzureBlobStore(service.GetBlobContainerClient(c)));
     }
 }
 
 /// <summary>
-/// One container over the Blob REST API (Put Blob, Get Blob, List Blobs, Delete Blob), creating the
-/// container on first write. ETag conditions map to If-Match / If-None-Match; 412 and 409 BlobAlreadyExists
-/// become <see cref="BlobConditionFailedException"/>.
+/// One container, created on first write. Block-blob uploads are atomic at commit, so readers see the old
+/// object or the new one. ETag conditions become <see cref="BlobRequestConditions"/>; a failed condition
+/// (412 ConditionNotMet, 409 BlobAlreadyExists) becomes <see cref="BlobConditionFailedException"/>.
 /// </summary>
-internal sealed class AzureBlobStore(AzureStorageClient client, string container) : IBlobStore
+internal sealed class AzureBlobStore(BlobContainerClient container) : IBlobStore
 {
     private volatile bool _containerExists;
 
     private async Task EnsureContainerAsync(CancellationToken cancellationToken)
     {
         if (_containerExists) return;
-        using var message = client.CreateMessage(RequestMethod.Put, container, ("restype", "container"));
-        await client.SendAsync(message, cancellationToken, 201, 409).ConfigureAwait(false);
+        await container.CreateIfNotExistsAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
         _containerExists = true;
     }
-
-    private string BlobPath(string name) => container + "/" + AzureStorageClient.EscapePath(name);
 
     public async Task<BlobProperties> PutAsync(string name, Stream content, BlobCondition condition = default, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidBlob(name);
         ArgumentNullException.ThrowIfNull(content);
         await EnsureContainerAsync(cancellationToken).ConfigureAwait(false);
-        // Buffer: the pipeline may retry, which needs a replayable body; blobs here are checkpoints and status, not videos.
-        var buffer = new MemoryStream();
-        await content.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
-        var bytes = buffer.ToArray();
-        using var message = client.CreateMessage(RequestMethod.Put, BlobPath(name));
-        message.Request.Headers.SetValue("x-ms-blob-type", "BlockBlob");
-        message.Request.Headers.SetValue("Content-Type", "application/octet-stream");
-        AddConditions(message.Request, condition);
-        message.Request.Content = RequestContent.Create(bytes);
-        var response = await client.SendAsync(message, cancellationToken, 201, 409, 412).ConfigureAwait(false);
-        if (response.Status != 201) throw new BlobConditionFailedException(name, condition);
-        return new BlobProperties(name, Header(response, "ETag"), bytes.Length, LastModified(response));
+        // A seekable body lets the pipeline retry a single-shot upload; anything else is buffered once.
+        var body = content;
+        if (!content.CanSeek)
+        {
+            var buffer = new MemoryStream();
+            await content.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
+            buffer.Position = 0;
+            body = buffer;
+        }
+        var length = body.Length - body.Position;
+        var options = new BlobUploadOptions
+        {
+            Conditions = Conditions(condition),
+            HttpHeaders = new BlobHttpHeaders { ContentType = "application/octet-stream" },
+        };
+        try
+        {
+            var info = await container.GetBlobClient(name).UploadAsync(body, options, cancellationToken).ConfigureAwait(false);
+            return new BlobProperties(name, Quote(info.Value.ETag), length, info.Value.LastModified);
+        }
+        catch (RequestFailedException e) when (IsConditionFailure(e, condition))
+        {
+            throw new BlobConditionFailedException(name, condition);
+        }
+        finally
+        {
+            if (!ReferenceEquals(body, content)) await body.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     public async Task<BlobDownload?> GetAsync(string name, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidBlob(name);
-        var message = client.CreateMessage(RequestMethod.Get, BlobPath(name));
-        message.BufferResponse = false;
         try
         {
-            var response = await client.SendAsync(message, cancellationToken, 200, 404).ConfigureAwait(false);
-            if (response.Status == 404)
-            {
-                message.Dispose();
-                return null;
-            }
-            var length = long.Parse(Header(response, "Content-Length"), CultureInfo.InvariantCulture);
-            var properties = new BlobProperties(name, Header(response, "ETag"), length, LastModified(response));
-            var stream = message.ExtractResponseContent() ?? new MemoryStream();
-            message.Dispose();
-            return new BlobDownload(properties, stream);
+            var result = await container.GetBlobClient(name).DownloadStreamingAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            var details = result.Value.Details;
+            return new BlobDownload(new BlobProperties(name, Quote(details.ETag), details.ContentLength, details.LastModified), result.Value.Content);
         }
-        catch
+        catch (RequestFailedException e) when (e.Status == 404)
         {
-            message.Dispose();
-            throw;
+            return null; // BlobNotFound, or ContainerNotFound before the first write
         }
     }
 
     public async IAsyncEnumerable<BlobProperties> ListAsync(string prefix = "", [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(prefix);
-        string? marker = null;
-        do
+        var options = new GetBlobsOptions { Prefix = prefix.Length == 0 ? null : prefix };
+        await using var pages = container.GetBlobsAsync(options, cancellationToken).AsPages().GetAsyncEnumerator(cancellationToken);
+        while (true)
         {
-            using var message = client.CreateMessage(RequestMethod.Get, container,
-                ("restype", "container"), ("comp", "list"), ("prefix", prefix.Length == 0 ? null : prefix), ("marker", marker), ("maxresults", "5000"));
-            var response = await client.SendAsync(message, cancellationToken, 200, 404).ConfigureAwait(false);
-            if (response.Status == 404) yield break; // no container yet: no blobs
-            var xml = XDocument.Parse(response.Content.ToString());
-            var root = xml.Root!;
-            foreach (var blob in root.Element("Blobs")?.Elements("Blob") ?? [])
+            Page<BlobItem> page;
+            try
             {
-                var properties = blob.Element("Properties")!;
-                yield return new BlobProperties(
-                    blob.Element("Name")!.Value,
-                    Quote(properties.Element("Etag")!.Value),
-                    long.Parse(properties.Element("Content-Length")!.Value, CultureInfo.InvariantCulture),
-                    DateTimeOffset.Parse(properties.Element("Last-Modified")!.Value, CultureInfo.InvariantCulture));
+                if (!await pages.MoveNextAsync().ConfigureAwait(false)) yield break;
+                page = pages.Current;
             }
-            marker = root.Element("NextMarker")?.Value;
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                yield break; // no container yet: no blobs
+            }
+            foreach (var blob in page.Values)
+            {
+                var p = blob.Properties;
+                yield return new BlobProperties(blob.Name, Quote(p.ETag ?? default), p.ContentLength ?? 0, p.LastModified ?? default);
+            }
         }
-        while (!string.IsNullOrEmpty(marker));
     }
 
     public async Task<bool> DeleteAsync(string name, BlobCondition condition = default, CancellationToken cancellationToken = default)
     {
         StorageNames.ThrowIfInvalidBlob(name);
-        using var message = client.CreateMessage(RequestMethod.Delete, BlobPath(name));
-        AddConditions(message.Request, condition);
-        var response = await client.SendAsync(message, cancellationToken, 202, 404, 409, 412).ConfigureAwait(false);
-        return response.Status switch
+        try
         {
-            202 => true,
-            404 when condition.IfMatch is null => false,
-            404 => throw new BlobConditionFailedException(name, condition), // If-Match on a missing blob does not hold
-            _ => throw new BlobConditionFailedException(name, condition),
+            await container.GetBlobClient(name).DeleteAsync(DeleteSnapshotsOption.None, Conditions(condition), cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (RequestFailedException e) when (e.Status == 404 && condition.IfMatch is null)
+        {
+            return false;
+        }
+        catch (RequestFailedException e) when (e.Status == 404 || IsConditionFailure(e, condition))
+        {
+            throw new BlobConditionFailedException(name, condition); // If-Match on a missing blob does not hold either
+        }
+    }
+
+    private static BlobRequestConditions? Conditions(BlobCondition condition)
+    {
+        if (condition.IfMatch is null && condition.IfNoneMatch is null) return null;
+        return new BlobRequestConditions
+        {
+            IfMatch = condition.IfMatch is { } m ? ToETag(m) : null,
+            IfNoneMatch = condition.IfNoneMatch is { } n ? ToETag(n) : null,
         };
     }
 
-    private static void AddConditions(Request request, BlobCondition condition)
-    {
-        if (condition.IfMatch is { } ifMatch) request.Headers.SetValue("If-Match", ifMatch == "*" ? "*" : Quote(ifMatch));
-        if (condition.IfNoneMatch is { } ifNoneMatch) request.Headers.SetValue("If-None-Match", ifNoneMatch == "*" ? "*" : Quote(ifNoneMatch));
-    }
+    private static ETag ToETag(string value) => value == "*" ? ETag.All : new ETag(Quote(value));
+
+    private static bool IsConditionFailure(RequestFailedException e, BlobCondition condition) =>
+        e.Status == 412
+        || (e.Status == 409 && e.ErrorCode == BlobErrorCode.BlobAlreadyExists.ToString())
+        || (e.Status == 404 && condition.IfMatch is not null);
+
+    // One spelling of an ETag everywhere: quoted, as Azure sends it in headers.
+    private static string Quote(ETag etag) => Quote(etag.ToString());
 
     private static string Quote(string etag) => etag.StartsWith('"') ? etag : "\"" + etag + "\"";
-
-    private static string Header(Response response, string name) =>
-        response.Headers.TryGetValue(name, out var value) ? value : throw new RequestFailedException(response.Status, $"Azure Storage response lacks {name}");
-
-    private static DateTimeOffset LastModified(Response response) =>
-        response.Headers.TryGetValue("Last-Modified", out var value) ? DateTimeOffset.Parse(value, CultureInfo.InvariantCulture) : DateTimeOffset.UtcNow;
 }
