@@ -2,7 +2,8 @@
 # Runs every test in the solution. Installs and starts what the tests need when it is missing:
 #   - Azurite (npm, tools/package.json) for the Azure Blob / Queue backends,
 #   - PostgreSQL (Debian's package) for the durable engine's shared backend,
-#   - onnxruntime-node (npm) and python3-onnx (Debian) to check exported ONNX files,
+#   - python3-onnx (Debian), the ONNX checker for exported files (ONNX Runtime itself runs in process,
+#     from the Microsoft.ML.OnnxRuntime NuGet package),
 # all on 127.0.0.1, and stops them on exit. Extra arguments go to `dotnet test`
 # (for example: scripts/test.sh --filter FullyQualifiedName~Ckks).
 #
@@ -42,13 +43,12 @@ if [ "${SERVERLESS_TESTS_LOCAL_ONLY:-0}" != "1" ]; then
   work="$(mktemp -d /tmp/serverless-test.XXXXXX)"
   chmod 755 "$work"
 
-  # --- npm tools: Azurite, onnxruntime-node, node-seal -------------------------------------
-  if [ ! -x tools/node_modules/.bin/azurite ] || [ ! -f tools/node_modules/onnxruntime-node/package.json ]; then
-    log "installing npm tools (azurite, onnxruntime-node) into tools/node_modules"
-    # --ignore-scripts: onnxruntime-node's install script downloads a binary; the package already carries it.
+  # --- npm tools: Azurite, node-seal (the CKKS benchmark's peer) ----------------------------
+  if [ ! -x tools/node_modules/.bin/azurite ]; then
+    log "installing npm tools (azurite, node-seal) into tools/node_modules"
+    # --ignore-scripts: nothing we use needs an install script, and none may download anything.
     (cd tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   fi
-  export ONNXRUNTIME_NODE_DIR="$root/tools/node_modules/onnxruntime-node"
 
   # --- python3-onnx: the ONNX checker ------------------------------------------------------
   if ! /usr/bin/python3 -c 'import onnx' >/dev/null 2>&1; then

@@ -18,9 +18,6 @@ public static class TestServers
     /// <summary>An Npgsql connection string to a scratch PostgreSQL server.</summary>
     public static string PostgresConnectionString => Require("SERVERLESS_TEST_POSTGRES");
 
-    /// <summary>The onnxruntime-node package folder (carries the real ONNX Runtime).</summary>
-    public static string OnnxRuntimeNodeDirectory => Require("ONNXRUNTIME_NODE_DIR");
-
     /// <summary>A python3 with Debian's python3-onnx installed (the ONNX checker).</summary>
     public static string OnnxCheckerPython => Require("ONNX_CHECKER_PYTHON");
 

@@ -154,7 +154,7 @@ internal static class ModelCommands
                 w.Write(checkpoint.ToJson());
             });
             Console.WriteLine($"best epoch {run.BestEpoch}; {train.Length} training / {test.Length} held-out patients");
-            if (testSet.Count > 0) Print(Metrics.Evaluate(model, run.Parameters, testSet), cohort.Schema);
+            if (testSet.Count > 0) Print(ScoreInOnnxRuntime(OnnxExporter.Export(checkpoint.Config, checkpoint.Parameters), testSet), cohort.Schema);
             Console.WriteLine($"wrote {r.GetValue(output)!.FullName}");
             return Cli.Ok;
         }));
@@ -165,22 +165,52 @@ internal static class ModelCommands
     {
         var format = FormatOption();
         var keyFile = KeyFileOption();
-        var checkpoint = new Option<FileInfo>("--model") { Description = "Checkpoint written by 'model train'", Required = true };
+        var checkpoint = new Option<FileInfo?>("--model") { Description = "Checkpoint written by 'model train' (exported in memory, then scored in ONNX Runtime)" };
+        var onnx = new Option<FileInfo?>("--onnx") { Description = "ONNX file written by 'model export' or downloaded from a federation (scored as it is, in ONNX Runtime)" };
         var data = new Argument<string[]>("path") { Description = "Files or directories to evaluate on", Arity = ArgumentArity.OneOrMore };
         var allow = new Option<bool>("--allow-errors") { Description = "Evaluate the valid patients even if some were rejected" };
-        var cmd = new Command("evaluate", "Accuracy, AUROC, AUPRC, log loss, calibration and confusion matrix of a checkpoint") { format, keyFile, checkpoint, data, allow };
+        var cmd = new Command("evaluate", "Accuracy, AUROC, AUPRC, log loss, calibration and confusion matrix of a model, scored in ONNX Runtime") { format, keyFile, checkpoint, onnx, data, allow };
         cmd.SetAction(r => Cli.Guard(() =>
         {
-            var ckpt = ModelCheckpoint.FromJson(File.ReadAllText(r.GetValue(checkpoint)!.FullName));
+            var (bytes, preprocessor) = (r.GetValue(checkpoint), r.GetValue(onnx)) switch
+            {
+                ({ } c, null) => FromCheckpoint(ModelCheckpoint.FromJson(File.ReadAllText(c.FullName))),
+                (null, { } o) => FromOnnxFile(o.FullName),
+                _ => throw new ArgumentException("give exactly one of --model and --onnx"),
+            };
             var cohort = LoadCohort(r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow));
-            if (cohort.Schema.Classes != ckpt.Config.Classes || cohort.Schema.VisitFeatures.Count != ckpt.Preprocessor.Schema.VisitFeatures.Count)
-                throw new InvalidDataException("the data's schema does not match the checkpoint's (wrong --format?)");
-            var ds = ckpt.Preprocessor.Transform(cohort.Patients);
-            Print(Metrics.Evaluate(new CnnLstm(ckpt.Config), ckpt.Parameters, ds), cohort.Schema);
+            if (cohort.Schema.VisitFeatures.Count != preprocessor.Schema.VisitFeatures.Count || cohort.Schema.Classes != preprocessor.Schema.Classes)
+                throw new InvalidDataException("the data's schema does not match the model's (wrong --format?)");
+            Print(ScoreInOnnxRuntime(bytes, preprocessor.Transform(cohort.Patients)), cohort.Schema);
             return Cli.Ok;
         }));
         return cmd;
+
+        static (byte[], Preprocessor) FromCheckpoint(ModelCheckpoint c) =>
+            (OnnxExporter.Export(c.Config, c.Parameters, ExportMetadata(c)), c.Preprocessor);
+
+        static (byte[], Preprocessor) FromOnnxFile(string path)
+        {
+            var bytes = File.ReadAllBytes(path);
+            var model = OnnxImporter.Load(bytes);
+            if (!model.Metadata.TryGetValue(PreprocessorMetadataKey, out var json))
+                throw new InvalidDataException($"{Path.GetFileName(path)} carries no preprocessor (export it with 'model export')");
+            return (bytes, Preprocessor.FromJson(json));
+        }
     }
+
+    private const string PreprocessorMetadataKey = "preprocessor";
+
+    /// <summary>Metrics of a model file scored in ONNX Runtime: the CLI judges the file a federation would serve.</summary>
+    private static EvaluationReport ScoreInOnnxRuntime(byte[] onnx, SequenceDataset data)
+    {
+        using var scorer = OnnxScorer.Load(onnx);
+        if (scorer.Config.Classes != data.Classes)
+            throw new InvalidDataException($"the model predicts {scorer.Config.Classes} classes, the data has {data.Classes}");
+        return Metrics.FromProbabilities(scorer.Predict(data), data.Labels, data.Classes);
+    }
+
+    private static Dictionary<string, string> ExportMetadata(ModelCheckpoint c) => new() { [PreprocessorMetadataKey] = c.Preprocessor.ToJson() };
 
     private static Command Export()
     {
@@ -190,9 +220,8 @@ internal static class ModelCommands
         cmd.SetAction(r => Cli.Guard(() =>
         {
             var ckpt = ModelCheckpoint.FromJson(File.ReadAllText(r.GetValue(checkpoint)!.FullName));
-            var metadata = new Dictionary<string, string> { ["preprocessor"] = ckpt.Preprocessor.ToJson() };
             var path = r.GetValue(onnx)!.FullName;
-            WriteAtomically(path, stream => OnnxExporter.Export(ckpt.Config, ckpt.Parameters, stream, metadata));
+            WriteAtomically(path, stream => OnnxExporter.Export(ckpt.Config, ckpt.Parameters, stream, ExportMetadata(ckpt)));
             var check = OnnxImporter.LoadFile(path); // read back: the file must import cleanly
             Console.WriteLine($"wrote {path}: {check.Config.Architecture}, {check.Parameters.Length} parameters, input [batch, {check.Config.Steps}, {check.Config.Features}]");
             return Cli.Ok;

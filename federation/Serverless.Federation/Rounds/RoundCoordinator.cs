@@ -7,6 +7,7 @@ using Serverless.Federation.Strategies;
 using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
 using Serverless.Model.Nn;
+using Serverless.Model.Onnx;
 using Serverless.Model.Preprocessing;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
@@ -430,13 +431,18 @@ public static class RoundCoordinator
         return new AggregationOutcome(parameters, metrics, excluded.ToArray(), null, accepted.Count);
     }
 
-    /// <summary>Hold-out metrics of a model on the operator's patients (auroc, accuracy, logLoss, holdoutPatients).</summary>
-    public static Dictionary<string, double> Evaluate(ModelCheckpoint checkpoint, IReadOnlyList<PatientRecord> holdOut)
+    /// <summary>
+    /// Hold-out metrics (auroc, accuracy, logLoss, holdoutPatients) of the exported model file on the operator's
+    /// patients, scored in ONNX Runtime: the promotion gate judges exactly the file that is served and audited.
+    /// </summary>
+    public static Dictionary<string, double> Evaluate(byte[] onnx, Preprocessor preprocessor, IReadOnlyList<PatientRecord> holdOut)
     {
-        ArgumentNullException.ThrowIfNull(checkpoint);
+        ArgumentNullException.ThrowIfNull(onnx);
+        ArgumentNullException.ThrowIfNull(preprocessor);
         ArgumentNullException.ThrowIfNull(holdOut);
-        var data = checkpoint.Preprocessor.Transform(holdOut);
-        var report = Metrics.Evaluate(new CnnLstm(checkpoint.Config), checkpoint.Parameters, data);
+        var data = preprocessor.Transform(holdOut);
+        using var scorer = OnnxScorer.Load(onnx);
+        var report = Metrics.FromProbabilities(scorer.Predict(data), data.Labels, data.Classes);
         return new Dictionary<string, double>
         {
             ["auroc"] = report.Auroc,

@@ -149,8 +149,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         var version = RoundCoordinator.VersionName(0);
         var json = await store.WriteCheckpointOnceAsync(input.Federation, version, RoundCoordinator.InitialCheckpoint(plan.Config, preprocessor).ToJson(), ct);
         var checkpoint = ModelCheckpoint.FromJson(json);
-        await store.PutOnnxAsync(input.Federation, version, OnnxExporter.Export(checkpoint.Config, checkpoint.Parameters, Metadata(input.Federation, version)), ct);
-        var metrics = await EvaluateAsync(plan.Config, checkpoint, ct) ?? [];
+        var onnx = OnnxExporter.Export(checkpoint.Config, checkpoint.Parameters, Metadata(input.Federation, version));
+        await store.PutOnnxAsync(input.Federation, version, onnx, ct);
+        var metrics = await EvaluateAsync(plan.Config, checkpoint.Preprocessor, onnx, ct) ?? [];
         metrics["statisticsClients"] = sum.Included.Length;
         await store.UpdateAsync(input.Federation, s => s.PreprocessorJson is not null ? s : s with
         {
@@ -214,9 +215,10 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
             }
         }
         var checkpoint = ModelCheckpoint.FromJson(json);
-        await store.PutOnnxAsync(fed, version, OnnxExporter.Export(checkpoint.Config, checkpoint.Parameters, Metadata(fed, version)), ct);
+        var onnx = OnnxExporter.Export(checkpoint.Config, checkpoint.Parameters, Metadata(fed, version));
+        await store.PutOnnxAsync(fed, version, onnx, ct);
         var metrics = new Dictionary<string, double>(summary.Metrics);
-        var evaluation = await EvaluateAsync(plan.Config, checkpoint, ct);
+        var evaluation = await EvaluateAsync(plan.Config, checkpoint.Preprocessor, onnx, ct);
         if (evaluation is not null) foreach (var (k, v) in evaluation) metrics[k] = v;
         var current = state.Versions.FirstOrDefault(v => v.Version == state.CurrentVersion);
         double? currentAuroc = current is not null && current.Metrics.TryGetValue("auroc", out var a) ? a : null;
@@ -269,14 +271,14 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         ["version"] = version,
     };
 
-    /// <summary>Hold-out metrics, or null without a hold-out set (or with a custom schema, which the cohort CSV cannot carry).</summary>
-    private async Task<Dictionary<string, double>?> EvaluateAsync(FederationConfig config, ModelCheckpoint checkpoint, CancellationToken ct)
+    /// <summary>Hold-out metrics of the exported file, or null without a hold-out set (or with a custom schema, which the cohort CSV cannot carry).</summary>
+    private async Task<Dictionary<string, double>?> EvaluateAsync(FederationConfig config, Preprocessor preprocessor, byte[] onnx, CancellationToken ct)
     {
         if (config.HoldOut is null || config.Schema is not null) return null;
         var csv = await store.GetHoldOutAsync(config.HoldOut, ct);
         if (csv is null) return null;
         var imported = CohortCsv.Read(new StringReader(Encoding.UTF8.GetString(csv)), "holdout.csv");
         if (imported.Cohort.Patients.Count == 0) return null;
-        return RoundCoordinator.Evaluate(checkpoint, imported.Cohort.Patients);
+        return RoundCoordinator.Evaluate(onnx, preprocessor, imported.Cohort.Patients);
     }
 }

@@ -82,24 +82,77 @@ public sealed class OnnxTests : IDisposable
         Assert.Equal(bytes, OnnxExporter.Export(config, p, new Dictionary<string, string> { ["owner"] = "tests" }));
     }
 
-    [ServerTheory]
+    [Theory]
     [MemberData(nameof(Variants))]
     public void Onnx_runtime_matches_the_csharp_forward_pass_within_1e_5_on_1000_records(string variant)
     {
         var (config, p) = Variant(variant);
-        var path = Path.Combine(_dir, "model.onnx");
-        File.WriteAllBytes(path, OnnxExporter.Export(config, p));
         var data = RecordsFor(config);
         var expected = new CnnLstm(config).Predict(p, data);
-        var script = Path.Combine(AppContext.BaseDirectory, "Onnx", "run-ort.mjs");
-        var run = OrtNodeRunner.Run(script, TestServers.OnnxRuntimeNodeDirectory, path, data, repeats: 1, _dir);
-        Assert.Equal(config.Outputs, run.Outputs);
-        Assert.Equal(expected.Length, run.Probabilities.Length);
+        using var scorer = OnnxScorer.Load(OnnxExporter.Export(config, p));
+        var actual = scorer.Predict(data);
+        Assert.Equal(config, scorer.Config);
+        Assert.Equal(expected.Length, actual.Length);
         var worst = 0.0;
-        for (var i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - run.Probabilities[i]));
+        for (var i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
         Assert.True(worst <= 1e-5, $"max |C# - ORT| = {worst:E2}");
         // The outputs are not degenerate (a constant model would match trivially).
         Assert.True(expected.Max() - expected.Min() > 0.05, "predictions barely vary");
+    }
+
+    [Fact]
+    public void One_session_scores_from_many_threads_at_once_with_the_same_answers()
+    {
+        var (config, p) = Variant("cnnlstm-trained");
+        var data = RecordsFor(config);
+        using var scorer = OnnxScorer.Load(OnnxExporter.Export(config, p));
+        var reference = scorer.Predict(data);
+        var results = new float[8][];
+        Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i => results[i] = scorer.Predict(data));
+        Assert.All(results, r => Assert.Equal(reference, r));
+    }
+
+    [Fact]
+    public void Scoring_writes_into_the_callers_buffer_and_checks_shapes()
+    {
+        var (config, p) = Variant("cnn-trained");
+        var data = RecordsFor(config);
+        using var scorer = OnnxScorer.Load(OnnxExporter.Export(config, p));
+        var output = new float[data.Count * config.Outputs + 3];
+        output[^1] = 42;
+        scorer.Predict(data, output);
+        Assert.Equal(scorer.Predict(data), output[..^3]);
+        Assert.Equal(42, output[^1]); // nothing written past the records
+        Assert.Throws<ArgumentException>(() => scorer.Predict(data, new float[data.Count * config.Outputs - 1]));
+        var wrongShape = new SequenceDataset(1, config.Steps + 1, config.Features, config.Classes, new float[(config.Steps + 1) * config.Features], new float[config.Steps + 1], [0]);
+        Assert.Throws<ArgumentException>(() => scorer.Predict(wrongShape));
+    }
+
+    [Theory]
+    [InlineData("truncated")]
+    [InlineData("bit-flipped")]
+    [InlineData("empty")]
+    public void A_truncated_or_corrupted_file_is_refused_with_a_clear_error_before_any_session_exists(string kind)
+    {
+        var (config, p) = Variant("cnnlstm-trained");
+        var bytes = OnnxExporter.Export(config, p);
+        bytes = kind switch
+        {
+            "truncated" => bytes[..(bytes.Length / 2)],
+            "empty" => [],
+            _ => Flip(bytes),
+        };
+        var e = Assert.Throws<InvalidDataException>(() => OnnxScorer.Load(bytes));
+        Assert.False(string.IsNullOrWhiteSpace(e.Message));
+        Assert.DoesNotContain("\n   at ", e.Message, StringComparison.Ordinal);
+
+        static byte[] Flip(byte[] b)
+        {
+            var copy = b.ToArray();
+            // The framing at the head of the file: field tags and lengths no longer describe the bytes after them.
+            for (var i = 0; i < 16; i++) copy[i] ^= 0x80;
+            return copy;
+        }
     }
 
     [ServerTheory]

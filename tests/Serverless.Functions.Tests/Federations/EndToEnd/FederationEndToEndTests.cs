@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
@@ -154,15 +153,14 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         for (var i = 0; i + 64 <= plain.Length; i += 997) Assert.DoesNotContain(plain.Substring(i, 64), text);
     }
 
-    [ServerFact]
+    [Fact]
     public async Task The_current_versions_ONNX_downloads_and_runs_in_ONNX_Runtime_like_the_CSharp_model()
     {
         var models = await e2e.Sim.GetAsync<ModelVersionList>(RoundRoutes.Models(Fed), default);
         using var response = await e2e.Sim.SendAsync(HttpMethod.Get, RoundRoutes.ModelOnnx(Fed, models.Current!), null, default);
         var bytes = await response.Content.ReadAsByteArrayAsync();
-        var onnx = OnnxImporter.Load(bytes);   // validates the graph is exactly what the exporter writes
-        var path = Path.Combine(e2e.Sim.WorkDirectory, "current.onnx");
-        await File.WriteAllBytesAsync(path, bytes);
+        using var scorer = OnnxScorer.Load(bytes);   // validates the graph is exactly what the exporter writes
+        var onnx = scorer.Model;
 
         var c = onnx.Config;
         var random = new Random(3);
@@ -173,7 +171,7 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         for (var b = 0; b < n; b++) for (var t = 0; t < c.Steps - b % 3; t++) mask[b * c.Steps + t] = 1;
         var data = new SequenceDataset(n, c.Steps, c.Features, c.Classes, values, mask, new int[n]);
         var expected = new CnnLstm(c).Predict(onnx.Parameters, data);
-        var actual = await RunOrtAsync(path, data);
+        var actual = scorer.Predict(data);
         Assert.Equal(expected.Length, actual.Length);
         for (var i = 0; i < expected.Length; i++) Assert.Equal(expected[i], actual[i], 1e-4);
     }
@@ -224,71 +222,4 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         catch (JsonException) { return null; }   // a line being appended right now
     }
 
-    private static async Task<float[]> RunOrtAsync(string modelPath, SequenceDataset data)
-    {
-        var script = FindScript();
-        var dir = Path.GetDirectoryName(modelPath)!;
-        var input = Path.Combine(dir, "ort-in.bin");
-        var output = Path.Combine(dir, "ort-out.bin");
-        var bytes = new byte[12 + 4 * (data.Values.Length + data.Mask.Length)];
-        BinaryPrimitives.WriteInt32LittleEndian(bytes, data.Count);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4), data.Steps);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), data.Features);
-        var o = 12;
-        foreach (var v in data.Values) { BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(o), v); o += 4; }
-        foreach (var v in data.Mask) { BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(o), v); o += 4; }
-        File.WriteAllBytes(input, bytes);
-        var start = new ProcessStartInfo("node") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { script, modelPath, input, output, "1" }) start.ArgumentList.Add(a);
-        start.Environment["ONNXRUNTIME_NODE_DIR"] = TestServers.OnnxRuntimeNodeDirectory;
-        using var node = Process.Start(start)!;
-        try
-        {
-            var stderr = node.StandardError.ReadToEndAsync();
-            var stdout = node.StandardOutput.ReadToEndAsync();
-            using (var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2)))
-            {
-                try
-                {
-                    await node.WaitForExitAsync(timeout.Token);
-                }
-                catch (OperationCanceledException)
-                {
-                    Assert.Fail("node did not finish within 2 minutes");
-                }
-            }
-            await Task.WhenAll(stderr, stdout);
-            Assert.True(node.ExitCode == 0, await stderr);
-        }
-        finally
-        {
-            try
-            {
-                if (!node.HasExited) node.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-        }
-        var result = File.ReadAllBytes(output);
-        var batch = BinaryPrimitives.ReadInt32LittleEndian(result);
-        var outputs = BinaryPrimitives.ReadInt32LittleEndian(result.AsSpan(4));
-        Assert.Equal(data.Count, batch);
-        var probabilities = new float[batch * outputs];
-        for (var i = 0; i < probabilities.Length; i++) probabilities[i] = BinaryPrimitives.ReadSingleLittleEndian(result.AsSpan(8 + 4 * i));
-        return probabilities;
-    }
-
-    /// <summary>The model tests' ONNX Runtime script (tests/Serverless.Model.Tests/Onnx/run-ort.mjs), found from this source file or the output directory.</summary>
-    private static string FindScript([System.Runtime.CompilerServices.CallerFilePath] string sourceFile = "")
-    {
-        foreach (var start in new[] { Path.GetDirectoryName(sourceFile), AppContext.BaseDirectory })
-        for (var dir = start is null ? null : new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "tests", "Serverless.Model.Tests", "Onnx", "run-ort.mjs");
-            if (File.Exists(candidate)) return candidate;
-        }
-        var fromCwd = Path.Combine(Directory.GetCurrentDirectory(), "tests", "Serverless.Model.Tests", "Onnx", "run-ort.mjs");
-        return File.Exists(fromCwd) ? fromCwd : throw new FileNotFoundException("run-ort.mjs not found above " + AppContext.BaseDirectory);
-    }
 }
