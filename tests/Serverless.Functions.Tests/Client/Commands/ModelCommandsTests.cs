@@ -30,6 +30,22 @@ public sealed class ModelCommandsTests
         Assert.Equal(checkpoint.Config.Features, imported.Config.Features);
         Assert.Equal(checkpoint.Parameters, imported.Parameters);
         Assert.Equal(checkpoint.Preprocessor.ToJson(), imported.Metadata["preprocessor"]);
+
+        // Evaluation scores the model file in ONNX Runtime: the checkpoint (exported in memory) and the
+        // exported file give the same report, and the report is about these patients.
+        var fromCheckpoint = await CliRunner.RunAsync("model", "evaluate", "--model", checkpointPath, cohort);
+        Assert.True(fromCheckpoint.ExitCode == 0, fromCheckpoint.Error);
+        var fromFile = await CliRunner.RunAsync("model", "evaluate", "--onnx", onnxPath, cohort);
+        Assert.True(fromFile.ExitCode == 0, fromFile.Error);
+        Assert.Equal(fromCheckpoint.Out, fromFile.Out);
+        Assert.Contains("AUROC", fromFile.Out, StringComparison.OrdinalIgnoreCase);
+
+        // A damaged file is refused in one line, naming no weight or patient value.
+        var damaged = dir.Sub("damaged.onnx");
+        File.WriteAllBytes(damaged, File.ReadAllBytes(onnxPath)[..100]);
+        var refused = await CliRunner.RunAsync("model", "evaluate", "--onnx", damaged, cohort);
+        Assert.Equal(1, refused.ExitCode);
+        Assert.StartsWith("error: ", Assert.Single(refused.ErrorLines));
     }
 
     [Fact]
