@@ -10,7 +10,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Serverless.Host.Functions;
 using Serverless.Host.Http;
+using Serverless.Host.Queues;
 using Serverless.Host.Rpc;
+using Serverless.Runtime.Storage;
 using Serverless.Host.Worker;
 
 namespace Serverless.Host;
@@ -31,6 +33,18 @@ public sealed record LocalHostOptions
 
     public ILoggerFactory LoggerFactory { get; init; } = NullLoggerFactory.Instance;
 
+    /// <summary>Where the embedded stores live (queues.db); default ./.serverless-data, as the old runtime.</summary>
+    public string DataDirectory { get; init; } = ".serverless-data";
+
+    /// <summary>The queues triggers and outputs use; null opens the embedded queue in <see cref="DataDirectory"/>.</summary>
+    public IQueueStore? Queues { get; init; }
+
+    /// <summary>
+    /// How long a received queue message stays hidden while its function runs (renewed at half of it). The
+    /// Functions host uses 10 minutes; a shorter lease brings a message back sooner after a crash.
+    /// </summary>
+    public TimeSpan QueueMessageLease { get; init; } = TimeSpan.FromMinutes(10);
+
     /// <summary>How long the worker may take from process start to all functions loaded.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }
@@ -47,13 +61,16 @@ public sealed class LocalHost : IAsyncDisposable
     private readonly WorkerProcess _worker;
     private readonly WebApplication _httpServer;
     private readonly WorkerChannel _channel;
+    private readonly Listeners _listeners;
 
-    private LocalHost(WebApplication rpcServer, WorkerProcess worker, WorkerChannel channel, WebApplication httpServer, IReadOnlyList<FunctionDescriptor> functions, Uri httpAddress)
+    private LocalHost(WebApplication rpcServer, WorkerProcess worker, WorkerChannel channel, WebApplication httpServer, Listeners listeners,
+        IReadOnlyList<FunctionDescriptor> functions, Uri httpAddress)
     {
         _rpcServer = rpcServer;
         _worker = worker;
         _channel = channel;
         _httpServer = httpServer;
+        _listeners = listeners;
         Functions = functions;
         HttpAddress = httpAddress;
     }
@@ -93,9 +110,17 @@ public sealed class LocalHost : IAsyncDisposable
             timeout.CancelAfter(options.StartTimeout);
             IReadOnlyList<FunctionDescriptor> functions = await InitializeWorkerAsync(channel, worker, appDirectory, log, timeout.Token);
 
-            httpServer = BuildHttpServer(options, channel, functions, hostJson, log);
+            IQueueStore? queues = options.Queues;
+            IDisposable? ownedQueues = null;
+            if (queues is null && functions.Any(f => f.Bindings.Any(b => b.Type.StartsWith("queue", StringComparison.OrdinalIgnoreCase))))
+            {
+                queues = Stores.OpenEmbeddedQueues(Path.Combine(options.DataDirectory, "queues.db"));
+                ownedQueues = queues as IDisposable;
+            }
+            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, log);
             await httpServer.StartAsync(cancel);
-            return new LocalHost(rpcServer, worker, channel, httpServer, functions, new Uri(ListeningAddress(httpServer)));
+            Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, log);
+            return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)));
         }
         catch
         {
@@ -217,13 +242,14 @@ public sealed class LocalHost : IAsyncDisposable
         return app;
     }
 
-    private static WebApplication BuildHttpServer(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson, ILogger log)
+    private static WebApplication BuildHttpServer(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
+        IQueueStore? queues, ILogger log)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(options.LoggerFactory);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.HttpAddress, options.HttpPort));
         WebApplication app = builder.Build();
-        var http = new HttpTriggers(channel, options.Keys, log);
+        var http = new HttpTriggers(channel, options.Keys, queues, log);
         foreach (FunctionDescriptor function in functions)
         {
             BindingDescriptor trigger = function.Trigger!;
@@ -231,7 +257,7 @@ public sealed class LocalHost : IAsyncDisposable
             {
                 http.Map(app, function, trigger, hostJson.HttpRoutePrefix);
             }
-            else
+            else if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase))
             {
                 Logs.TriggerNotSupported(log, function.Name, trigger.Type);
             }
@@ -247,6 +273,8 @@ public sealed class LocalHost : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // Listeners first: an invocation they cancel hands its message back before the worker goes.
+        await _listeners.StopAsync();
         await _httpServer.DisposeAsync();
         await _worker.DisposeAsync();
         _channel.Close(new WorkerUnavailableException("The host stopped."));
@@ -255,14 +283,14 @@ public sealed class LocalHost : IAsyncDisposable
 }
 
 /// <summary>The host.json settings this host reads so far (the rest is the worker's or later phases').</summary>
-internal sealed record HostJson(string HttpRoutePrefix)
+internal sealed record HostJson(string HttpRoutePrefix, QueueOptions Queues)
 {
     public static HostJson Read(string appDirectory)
     {
         string path = Path.Combine(appDirectory, "host.json");
         if (!File.Exists(path))
         {
-            return new HostJson("api");
+            return new HostJson("api", new QueueOptions());
         }
         try
         {
@@ -279,11 +307,65 @@ internal sealed record HostJson(string HttpRoutePrefix)
             {
                 prefix = routePrefix.GetString() ?? "api";
             }
-            return new HostJson(prefix.Trim('/'));
+            QueueOptions queues = new();
+            if (root.TryGetProperty("extensions", out extensions)
+                && extensions.TryGetProperty("queues", out JsonElement queuesSection) && queuesSection.ValueKind == JsonValueKind.Object)
+            {
+                queues = QueueOptions.Parse(queuesSection);
+            }
+            return new HostJson(prefix.Trim('/'), queues);
         }
         catch (JsonException e)
         {
             throw new HostStartException($"host.json: {e.Message}");
         }
+    }
+}
+
+/// <summary>The non-HTTP trigger listeners (queues so far), run until the host stops.</summary>
+internal sealed class Listeners
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Task> _running = [];
+    private IDisposable? _ownedQueues;
+
+    public static Listeners Start(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
+        IQueueStore? queues, IDisposable? ownedQueues, ILogger log)
+    {
+        var listeners = new Listeners { _ownedQueues = ownedQueues };
+        foreach (FunctionDescriptor function in functions)
+        {
+            BindingDescriptor trigger = function.Trigger!;
+            if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase))
+            {
+                continue;
+            }
+            string queue = ResolveSetting(trigger.GetString("queueName"))
+                ?? throw new HostStartException($"function {function.Name}: the queue trigger has no queueName");
+            var listener = new QueueTriggerListener(function, trigger, queue, queues!, channel, hostJson.Queues, options.QueueMessageLease, log);
+            listeners._running.Add(Task.Run(() => listener.RunAsync(listeners._stopping.Token)));
+            Logs.QueueTrigger(log, function.Name, queue);
+        }
+        return listeners;
+    }
+
+    /// <summary>A %NAME% binding expression is an app setting (an environment variable here).</summary>
+    private static string? ResolveSetting(string? value) =>
+        value is { Length: > 2 } && value[0] == '%' && value[^1] == '%'
+            ? Environment.GetEnvironmentVariable(value[1..^1])
+            : value;
+
+    public async Task StopAsync()
+    {
+        await _stopping.CancelAsync();
+        try
+        {
+            await Task.WhenAll(_running);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        _ownedQueues?.Dispose();
+        _stopping.Dispose();
     }
 }

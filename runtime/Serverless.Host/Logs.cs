@@ -32,3 +32,24 @@ internal static partial class Logs
     [LoggerMessage(9, LogLevel.Error, "Function {Name} failed (invocation {InvocationId}): {Reason}")]
     public static partial void InvocationFailed(ILogger log, string name, string invocationId, string reason);
 }
+
+internal static partial class Logs
+{
+    [LoggerMessage(20, LogLevel.Warning, "Queue {Queue}: receive failed ({Error}); polling again")]
+    public static partial void QueueReceiveFailed(ILogger log, string queue, string error);
+
+    [LoggerMessage(21, LogLevel.Error, "Queue {Queue}: could not settle message {Id} ({Error}); it comes back when its lease ends")]
+    public static partial void QueueSettleFailed(ILogger log, string queue, string id, string error);
+
+    [LoggerMessage(22, LogLevel.Warning, "Function {Name} failed on queue {Queue} message {Id} (delivery {Attempt} of {Max}): {Error}")]
+    public static partial void QueueInvocationFailed(ILogger log, string name, string queue, string id, int attempt, int max, string error);
+
+    [LoggerMessage(23, LogLevel.Warning, "Queue {Queue}: lost the lease on message {Id}; it may run twice")]
+    public static partial void QueueLeaseLost(ILogger log, string queue, string id);
+
+    [LoggerMessage(24, LogLevel.Error, "Queue {Queue}: message {Id} moved to {Poison} after {Count} deliveries")]
+    public static partial void QueuePoisoned(ILogger log, string queue, string id, int count, string poison);
+
+    [LoggerMessage(25, LogLevel.Information, "Queue {Name}: {Queue}")]
+    public static partial void QueueTrigger(ILogger log, string name, string queue);
+}

@@ -5,13 +5,14 @@ using Serverless.Host.Http;
 // serverless-host: runs an isolated-worker Functions app's build output locally (docs/host-next.md).
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE]");
+    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR]");
     return args.Length == 0 ? 2 : 0;
 }
 
 string appDirectory = args[0];
 int port = 7071;
 string? keysFile = null;
+string dataDirectory = ".serverless-data";
 for (int i = 1; i < args.Length; i++)
 {
     switch (args[i])
@@ -22,6 +23,9 @@ for (int i = 1; i < args.Length; i++)
             break;
         case "--keys" when i + 1 < args.Length:
             keysFile = args[++i];
+            break;
+        case "--data-dir" when i + 1 < args.Length:
+            dataDirectory = args[++i];
             break;
         default:
             Console.Error.WriteLine($"serverless-host: unknown or incomplete option '{args[i]}'");
@@ -39,6 +43,7 @@ try
     {
         AppDirectory = appDirectory,
         HttpPort = port,
+        DataDirectory = dataDirectory,
         Keys = FunctionKeys.LoadOrCreate(keysFile),
         LoggerFactory = loggers,
     });

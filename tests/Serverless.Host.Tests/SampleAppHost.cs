@@ -2,6 +2,7 @@ using System.Reflection;
 using Microsoft.Extensions.Logging;
 using Serverless.Host;
 using Serverless.Host.Http;
+using Serverless.Runtime.Storage;
 
 namespace Serverless.Host.Tests;
 
@@ -17,6 +18,10 @@ public sealed class SampleAppHost : IAsyncLifetime
     public const string EchoFunctionKey = "echo-function-key-00000000001";
 
     private LocalHost? _host;
+    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("serverless-host-tests-").FullName;
+
+    /// <summary>The embedded queue the host's triggers read, shared with the tests that feed them.</summary>
+    public IQueueStore Queues { get; private set; } = null!;
 
     public HttpClient Client { get; private set; } = null!;
 
@@ -29,16 +34,23 @@ public sealed class SampleAppHost : IAsyncLifetime
     public async Task InitializeAsync()
     {
         Assert.True(File.Exists(Path.Combine(AppDirectory, "worker.config.json")), $"the sample app is not built in {AppDirectory}");
+        Queues = Stores.OpenEmbeddedQueues(Path.Combine(_dataDirectory, "queues.db"));
         _host = await LocalHost.StartAsync(new LocalHostOptions
         {
             AppDirectory = AppDirectory,
+            DataDirectory = _dataDirectory,
+            Queues = Queues,
+            QueueMessageLease = TimeSpan.FromSeconds(30),
             HttpPort = 0,
             Keys = new FunctionKeys(MasterKey, [HostKey], new Dictionary<string, IReadOnlyCollection<string>>
             {
                 ["Secret"] = [SecretFunctionKey],
                 ["Echo"] = [EchoFunctionKey],
             }),
-            LoggerFactory = LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
+            // SERVERLESS_HOST_TEST_LOG=1 prints the host's and the worker's log (for a failing test).
+            LoggerFactory = Environment.GetEnvironmentVariable("SERVERLESS_HOST_TEST_LOG") == "1"
+                ? LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Information).AddSimpleConsole(c => c.SingleLine = true))
+                : LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
         });
         Client = new HttpClient { BaseAddress = _host.HttpAddress };
     }
@@ -50,6 +62,8 @@ public sealed class SampleAppHost : IAsyncLifetime
         {
             await _host.DisposeAsync();
         }
+        (Queues as IDisposable)?.Dispose();
+        Directory.Delete(_dataDirectory, recursive: true);
     }
 }
 

@@ -8,6 +8,8 @@ using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Functions;
+using Serverless.Host.Queues;
+using Serverless.Runtime.Storage;
 using Serverless.Host.Rpc;
 using Serverless.Host.Worker;
 
@@ -18,7 +20,7 @@ namespace Serverless.Host.Http;
 /// ASP.NET Core endpoint; a request becomes an InvocationRequest whose trigger input is the RpcHttp
 /// message, and the worker's RpcHttp reply becomes the response.
 /// </summary>
-internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, ILogger log)
+internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQueueStore? queues, ILogger log)
 {
     /// <summary>The query parameter and header that carry a function key, as the Functions host reads them.</summary>
     internal const string KeyQueryName = "code";
@@ -86,6 +88,7 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, ILo
             context.Response.StatusCode = StatusCodes.Status500InternalServerError;
             return;
         }
+        await QueueOutputs.WriteAsync(function, response, queues, CancellationToken.None);
         await WriteResponseAsync(context, FindHttpResult(response));
     }
 
