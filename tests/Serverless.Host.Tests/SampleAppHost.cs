@@ -1,0 +1,74 @@
+using System.Reflection;
+using Microsoft.Extensions.Logging;
+using Serverless.Host;
+using Serverless.Host.Http;
+using Serverless.Runtime.Storage;
+
+namespace Serverless.Host.Tests;
+
+/// <summary>
+/// One local host running the real sample app (tests/Serverless.Host.SampleApp, built before this
+/// project), shared by the tests of a collection: starting a worker process takes a second or two.
+/// </summary>
+public sealed class SampleAppHost : IAsyncLifetime
+{
+    public const string MasterKey = "master-key-for-tests-0000000001";
+    public const string HostKey = "host-key-for-tests-000000000001";
+    public const string SecretFunctionKey = "secret-function-key-0000000001";
+    public const string EchoFunctionKey = "echo-function-key-00000000001";
+
+    private LocalHost? _host;
+    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("serverless-host-tests-").FullName;
+
+    /// <summary>The embedded queue the host's triggers read, shared with the tests that feed them.</summary>
+    public IQueueStore Queues { get; private set; } = null!;
+
+    public HttpClient Client { get; private set; } = null!;
+
+    public IReadOnlyList<string> FunctionNames => _host!.FunctionNames;
+
+    public static string AppDirectory =>
+        typeof(SampleAppHost).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .Single(a => a.Key == "SampleAppDirectory").Value!;
+
+    public async Task InitializeAsync()
+    {
+        Assert.True(File.Exists(Path.Combine(AppDirectory, "worker.config.json")), $"the sample app is not built in {AppDirectory}");
+        Queues = Stores.OpenEmbeddedQueues(Path.Combine(_dataDirectory, "queues.db"));
+        _host = await LocalHost.StartAsync(new LocalHostOptions
+        {
+            AppDirectory = AppDirectory,
+            DataDirectory = _dataDirectory,
+            Queues = Queues,
+            QueueMessageLease = TimeSpan.FromSeconds(30),
+            HttpPort = 0,
+            Keys = new FunctionKeys(MasterKey, [HostKey], new Dictionary<string, IReadOnlyCollection<string>>
+            {
+                ["Secret"] = [SecretFunctionKey],
+                ["Echo"] = [EchoFunctionKey],
+            }),
+            // SERVERLESS_HOST_TEST_LOG=1 prints the host's and the worker's log (for a failing test).
+            LoggerFactory = Environment.GetEnvironmentVariable("SERVERLESS_HOST_TEST_LOG") == "1"
+                ? LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Information).AddSimpleConsole(c => c.SingleLine = true))
+                : LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning)),
+        });
+        Client = new HttpClient { BaseAddress = _host.HttpAddress };
+    }
+
+    public async Task DisposeAsync()
+    {
+        Client.Dispose();
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+        }
+        (Queues as IDisposable)?.Dispose();
+        Directory.Delete(_dataDirectory, recursive: true);
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class SampleAppCollection : ICollectionFixture<SampleAppHost>
+{
+    public const string Name = "sample app under the local host";
+}
