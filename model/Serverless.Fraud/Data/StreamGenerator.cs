@@ -324,19 +324,19 @@ public static class StreamGenerator
 
         private void AccountTakeover(CardState card, long t)
         {
-            // New device, new place: the place is another card's kind of home (same marginal distribution),
-            // far from this card's; amounts, categories and pace are this card's own.
+            // New device, new place: online (account login) from a place that is another card's kind of home
+            // (the same marginal distribution as every home), far from this card's; amounts, categories and
+            // pace are this card's own, so only the contrast with its history gives it away.
             var device = _r.Next();
             var (x, y) = ElsewhereHome(card);
             var n = 2 + _r.Next(4);
             for (var i = 0; i < n; i++)
             {
                 t += (long)(-Math.Log(1 - _r.NextDouble()) * DayMs / card.RatePerDay * 0.5);
-                var online = _r.NextDouble() < 0.3;
+                var transfer = _r.NextDouble() < 0.15;
                 var merchant = _bank * 100_000 + _r.Next(50_000);
-                var category = online ? MerchantCategory.Online : (MerchantCategory)(merchant % 6 == 3 ? 0 : merchant % 6);
-                Emit(card, t, Round2(Math.Exp(card.LogAmountMean + 0.2 + 0.8 * Normal(_r))), merchant, category, online, TransactionKind.Purchase, 0,
-                    Near(x, online ? 0.02 : 0.06), Near(y, online ? 0.02 : 0.06), device, FraudPattern.AccountTakeover);
+                Emit(card, t, Round2(Math.Exp(card.LogAmountMean + (transfer ? 1.5 : 0) + 0.8 * Normal(_r))), transfer ? merchant + 7_000_000 : merchant, MerchantCategory.Online,
+                    true, transfer ? TransactionKind.Transfer : TransactionKind.Purchase, transfer ? 1 : 0, Near(x, 0.02), Near(y, 0.02), device, FraudPattern.AccountTakeover);
             }
         }
 
