@@ -26,24 +26,35 @@ public sealed record Explanation(
         Features.OrderByDescending(a => Math.Abs(a.LogOdds)).ThenBy(a => a.Feature, StringComparer.Ordinal).Take(count).ToList();
 }
 
-/// <summary>Occlusion explanations on the served model: one batched forward pass of 1 + F + k windows per explained event.</summary>
+/// <summary>
+/// Occlusion explanations on the served model (the same runner that scored the event, ONNX Runtime or C#):
+/// one batched forward pass of 1 + F + k windows per explained event.
+/// </summary>
 public sealed class OcclusionExplainer
 {
-    private readonly CnnLstm _model;
-    private readonly float[] _parameters;
+    private readonly IModelRunner _model;
     private readonly int _k, _f;
     private readonly SequenceDataset _batch;
+    private readonly float[] _output;
 
+    /// <summary>Explains with the C# forward pass of the given weights.</summary>
     public OcclusionExplainer(ModelConfig config, float[] parameters)
+        : this(ModelRunners.Create(new Training.FraudModel("explained", config, parameters), ScoringRuntime.CSharp))
     {
-        ArgumentNullException.ThrowIfNull(config);
-        ArgumentNullException.ThrowIfNull(parameters);
-        _model = new CnnLstm(config);
-        _parameters = parameters;
+    }
+
+    public OcclusionExplainer(IModelRunner model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var config = model.Config;
+        _model = model;
         _k = config.Steps;
         _f = config.Features;
         var rows = 1 + _f + _k;
-        _batch = new SequenceDataset(rows, _k, _f, 2, new float[rows * _k * _f], new float[rows * _k], new int[rows]);
+        var mask = new float[rows * _k];
+        for (var r = 0; r < rows; r++) mask[r * _k] = 1;
+        _batch = new SequenceDataset(rows, _k, _f, 2, new float[rows * _k * _f], mask, new int[rows]);
+        _output = new float[rows];
     }
 
     /// <summary>Explains one window [k, F] with mask [k] (real steps first).</summary>
@@ -66,7 +77,8 @@ public sealed class OcclusionExplainer
         }
         for (var s = 0; s < _k; s++)
             values.AsSpan((1 + _f + s) * stride + s * _f, _f).Clear();
-        var p = _model.Predict(_parameters, _batch);
+        _model.Predict(_batch, _output);
+        var p = _output;
         var full = Logit(p[0]);
         var features = new FeatureAttribution[_f];
         for (var f = 0; f < _f; f++) features[f] = new FeatureAttribution(names[f], full - Logit(p[1 + f]));

@@ -23,6 +23,9 @@ public sealed record ScorerOptions
     /// <summary>An event whose served score is at or above this raises an alert.</summary>
     public double Threshold { get; init; } = 0.5;
 
+    /// <summary>ONNX Runtime over the exported file (default), or the C# forward pass.</summary>
+    public ScoringRuntime Runtime { get; init; } = ScoringRuntime.OnnxRuntime;
+
     /// <summary>Largest forward pass; bigger batches are scored in chunks of this size.</summary>
     public int MaxBatch { get; init; } = 1024;
 
@@ -90,7 +93,7 @@ public sealed record BatchResult(IReadOnlyList<ScoreRecord> Scores, IReadOnlyLis
 /// with occlusion explanations, and feeds the drift monitor. Events of one card in one batch are applied
 /// in order. Not thread-safe (the model and its buffers are reused): one scorer per partition.
 /// </summary>
-public sealed class MicroBatchScorer
+public sealed class MicroBatchScorer : IDisposable
 {
     private const int Granularity = 32;
     private readonly ScorerOptions _o;
@@ -98,8 +101,8 @@ public sealed class MicroBatchScorer
     private readonly ICardHistoryStore _store;
     private readonly PsiMonitor? _drift;
     private readonly CanaryRouter _router;
-    private readonly CnnLstm _champion;
-    private readonly CnnLstm? _challenger;
+    private readonly IModelRunner _champion;
+    private readonly IModelRunner? _challenger;
     private readonly OcclusionExplainer _championExplainer;
     private readonly OcclusionExplainer? _challengerExplainer;
     private readonly int _k;
@@ -121,12 +124,12 @@ public sealed class MicroBatchScorer
         _drift = drift;
         _router = new CanaryRouter(_o.Challenger is null ? 0 : _o.ChallengerFraction, _o.Experiment);
         _k = _o.Champion.Steps;
-        _champion = new CnnLstm(_o.Champion.Config);
-        _championExplainer = new OcclusionExplainer(_o.Champion.Config, _o.Champion.Parameters);
+        _champion = ModelRunners.Create(_o.Champion, _o.Runtime);
+        _championExplainer = new OcclusionExplainer(_champion);
         if (_o.Challenger is { } c)
         {
-            _challenger = new CnnLstm(c.Config);
-            _challengerExplainer = new OcclusionExplainer(c.Config, c.Parameters);
+            _challenger = ModelRunners.Create(c, _o.Runtime);
+            _challengerExplainer = new OcclusionExplainer(_challenger);
         }
         _scratch = new float[WindowBuilder.ScratchLength(_k)];
         var capacity = RoundUp(_o.MaxBatch);
@@ -169,9 +172,8 @@ public sealed class MicroBatchScorer
         }
         if (rows == 0) return;
         // Rows past the batch keep their previous contents (valid windows), and their outputs are ignored.
-        var used = data.Count;
-        _champion.Predict(_o.Champion.Parameters, data, _championScores.AsSpan(0, used));
-        if (_challenger is not null) _challenger.Predict(_o.Challenger!.Parameters, data, _challengerScores.AsSpan(0, used));
+        _champion.Predict(data, _championScores);
+        _challenger?.Predict(data, _challengerScores);
 
         for (var i = 0; i < count; i++)
         {
@@ -228,6 +230,12 @@ public sealed class MicroBatchScorer
         d = new SequenceDataset(size, _k, EventFeatures.Count, 2, new float[size * _k * EventFeatures.Count], mask, new int[size]);
         _batches[size] = d;
         return d;
+    }
+
+    public void Dispose()
+    {
+        _champion.Dispose();
+        _challenger?.Dispose();
     }
 
     private static int RoundUp(int n) => (n + Granularity - 1) / Granularity * Granularity;

@@ -6,8 +6,10 @@ namespace Serverless.Fraud.Tests.Scoring;
 
 public sealed class ExplanationTests
 {
-    [Fact]
-    public void Occlusion_on_a_logistic_model_gives_the_known_answer()
+    [Theory]
+    [InlineData(ScoringRuntime.CSharp)]
+    [InlineData(ScoringRuntime.OnnxRuntime)]
+    public void Occlusion_on_a_logistic_model_gives_the_known_answer(ScoringRuntime runtime)
     {
         // logit = b + w · x_last: the attribution of feature f is w_f x_f, that of the last real step is
         // w · x_last, every other step's is 0, and the steps add up to logit(x) - logit(0).
@@ -25,7 +27,8 @@ public sealed class ExplanationTests
         for (var i = 0; i < 3 * f; i++) window[i] = (float)(rng.NextDouble() * 2 - 1);
         float[] mask = [1, 1, 1, 0];
 
-        var e = new OcclusionExplainer(config, p).Explain(window, mask);
+        using var runner = ModelRunners.Create(new Serverless.Fraud.Training.FraudModel("known", config, p), runtime);
+        var e = new OcclusionExplainer(runner).Explain(window, mask);
         double expectedLogit = p[bias.Offset];
         for (var j = 0; j < f; j++)
         {

@@ -28,7 +28,7 @@ public sealed class MicroBatchScorerTests
         var stream = Stream();
         using var tokenizer = new CardTokenizer(Key);
         var options = new ScorerOptions { Champion = Random("v1", 1), Challenger = Random("v2", 2), ChallengerFraction = 0.3, Threshold = 0.0001 };
-        var scorer = new MicroBatchScorer(options, tokenizer, new InMemoryCardHistoryStore(K));
+        using var scorer = new MicroBatchScorer(options, tokenizer, new InMemoryCardHistoryStore(K));
         var result = scorer.Score(stream.Take(700).ToList());
         Assert.Equal(700, result.Scores.Count);
         Assert.Empty(result.Rejected);
@@ -53,13 +53,15 @@ public sealed class MicroBatchScorerTests
         });
     }
 
-    [Fact]
-    public void Scores_match_a_plain_forward_pass_over_the_same_windows()
+    [Theory]
+    [InlineData(ScoringRuntime.OnnxRuntime)]
+    [InlineData(ScoringRuntime.CSharp)]
+    public void Scores_match_a_plain_forward_pass_over_the_same_windows(ScoringRuntime runtime)
     {
         var stream = Stream().Take(400).ToList();
         using var tokenizer = new CardTokenizer(Key);
         var model = Random("v1", 5);
-        var scorer = new MicroBatchScorer(new ScorerOptions { Champion = model }, tokenizer, new InMemoryCardHistoryStore(K));
+        using var scorer = new MicroBatchScorer(new ScorerOptions { Champion = model, Runtime = runtime }, tokenizer, new InMemoryCardHistoryStore(K));
         // Micro-batches of uneven sizes, one card's events spread across them.
         var scored = new List<float>();
         for (var i = 0; i < stream.Count; i += 37)
@@ -90,7 +92,7 @@ public sealed class MicroBatchScorerTests
         var served = new Dictionary<CardToken, string>();
         for (var run = 0; run < 2; run++)
         {
-            var scorer = new MicroBatchScorer(options, tokenizer, new InMemoryCardHistoryStore(K));
+            using var scorer = new MicroBatchScorer(options, tokenizer, new InMemoryCardHistoryStore(K));
             foreach (var chunk in stream.Chunk(128))
             foreach (var s in scorer.Score(chunk).Scores)
             {
@@ -117,7 +119,8 @@ public sealed class MicroBatchScorerTests
         };
         using var tokenizer = new CardTokenizer(Key);
         var store = new InMemoryCardHistoryStore(K);
-        var result = new MicroBatchScorer(new ScorerOptions { Champion = Random("v1", 1) }, tokenizer, store).Score(batch);
+        using var scorer = new MicroBatchScorer(new ScorerOptions { Champion = Random("v1", 1) }, tokenizer, store);
+        var result = scorer.Score(batch);
         Assert.Equal(10, result.Scores.Count);
         Assert.Equal(Enumerable.Range(10, 7), result.Rejected.Select(r => r.Index));
         Assert.Equal(batch.Count, result.Scores.Count + result.Rejected.Count);
@@ -134,7 +137,7 @@ public sealed class MicroBatchScorerTests
         var stream = Stream().Take(500).ToList();
         using var tokenizer = new CardTokenizer(Key);
         var store = new InMemoryCardHistoryStore(K);
-        var scorer = new MicroBatchScorer(new ScorerOptions { Champion = Random("v1", 1), Challenger = Random("v2", 3), Threshold = 0.0001 }, tokenizer, store);
+        using var scorer = new MicroBatchScorer(new ScorerOptions { Champion = Random("v1", 1), Challenger = Random("v2", 3), Threshold = 0.0001 }, tokenizer, store);
         var bad = stream[0] with { CardNumber = stream[0].CardNumber[..15] + "0" };
         var result = scorer.Score([.. stream, bad]);
         Assert.NotEmpty(result.Alerts);

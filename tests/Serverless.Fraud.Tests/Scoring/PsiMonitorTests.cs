@@ -48,7 +48,7 @@ public sealed class PsiMonitorTests
         // Amounts three times larger (a currency or pricing change); everything else as before.
         var shifted = stream.Where(t => tokenizer.Tokenize(t.CardNumber).Bucket >= 0.5).Select(t => t with { Amount = Math.Round(t.Amount * 3, 2) }).ToList();
         var config = FraudModels.Sequence(K);
-        var scorer = new MicroBatchScorer(new ScorerOptions { Champion = new FraudModel("v1", config, new CnnLstm(config).InitializeParameters(1)) },
+        using var scorer = new MicroBatchScorer(new ScorerOptions { Champion = new FraudModel("v1", config, new CnnLstm(config).InitializeParameters(1)) },
             tokenizer, new InMemoryCardHistoryStore(K), monitor);
         foreach (var chunk in shifted.Chunk(256)) scorer.Score(chunk);
         var report = monitor.Report();
