@@ -175,6 +175,8 @@ public sealed class MicroBatchScorer : IDisposable
         _champion.Predict(data, _championScores);
         _challenger?.Predict(data, _challengerScores);
 
+        // Second pass: route, record both scores, feed the drift monitor, collect the alerts per served version.
+        var pending = new List<(int Index, int Row, bool ToChallenger)>();
         for (var i = 0; i < count; i++)
         {
             var row = _rowOf[i];
@@ -188,20 +190,47 @@ public sealed class MicroBatchScorer : IDisposable
             var servedVersion = toChallenger ? _o.Challenger!.Version : _o.Champion.Version;
             var alert = served >= _o.Threshold;
             scores.Add(new ScoreRecord(card, t.TimestampMs, servedVersion, served, _o.Champion.Version, champion, _o.Challenger?.Version, challenger, alert));
-            var window = data.Values.AsSpan(row * stride, stride);
-            var mask = data.Mask.AsSpan(row * _k, _k);
             if (_drift is not null)
             {
+                var mask = data.Mask.AsSpan(row * _k, _k);
                 var last = 0;
                 while (last + 1 < _k && mask[last + 1] != 0) last++;
-                _drift.Observe(window.Slice(last * f, f));
+                _drift.Observe(data.Values.AsSpan(row * stride + last * f, f));
             }
-            if (!alert) continue;
-            var explanation = (toChallenger ? _challengerExplainer! : _championExplainer).Explain(window, mask);
-            alerts.Add(new FraudAlert(card, t.TimestampMs, t.Amount, served, _o.Threshold, servedVersion,
+            if (alert) pending.Add((i, row, toChallenger));
+        }
+        if (pending.Count == 0) return;
+
+        // Explanations: one batched occlusion pass per served version, then the alerts in event order.
+        var explanations = new Explanation[pending.Count];
+        foreach (var version in new[] { false, true })
+        {
+            var picked = new List<int>();
+            for (var a = 0; a < pending.Count; a++) if (pending[a].ToChallenger == version) picked.Add(a);
+            if (picked.Count == 0) continue;
+            var windows = new float[picked.Count * stride];
+            var masks = new float[picked.Count * _k];
+            for (var j = 0; j < picked.Count; j++)
+            {
+                var row = pending[picked[j]].Row;
+                data.Values.AsSpan(row * stride, stride).CopyTo(windows.AsSpan(j * stride));
+                data.Mask.AsSpan(row * _k, _k).CopyTo(masks.AsSpan(j * _k));
+            }
+            var explained = (version ? _challengerExplainer! : _championExplainer).Explain(windows, masks, picked.Count);
+            for (var j = 0; j < picked.Count; j++) explanations[picked[j]] = explained[j];
+        }
+        for (var a = 0; a < pending.Count; a++)
+        {
+            var (i, row, toChallenger) = pending[a];
+            var t = batch[start + i];
+            var champion = _championScores[row];
+            var challenger = _challengerScores[row];
+            alerts.Add(new FraudAlert(_tokens[i], t.TimestampMs, t.Amount,
+                toChallenger ? challenger : champion, _o.Threshold,
+                toChallenger ? _o.Challenger!.Version : _o.Champion.Version,
                 _challenger is null ? null : toChallenger ? _o.Champion.Version : _o.Challenger!.Version,
                 _challenger is null ? null : toChallenger ? champion : challenger,
-                explanation));
+                explanations[a]));
         }
     }
 

@@ -71,4 +71,34 @@ public sealed class ExplanationTests
         Assert.Equal(1.0, e.Features[0].LogOdds, 3);
         Assert.All(e.Features.Skip(1), a => Assert.Equal(0, a.LogOdds, 4));
     }
+
+    [Fact]
+    public void Batched_explanations_equal_one_at_a_time()
+    {
+        const int k = 5, f = EventFeatures.Count, n = 11;
+        var config = Serverless.Fraud.Training.FraudModels.Sequence(k);
+        var p = new CnnLstm(config).InitializeParameters(4);
+        var rng = new Random(8);
+        var windows = new float[n * k * f];
+        var masks = new float[n * k];
+        for (var w = 0; w < n; w++)
+        {
+            var len = 1 + w % k;
+            for (var s = 0; s < len; s++)
+            {
+                masks[w * k + s] = 1;
+                for (var j = 0; j < f; j++) windows[(w * k + s) * f + j] = (float)(rng.NextDouble() * 2 - 1);
+            }
+        }
+        var explainer = new OcclusionExplainer(config, p);
+        var batched = explainer.Explain(windows, masks, n);
+        for (var w = 0; w < n; w++)
+        {
+            var single = explainer.Explain(windows.AsSpan(w * k * f, k * f), masks.AsSpan(w * k, k));
+            Assert.Equal(single.LogOdds, batched[w].LogOdds, 5);
+            for (var j = 0; j < f; j++) Assert.Equal(single.Features[j].LogOdds, batched[w].Features[j].LogOdds, 5);
+            for (var s = 0; s < k; s++) Assert.Equal(single.Steps[s], batched[w].Steps[s], 5);
+            for (var s = 1 + w % k; s < k; s++) Assert.Equal(0, batched[w].Steps[s]);
+        }
+    }
 }
