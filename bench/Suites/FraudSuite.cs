@@ -20,7 +20,7 @@ namespace Serverless.Bench.Suites;
 /// explanations of the alerts) on ONNX Runtime and on the C# forward pass, one thread each, same events;
 /// and enqueue-to-alert latency through the embedded SQLite queue at a fixed offered load.
 /// Options: <c>--rate N</c> (offered events/s, default 5000), <c>--seconds S</c>, <c>--per-message N</c>
-/// (transactions per queue message, default 1).
+/// (transactions per queue message, default 1), <c>--batch N</c> (most events the consumer gathers into one micro-batch, default 512).
 /// </summary>
 internal sealed class FraudSuite : IBenchSuite
 {
@@ -33,6 +33,7 @@ internal sealed class FraudSuite : IBenchSuite
         var rate = IntOption(options.Args, "--rate", 5000);
         var seconds = IntOption(options.Args, "--seconds", quick ? 4 : 15);
         var perMessage = IntOption(options.Args, "--per-message", 1);
+        var gather = IntOption(options.Args, "--batch", 512);
         var total = Stopwatch.StartNew();
 
         // ---- data and training ----
@@ -119,8 +120,8 @@ internal sealed class FraudSuite : IBenchSuite
         }
 
         // ---- end to end through the embedded queue ----
-        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog) = await EndToEnd(events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage);
-        Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
+        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog) = await EndToEnd(events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather);
+        Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, micro-batches of up to {gather}, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
         Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Trim()}");
 
         Console.WriteLine(Measure.Result(Name,
@@ -142,12 +143,12 @@ internal sealed class FraudSuite : IBenchSuite
     /// <summary>
     /// A producer puts transactions on the embedded queue at the offered rate (each message stamped with its
     /// enqueue time); one consumer receives up to 32 messages at a time (the Azure limit) until the queue is
-    /// empty or 512 events are gathered, scores them as one micro-batch, puts the alerts on the alerts queue,
+    /// empty or <c>--batch</c> events (default 512) are gathered, scores them as one micro-batch, puts the alerts on the alerts queue,
     /// then deletes the messages. The latency of an event runs from its enqueue to the end of its batch (its
     /// alert, if any, is on the alerts queue by then).
     /// </summary>
     private static async Task<(double P50, double P99, double Offered, int Events, int Alerts, long Backlog)> EndToEnd(
-        IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage)
+        IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage, int gather)
     {
         var dir = Directory.CreateTempSubdirectory("bench-fraud-").FullName;
         try
@@ -173,7 +174,7 @@ internal sealed class FraudSuite : IBenchSuite
                 while (consumed < count)
                 {
                     pending.Clear(); txs.Clear(); stamps.Clear();
-                    while (txs.Count < 512)
+                    while (txs.Count < gather)
                     {
                         var got = await queue.GetAsync("transactions", 32, TimeSpan.FromSeconds(60));
                         if (got.Count == 0) break;
