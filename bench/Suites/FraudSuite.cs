@@ -108,6 +108,26 @@ internal sealed class FraudSuite : IBenchSuite
         Console.WriteLine($"scorer without alerts (threshold 1, no explanations): ONNX Runtime {Measure.Median(noAlertRuns):F0} events/s (median of {repeats})");
         Console.WriteLine($"scorer, {replay.Count} events in micro-batches of {batch}, threshold {threshold:G4} ({ortAlerts} alerts explained): ONNX Runtime {ortRate:F0} events/s, C# {csRate:F0} events/s (medians of {repeats}: ORT {string.Join(" ", ortRuns.Select(x => x.ToString("F0")))}; C# {string.Join(" ", csRuns.Select(x => x.ToString("F0")))})");
 
+        // Two partitions on two threads (cards split by token, as Event Hubs partitions by key): each thread
+        // its own scorer and history store, like one function instance per partition.
+        var parts = new[] { new List<Transaction>(), new List<Transaction>() };
+        foreach (var t in replay) parts[(int)(tokenizer.Tokenize(t.CardNumber).Value & 1)].Add(t);
+        var twoRuns = new double[repeats];
+        for (var r = 0; r < repeats; r++)
+        {
+            var o = new ScorerOptions { Champion = sequence, Threshold = threshold, Runtime = ScoringRuntime.OnnxRuntime, MaxBatch = batch };
+            var scorers = parts.Select(_ => new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K))).ToArray();
+            foreach (var sc in scorers) sc.Score(replay.Take(batch).ToList()); // warm-up (these cards' histories are reset below)
+            for (var i = 0; i < scorers.Length; i++) { scorers[i].Dispose(); scorers[i] = new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K)); }
+            var timer = Stopwatch.StartNew();
+            var threads = Enumerable.Range(0, 2).Select(i => new Thread(() => { foreach (var chunk in parts[i].Chunk(batch)) scorers[i].Score(chunk); })).ToArray();
+            foreach (var th in threads) th.Start();
+            foreach (var th in threads) th.Join();
+            twoRuns[r] = replay.Count / timer.Elapsed.TotalSeconds;
+            foreach (var sc in scorers) sc.Dispose();
+        }
+        Console.WriteLine($"scorer, ONNX Runtime, 2 partitions on 2 threads: {Measure.Median(twoRuns):F0} events/s (median of {repeats}: {string.Join(" ", twoRuns.Select(x => x.ToString("F0")))})");
+
         // Forward pass alone on prebuilt windows, for reference.
         var windows = test.Data.Count >= 4096 ? test.Data.Subset(Enumerable.Range(0, 4096).ToArray()) : test.Data;
         var outBuf = new float[windows.Count];
