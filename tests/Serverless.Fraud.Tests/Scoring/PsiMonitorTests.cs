@@ -74,4 +74,16 @@ public sealed class PsiMonitorTests
         var expected = 0.9 * Math.Log(10) + 9 * (1e-4 - 0.1) * Math.Log(1e-4 / 0.1);
         Assert.Equal(expected, monitor.Report().Features[0].Psi, 6);
     }
+
+    [Fact]
+    public void A_small_sample_never_alerts_however_skewed()
+    {
+        var reference = Enumerable.Range(0, 1000).Select(i => (float)i).ToArray();
+        var monitor = new PsiMonitor(["x"], reference, minimumObservations: 500);
+        for (var i = 0; i < 499; i++) monitor.Observe([5000f]);
+        Assert.True(monitor.Report().Features[0].Psi > 1);
+        Assert.False(monitor.Report().Alert);
+        monitor.Observe([5000f]);
+        Assert.True(monitor.Report().Alert);
+    }
 }

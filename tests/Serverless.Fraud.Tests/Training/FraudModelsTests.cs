@@ -64,4 +64,20 @@ public sealed class FraudModelsTests(ITestOutputHelper output)
         // Threshold = the 99th legitimate score (0.98): above it, 0.99 (legitimate) and two frauds.
         Assert.Equal(2.0 / 3, FraudModels.PrecisionAtFalsePositiveRate(scores, labels, 0.01), 6);
     }
+
+    [Fact]
+    public void Held_out_cards_are_entirely_in_test_and_legitimate_sampling_keeps_every_fraud()
+    {
+        var stream = StreamGenerator.Generate(new StreamOptions { Banks = 2, CardsPerBank = 200, Days = 3, Seed = 4, FraudCardFraction = 0.2 }).Transactions;
+        using var tokenizer = new CardTokenizer(new byte[32]);
+        var testCards = stream.Select(t => t.CardNumber).Distinct().Where(c => FraudDatasets.IsTestCard(tokenizer.Tokenize(c), 0.3)).ToHashSet();
+        Assert.InRange(testCards.Count / 400.0, 0.2, 0.4);
+        var train = FraudDatasets.Build(stream, tokenizer, 4, keepLegitimate: 0.5, include: (_, c) => !FraudDatasets.IsTestCard(c, 0.3));
+        var test = FraudDatasets.Build(stream, tokenizer, 4, include: (_, c) => FraudDatasets.IsTestCard(c, 0.3));
+        Assert.Equal(stream.Count(t => testCards.Contains(t.CardNumber)), test.Data.Count);
+        Assert.Equal(stream.Count(t => t.IsFraud && !testCards.Contains(t.CardNumber)), train.Data.Labels.Sum());
+        var legitTrain = stream.Count(t => !t.IsFraud && !testCards.Contains(t.CardNumber));
+        Assert.InRange(train.Data.Count - train.Data.Labels.Sum(), 0.45 * legitTrain, 0.55 * legitTrain);
+        Assert.All(train.Patterns.Zip(train.Data.Labels), p => Assert.Equal(p.First != FraudPattern.None, p.Second == 1));
+    }
 }
