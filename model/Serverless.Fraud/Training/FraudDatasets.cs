@@ -1,0 +1,71 @@
+using Serverless.Fraud.Data;
+using Serverless.Fraud.Features;
+using Serverless.Fraud.Scoring;
+using Serverless.Fraud.Tokenization;
+using Serverless.Model.Data;
+
+namespace Serverless.Fraud.Training;
+
+/// <summary>Windows built from a stream, with what each row is, for per-pattern and per-bank evaluation.</summary>
+public sealed record FraudDataset(SequenceDataset Data, FraudPattern[] Patterns, int[] Banks)
+{
+    /// <summary>The legitimate rows plus the fraud rows of one pattern (AUROC of that pattern against normal traffic).</summary>
+    public FraudDataset PatternVersusLegitimate(FraudPattern pattern)
+    {
+        var rows = new List<int>();
+        for (var i = 0; i < Patterns.Length; i++)
+            if (Patterns[i] == FraudPattern.None || Patterns[i] == pattern) rows.Add(i);
+        return Subset(rows);
+    }
+
+    public FraudDataset Subset(IReadOnlyList<int> rows)
+    {
+        var idx = rows.ToArray();
+        return new FraudDataset(Data.Subset(idx), idx.Select(i => Patterns[i]).ToArray(), idx.Select(i => Banks[i]).ToArray());
+    }
+}
+
+/// <summary>
+/// Replays a stream through the same tokenizer, history store and encoder the scorer uses (so training and
+/// serving windows are identical), and keeps every fraud event and a seeded sample of the legitimate ones.
+/// </summary>
+public static class FraudDatasets
+{
+    /// <param name="steps">k, the window length.</param>
+    /// <param name="keepLegitimate">Share of legitimate events kept (1 keeps all).</param>
+    /// <param name="include">Which events become rows (all pass through the history either way); null for all.</param>
+    public static FraudDataset Build(IReadOnlyList<Transaction> stream, CardTokenizer tokenizer, int steps, double keepLegitimate = 1, int seed = 1, Func<Transaction, CardToken, bool>? include = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (!(keepLegitimate > 0 && keepLegitimate <= 1)) throw new ArgumentOutOfRangeException(nameof(keepLegitimate), keepLegitimate, "(0, 1]");
+        const int f = EventFeatures.Count;
+        var store = new InMemoryCardHistoryStore(steps);
+        var window = new float[steps * f];
+        var mask = new float[steps];
+        var scratch = new float[WindowBuilder.ScratchLength(steps)];
+        var values = new List<float>();
+        var masks = new List<float>();
+        var labels = new List<int>();
+        var patterns = new List<FraudPattern>();
+        var banks = new List<int>();
+        var rng = new Random(seed);
+        foreach (var t in stream)
+        {
+            var token = tokenizer.Tokenize(t.CardNumber);
+            WindowBuilder.Append(store, token, t, window, mask, scratch);
+            var keep = t.IsFraud || keepLegitimate >= 1 || rng.NextDouble() < keepLegitimate;
+            if (!keep || (include is not null && !include(t, token))) continue;
+            values.AddRange(window);
+            masks.AddRange(mask);
+            labels.Add(t.IsFraud ? 1 : 0);
+            patterns.Add(t.Pattern);
+            banks.Add(t.Bank);
+        }
+        var data = new SequenceDataset(labels.Count, steps, f, 2, values.ToArray(), masks.ToArray(), labels.ToArray());
+        return new FraudDataset(data, patterns.ToArray(), banks.ToArray());
+    }
+
+    /// <summary>Cards split by token (a stable hash): a card is entirely in train or entirely in test.</summary>
+    public static bool IsTestCard(CardToken card, double testFraction) => card.Bucket < testFraction;
+}

@@ -1,0 +1,76 @@
+using Serverless.Fraud.Features;
+using Serverless.Model.Evaluation;
+using Serverless.Model.Nn;
+using Serverless.Model.Training;
+
+namespace Serverless.Fraud.Training;
+
+/// <summary>A trained scorer: architecture, weights, and the version string alerts carry.</summary>
+public sealed record FraudModel(string Version, ModelConfig Config, float[] Parameters)
+{
+    public int Steps => Config.Steps;
+}
+
+/// <summary>The two models of the issue: the CNN-LSTM over the last k events, and a logistic-regression baseline on the current event.</summary>
+public static class FraudModels
+{
+    /// <summary>CNN-LSTM (model/Serverless.Model) over [k, F]: causal conv (kernel 3) sees consecutive events, the LSTM the whole window.</summary>
+    public static ModelConfig Sequence(int steps) => new()
+    {
+        Features = EventFeatures.Count,
+        Steps = steps,
+        Architecture = ArchitectureKind.CnnLstm,
+        ConvChannels = 16,
+        KernelSize = 3,
+        LstmHidden = 16,
+    };
+
+    /// <summary>Logistic regression on the current (last real) event's features plus the static ones; same input tensor.</summary>
+    public static ModelConfig Baseline(int steps) => Sequence(steps) with { Architecture = ArchitectureKind.LastVisitLogistic };
+
+    public static TrainerOptions DefaultTraining(int seed = 1) => new()
+    {
+        Optimizer = OptimizerKind.Adam,
+        LearningRate = 0.005,
+        Epochs = 20,
+        BatchSize = 64,
+        GradientClipNorm = 5,
+        Seed = seed,
+        ValidationFraction = 0.15,
+        Patience = 4,
+    };
+
+    /// <summary>Central training (all banks pooled) from a seeded initialization.</summary>
+    public static FraudModel Train(string version, ModelConfig config, FraudDataset train, TrainerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        var model = new CnnLstm(config);
+        var run = new Trainer(model, options ?? DefaultTraining()).Train(train.Data, model.InitializeParameters(options?.Seed ?? 1));
+        return new FraudModel(version, config, run.Parameters);
+    }
+
+    public static double Auroc(FraudModel model, FraudDataset data)
+    {
+        var p = new CnnLstm(model.Config).Predict(model.Parameters, data.Data);
+        return Metrics.Auroc(p, data.Data.Labels);
+    }
+
+    /// <summary>Precision among events flagged at the threshold where 1 % of legitimate events are flagged.</summary>
+    public static double PrecisionAtFalsePositiveRate(ReadOnlySpan<float> scores, ReadOnlySpan<int> labels, double fpr)
+    {
+        var negatives = new List<float>();
+        for (var i = 0; i < scores.Length; i++) if (labels[i] == 0) negatives.Add(scores[i]);
+        if (negatives.Count == 0) return double.NaN;
+        negatives.Sort();
+        // The smallest threshold with at most fpr of negatives strictly above it.
+        var index = Math.Clamp((int)Math.Ceiling((1 - fpr) * negatives.Count) - 1, 0, negatives.Count - 1);
+        var threshold = negatives[index];
+        int tp = 0, fp = 0;
+        for (var i = 0; i < scores.Length; i++)
+        {
+            if (scores[i] <= threshold) continue;
+            if (labels[i] == 1) tp++; else fp++;
+        }
+        return tp + fp == 0 ? double.NaN : (double)tp / (tp + fp);
+    }
+}
