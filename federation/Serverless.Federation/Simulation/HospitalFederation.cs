@@ -83,6 +83,10 @@ public sealed class HospitalFederation
     /// <summary>Hospital <paramref name="index"/>'s validation part (20 % of its training data).</summary>
     public SequenceDataset LocalValidation(int index) => _splits[index].Validation;
 
+    /// <summary>Each hospital's number of local training records (what patient-level DP accounts per hospital).</summary>
+    public IReadOnlyDictionary<string, int> TrainingRecords() =>
+        Data.Hospitals.Select((h, i) => (h.Hospital, LocalTrain(i).Count)).ToDictionary(x => x.Hospital, x => x.Count, StringComparer.Ordinal);
+
     /// <summary>Number of parameters of the model.</summary>
     public int ParameterCount => new CnnLstm(Config).ParameterCount;
 
