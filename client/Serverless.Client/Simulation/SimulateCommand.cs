@@ -80,7 +80,7 @@ internal static class SimulateCommand
             ("AUROC on the hold-out set", F(r.CentralAuroc), F(r.FederatedAuroc) + (r.CurrentVersion is null ? "" : $" ({r.CurrentVersion})")),
             ("accuracy on the hold-out set", F(r.CentralAccuracy), F(r.FederatedAccuracy)),
             o.DifferentialPrivacy && o.PatientLevelDp
-                ? ("per-patient epsilon spent (delta 1e-5, DP-SGD)", "-", $"{F(r.EpsilonSpent)} (largest agent account, {r.RoundsCompleted} rounds, sigma = {F(o.PatientNoiseMultiplier, "F3")}, L = {o.DpBatchSize}, C = {F(o.DpClipNorm, "G3")})")
+                ? ("per-patient epsilon spent (delta 1e-5, DP-SGD)", "-", $"{F(r.EpsilonSpent)} (largest agent account, {r.RoundsCompleted} rounds, sigma = {F(r.PatientNoiseMultiplier, "F3")}, L = {o.DpBatchSize}, C = {F(o.DpClipNorm, "G3")})")
                 : ("epsilon spent (delta 1e-5)", "-", o.DifferentialPrivacy ? $"{F(r.EpsilonSpent)} (accountant: {F(r.EpsilonAccountant)}, {r.RoundsCompleted} rounds, z = {F(o.EffectiveNoiseMultiplier, "F3")})" : "DP off"),
             ("bytes per client per round, plain float32", "-", F(r.BytesPlainPerClient, "F0")),
             ($"bytes per client per round, sent ({(o.SecureAggregation ? "secure aggregation" : "8-bit quantized")})", "-", F(r.BytesSentPerClient, "F0")),

@@ -81,15 +81,13 @@ internal sealed record SimulationOptions
     /// <summary>Training rounds an agent may take part in across the main and the timing federations (its patients are the same in all).</summary>
     public int AgentTrainingRounds => TimingOnly ? 2 * Rounds : Rounds + (Compare ? 2 * Math.Min(Rounds, 2) : 0);
 
-    /// <summary>Patient mode: an agent's local training records (75 % of its patients, a few rejected by the importer aside).</summary>
-    public int AgentRecords => Records - Records / 4;
-
     /// <summary>
     /// Patient mode: sigma calibrated so that every round the agents may train in spends just under the budget
-    /// at q = L / records (the agents refuse, before training, a round beyond it).
+    /// for the agent with the fewest records (the largest q: it spends the most per round; the agents refuse,
+    /// before training, a round beyond the budget).
     /// </summary>
-    public double PatientNoiseMultiplier => NoiseMultiplier ?? Serverless.Federation.Privacy.PatientLevelDpStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5,
-        Serverless.Model.Training.DpSgdOptions.SamplingRate(DpBatchSize, AgentRecords - 5), AgentTrainingRounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, AgentRecords, LocalEpochs));
+    public double PatientNoiseMultiplier(int fewestRecords) => NoiseMultiplier ?? Serverless.Federation.Privacy.PatientLevelDpStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5,
+        Serverless.Model.Training.DpSgdOptions.SamplingRate(DpBatchSize, fewestRecords), AgentTrainingRounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, fewestRecords, LocalEpochs));
 
     /// <summary>The noise multiplier in force.</summary>
     public double EffectiveNoiseMultiplier => NoiseMultiplier ?? Serverless.Federation.Privacy.DifferentialPrivacyStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5, 1.0, Rounds);
@@ -149,7 +147,11 @@ internal sealed record SimulationReport(
     double BytesPlainPerClient, double? BytesSentPerClient, double? BytesSentPerClientCompare,
     double? RoundSecondsSecAgg, double? RoundSecondsPlain,
     int Killed, int DropoutsReported, int DropoutsRecovered, int AttackedRounds, int AttacksContained, int AttackersFlagged,
-    IReadOnlyList<ObservedRound> Rounds);
+    IReadOnlyList<ObservedRound> Rounds)
+{
+    /// <summary>Patient mode: the agents' DP-SGD sigma.</summary>
+    public double? PatientNoiseMultiplier { get; init; }
+}
 
 /// <summary>
 /// The README's main command: the function host plus N hospital agents as separate processes on
@@ -256,6 +258,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             var dir = Path.Combine(WorkDirectory, "agents", id);
             Directory.CreateDirectory(dir);
             await using (var w = new StreamWriter(Path.Combine(dir, "data.csv"))) CohortCsv.Write(patients[cut..], w);
+            _fewestAgentRecords = Math.Min(_fewestAgentRecords, patients.Length - cut);   // hospitals differ in size
             var (pfx, _) = DevTools.IssueClientCertificate(DataDirectory, id);
             var local = Path.Combine(dir, "client.pfx");
             File.Copy(pfx, local, overwrite: true);
@@ -322,7 +325,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
     private double? _patientNoise;
 
     /// <summary>Patient mode: the agents' DP-SGD noise multiplier (calibrated once).</summary>
-    internal double PatientNoise => _patientNoise ??= _o.PatientNoiseMultiplier;
+    internal double PatientNoise => _patientNoise ??= _o.PatientNoiseMultiplier(_fewestAgentRecords);
+
+    private int _fewestAgentRecords = int.MaxValue;
 
     /// <summary>Patient mode: the largest per-patient epsilon any agent's own account shows.</summary>
     private double PatientEpsilonSpent()
@@ -499,7 +504,10 @@ internal sealed class SimulationRunner : IAsyncDisposable
             _o.PatientLevelDp ? epsilonAccountant : view.EpsilonSpent, epsilonAccountant, completed,
             Metric(main, "bytesPlainPerClient") ?? 0, Metric(main, "bytesUploadedPerClient"), Metric(otherMode, "bytesUploadedPerClient"),
             CleanSeconds(secureRounds), CleanSeconds(plainRounds),
-            main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds);
+            main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds)
+        {
+            PatientNoiseMultiplier = _o.DifferentialPrivacy && _o.PatientLevelDp ? PatientNoise : null,
+        };
     }
 
     private (double Auroc, double Accuracy) CentralBaseline(FederationConfig config)
