@@ -46,13 +46,18 @@ internal sealed class PatientPrivacy
     public const string FileName = "patient-privacy.json";
 
     private readonly string? _path;
+    private readonly long _stepsBefore;
 
-    private PatientPrivacy(PatientPrivacySettings settings, PrivacyBudget budget, string? path)
+    private PatientPrivacy(PatientPrivacySettings settings, PrivacyBudget budget, string? path, long stepsBefore = 0)
     {
         Settings = settings;
         Budget = budget;
         _path = path;
+        _stepsBefore = stepsBefore;
     }
+
+    /// <summary>DP-SGD steps charged to these patients in total (the budget's own count restarts with the process; the RDP curve does not).</summary>
+    public long StepsSpent => _stepsBefore + Budget.StepsSpent;
 
     public PatientPrivacySettings Settings { get; }
 
@@ -89,7 +94,8 @@ internal sealed class PatientPrivacy
         {
             throw new InvalidDataException($"{FileName} is not a valid privacy account: {e.Message}");
         }
-        return new PatientPrivacy(settings, budget, path);
+        if (account.Steps < 0) throw new InvalidDataException($"{FileName} holds an invalid step count");
+        return new PatientPrivacy(settings, budget, path, account.Steps);
     }
 
     /// <summary>The DP-SGD trainer options for <paramref name="records"/> records and <paramref name="epochs"/> epochs, after checking the budget; spends nothing.</summary>
@@ -115,7 +121,7 @@ internal sealed class PatientPrivacy
         if (_path is not null)
         {
             var temp = _path + ".tmp";
-            File.WriteAllText(temp, JsonSerializer.Serialize(new Account(Settings.Delta, [.. Budget.Orders], [.. Budget.RdpSpent], Budget.StepsSpent, Budget.EpsilonSpent)));
+            File.WriteAllText(temp, JsonSerializer.Serialize(new Account(Settings.Delta, [.. Budget.Orders], [.. Budget.RdpSpent], StepsSpent, Budget.EpsilonSpent)));
             File.Move(temp, _path, overwrite: true);
         }
         return epsilon;
