@@ -79,8 +79,14 @@ internal static class AgentCommands
         var poll = new Option<int>("--poll-ms") { Description = "Milliseconds between polls when idle", DefaultValueFactory = _ => 500 };
         var rounds = new Option<int>("--rounds") { Description = "Exit after this many rounds finished (0 = run until stopped)", DefaultValueFactory = _ => 0 };
         var bits = new Option<int>("--quantize-bits") { Description = "Stochastic quantization of a visible update (secure aggregation off): bits per entry, 0 = float32", DefaultValueFactory = _ => 8 };
+        var dpMode = new Option<string>("--dp-mode") { Description = "client: only the server's client-level DP (clip and noise the whole update); patient: also DP-SGD over the local records with a per-patient budget kept here", DefaultValueFactory = _ => "client" }.AcceptOnlyFromAmong("client", "patient");
+        var patientEpsilon = new Option<double>("--patient-epsilon") { Description = "Patient mode: per-patient epsilon this agent never exceeds, over all rounds", DefaultValueFactory = _ => 8 };
+        var patientDelta = new Option<double>("--patient-delta") { Description = "Patient mode: delta of the per-patient guarantee (below 1 / local records)", DefaultValueFactory = _ => 1e-5 };
+        var dpClip = new Option<double>("--dp-clip") { Description = "Patient mode: L2 bound C on each record's gradient", DefaultValueFactory = _ => 1.0 };
+        var dpNoise = new Option<double>("--dp-noise") { Description = "Patient mode: noise multiplier sigma (std sigma*C on each step's sum)", DefaultValueFactory = _ => 1.0 };
+        var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size L (sampling rate L / records)", DefaultValueFactory = _ => 32 };
         var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
-            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits };
+            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch };
         cmd.SetAction((r, ct) => GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
@@ -89,13 +95,17 @@ internal static class AgentCommands
             if (r.GetValue(bits) is < 0 or > 16) throw new ArgumentException("--quantize-bits must be between 0 and 16");
             if (r.GetValue(rounds) < 0) throw new ArgumentException("--rounds must not be negative");
             var cohort = LocalData.Load(LocalData.ParseFormat(r.GetValue(format)!), r.GetValue(data)!, ReadKey(r.GetValue(keyFile)));
-            var pipeline = new LocalUpdatePipeline(cohort, Attack.Parse(r.GetValue(attack)).InRounds(r.GetValue(attackRounds)));
+            var patient = r.GetValue(dpMode) == "patient"
+                ? PatientPrivacy.Open(new PatientPrivacySettings(r.GetValue(dpClip), r.GetValue(dpNoise), r.GetValue(dpBatch), r.GetValue(patientDelta), r.GetValue(patientEpsilon)), directory)
+                : null;
+            var pipeline = new LocalUpdatePipeline(cohort, Attack.Parse(r.GetValue(attack)).InRounds(r.GetValue(attackRounds)), patient);
             using var cert = LoadCertificate(config.Certificate);
             using var keys = await AgentKeys.OpenAsync(directory, ct);
             using var http = CreateHttpClient(config, cert);
             var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits),
                 CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)) };
             Console.WriteLine($"agent {config.ClientId}: {cohort.Patients.Count} local patients; federations {string.Join(", ", config.Federations)}; server {config.Server}" +
+                              (patient is null ? "" : string.Create(CultureInfo.InvariantCulture, $"; patient-level DP (DP-SGD C = {patient.Settings.ClipNorm}, sigma = {patient.Settings.NoiseMultiplier}, L = {patient.Settings.ExpectedBatchSize}; per-patient epsilon {patient.Budget.EpsilonSpent:F3} of {patient.Settings.EpsilonBudget} at delta {patient.Settings.Delta:G3})")) +
                               (pipeline.Attack.IsAttacking ? $"; ATTACKING ({pipeline.Attack})" : ""));
             return await SpectreProgress.RunAsync(async progress =>
             {
@@ -149,6 +159,7 @@ internal static class AgentCommands
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {e.Federation} round {e.Round}: {e.Outcome}; sent {e.BytesSent} B (plain update {e.BytesPlain} B); trained {e.TrainingSeconds:F2} s on {e.Examples} sequences"));
                 }
             }
+            if (PatientPrivacy.Summary(directory) is { } privacy) Console.WriteLine(privacy);
             return Cli.Ok;
         }));
         return cmd;

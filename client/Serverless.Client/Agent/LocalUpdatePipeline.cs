@@ -104,7 +104,8 @@ internal sealed record Attack(AttackMode Mode, double Factor)
 /// <param name="NormBeforeClip">L2 norm of the honest delta before clipping.</param>
 /// <param name="TrainLoss">Last epoch's training loss.</param>
 /// <param name="TrainingTime">Wall time of local training.</param>
-internal sealed record LocalUpdate(float[] Delta, int Examples, double NormBeforeClip, double TrainLoss, TimeSpan TrainingTime);
+/// <param name="PatientEpsilon">Per-patient epsilon spent so far under patient-level DP (null in client-level mode).</param>
+internal sealed record LocalUpdate(float[] Delta, int Examples, double NormBeforeClip, double TrainLoss, TimeSpan TrainingTime, double? PatientEpsilon = null);
 
 /// <summary>
 /// The agent's local work, with no I/O: statistics sums for federated standardization, and per round
@@ -116,14 +117,22 @@ internal sealed class LocalUpdatePipeline
 {
     private readonly PatientCohort _cohort;
     private readonly Attack _attack;
+    private readonly PatientPrivacy? _patientPrivacy;
     private (string Key, SequenceDataset Data)? _prepared;
 
-    public LocalUpdatePipeline(PatientCohort cohort, Attack? attack = null)
+    /// <param name="cohort">The local records.</param>
+    /// <param name="attack">Testing only: how to corrupt the update.</param>
+    /// <param name="patientPrivacy">Patient-level DP (DP-SGD with this agent's per-patient account), or null for client-level DP only.</param>
+    public LocalUpdatePipeline(PatientCohort cohort, Attack? attack = null, PatientPrivacy? patientPrivacy = null)
     {
         _cohort = cohort ?? throw new ArgumentNullException(nameof(cohort));
         if (cohort.Patients.Count == 0) throw new ArgumentException("The cohort has no patients.", nameof(cohort));
         _attack = attack ?? Attack.None;
+        _patientPrivacy = patientPrivacy;
     }
+
+    /// <summary>Patient-level DP in force (null = client-level only).</summary>
+    public PatientPrivacy? PatientPrivacy => _patientPrivacy;
 
     public FeatureSchema Schema => _cohort.Schema;
 
@@ -167,21 +176,24 @@ internal sealed class LocalUpdatePipeline
         if (data.Features != config.Features || data.Steps != config.Steps)
             throw new InvalidDataException($"preprocessed data is [{data.Steps} x {data.Features}], the model expects [{config.Steps} x {config.Features}]");
 
+        // Patient-level DP: the budget is checked before any record is touched; the steps taken are charged after.
+        var dp = _patientPrivacy?.Plan(plan.Round, data.Count, plan.LocalEpochs, noise);
         var start = Stopwatch.GetTimestamp();
         var trainer = new Trainer(model, new TrainerOptions
         {
             Optimizer = OptimizerKind.Adam, LearningRate = plan.LearningRate, Epochs = plan.LocalEpochs, BatchSize = plan.BatchSize,
-            Seed = plan.Seed, Patience = 0, ValidationFraction = 0, ProximalMu = plan.ProximalMu, GradientClipNorm = 5,
+            Seed = plan.Seed, Patience = 0, ValidationFraction = 0, ProximalMu = plan.ProximalMu, GradientClipNorm = 5, DpSgd = dp?.Options,
         });
         var result = trainer.Train(data, global, null, plan.ProximalMu > 0 ? global : null);
         var trainingTime = Stopwatch.GetElapsedTime(start);
+        double? patientEpsilon = dp is { } d ? _patientPrivacy!.Charge(d.Q, result.Steps) : null;
         var delta = DeltaEncoding.Delta(result.Parameters, global);
         var norm = GaussianMechanism.Norm(delta);
         if (plan.ClipNorm > 0) GaussianMechanism.ClipL2(delta, plan.ClipNorm);
         if (plan.NoiseStd > 0) GaussianMechanism.AddGaussianNoise(delta, plan.NoiseStd, noise);
         if (_attack.AttacksIn(plan.Round)) Corrupt(delta);
         var loss = result.Epochs.Count > 0 ? result.Epochs[^1].TrainLoss : double.NaN;
-        return new LocalUpdate(delta, data.Count, norm, loss, trainingTime);
+        return new LocalUpdate(delta, data.Count, norm, loss, trainingTime, patientEpsilon);
     }
 
     /// <summary>An attacker corrupts the update after the honest pipeline, as a malicious client would (it ignores the clip).</summary>

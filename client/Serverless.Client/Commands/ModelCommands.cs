@@ -11,7 +11,7 @@ using Serverless.Model.Training;
 
 namespace Serverless.Client.Commands;
 
-/// <summary><c>model generate | import | train | evaluate | export</c>.</summary>
+/// <summary><c>model generate | import | train | evaluate | export | attack</c>.</summary>
 internal static class ModelCommands
 {
     private static readonly string[] Formats = ["csv", "kaggle", "fhir"];
@@ -24,6 +24,7 @@ internal static class ModelCommands
         model.Subcommands.Add(Train());
         model.Subcommands.Add(Evaluate());
         model.Subcommands.Add(Export());
+        model.Subcommands.Add(Attack());
         return model;
     }
 
@@ -224,6 +225,58 @@ internal static class ModelCommands
             WriteAtomically(path, stream => OnnxExporter.Export(ckpt.Config, ckpt.Parameters, stream, ExportMetadata(ckpt)));
             var check = OnnxImporter.LoadFile(path); // read back: the file must import cleanly
             Console.WriteLine($"wrote {path}: {check.Config.Architecture}, {check.Parameters.Length} parameters, input [batch, {check.Config.Steps}, {check.Config.Features}]");
+            return Cli.Ok;
+        }));
+        return cmd;
+    }
+
+    /// <summary>
+    /// <c>model attack</c>: trains a federation in process on generated cohorts (without DP, or with patient-level
+    /// DP-SGD at --epsilon per patient) and runs the loss-threshold and shadow-model membership attacks on it.
+    /// </summary>
+    private static Command Attack()
+    {
+        var dp = new Option<string>("--dp") { Description = "off, or patient (DP-SGD in every hospital at --epsilon per patient)", DefaultValueFactory = _ => "off" }.AcceptOnlyFromAmong("off", "patient");
+        var epsilon = new Option<double>("--epsilon") { Description = "Per-patient epsilon of DP-SGD over all rounds", DefaultValueFactory = _ => 8 };
+        var delta = new Option<double>("--delta") { Description = "Delta of the per-patient guarantee (below 1 / records)", DefaultValueFactory = _ => 1e-5 };
+        var hospitals = new Option<int>("--hospitals") { Description = "Hospitals in the attacked federation", DefaultValueFactory = _ => 8 };
+        var patients = new Option<int>("--patients") { Description = "Patients generated per hospital (40 % train, the rest held out: non-members)", DefaultValueFactory = _ => 120 };
+        var rounds = new Option<int>("--rounds") { Description = "Federated rounds", DefaultValueFactory = _ => 10 };
+        var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round (many epochs on small cohorts: the overfit setting)", DefaultValueFactory = _ => 10 };
+        var clip = new Option<double>("--clip") { Description = "DP-SGD per-record gradient bound C", DefaultValueFactory = _ => 1.0 };
+        var batch = new Option<int>("--batch") { Description = "Batch size (DP-SGD: the expected Poisson batch)", DefaultValueFactory = _ => 16 };
+        var shadows = new Option<int>("--shadows") { Description = "Shadow federations, each on its own generated cohort", DefaultValueFactory = _ => 2 };
+        var trials = new Option<int>("--trials") { Description = "Independent targets (cohort seeds) to attack", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "Cohort seed of the first trial", DefaultValueFactory = _ => 1 };
+        var cmd = new Command("attack", "Measure membership-inference leakage (loss-threshold and shadow-model attacks) of a federated model trained in process on generated cohorts")
+            { dp, epsilon, delta, hospitals, patients, rounds, epochs, clip, batch, shadows, trials, seed };
+        cmd.SetAction(r => Cli.Guard(() =>
+        {
+            var inv = CultureInfo.InvariantCulture;
+            double? eps = r.GetValue(dp) == "patient" ? r.GetValue(epsilon) : null;
+            if (eps is { } e && !(e > 0 && double.IsFinite(e))) throw new ArgumentException("--epsilon must be positive");
+            if (r.GetValue(hospitals) is < 2 or > 64) throw new ArgumentException("--hospitals must be between 2 and 64");
+            if (r.GetValue(patients) is < 20 or > 100_000) throw new ArgumentException("--patients must be between 20 and 100000");
+            if (r.GetValue(rounds) is < 1 or > 200 || r.GetValue(epochs) is < 1 or > 200) throw new ArgumentException("--rounds and --local-epochs must be between 1 and 200");
+            if (r.GetValue(shadows) is < 1 or > 16 || r.GetValue(trials) is < 1 or > 100) throw new ArgumentException("--shadows must be 1..16 and --trials 1..100");
+            if (r.GetValue(batch) is < 1 or > 4096) throw new ArgumentException("--batch must be between 1 and 4096");
+            var experiment = new Serverless.Federation.Attacks.MembershipInferenceExperiment(new Serverless.Federation.Attacks.MembershipExperimentOptions
+            {
+                Hospitals = r.GetValue(hospitals), PatientsPerHospital = r.GetValue(patients), Rounds = r.GetValue(rounds), LocalEpochs = r.GetValue(epochs),
+                BatchSize = r.GetValue(batch), ExpectedBatchSize = r.GetValue(batch), ClipNorm = r.GetValue(clip), Delta = r.GetValue(delta),
+                Shadows = r.GetValue(shadows), Seed = r.GetValue(seed),
+            });
+            Console.WriteLine("trial  sigma   test AUROC  train AUROC  loss AUC  loss adv  shadow AUC  shadow adv  members");
+            var results = new List<Serverless.Federation.Attacks.MembershipTrial>();
+            for (var t = 0; t < r.GetValue(trials); t++)
+            {
+                var x = experiment.Run(t, eps);
+                results.Add(x);
+                Console.WriteLine(string.Create(inv, $"{t,5}  {x.NoiseMultiplier,5:F2}  {x.TestAuroc,10:F4}  {x.TrainAuroc,11:F4}  {x.Loss.Auc,8:F4}  {x.Loss.Advantage,8:F3}  {x.ShadowModel.Auc,10:F4}  {x.ShadowModel.Advantage,10:F3}  {x.Members,7}"));
+            }
+            Console.WriteLine(string.Create(inv,
+                $"ATTACK dp={(eps is null ? "off" : "patient")} epsilon={(eps is { } v ? v.ToString(inv) : "-")} loss_advantage={results.Average(x => x.Loss.Advantage):F4} loss_auc={results.Average(x => x.Loss.Auc):F4} " +
+                $"shadow_advantage={results.Average(x => x.ShadowModel.Advantage):F4} shadow_auc={results.Average(x => x.ShadowModel.Auc):F4} test_auroc={results.Average(x => x.TestAuroc):F4}"));
             return Cli.Ok;
         }));
         return cmd;

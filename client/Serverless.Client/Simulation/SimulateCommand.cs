@@ -17,6 +17,9 @@ internal static class SimulateCommand
         var attackers = new Option<int>("--attackers") { Description = "Agents that scale their update by --attack-factor in the middle round", DefaultValueFactory = _ => 1 };
         var attackFactor = new Option<double>("--attack-factor") { Description = "How much an attacker scales its update", DefaultValueFactory = _ => 100 };
         var dp = OnOff("--dp", "Client-level differential privacy (distributed noise under secure aggregation)", true);
+        var dpMode = new Option<string>("--dp-mode") { Description = "With --dp on: client (client-level DP on the server: protects a whole hospital's contribution) or patient (DP-SGD in each agent: protects each patient's records)", DefaultValueFactory = _ => "client" }.AcceptOnlyFromAmong("client", "patient");
+        var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size of DP-SGD", DefaultValueFactory = _ => 32 };
+        var dpClip = new Option<double>("--dp-clip") { Description = "Patient mode: L2 bound on each record's gradient", DefaultValueFactory = _ => 1.0 };
         var secagg = OnOff("--secagg", "Secure aggregation (the comparison run uses the other setting)", true);
         var records = new Option<int>("--records") { Description = "Patients generated per hospital (75 % local training data, 25 % to the operator's hold-out set)", DefaultValueFactory = _ => 300 };
         var seed = new Option<int>("--seed") { Description = "Seed of the cohorts, model initialization and dropouts", DefaultValueFactory = _ => 1 };
@@ -35,13 +38,14 @@ internal static class SimulateCommand
         var timingOnly = new Option<bool>("--timing-only") { Description = "Only the two clean federations with and without secure aggregation (round wall time; what 'bench federation' runs)" };
         var hostDll = new Option<FileInfo?>("--host-dll") { Description = "The built function host (default: found, or built, in this repository)" };
         var cmd = new Command("simulate", "Run the host and N hospital agents as processes over generated non-IID cohorts for R rounds, then print centralized vs federated results")
-            { clients, rounds, dropout, attackers, attackFactor, dp, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, hostDll };
+            { clients, rounds, dropout, attackers, attackFactor, dp, dpMode, dpBatch, dpClip, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, hostDll };
         cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
         {
             var options = new SimulationOptions
             {
                 Clients = r.GetValue(clients), Rounds = r.GetValue(rounds), Dropout = r.GetValue(dropout), Attackers = r.GetValue(attackers),
-                AttackFactor = r.GetValue(attackFactor), DifferentialPrivacy = r.GetValue(dp) == "on", SecureAggregation = r.GetValue(secagg) == "on",
+                AttackFactor = r.GetValue(attackFactor), DifferentialPrivacy = r.GetValue(dp) == "on",
+                PatientLevelDp = r.GetValue(dpMode) == "patient", DpBatchSize = r.GetValue(dpBatch), DpClipNorm = r.GetValue(dpClip), SecureAggregation = r.GetValue(secagg) == "on",
                 Records = r.GetValue(records), Seed = r.GetValue(seed), EpsilonBudget = r.GetValue(epsilon), NoiseMultiplier = r.GetValue(noise),
                 LocalEpochs = r.GetValue(localEpochs), LearningRate = r.GetValue(learningRate), ClipNorm = r.GetValue(clipNorm),
                 Compare = r.GetValue(compare) == "on", Https = !r.GetValue(http), WorkDirectory = r.GetValue(keep)?.FullName, Keep = r.GetValue(keep) is not null,
@@ -51,6 +55,8 @@ internal static class SimulateCommand
             if (options.LocalEpochs is < 1 or > 100) throw new ArgumentException("--local-epochs must be between 1 and 100");
             if (!(options.LearningRate > 0 && options.LearningRate <= 1)) throw new ArgumentException("--learning-rate must be in (0, 1]");
             if (!(options.ClipNorm > 0 && double.IsFinite(options.ClipNorm))) throw new ArgumentException("--clip-norm must be positive");
+            if (options.DpBatchSize is < 1 or > 65_536) throw new ArgumentException("--dp-batch must be between 1 and 65536");
+            if (!(options.DpClipNorm > 0 && double.IsFinite(options.DpClipNorm))) throw new ArgumentException("--dp-clip must be positive");
             await using var runner = await SimulationRunner.StartAsync(options, Console.Out, ct);
             var report = await SpectreProgress.RunAsync(progress => runner.RunAsync(progress, ct));
             Print(report, Console.Out);
@@ -73,7 +79,9 @@ internal static class SimulateCommand
         {
             ("AUROC on the hold-out set", F(r.CentralAuroc), F(r.FederatedAuroc) + (r.CurrentVersion is null ? "" : $" ({r.CurrentVersion})")),
             ("accuracy on the hold-out set", F(r.CentralAccuracy), F(r.FederatedAccuracy)),
-            ("epsilon spent (delta 1e-5)", "-", o.DifferentialPrivacy ? $"{F(r.EpsilonSpent)} (accountant: {F(r.EpsilonAccountant)}, {r.RoundsCompleted} rounds, z = {F(o.EffectiveNoiseMultiplier, "F3")})" : "DP off"),
+            o.DifferentialPrivacy && o.PatientLevelDp
+                ? ("per-patient epsilon spent (delta 1e-5, DP-SGD)", "-", $"{F(r.EpsilonSpent)} (largest agent account, {r.RoundsCompleted} rounds, sigma = {F(r.PatientNoiseMultiplier, "F3")}, L = {o.DpBatchSize}, C = {F(o.DpClipNorm, "G3")})")
+                : ("epsilon spent (delta 1e-5)", "-", o.DifferentialPrivacy ? $"{F(r.EpsilonSpent)} (accountant: {F(r.EpsilonAccountant)}, {r.RoundsCompleted} rounds, z = {F(o.EffectiveNoiseMultiplier, "F3")})" : "DP off"),
             ("bytes per client per round, plain float32", "-", F(r.BytesPlainPerClient, "F0")),
             ($"bytes per client per round, sent ({(o.SecureAggregation ? "secure aggregation" : "8-bit quantized")})", "-", F(r.BytesSentPerClient, "F0")),
         };
@@ -86,7 +94,7 @@ internal static class SimulateCommand
         rows.Add(("attacked rounds / contained / attacker updates flagged", "-", $"{r.AttackedRounds} / {r.AttacksContained} / {r.AttackersFlagged}"));
 
         output.WriteLine();
-        output.WriteLine($"{o.Clients} hospitals x {o.Records} patients, {o.Rounds} rounds, secure aggregation {(o.SecureAggregation ? "on" : "off")}, DP {(o.DifferentialPrivacy ? "on" : "off")}, dropout {o.Dropout.ToString(inv)}, attackers {o.Attackers}");
+        output.WriteLine($"{o.Clients} hospitals x {o.Records} patients, {o.Rounds} rounds, secure aggregation {(o.SecureAggregation ? "on" : "off")}, DP {(o.DifferentialPrivacy ? (o.PatientLevelDp ? "patient-level" : "client-level") : "off")}, dropout {o.Dropout.ToString(inv)}, attackers {o.Attackers}");
         if (SpectreProgress.Interactive)
         {
             var table = new Table().AddColumn("").AddColumn("centralized").AddColumn("federated");
@@ -99,7 +107,7 @@ internal static class SimulateCommand
             output.WriteLine($"{"".PadRight(width)} | {"centralized",-11} | federated");
             foreach (var (name, central, federated) in rows) output.WriteLine($"{name.PadRight(width)} | {central,-11} | {federated}");
         }
-        if (o.DifferentialPrivacy && o.Clients < 50)
+        if (o.DifferentialPrivacy && !o.PatientLevelDp && o.Clients < 50)
             output.WriteLine($"note: client-level DP adds noise of std z*S/n per coordinate to the mean update; with n = {o.Clients} hospitals it swamps the signal (see docs/federation.md); --dp off shows the accuracy without it");
         foreach (var round in r.Rounds)
         {

@@ -50,6 +50,20 @@ internal sealed record SimulationOptions
     public IReadOnlyList<int>? AttackRounds { get; init; }
 
     public bool DifferentialPrivacy { get; init; } = true;
+
+    /// <summary>
+    /// With <see cref="DifferentialPrivacy"/>: client-level DP on the server's side (clip and noise each hospital's
+    /// update), or patient-level DP in each agent (DP-SGD over its records, a per-patient budget of
+    /// <see cref="EpsilonBudget"/> at delta 1e-5 kept by the agent; the server adds no noise).
+    /// </summary>
+    public bool PatientLevelDp { get; init; }
+
+    /// <summary>Patient mode: the expected Poisson batch size L of DP-SGD.</summary>
+    public int DpBatchSize { get; init; } = 32;
+
+    /// <summary>Patient mode: the per-record gradient bound C.</summary>
+    public double DpClipNorm { get; init; } = 1.0;
+
     public bool SecureAggregation { get; init; } = true;
 
     /// <summary>Patients generated per hospital (75 % its training data, 25 % into the operator's hold-out set).</summary>
@@ -63,6 +77,17 @@ internal sealed record SimulationOptions
     public double EpsilonBudget { get; init; } = 8;
     /// <summary>z; null = calibrated so that <see cref="Rounds"/> rounds spend just under <see cref="EpsilonBudget"/>.</summary>
     public double? NoiseMultiplier { get; init; }
+
+    /// <summary>Training rounds an agent may take part in across the main and the timing federations (its patients are the same in all).</summary>
+    public int AgentTrainingRounds => TimingOnly ? 2 * Rounds : Rounds + (Compare ? 2 * Math.Min(Rounds, 2) : 0);
+
+    /// <summary>
+    /// Patient mode: sigma calibrated so that every round the agents may train in spends just under the budget
+    /// for the agent with the fewest records (the largest q: it spends the most per round; the agents refuse,
+    /// before training, a round beyond the budget).
+    /// </summary>
+    public double PatientNoiseMultiplier(int fewestRecords) => NoiseMultiplier ?? Serverless.Federation.Privacy.PatientLevelDpStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5,
+        Serverless.Model.Training.DpSgdOptions.SamplingRate(DpBatchSize, fewestRecords), AgentTrainingRounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, fewestRecords, LocalEpochs));
 
     /// <summary>The noise multiplier in force.</summary>
     public double EffectiveNoiseMultiplier => NoiseMultiplier ?? Serverless.Federation.Privacy.DifferentialPrivacyStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5, 1.0, Rounds);
@@ -122,7 +147,11 @@ internal sealed record SimulationReport(
     double BytesPlainPerClient, double? BytesSentPerClient, double? BytesSentPerClientCompare,
     double? RoundSecondsSecAgg, double? RoundSecondsPlain,
     int Killed, int DropoutsReported, int DropoutsRecovered, int AttackedRounds, int AttacksContained, int AttackersFlagged,
-    IReadOnlyList<ObservedRound> Rounds);
+    IReadOnlyList<ObservedRound> Rounds)
+{
+    /// <summary>Patient mode: the agents' DP-SGD sigma.</summary>
+    public double? PatientNoiseMultiplier { get; init; }
+}
 
 /// <summary>
 /// The README's main command: the function host plus N hospital agents as separate processes on
@@ -229,6 +258,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             var dir = Path.Combine(WorkDirectory, "agents", id);
             Directory.CreateDirectory(dir);
             await using (var w = new StreamWriter(Path.Combine(dir, "data.csv"))) CohortCsv.Write(patients[cut..], w);
+            _fewestAgentRecords = Math.Min(_fewestAgentRecords, patients.Length - cut);   // hospitals differ in size
             var (pfx, _) = DevTools.IssueClientCertificate(DataDirectory, id);
             var local = Path.Combine(dir, "client.pfx");
             File.Copy(pfx, local, overwrite: true);
@@ -286,11 +316,32 @@ internal sealed class SimulationRunner : IAsyncDisposable
         Id = id,
         Model = new FederationModel { Steps = 8, ConvChannels = 8, LstmHidden = 8, InitSeed = _o.Seed },
         Training = new FederationTraining { LocalEpochs = _o.LocalEpochs, LearningRate = _o.LearningRate, ProximalMu = 0.01, BatchSize = 32 },
-        Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.EffectiveNoiseMultiplier, ClipNorm = _o.ClipNorm },
+        Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy && !_o.PatientLevelDp, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.EffectiveNoiseMultiplier, ClipNorm = _o.ClipNorm },
         SecureAggregation = new FederationSecureAggregation { Enabled = secure },
         MinClients = MinClients,
         Deadlines = _o.Deadlines,
     };
+
+    private double? _patientNoise;
+
+    /// <summary>Patient mode: the agents' DP-SGD noise multiplier (calibrated once).</summary>
+    internal double PatientNoise => _patientNoise ??= _o.PatientNoiseMultiplier(_fewestAgentRecords);
+
+    private int _fewestAgentRecords = int.MaxValue;
+
+    /// <summary>Patient mode: the largest per-patient epsilon any agent's own account shows.</summary>
+    private double PatientEpsilonSpent()
+    {
+        var worst = 0.0;
+        foreach (var agent in _agents)
+        {
+            var path = Path.Combine(agent.Directory, PatientPrivacy.FileName);
+            if (!File.Exists(path)) continue;
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+            worst = Math.Max(worst, doc.RootElement.GetProperty("Epsilon").GetDouble());
+        }
+        return worst;
+    }
 
     /// <summary>Agent poll interval: the option, stretched with many agents so that polling does not crowd out the round's work.</summary>
     public int AgentPollMilliseconds => Math.Max(_o.PollMilliseconds, 15 * _o.Clients);
@@ -422,7 +473,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
         var completed = main.Count(r => r.Status.Phase == RoundPhase.Completed);
         var epsilonAccountant = _o.DifferentialPrivacy && completed > 0
-            ? SampledGaussianRdp.Epsilon(1.0, view.Config.Privacy.NoiseMultiplier, completed, view.Config.Privacy.Delta)
+            ? _o.PatientLevelDp ? PatientEpsilonSpent() : SampledGaussianRdp.Epsilon(1.0, view.Config.Privacy.NoiseMultiplier, completed, view.Config.Privacy.Delta)
             : 0;
         double? Metric(IEnumerable<ObservedRound> rs, string key)
         {
@@ -450,10 +501,13 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var flagged = rounds.Sum(r => r.Status.Excluded.Count(e => attackers.Contains(e.ClientId)));
         return new SimulationReport(_o, MainFederation, _o.Compare ? (_o.SecureAggregation ? PlainTimingFederation : SecureTimingFederation) : null,
             centralAuroc, centralAccuracy, fedAuroc, fedAccuracy, models.Current,
-            view.EpsilonSpent, epsilonAccountant, completed,
+            _o.PatientLevelDp ? epsilonAccountant : view.EpsilonSpent, epsilonAccountant, completed,
             Metric(main, "bytesPlainPerClient") ?? 0, Metric(main, "bytesUploadedPerClient"), Metric(otherMode, "bytesUploadedPerClient"),
             CleanSeconds(secureRounds), CleanSeconds(plainRounds),
-            main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds);
+            main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds)
+        {
+            PatientNoiseMultiplier = _o.DifferentialPrivacy && _o.PatientLevelDp ? PatientNoise : null,
+        };
     }
 
     private (double Auroc, double Accuracy) CentralBaseline(FederationConfig config)
@@ -576,6 +630,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 args.AddRange(["--attack", string.Create(CultureInfo.InvariantCulture, $"scale:{owner._o.AttackFactor}")]);
                 if (AttackRounds is { Length: > 0 }) args.AddRange(["--attack-rounds", AttackRounds]);
             }
+            if (owner._o.DifferentialPrivacy && owner._o.PatientLevelDp)
+                args.AddRange(string.Create(CultureInfo.InvariantCulture,
+                    $"--dp-mode patient --patient-epsilon {owner._o.EpsilonBudget} --patient-delta 1e-5 --dp-clip {owner._o.DpClipNorm} --dp-noise {owner.PatientNoise} --dp-batch {owner._o.DpBatchSize}").Split(' '));
             _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
                 new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
             Starts++;
@@ -601,7 +658,10 @@ internal sealed class SimulationRunner : IAsyncDisposable
                     using var keys = await AgentKeys.OpenAsync(Directory, ct);
                     using var http = AgentCommands.CreateHttpClient(config, certificate);
                     var attack = Attacker ? new Attack(AttackMode.Scale, owner._o.AttackFactor).InRounds(AttackRounds) : Attack.None;
-                    var pipeline = new LocalUpdatePipeline(LocalData.Load(LocalDataFormat.Csv, [Path.Combine(Directory, "data.csv")]), attack);
+                    var patient = owner._o.DifferentialPrivacy && owner._o.PatientLevelDp
+                        ? PatientPrivacy.Open(new PatientPrivacySettings(owner._o.DpClipNorm, owner.PatientNoise, owner._o.DpBatchSize, 1e-5, owner._o.EpsilonBudget), Directory)
+                        : null;
+                    var pipeline = new LocalUpdatePipeline(LocalData.Load(LocalDataFormat.Csv, [Path.Combine(Directory, "data.csv")]), attack, patient);
                     using var agent = new FederationAgent(Directory, config, keys, new RoundsClient(http), certificate, pipeline,
                         new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(owner.AgentPollMilliseconds) }, progress);
                     await agent.RunAsync(ct);

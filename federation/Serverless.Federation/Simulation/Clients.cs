@@ -56,11 +56,19 @@ public sealed class ModelClient : IFederatedClient
         var options = _trainerOptions with
         {
             Epochs = c.LocalEpochs, LearningRate = c.LearningRate, ProximalMu = c.ProximalMu, Seed = c.Seed, Patience = 0, ValidationFraction = 0,
+            // Patient-level DP: a simulation seeds the sampling and noise per round and client, so it replays.
+            DpSgd = c.DpSgd is { } dp
+                ? new DpSgdOptions { ClipNorm = dp.ClipNorm, NoiseMultiplier = dp.NoiseMultiplier, ExpectedBatchSize = dp.ExpectedBatchSize, Randomness = new Random(StableHash.Of(c.Seed, c.Round, Id)) }
+                : null,
         };
         var trainer = new Trainer(_model, options);
         var result = trainer.Train(_train, instruction.Parameters, null, c.ProximalMu > 0 ? instruction.Parameters : null);
         var delta = DeltaEncoding.Delta(result.Parameters, instruction.Parameters);
-        return new FitResult(Id, delta, _train.Count, new Dictionary<string, double> { ["train_loss"] = result.Epochs.Count > 0 ? result.Epochs[^1].TrainLoss : double.NaN });
+        // Under DP-SGD the training loss is a non-private statistic of the records: it stays on the client.
+        var metrics = new Dictionary<string, double>();
+        if (c.DpSgd is null) metrics["train_loss"] = result.Epochs.Count > 0 ? result.Epochs[^1].TrainLoss : double.NaN;
+        else metrics["dp_steps"] = result.Steps;
+        return new FitResult(Id, delta, _train.Count, metrics);
     }
 
     /// <inheritdoc />

@@ -31,6 +31,9 @@ public sealed record HospitalFederationOptions
 
     /// <summary>Mini-batch size of local training.</summary>
     public int BatchSize { get; init; } = 32;
+
+    /// <summary>Share of each hospital's patients kept as its test set (never trained on).</summary>
+    public double TestFraction { get; init; } = 0.25;
 }
 
 /// <summary>
@@ -64,7 +67,7 @@ public sealed class HospitalFederation
             Hospitals = Options.Hospitals, PatientsPerHospital = Options.PatientsPerHospital, Visits = Options.Visits,
             Seed = Options.Seed, Heterogeneity = Options.Heterogeneity,
         });
-        Data = CohortDatasets.Build(cohort, steps: Options.Visits, testFraction: 0.25, seed: Options.Seed);
+        Data = CohortDatasets.Build(cohort, steps: Options.Visits, testFraction: Options.TestFraction, seed: Options.Seed);
         var first = Data.Hospitals[0].Train;
         Config = new ModelConfig
         {
@@ -82,6 +85,10 @@ public sealed class HospitalFederation
 
     /// <summary>Hospital <paramref name="index"/>'s validation part (20 % of its training data).</summary>
     public SequenceDataset LocalValidation(int index) => _splits[index].Validation;
+
+    /// <summary>Each hospital's number of local training records (what patient-level DP accounts per hospital).</summary>
+    public IReadOnlyDictionary<string, int> TrainingRecords() =>
+        Data.Hospitals.Select((h, i) => (h.Hospital, LocalTrain(i).Count)).ToDictionary(x => x.Hospital, x => x.Count, StringComparer.Ordinal);
 
     /// <summary>Number of parameters of the model.</summary>
     public int ParameterCount => new CnnLstm(Config).ParameterCount;

@@ -12,7 +12,15 @@ namespace Serverless.Federation.Strategies;
 /// <param name="ClipNorm">When positive, the client clips its update to this L2 norm (enforced norm bound / DP).</param>
 /// <param name="NoiseStd">Per-coordinate Gaussian std the client adds after clipping (distributed DP); 0 = none.</param>
 /// <param name="UniformWeight">Aggregate this update with weight 1 instead of its example count (DP needs bounded sensitivity).</param>
-public sealed record FitConfig(int Round, int LocalEpochs, double LearningRate, double ProximalMu, int Seed, double ClipNorm = 0, double NoiseStd = 0, bool UniformWeight = false);
+/// <param name="DpSgd">Patient-level DP: train locally with DP-SGD at these settings (null = ordinary local training).</param>
+public sealed record FitConfig(int Round, int LocalEpochs, double LearningRate, double ProximalMu, int Seed, double ClipNorm = 0, double NoiseStd = 0, bool UniformWeight = false,
+    DpSgdInstruction? DpSgd = null);
+
+/// <summary>DP-SGD settings a client trains with (see <c>Serverless.Model.Training.DpSgdOptions</c>).</summary>
+/// <param name="ClipNorm">C: per-record gradient bound.</param>
+/// <param name="NoiseMultiplier">sigma: noise std on the sum of clipped gradients is sigma C.</param>
+/// <param name="ExpectedBatchSize">L: Poisson sampling rate q = L / records.</param>
+public sealed record DpSgdInstruction(double ClipNorm, double NoiseMultiplier, int ExpectedBatchSize);
 
 /// <summary>A fit request: the global parameters and the config.</summary>
 public sealed record FitInstruction(string ClientId, float[] Parameters, FitConfig Config);

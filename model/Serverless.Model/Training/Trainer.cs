@@ -53,8 +53,17 @@ public sealed record TrainerOptions
     /// </summary>
     public IReadOnlyList<string> FrozenTensors { get; init; } = [];
 
+    /// <summary>
+    /// Patient-level DP-SGD (null = ordinary training). When set, batches are Poisson-sampled with
+    /// expected size <see cref="DpSgdOptions.ExpectedBatchSize"/> (<see cref="BatchSize"/> is ignored), each
+    /// record's gradient is clipped (<see cref="GradientClipNorm"/> is ignored) and noise is added; no
+    /// validation split is carved from the training set (model selection on it would spend privacy).
+    /// </summary>
+    public DpSgdOptions? DpSgd { get; init; }
+
     public TrainerOptions Validated()
     {
+        DpSgd?.Validated();
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, "must be positive");
         if (!(WeightDecay >= 0)) throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, "must be non-negative");
         if (!(GradientClipNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(GradientClipNorm), GradientClipNorm, "must be non-negative");
@@ -116,6 +125,8 @@ public sealed class Trainer
         if (proximalReference is not null && proximalReference.Length != n)
             throw new ArgumentException($"proximal reference has {proximalReference.Length} entries, the model needs {n}", nameof(proximalReference));
 
+        if (o.DpSgd is not null) return TrainPrivately(train, initialParameters, validation, proximalReference, o.DpSgd);
+
         if (validation is null && o.ValidationFraction > 0 && o.Patience > 0 && train.Count >= 10)
             (validation, train) = train.Split(o.ValidationFraction, unchecked(o.Seed * 31 + 7));
         var early = validation is { Count: > 0 } && o.Patience > 0;
@@ -172,6 +183,87 @@ public sealed class Trainer
                 samples += size;
                 if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
             }
+
+            double? valLoss = early ? _model.Loss(p, validation!) : null;
+            history.Add(new EpochReport(epoch, lossSum / Math.Max(1, seen), valLoss));
+            if (early)
+            {
+                if (valLoss!.Value < bestLoss)
+                {
+                    bestLoss = valLoss.Value;
+                    bestEpoch = epoch;
+                    p.CopyTo(best, 0);
+                    sinceBest = 0;
+                }
+                else if (++sinceBest >= o.Patience) break;
+            }
+            else bestEpoch = epoch;
+            if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
+        }
+        return new TrainingResult(early ? best : p, history, bestEpoch, samples, step);
+    }
+
+    /// <summary>
+    /// DP-SGD: Poisson-sampled batches, per-record clipped gradients, Gaussian noise of std sigma C on their
+    /// sum, divided by the expected batch size; then the same optimiser step as ordinary training (the
+    /// proximal term and weight decay depend on the weights only, not on the records, so they add no leakage).
+    /// Steps taken equal <see cref="DpSgdOptions.PlannedSteps"/> exactly, which is what the accountant charges.
+    /// </summary>
+    private TrainingResult TrainPrivately(SequenceDataset train, ReadOnlySpan<float> initialParameters, SequenceDataset? validation, float[]? proximalReference, DpSgdOptions dp)
+    {
+        var o = _options;
+        var n = _model.ParameterCount;
+        var records = train.Count;
+        var q = DpSgdOptions.SamplingRate(dp.ExpectedBatchSize, records);
+        var expectedBatch = q * records;
+        var stepsPerEpoch = DpSgdOptions.StepsPerEpoch(dp.ExpectedBatchSize, records);
+        var random = dp.Randomness ?? new DpNoise.Cryptographic();
+        var early = validation is { Count: > 0 } && o.Patience > 0;
+
+        var p = initialParameters.ToArray();
+        var reference = o.ProximalMu > 0 ? (proximalReference ?? initialParameters.ToArray()) : null;
+        var grad = new float[n];
+        var m1 = new float[n];
+        var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
+        var decayMask = DecayMask();
+        var perExample = new PerExampleGradients(_model, FrozenRanges());
+        var frozen = FrozenRanges();
+        var best = early ? p.ToArray() : p;
+        var bestLoss = double.PositiveInfinity;
+        var bestEpoch = 0;
+        var sinceBest = 0;
+        var history = new List<EpochReport>();
+        long samples = 0;
+        var step = 0;
+        var noiseStd = dp.NoiseMultiplier * dp.ClipNorm;
+        var invBatch = (float)(1 / expectedBatch);
+
+        for (var epoch = 1; epoch <= o.Epochs; epoch++)
+        {
+            double lossSum = 0;
+            var seen = 0;
+            for (var s = 0; s < stepsPerEpoch; s++)
+            {
+                grad.AsSpan().Clear();
+                for (var i = 0; i < records; i++)
+                {
+                    if (random.NextDouble() >= q) continue;
+                    var (loss, _) = perExample.AccumulateClipped(p, train, i, dp.ClipNorm, grad);
+                    lossSum += loss;
+                    seen++;
+                    samples++;
+                }
+                // An empty draw still takes a (pure-noise) step: skipping it would reveal the draw was empty.
+                DpNoise.AddGaussian(grad, noiseStd, random);
+                foreach (var (offset, length) in frozen) grad.AsSpan(offset, length).Clear();
+                TensorPrimitives.Multiply(grad, invBatch, grad);
+                if (reference is not null) AddProximal(p, reference, grad, (float)o.ProximalMu);
+                step++;
+                Update(p, grad, m1, m2, decayMask, step);
+                if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
+            }
+            foreach (var w in p)
+                if (!float.IsFinite(w)) throw new InvalidOperationException($"training diverged at epoch {epoch}; lower the learning rate");
 
             double? valLoss = early ? _model.Loss(p, validation!) : null;
             history.Add(new EpochReport(epoch, lossSum / Math.Max(1, seen), valLoss));

@@ -20,6 +20,38 @@ public sealed class LocalUpdatePipelineTests
     private static LocalTrainingPlan Plan(double clip = 0, double noise = 0) => new(Round: 1, LocalEpochs: 1, LearningRate: 0.05, ProximalMu: 0.01, BatchSize: 16, Seed: 5, clip, noise);
 
     [Fact]
+    public void Patient_mode_trains_with_dp_sgd_charges_its_own_account_and_refuses_a_round_beyond_the_budget_before_training()
+    {
+        var dir = Directory.CreateTempSubdirectory("patient-dp-").FullName;
+        try
+        {
+            var settings = new PatientPrivacySettings(ClipNorm: 1, NoiseMultiplier: 1.0, ExpectedBatchSize: 8, Delta: 1e-5, EpsilonBudget: 100);
+            var records = Local.Patients.Count;
+            var steps = Serverless.Model.Training.DpSgdOptions.PlannedSteps(8, records, 1);
+            var perRound = SampledGaussianRdp.Epsilon(Serverless.Model.Training.DpSgdOptions.SamplingRate(8, records), 1.0, steps, 1e-5);
+            // A budget that pays for one round and not two.
+            settings = settings with { EpsilonBudget = perRound * 1.2 };
+            var pipeline = new LocalUpdatePipeline(Local, patientPrivacy: PatientPrivacy.Open(settings, dir));
+            var first = pipeline.Train(Config, Pre, Global, Plan(), new Random(1));
+            Assert.Equal(perRound, first.PatientEpsilon!.Value, 9);
+            Assert.Equal(steps, pipeline.PatientPrivacy!.StepsSpent);
+
+            // The account survives a restart, and the second round is refused before any training.
+            var reopened = new LocalUpdatePipeline(Local, patientPrivacy: PatientPrivacy.Open(settings, dir));
+            Assert.Equal(steps, reopened.PatientPrivacy!.StepsSpent);
+            Assert.Equal(perRound, reopened.PatientPrivacy.Budget.EpsilonSpent, 9);
+            var e = Assert.Throws<InvalidDataException>(() => reopened.Train(Config, Pre, Global, Plan() with { Round = 2 }, new Random(2)));
+            Assert.Contains("refused before training", e.Message);
+            Assert.Equal(steps, reopened.PatientPrivacy.StepsSpent);
+            Assert.Contains("per-patient epsilon", PatientPrivacy.Summary(dir));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void The_statistics_vector_is_the_feature_sums_of_the_local_records()
     {
         var pipeline = new LocalUpdatePipeline(Local);
