@@ -101,6 +101,10 @@ internal sealed class BlobReader(Stream stream, string what)
 
     public byte[] ReadBytes(int count, string field)
     {
+        // A length prefix is checked against what the input still holds before it is allocated: a
+        // 48-byte partner-key blob declaring a 2 GiB evaluation-key blob allocated 2 GiB (found by the fuzz suite).
+        if (stream.CanSeek && count > stream.Length - stream.Position)
+            throw new HeFormatException($"{what}: truncated input, {field} needs {count} bytes, {stream.Length - stream.Position} present").With(InferenceErrors.Truncated);
         var b = new byte[count];
         ReadExactly(b, field);
         return b;

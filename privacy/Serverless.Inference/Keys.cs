@@ -68,17 +68,23 @@ public sealed class EvaluationKeys
         var r = new BlobReader(stream, "evaluation keys");
         r.ReadHeader(BlobFormat.Kind.EvaluationKeys, plan);
         var ctx = plan.Context;
-        var limbs = ctx.MaxLevel + 1;
-        var pkMax = 64 + 32 + limbs * ctx.N * 8;
-        var pkBytes = r.ReadBlob("public key", pkMax);
+        var pkBytes = r.ReadBlob("public key", PublicKeyMaxBytes(ctx));
         var pk = CkksSerializer.LoadPublicKey(ctx, pkBytes);
-        var rlkMax = 64 + 32 + (long)limbs * (limbs + 1) * ctx.N * 8;
-        var rlk = CkksSerializer.LoadRelinearizationKey(ctx, r.ReadBlob("relinearization key", (int)Math.Min(int.MaxValue, rlkMax)));
+        var rlk = CkksSerializer.LoadRelinearizationKey(ctx, r.ReadBlob("relinearization key", RelinearizationKeyMaxBytes(ctx)));
         var galois = r.ReadInt32InRange("Galois key count", 0, 0);
         _ = galois;
         r.ExpectEnd();
         return new EvaluationKeys(plan, pk, rlk, pkBytes);
     }
+
+    private static int PublicKeyMaxBytes(CkksContext ctx) => 64 + 32 + (ctx.MaxLevel + 1) * ctx.N * 8;
+
+    private static int RelinearizationKeyMaxBytes(CkksContext ctx) =>
+        (int)Math.Min(int.MaxValue / 2, 64 + 32 + (long)(ctx.MaxLevel + 1) * (ctx.MaxLevel + 2) * ctx.N * 8);
+
+    /// <summary>Upper bound on a serialized bundle (header, both key blobs with their prefixes, the Galois count).</summary>
+    internal static int MaxBytes(CkksContext ctx) =>
+        (int)Math.Min(int.MaxValue - 64, 7 + 32 + 4 + (long)PublicKeyMaxBytes(ctx) + 4 + RelinearizationKeyMaxBytes(ctx) + 4);
 
     /// <summary>Throws <see cref="HeFormatException"/> unless <paramref name="keyId"/> is this bundle's key id.</summary>
     internal void CheckKeyId(ReadOnlySpan<byte> keyId, string what)
@@ -145,7 +151,7 @@ public sealed class PartnerKeys : IDisposable
             var skBytes = r.ReadBlob("secret key", 64 + 32 + (ctx.MaxLevel + 2) * ctx.N * 8);
             try
             {
-                var ekBytes = r.ReadBlob("evaluation keys", int.MaxValue - 64);
+                var ekBytes = r.ReadBlob("evaluation keys", EvaluationKeys.MaxBytes(ctx));
                 r.ExpectEnd();
                 var ek = EvaluationKeys.Read(ekBytes, plan);
                 return new PartnerKeys(plan, CkksSerializer.LoadSecretKey(ctx, skBytes), ek);

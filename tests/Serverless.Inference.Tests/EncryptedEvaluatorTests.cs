@@ -24,6 +24,28 @@ public sealed class EncryptedEvaluatorTests(InferenceFixture fx, ITestOutputHelp
     }
 
     [Fact]
+    public void Results_are_noise_flooded_and_a_flooded_result_decrypts_within_1e_3()
+    {
+        // Two evaluations of the same group differ only by their flooding noise (the circuit is
+        // deterministic), so their result blobs differ; both decrypt to the plaintext scores within 1e-3.
+        var evaluator = new EncryptedEvaluator(fx.Model, fx.Keys.EvaluationKeys);
+        var group = fx.Batch.Groups[0];
+        var a = evaluator.EvaluateGroup(group);
+        Assert.True(evaluator.LastStageTimings!.ContainsKey("flood"));
+        var b = evaluator.EvaluateGroup(group);
+        Assert.NotEqual(a.ToBytes(), b.ToBytes());
+        var plain = fx.Model.PredictPlain(fx.Records);
+        foreach (var result in new[] { a, b })
+        {
+            var scores = ScoreDecryptor.Decrypt(EncryptedResult.Join(fx.Model.Plan, [result]).ToBytes(), fx.Keys);
+            var max = 0.0;
+            for (var i = 0; i < plain.Length; i++) max = Math.Max(max, Math.Abs(plain[i] - scores[i]));
+            output.WriteLine($"flooded with b = {EncryptedEvaluator.FloodingBits(fx.Model.Plan.Context.ScaleAt(fx.Model.Plan.LevelsAvailable - fx.Model.Plan.LevelsConsumed))}: max |enc - plain| = {max:E3}");
+            Assert.True(max < 1e-3, $"max error {max}");
+        }
+    }
+
+    [Fact]
     public void Padded_records_score_like_the_plaintext_model_and_unlike_their_unpadded_selves()
     {
         // Record 0 has its last visit padded (see the fixture); the same record with that visit real scores differently.

@@ -31,6 +31,32 @@ public static class FhirBundleImporter
         return Read(stream, path, pseudonymizer, options);
     }
 
+    /// <summary>The JSON path of the first property name or string that does not decode to valid Unicode, or null.</summary>
+    private static string? FirstInvalidString(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                try { element.GetString(); } catch (InvalidOperationException) { return path; }
+                return null;
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in element.EnumerateArray())
+                    if (FirstInvalidString(item, $"{path}[{i++}]") is { } bad) return bad;
+                return null;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try { name = property.Name; } catch (InvalidOperationException) { return path; }
+                    if (FirstInvalidString(property.Value, $"{path}.{name}") is { } bad) return bad;
+                }
+                return null;
+            default:
+                return null;
+        }
+    }
+
     public static ImportResult Read(Stream stream, string file, Pseudonymizer pseudonymizer, FhirImportOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -49,6 +75,13 @@ public static class FhirBundleImporter
             return new ImportResult(new PatientCohort(schema, []), errors, []);
         }
         using var _ = doc;
+        // JsonDocument checks structure but decodes strings lazily: an invalid UTF-8 sequence or a lone
+        // surrogate escape would throw InvalidOperationException mid-import (found by the fuzz suite).
+        if (FirstInvalidString(doc.RootElement, "$") is { } badPath)
+        {
+            errors.Add(new ImportError(file, 0, badPath, "not valid JSON: a string is not valid Unicode"));
+            return new ImportResult(new PatientCohort(schema, []), errors, []);
+        }
         var site = options.Site ?? Path.GetFileNameWithoutExtension(file);
         var root = doc.RootElement;
         if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("resourceType", out var rt) || rt.ValueKind != JsonValueKind.String || rt.GetString() != "Bundle")

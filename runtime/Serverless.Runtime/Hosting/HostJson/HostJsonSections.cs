@@ -66,6 +66,10 @@ internal sealed class HostJsonDocument
             }
             if (root.ValueKind != JsonValueKind.Object)
                 throw new HostJsonException("host.json: (document): must be a JSON object");
+            // Strings are decoded lazily: a lone surrogate escape ("\ud800") would surface as an
+            // InvalidOperationException while binding (found by the fuzz suite).
+            if (FirstInvalidString(root, "") is { } badPath)
+                throw new HostJsonException($"host.json: {(badPath.Length == 0 ? "(document)" : badPath)}: a string is not valid Unicode");
         }
 
         var bound = new Dictionary<string, object>(StringComparer.OrdinalIgnoreCase);
@@ -99,6 +103,32 @@ internal sealed class HostJsonDocument
         if (errors.Count > 0)
             throw new HostJsonException(string.Join(Environment.NewLine, errors.Distinct()));
         return new HostJsonDocument(bound);
+    }
+
+    /// <summary>The dotted path of the first property name or string that does not decode to valid Unicode, or null.</summary>
+    private static string? FirstInvalidString(JsonElement element, string path)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                try { element.GetString(); } catch (InvalidOperationException) { return path; }
+                return null;
+            case JsonValueKind.Array:
+                var i = 0;
+                foreach (var item in element.EnumerateArray())
+                    if (FirstInvalidString(item, $"{path}[{i++}]") is { } bad) return bad;
+                return null;
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    string name;
+                    try { name = property.Name; } catch (InvalidOperationException) { return path; }
+                    if (FirstInvalidString(property.Value, path.Length == 0 ? name : $"{path}.{name}") is { } bad) return bad;
+                }
+                return null;
+            default:
+                return null;
+        }
     }
 
     /// <summary>Environment variable prefix that overrides host.json keys, as in Azure Functions: <c>AzureFunctionsJobHost__extensions__queues__batchSize=8</c>.</summary>

@@ -1,0 +1,92 @@
+using System.Security.Cryptography;
+using System.Text;
+using Serverless.Client.Agent;
+using Serverless.Runtime.Hosting.HostJson;
+using Serverless.Security.Envelope;
+
+namespace Serverless.Fuzz.Tests;
+
+/// <summary>host.json (<see cref="HostJsonException"/>), envelope headers (<see cref="CryptographicException"/>) and the agent's sealed state (<see cref="CryptographicException"/>, <see cref="InvalidDataException"/>).</summary>
+public sealed class HostFuzzTests(ITestOutputHelper output)
+{
+    private const string HostJsonSample = """
+        {
+          "version": "2.0",
+          "functionTimeout": "00:05:00",
+          "logging": { "logLevel": { "default": "Information", "Microsoft.AspNetCore": "Warning" } },
+          "extensions": {
+            "queues": { "batchSize": 16, "newBatchThreshold": 8, "maxDequeueCount": 5, "visibilityTimeout": "00:00:05", "maxPollingInterval": "00:00:02", "messageLease": "00:01:00" }
+          },
+          "storage": { "dataDirectory": "./.serverless-data", "defaultContainer": "serverless", "blob": { "backend": "embedded" }, "queue": { "backend": "embedded" } }
+        }
+        """;
+
+    [Fact]
+    public void Host_json()
+    {
+        // The host's own sections, registered as FunctionsApplicationBuilder registers them.
+        HostJsonSectionRegistration[] sections =
+        [
+            new("logging", typeof(LoggingOptions), (o, v) => LoggingOptions.Validate((LoggingOptions)o, v)),
+            new("extensions.queues", typeof(QueuesOptions), (o, v) => QueuesOptions.Validate((QueuesOptions)o, v)),
+            new("storage", typeof(StorageOptions), (o, v) => StorageOptions.Validate((StorageOptions)o, v)),
+        ];
+        // 64 × input + 1 MiB: JSON DOM and a clone (2 × 2 × UTF-16), bound option objects, one error
+        // line per bad key; the intercept is the binder's reflection over the option types.
+        var spec = new LoaderSpec("host.json", [typeof(HostJsonException)], 64, 1 << 20);
+        // Found by seed 19 (iteration 70): a lone surrogate escape in a key ("ex\ud800nsions") threw
+        // InvalidOperationException while binding instead of HostJsonException.
+        byte[][] regressions =
+        [
+            """{ "version": "2.0", "ex\ud800nsions": {} }"""u8.ToArray(),
+            """{ "version": "2.0", "logging": { "logLevel": { "default": "\udfff" } } }"""u8.ToArray(),
+        ];
+        var report = Fuzzer.Run(spec, [Encoding.UTF8.GetBytes(HostJsonSample)], b => HostJsonDocument.Load(Encoding.UTF8.GetString(b), sections), output, regressions, text: true);
+        Assert.True(report.Inputs >= Fuzzer.Iterations);
+    }
+
+    [Fact]
+    public void Envelope_header()
+    {
+        var header = new EnvelopeHeader(64 * 1024, Enumerable.Range(0, 8).Select(i => (byte)i).ToArray(),
+            new Serverless.Security.Keys.WrappedKey(new Serverless.Security.Keys.KeyId("data-kek", "v1"), "A256GCMKW", new byte[40]), new byte[32]);
+        var sample = header.ToBytes();
+        // 8 × input + 64 KiB: the fixed part and the key part are read into arrays of their declared
+        // sizes, bounded by the format (key part ≤ MaxKeyPartLength) and only read after it; names are
+        // decoded once (UTF-16, 2 ×). The intercept is the largest key part the format allows plus the
+        // async state machine.
+        var spec = new LoaderSpec("envelope header", [typeof(CryptographicException)], 8, 64 << 10);
+        var report = Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
+        Assert.True(report.Inputs >= Fuzzer.Iterations);
+    }
+
+    [Fact]
+    public async Task Sealed_agent_state()
+    {
+        var directory = Directory.CreateTempSubdirectory("fuzz-agent-").FullName;
+        try
+        {
+            using var keys = await AgentKeys.OpenAsync(directory, masterKeyVariable: "SERVERLESS_FUZZ_UNSET_MASTER_KEY");
+            var file = new SealedStateFile<AgentRoundState>(Path.Combine(directory, "progress-fed.json"), keys.Encryptor);
+            var state = new AgentRoundState { Federation = "fed", Round = 3, Outcome = "committed", Restarts = 1 };
+            state.Stage("training");
+            await file.SaveAsync(state);
+            var sample = await File.ReadAllBytesAsync(file.Path);
+            // 32 × input + 1 MiB, measured process-wide (the file and envelope reads are async): the
+            // file is read into a buffer and the plaintext into a MemoryStream (2 ×, doubling growth 2 ×),
+            // then the JSON document (UTF-16 and objects, a few ×). The intercept is the keyring's unwrap
+            // of the data key, AES-GCM state, FileStream buffers and the serializer's metadata.
+            var spec = new LoaderSpec("sealed agent state", [typeof(CryptographicException), typeof(InvalidDataException)], 32, 1 << 20, MeasureAllThreads: true);
+            var report = Fuzzer.Run(spec, [sample], b =>
+            {
+                File.WriteAllBytes(file.Path, b);
+                file.LoadAsync().GetAwaiter().GetResult();
+            }, output);
+            Assert.True(report.Inputs >= Fuzzer.Iterations);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
