@@ -384,7 +384,7 @@ public static class RoundCoordinator
         foreach (var (id, frame, examples) in updates)
         {
             float[] delta;
-            try { delta = UpdateFrame.DecodeToDense(frame); }
+            try { delta = UpdateFrame.DecodeToDense(frame, baseParameters.Length); }
             catch (FrameFormatException e) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update frame: {e.Message}")); continue; }
             if (delta.Length != baseParameters.Length) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update has {delta.Length} entries, the model {baseParameters.Length}")); continue; }
             if (examples < 1) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"example count {examples} is not positive")); continue; }
