@@ -133,7 +133,8 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     /// <summary>
     /// The common path of every phase POST: the caller must be selected and still in the stage, the
-    /// phase must be open, the message's client id must be the caller's; the message is stored once
+    /// phase must be open, the message's client id must be the caller's, the message must pass
+    /// <see cref="RoundMessageValidator"/> (else 400, and nothing is stored); the message is stored once
     /// (a byte-identical retry is acknowledged again) and an arrival event is raised into the round.
     /// </summary>
     private async Task<IResult> SubmitAsync<TUpload, TMessage>(HttpRequest request, DurableTaskClient client, string federation, int round, string stage,
@@ -154,6 +155,11 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         if (payload is null) return Problem(StatusCodes.Status400BadRequest, "Invalid body", "message is required.");
         if (claimedId(payload) is { } id && id != me.SecAggId)
             return Problem(StatusCodes.Status400BadRequest, "Wrong client id", $"The message names client {id}; your secure-aggregation id is {me.SecAggId}.");
+        var stagePlan = plan.StageOf(stage)!;
+        if (stagePlan.Secure == (phase == RoundPhase.Upload))
+            return Conflict($"The {stage} stage of round {round} is {(stagePlan.Secure ? "secure: it takes the four secure-aggregation phases" : "plain: it takes one upload")}.");
+        if (RoundMessageValidator.Validate(payload, plan, stagePlan, me.SecAggId) is { } invalid)
+            return Problem(StatusCodes.Status400BadRequest, "Invalid message", invalid);
 
         var instanceId = RoundRoutes.InstanceId(federation, round);
         var instance = await client.GetInstanceAsync(instanceId, getInputsAndOutputs: false, ct);
