@@ -477,7 +477,8 @@ public static class RoundCoordinator
         if (!plan.Config.Privacy.Enabled || state.AccountedRounds.Contains(plan.Round)) return state;
         // The round was admitted against the budget when it started; what it spent is spent even if the
         // operator lowered the budget meanwhile, so the charge itself is never refused.
-        var delta = plan.Config.Privacy.Delta;
+        // The operator may have tightened delta since the round started (never loosened: PrivacySettingsRules); report at the tighter one.
+        var delta = Math.Min(plan.Config.Privacy.Delta, state.Config.Privacy.Delta);
         var budget = state.Accountant is { } a ? new PrivacyBudget(double.MaxValue, delta, a.Orders, a.RdpSpent) : new PrivacyBudget(double.MaxValue, delta);
         budget.Spend(plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier);
         var steps = (state.Accountant?.Steps ?? 0) + 1;
