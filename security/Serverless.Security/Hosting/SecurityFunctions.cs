@@ -84,6 +84,37 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
         return Results.Ok(new { Key = rotated.Id.ToString(), rotated.CreatedAt, Rewrapped = rewrapped });
     }
 
+    /// <summary>
+    /// Disables one version of a key (a compromised or retired token-signing key, say). The current
+    /// version cannot be disabled: rotate first. Disabling a token-signing version refreshes the
+    /// validation keys at once, so tokens it signed stop validating in this process immediately (other
+    /// instances within <see cref="VaultSigningKeys.MaxAge"/>).
+    /// </summary>
+    [Function("KeyDisable")]
+    [RequirePermission(Permissions.KeysManage)]
+    public async Task<IResult> Disable([HttpTrigger("post", Route = "keys/{name}/versions/{version}/disable")] HttpRequest request, string name, string version,
+        CancellationToken cancellationToken)
+    {
+        var id = new KeyId(name, version);
+        KeyVersionInfo? current;
+        try
+        {
+            current = await vault.GetCurrentVersionAsync(name, cancellationToken);
+            if (current is null) return Results.Problem(statusCode: 404, title: "Unknown key", detail: $"Key '{name}' does not exist.");
+            if (current.Id == id)
+                return Results.Problem(statusCode: 409, title: "Current version", detail: $"'{id}' is the current version of '{name}'; rotate the key first, then disable this version.");
+            if (!(await vault.ListVersionsAsync(name, cancellationToken)).Any(v => v.Id == id))
+                return Results.Problem(statusCode: 404, title: "Unknown key version", detail: $"Key '{name}' has no version '{version}'.");
+            await vault.DisableVersionAsync(id, cancellationToken);
+        }
+        catch (KeyNotFoundException) { return Results.Problem(statusCode: 404, title: "Unknown key", detail: $"Key '{name}' does not exist."); }
+        catch (ArgumentException e) { return Results.Problem(statusCode: 400, title: "Invalid key name", detail: e.Message); }
+        if (name == options.Tokens.SigningKeyName) await signingKeys.RefreshAsync(cancellationToken); // tokens it signed stop validating at once
+        await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.KeyDisable, $"key/{name}", AuditOutcome.Success,
+            request.HttpContext.TraceIdentifier, $"version {version} disabled"), cancellationToken);
+        return Results.Ok(new { Key = id.ToString(), Enabled = false });
+    }
+
     [Function("RoleTable")]
     [RequirePermission(Permissions.RolesManage)]
     public IResult RoleTable([HttpTrigger("get", Route = "roles")] HttpRequest request) =>

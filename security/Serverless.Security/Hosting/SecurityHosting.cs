@@ -141,7 +141,7 @@ public static class SecurityHosting
             services.AddSingleton(sp => new RawBlobStoreProvider(sp.GetRequiredService<IBlobStoreProvider>()));
         }
         services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
-        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName));
+        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName, sp.GetService<TimeProvider>()));
         services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
             sp.GetRequiredService<RawBlobStoreProvider>().Provider.GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
 
