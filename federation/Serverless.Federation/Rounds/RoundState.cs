@@ -28,6 +28,9 @@ public sealed record FederationState
     /// <summary>Enrolled clients.</summary>
     public EnrolledClient[] Clients { get; init; } = [];
 
+    /// <summary>Clients an operator removed: their certificates are revoked for this federation, and their SecAgg ids are never reused.</summary>
+    public EnrolledClient[] Removed { get; init; } = [];
+
     /// <summary>The fitted preprocessor (JSON), once the statistics stage has run.</summary>
     public string? PreprocessorJson { get; init; }
 

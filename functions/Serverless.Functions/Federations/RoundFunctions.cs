@@ -85,13 +85,17 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
     [Function("GetRoundTask"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Task([HttpTrigger("get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
-        [DurableClient] DurableTaskClient client, CancellationToken ct) =>
-        await rounds.GetTaskAsync(client, federation, round, Actor(request), ct) is { } task ? Json(task) : NotFound($"Round {round} of federation '{federation}' does not exist.");
+        [DurableClient] DurableTaskClient client, CancellationToken ct)
+    {
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
+        return await rounds.GetTaskAsync(client, federation, round, Actor(request), ct) is { } task ? Json(task) : NotFound($"Round {round} of federation '{federation}' does not exist.");
+    }
 
     [Function("GetRoundModel")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Model([HttpTrigger("get", Route = RoundRoutes.Templates.Model)] HttpRequest request, string federation, int round, CancellationToken ct)
     {
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         if (plan.ClientById(Actor(request)) is null) return Problem(StatusCodes.Status403Forbidden, "Not selected", $"'{Actor(request)}' is not selected for round {round}.");
@@ -131,6 +135,13 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<PlainUpdateUpload, PlainUpdateUpload>(request, client, federation, round, stage, RoundPhase.Upload, u => u, _ => null, ct);
 
+    /// <summary>A 403 when the caller's client token is not bound to this federation and its current certificate (<see cref="ClientTokenBinding"/>).</summary>
+    private async Task<IResult?> UnboundAsync(HttpRequest request, string federation, CancellationToken ct)
+    {
+        if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
+        return ClientTokenBinding.Check(request.HttpContext.User, state) is { } why ? Problem(StatusCodes.Status403Forbidden, "Token not bound to this client", why) : null;
+    }
+
     /// <summary>
     /// The common path of every phase POST: the caller must be selected and still in the stage, the
     /// phase must be open, the message's client id must be the caller's, the message must pass
@@ -142,6 +153,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         where TMessage : class
     {
         if (!RoundStages.IsKnown(stage)) return NotFound($"Unknown stage '{stage}' (statistics or training).");
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         var caller = Actor(request);

@@ -16,6 +16,12 @@ public static class SecurityClaims
     public const string Role = "role";
     public const string Tenant = "tenant";
     public const string AuthenticationMethod = "amr";
+
+    /// <summary>The one federation a client token is good for.</summary>
+    public const string Federation = "fed";
+
+    /// <summary>SHA-256 thumbprint (lower-case hex) of the certificate a client token is bound to (the name RFC 8705 uses inside <c>cnf</c>).</summary>
+    public const string CertificateThumbprint = "x5t#S256";
 }
 
 /// <summary>Who issues bearer tokens and for whom, and the vault key that signs them.</summary>
@@ -36,8 +42,9 @@ public sealed record TokenOptions
     public TimeSpan ClockSkew { get; init; } = TimeSpan.FromSeconds(30);
 }
 
-/// <summary>What a token says about its holder.</summary>
-public sealed record TokenRequest(string Subject, IReadOnlyList<string> Roles, string? Tenant = null, TimeSpan? Lifetime = null);
+/// <summary>What a token says about its holder; <paramref name="Claims"/> adds string claims (not the registered or platform ones).</summary>
+public sealed record TokenRequest(string Subject, IReadOnlyList<string> Roles, string? Tenant = null, TimeSpan? Lifetime = null,
+    IReadOnlyDictionary<string, string>? Claims = null);
 
 /// <summary>
 /// Issues ES256 JWTs (RFC 7519, RFC 7515) signed through the key vault: the private key never leaves
@@ -63,6 +70,8 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
         ArgumentNullException.ThrowIfNull(request);
         ArgumentException.ThrowIfNullOrWhiteSpace(request.Subject);
         if (request.Roles is not { Count: > 0 }) throw new ArgumentException("A token needs at least one role.", nameof(request));
+        if (request.Claims is { } extra && extra.Keys.Any(k => ReservedClaims.Contains(k)))
+            throw new ArgumentException("Extra claims cannot replace a registered or platform claim.", nameof(request));
         var lifetime = request.Lifetime ?? _options.DefaultLifetime;
         if (lifetime <= TimeSpan.Zero || lifetime > _options.MaxLifetime)
             throw new ArgumentException($"Token lifetime must be in (0, {_options.MaxLifetime}].", nameof(request));
@@ -89,6 +98,8 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
             foreach (var role in request.Roles) w.WriteStringValue(role);
             w.WriteEndArray();
             if (request.Tenant is not null) w.WriteString(SecurityClaims.Tenant, request.Tenant);
+            if (request.Claims is { } claims)
+                foreach (var (name, value) in claims) w.WriteString(name, value);
         });
         var signingInput = Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload);
         var digest = SHA256.HashData(Encoding.ASCII.GetBytes(signingInput));
@@ -96,6 +107,11 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
         if (signature.KeyId != current.Id) throw new KeyVaultException("The signing key rotated while a token was being issued; retry.");
         return signingInput + "." + Base64Url.EncodeToString(signature.Value);
     }
+
+    private static readonly HashSet<string> ReservedClaims = new(StringComparer.Ordinal)
+    {
+        "iss", "aud", "sub", "iat", "nbf", "exp", "jti", SecurityClaims.Role, SecurityClaims.Tenant, SecurityClaims.AuthenticationMethod,
+    };
 
     private static byte[] Json(Action<Utf8JsonWriter> write)
     {
