@@ -21,7 +21,9 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
     [RequirePermission(Permissions.AuditVerify)]
     public async Task<IResult> Verify([HttpTrigger("get", Route = "audit/verify")] HttpRequest request, CancellationToken cancellationToken)
     {
-        var report = await AuditVerifier.VerifyAsync(audit, vault, options.AuditSigningKeyName, cancellationToken);
+        // Compared with the heads anchored outside the log too: a deleted tail or a rewritten chain with its checkpoints dropped is a break.
+        var anchors = await AuditAnchors.ReadAsync(blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
+        var report = await AuditVerifier.VerifyAsync(audit, vault, anchors, options.AuditSigningKeyName, cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditVerify, "audit", report.Intact ? AuditOutcome.Success : AuditOutcome.Failure,
             request.HttpContext.TraceIdentifier, report.ToText()), cancellationToken);
         return Results.Ok(new
@@ -57,6 +59,7 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
     public async Task<IResult> Export([HttpTrigger("post", Route = "audit/export")] HttpRequest request, CancellationToken cancellationToken)
     {
         var last = await AuditExporter.ExportAsync(audit, blobs.GetContainer(options.AuditContainer), cancellationToken: cancellationToken);
+        await AuditAnchors.PublishAsync(audit, blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditExport, options.AuditContainer, AuditOutcome.Success,
             request.HttpContext.TraceIdentifier, $"exported through {last}"), cancellationToken);
         return Results.Ok(new { ExportedThrough = last });
@@ -121,11 +124,12 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
         Results.Ok(roles.Roles.Values.OrderBy(r => r.Name, StringComparer.Ordinal)
             .Select(r => new { r.Name, r.TenantScoped, Permissions = r.Permissions.Order(StringComparer.Ordinal).ToArray() }));
 
-    /// <summary>Every five minutes: sign the head of the trail and copy new entries to the blob store.</summary>
+    /// <summary>Every five minutes: sign the head of the trail, anchor the signed heads outside the log, and copy new entries to the blob store.</summary>
     [Function("AuditCheckpoint")]
     public async Task Checkpoint([TimerTrigger("0 */5 * * * *")] TimerInfo timer, CancellationToken cancellationToken)
     {
         await audit.CheckpointAsync(cancellationToken);
+        await AuditAnchors.PublishAsync(audit, blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         await AuditExporter.ExportAsync(audit, blobs.GetContainer(options.AuditContainer), cancellationToken: cancellationToken);
     }
 
