@@ -39,6 +39,12 @@ public static class SecurityServiceCollectionExtensions
             if (signingKeys is not null) o.TokenValidationParameters = TokenValidation.CreateParameters(tokenOptions, signingKeys);
             o.Events = new JwtBearerEvents
             {
+                // A signing-key version disabled in the vault (by another instance, or by hand) stops validating within MaxAge, without a restart.
+                OnMessageReceived = async context =>
+                {
+                    if ((signingKeys ?? context.HttpContext.RequestServices.GetService<VaultSigningKeys>()) is { } keys)
+                        await keys.EnsureFreshAsync(context.HttpContext.RequestAborted);
+                },
                 OnAuthenticationFailed = async context =>
                 {
                     context.HttpContext.Items[AuthenticationFailureAuditedKey] = true;

@@ -320,6 +320,8 @@ internal sealed class SimulationRunner : IAsyncDisposable
         SecureAggregation = new FederationSecureAggregation { Enabled = secure },
         MinClients = MinClients,
         Deadlines = _o.Deadlines,
+        // The simulation's own hospitals are the roster (an empty one would admit nobody).
+        AllowedClients = Enumerable.Range(1, _o.Clients).Select(i => $"hospital-{i}").ToArray(),
     };
 
     private double? _patientNoise;

@@ -82,7 +82,9 @@ public static class UpdateFrame
         return Seal(FrameKind.Ring, length, [(byte)ringBits], packed);
     }
 
-    /// <summary>Validates and decodes a frame.</summary>
+    /// <summary>Validates and decodes a frame. Every allocation is bounded by the input's size or by <paramref name="maxLength"/>.</summary>
+    /// <param name="frame">The frame.</param>
+    /// <param name="maxLength">The largest vector length accepted (callers that know the model's size pass it).</param>
     /// <exception cref="FrameFormatException">anything about the frame is wrong.</exception>
     public static DecodedFrame Decode(ReadOnlySpan<byte> frame, int maxLength = 1 << 28)
     {
@@ -123,7 +125,9 @@ public static class UpdateFrame
                     {
                         if (rest.Length < 4) throw new FrameFormatException("sparse header truncated");
                         var k = BinaryPrimitives.ReadInt32LittleEndian(rest);
-                        if (k < 0 || k > length) throw new FrameFormatException("sparse count out of range");
+                        // Each entry takes at least one index byte and four value bytes, so the input bounds k
+                        // before anything is allocated (a 29-byte frame must not ask for a 1 GiB index array).
+                        if (k < 0 || k > length || k > (rest.Length - 4) / 5) throw new FrameFormatException("sparse count out of range");
                         var p = 4;
                         var indices = new int[k];
                         long last = -1;
@@ -155,10 +159,17 @@ public static class UpdateFrame
         }
     }
 
-    /// <summary>Decodes any frame kind except Ring to a dense vector.</summary>
-    public static float[] DecodeToDense(ReadOnlySpan<byte> frame)
+    /// <summary>
+    /// Decodes any frame kind except Ring to a dense vector of exactly <paramref name="expectedLength"/>
+    /// entries (the model's parameter count). The declared length is checked before anything of that
+    /// size is allocated: a sparse frame declares its length independently of its size on the wire.
+    /// </summary>
+    /// <exception cref="FrameFormatException">the frame is malformed or declares another length.</exception>
+    public static float[] DecodeToDense(ReadOnlySpan<byte> frame, int expectedLength)
     {
-        var f = Decode(frame);
+        ArgumentOutOfRangeException.ThrowIfNegative(expectedLength);
+        var f = Decode(frame, expectedLength);
+        if (f.Length != expectedLength) throw new FrameFormatException($"update has {f.Length} entries, the model {expectedLength}");
         var dense = new float[f.Length];
         switch (f.Kind)
         {

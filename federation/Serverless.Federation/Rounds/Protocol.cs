@@ -243,8 +243,15 @@ public sealed record FederationConfig
     /// <summary>Promotion gate.</summary>
     public FederationPromotion Promotion { get; init; } = new();
 
-    /// <summary>Client ids (certificate CN) allowed to enroll; null or empty = any client certificate issued by the dev CA.</summary>
+    /// <summary>Client ids (certificate CN) allowed to enroll. Null or empty refuses every enrollment unless <see cref="OpenEnrollment"/> is set.</summary>
     public string[]? AllowedClients { get; init; }
+
+    /// <summary>
+    /// True: with no <see cref="AllowedClients"/>, any client certificate of the federation's CA may
+    /// enroll (development and simulations). False (the default): an empty roster admits nobody, so a
+    /// forgotten roster never lets every certificate of a shared CA join.
+    /// </summary>
+    public bool OpenEnrollment { get; init; }
 }
 
 /// <summary>A federation as the server reports it.</summary>

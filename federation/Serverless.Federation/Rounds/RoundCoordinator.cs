@@ -118,6 +118,20 @@ public static class RoundCoordinator
             : new PrivacyBudget(p.EpsilonBudget, p.Delta);
     }
 
+    /// <summary>
+    /// The sampling rate the accountant is charged at. Its RDP bound for q &lt; 1 is the sampled Gaussian
+    /// of Poisson sampling (Mironov, Talwar and Zhang 2019), where each client joins independently with
+    /// probability q; a round selects a fixed number of clients without replacement instead, which that
+    /// bound does not cover. Until selection is Poisson, a subsampled round is charged as a full-
+    /// participation round (q = 1): no amplification is claimed, so the reported epsilon is an upper bound.
+    /// </summary>
+    public static double AccountedSamplingRate(int selected, int population)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(selected, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(selected, population);
+        return 1.0;   // selected / population once clients are Poisson-sampled
+    }
+
     /// <summary>Number of clients a round of this federation would select.</summary>
     public static int SelectionSize(FederationConfig config, int enrolled) =>
         config.ClientsPerRound == 0 || config.ClientsPerRound >= enrolled ? enrolled : config.ClientsPerRound;
@@ -133,7 +147,7 @@ public static class RoundCoordinator
             throw new RoundRefusedException("Too few clients", $"Federation '{config.Id}' has {enrolled} enrolled clients; a round needs at least minClients = {config.MinClients}.");
         if (!config.Privacy.Enabled) return;
         var budget = BudgetOf(state);
-        var q = (double)SelectionSize(config, enrolled) / enrolled;
+        var q = AccountedSamplingRate(SelectionSize(config, enrolled), enrolled);
         var after = budget.EpsilonAfter(q, config.Privacy.NoiseMultiplier);
         if (after > config.Privacy.EpsilonBudget)
             throw new RoundRefusedException("Privacy budget exhausted",
@@ -211,7 +225,7 @@ public static class RoundCoordinator
             Fit = fit,
             Encoding = encoding,
             StatisticsColumns = columns,
-            SamplingRate = (double)size / population,
+            SamplingRate = AccountedSamplingRate(size, population),
             CentralNoiseStd = centralNoise,
             MinSurvivors = Math.Min(minSurvivors, size),
             CreatedAt = now,
@@ -366,7 +380,8 @@ public static class RoundCoordinator
 
     /// <summary>
     /// Plain training stage (secure aggregation off): the server sees each update, so it enforces the
-    /// clip itself, screens with <see cref="AnomalyDetector"/> (three or more updates), averages
+    /// clip itself, screens with <see cref="AnomalyDetector"/> (three or more updates; not under central DP,
+    /// where the screen would change the sensitivity the noise is calibrated for), averages
     /// (weights min(1, examples / WeightCap), or 1 under DP) and adds central Gaussian noise to the sum.
     /// </summary>
     /// <param name="plan">The round.</param>
@@ -384,7 +399,7 @@ public static class RoundCoordinator
         foreach (var (id, frame, examples) in updates)
         {
             float[] delta;
-            try { delta = UpdateFrame.DecodeToDense(frame); }
+            try { delta = UpdateFrame.DecodeToDense(frame, baseParameters.Length); }
             catch (FrameFormatException e) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update frame: {e.Message}")); continue; }
             if (delta.Length != baseParameters.Length) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"update has {delta.Length} entries, the model {baseParameters.Length}")); continue; }
             if (examples < 1) { excluded.Add(new RoundExcludedClient(id, RoundStages.Training, $"example count {examples} is not positive")); continue; }
@@ -395,7 +410,14 @@ public static class RoundCoordinator
             accepted.Add((id, delta, weight));
         }
         var metrics = new Dictionary<string, double>();
-        if (accepted.Count >= 3)
+        // Under central DP the screen would decide, from everyone's data, whose update is dropped before the
+        // noise: removing one client could then drop or keep others, the sum's sensitivity is no longer S and
+        // the reported epsilon would not hold. So with noise only what the clip bounds is screened: the
+        // per-client checks above (each depends on that client alone) and the clip itself, which limits any
+        // update, a poisoned one included, to norm S. Without DP the anomaly detector runs as before.
+        var screen = !(plan.CentralNoiseStd > 0);
+        metrics["screened"] = screen ? 1 : 0;
+        if (screen && accepted.Count >= 3)
         {
             var scores = AnomalyDetector.Score(accepted.Select(a => a.Delta).ToArray(), new AnomalyOptions());
             var keep = new List<(string, float[], double)>();
@@ -477,7 +499,8 @@ public static class RoundCoordinator
         if (!plan.Config.Privacy.Enabled || state.AccountedRounds.Contains(plan.Round)) return state;
         // The round was admitted against the budget when it started; what it spent is spent even if the
         // operator lowered the budget meanwhile, so the charge itself is never refused.
-        var delta = plan.Config.Privacy.Delta;
+        // The operator may have tightened delta since the round started (never loosened: PrivacySettingsRules); report at the tighter one.
+        var delta = Math.Min(plan.Config.Privacy.Delta, state.Config.Privacy.Delta);
         var budget = state.Accountant is { } a ? new PrivacyBudget(double.MaxValue, delta, a.Orders, a.RdpSpent) : new PrivacyBudget(double.MaxValue, delta);
         budget.Spend(plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier);
         var steps = (state.Accountant?.Steps ?? 0) + 1;

@@ -28,6 +28,9 @@ public sealed record FederationState
     /// <summary>Enrolled clients.</summary>
     public EnrolledClient[] Clients { get; init; } = [];
 
+    /// <summary>Clients an operator removed: their certificates are revoked for this federation, and their SecAgg ids are never reused.</summary>
+    public EnrolledClient[] Removed { get; init; } = [];
+
     /// <summary>The fitted preprocessor (JSON), once the statistics stage has run.</summary>
     public string? PreprocessorJson { get; init; }
 
@@ -105,7 +108,7 @@ public sealed record RoundPlan
     /// <summary>Numeric columns of the statistics stage.</summary>
     public required string[] StatisticsColumns { get; init; }
 
-    /// <summary>Sampling rate q = selected / population (for the accountant).</summary>
+    /// <summary>Sampling rate q the accountant is charged at (<see cref="RoundCoordinator.AccountedSamplingRate"/>: 1 while selection is fixed-size).</summary>
     public required double SamplingRate { get; init; }
 
     /// <summary>Std of the Gaussian noise the server adds to the sum (central DP: secure aggregation off), else 0.</summary>

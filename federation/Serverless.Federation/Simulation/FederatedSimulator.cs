@@ -150,7 +150,7 @@ public sealed class FederatedSimulator(IStrategy strategy, IReadOnlyList<IFedera
                     if (dropped.ContainsKey(r.ClientId)) continue;
                     var frame = Encode(r, round);
                     frameBytes.Add(frame.Length);
-                    try { received.Add(r with { Delta = UpdateFrame.DecodeToDense(frame) }); }
+                    try { received.Add(r with { Delta = UpdateFrame.DecodeToDense(frame, global.Length) }); }
                     catch (FrameFormatException e) { excluded.Add(new RoundExclusion(r.ClientId, "bad frame: " + e.Message)); }
                 }
                 bytesSent = frameBytes.Count == 0 ? 0 : (long)frameBytes.Average();

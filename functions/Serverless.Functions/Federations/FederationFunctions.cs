@@ -2,6 +2,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using NCrontab;
 using Serverless.Durable;
+using Serverless.Federation.Privacy;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Model.Import;
@@ -60,12 +61,26 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
         if (config.Id != federation)
             return Results.ValidationProblem(new Dictionary<string, string[]> { ["id"] = [$"must be '{federation}' (the id in the route); ids cannot change"] }, title: "Invalid federation configuration");
         if (Invalid(config) is { } problem) return problem;
-        var updated = await store.UpdateAsync(federation, s => s with
+        // Privacy settings only tighten once privacy has been spent; checked inside the conditional
+        // update so that a round charged meanwhile is taken into account.
+        IReadOnlyList<(string Field, string Message)> loosenings = [];
+        var updated = await store.UpdateAsync(federation, s =>
         {
-            Config = config with { HoldOut = config.HoldOut ?? s.Config.HoldOut },
-            NextScheduledRun = config.Schedule == s.Config.Schedule ? s.NextScheduledRun : null,
+            loosenings = PrivacySettingsRules.Loosenings(s, config.Privacy);
+            if (loosenings.Count > 0) return s;
+            return PrivacySettingsRules.Apply(s, config with { HoldOut = config.HoldOut ?? s.Config.HoldOut }) with
+            {
+                NextScheduledRun = config.Schedule == s.Config.Schedule ? s.NextScheduledRun : null,
+            };
         }, ct);
         if (updated is null) return NotFound($"Federation '{federation}' does not exist.");
+        if (loosenings.Count > 0)
+        {
+            await audit.AppendAsync(new AuditEvent(Actor(request), "federation.update", $"federation/{federation}", AuditOutcome.Denied, context.InvocationId,
+                "privacy settings may only be tightened once privacy has been spent: " + string.Join(", ", loosenings.Select(l => l.Field))), ct);
+            return Results.Problem(statusCode: StatusCodes.Status409Conflict, title: "Privacy settings may only be tightened", detail: string.Join("; ", loosenings.Select(l => $"{l.Field} {l.Message}")),
+                extensions: new Dictionary<string, object?> { ["errors"] = loosenings.GroupBy(l => l.Field).ToDictionary(g => g.Key, g => g.Select(l => l.Message).ToArray()) });
+        }
         await audit.AppendAsync(new AuditEvent(Actor(request), "federation.update", $"federation/{federation}", AuditOutcome.Success, context.InvocationId), ct);
         return Json(updated.ToView());
     }

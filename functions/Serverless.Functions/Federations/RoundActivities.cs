@@ -81,6 +81,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                     await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "unmask", result.Unmask!, ct);
                     break;
                 case RoundPhase.Unmasking:
+                    // The training sum is the released quantity: its privacy is charged before it is stored for anyone to read.
+                    if (input.Stage == RoundStages.Training) await ChargeAsync(plan, ct);
                     await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "sum", result.Result!, ct);
                     break;
             }
@@ -93,6 +95,27 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
             input.Round, input.Federation, input.Stage, input.Phase, input.Arrivals.Of(input.Phase).Length, result.Next.Length, result.Dropped.Length,
             result.AbortReason is null ? "" : "; aborted: " + result.AbortReason);
         return new RoundClosed(result.Next, result.Dropped, result.Exclusions.Select(e => new RoundSecAggExclusion(e.ClientId, $"{e.Phase}: {e.Reason}")).ToArray(), result.AbortReason);
+    }
+
+    /// <summary>
+    /// Charges the round to the accountant (once: <see cref="RoundCoordinator.Charge"/> skips a round
+    /// already accounted) and audits the first charge. Runs before the training sum can be released, so
+    /// a round that fails after the release (or is retried) has still paid for it.
+    /// </summary>
+    private async Task ChargeAsync(RoundPlan plan, CancellationToken ct)
+    {
+        if (!plan.Config.Privacy.Enabled) return;
+        var charged = false;
+        var updated = await store.UpdateAsync(plan.Federation, s =>
+        {
+            var next = RoundCoordinator.Charge(s, plan);
+            charged = !ReferenceEquals(next, s);
+            return next;
+        }, ct) ?? throw new InvalidOperationException($"Federation '{plan.Federation}' no longer exists.");
+        if (charged)
+            await audit.AppendAsync(new AuditEvent(Platform, "privacy.charge", $"federation/{plan.Federation}/round/{plan.Round}", AuditOutcome.Success,
+                RoundRoutes.InstanceId(plan.Federation, plan.Round),
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"round {plan.Round}: q={plan.SamplingRate:G4} z={plan.Config.Privacy.NoiseMultiplier:G4}; epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released")), ct);
     }
 
     private async Task<MessageSource> LoadAsync(RoundCloseInput input, CancellationToken ct)
@@ -192,6 +215,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
             }
             else
             {
+                // Plain path: the noised mean becomes the checkpoint below; charge before it is computed and written.
+                await ChargeAsync(plan, ct);
                 var updates = new List<(string, byte[], int)>();
                 foreach (var id in input.Arrivals.Order())
                 {

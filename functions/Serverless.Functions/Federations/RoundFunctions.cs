@@ -85,13 +85,17 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
     [Function("GetRoundTask"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Task([HttpTrigger("get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
-        [DurableClient] DurableTaskClient client, CancellationToken ct) =>
-        await rounds.GetTaskAsync(client, federation, round, Actor(request), ct) is { } task ? Json(task) : NotFound($"Round {round} of federation '{federation}' does not exist.");
+        [DurableClient] DurableTaskClient client, CancellationToken ct)
+    {
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
+        return await rounds.GetTaskAsync(client, federation, round, Actor(request), ct) is { } task ? Json(task) : NotFound($"Round {round} of federation '{federation}' does not exist.");
+    }
 
     [Function("GetRoundModel")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Model([HttpTrigger("get", Route = RoundRoutes.Templates.Model)] HttpRequest request, string federation, int round, CancellationToken ct)
     {
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         if (plan.ClientById(Actor(request)) is null) return Problem(StatusCodes.Status403Forbidden, "Not selected", $"'{Actor(request)}' is not selected for round {round}.");
@@ -131,9 +135,17 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<PlainUpdateUpload, PlainUpdateUpload>(request, client, federation, round, stage, RoundPhase.Upload, u => u, _ => null, ct);
 
+    /// <summary>A 403 when the caller's client token is not bound to this federation and its current certificate (<see cref="ClientTokenBinding"/>).</summary>
+    private async Task<IResult?> UnboundAsync(HttpRequest request, string federation, CancellationToken ct)
+    {
+        if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
+        return ClientTokenBinding.Check(request.HttpContext.User, state) is { } why ? Problem(StatusCodes.Status403Forbidden, "Token not bound to this client", why) : null;
+    }
+
     /// <summary>
     /// The common path of every phase POST: the caller must be selected and still in the stage, the
-    /// phase must be open, the message's client id must be the caller's; the message is stored once
+    /// phase must be open, the message's client id must be the caller's, the message must pass
+    /// <see cref="RoundMessageValidator"/> (else 400, and nothing is stored); the message is stored once
     /// (a byte-identical retry is acknowledged again) and an arrival event is raised into the round.
     /// </summary>
     private async Task<IResult> SubmitAsync<TUpload, TMessage>(HttpRequest request, DurableTaskClient client, string federation, int round, string stage,
@@ -141,6 +153,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         where TMessage : class
     {
         if (!RoundStages.IsKnown(stage)) return NotFound($"Unknown stage '{stage}' (statistics or training).");
+        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         var caller = Actor(request);
@@ -154,6 +167,11 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         if (payload is null) return Problem(StatusCodes.Status400BadRequest, "Invalid body", "message is required.");
         if (claimedId(payload) is { } id && id != me.SecAggId)
             return Problem(StatusCodes.Status400BadRequest, "Wrong client id", $"The message names client {id}; your secure-aggregation id is {me.SecAggId}.");
+        var stagePlan = plan.StageOf(stage)!;
+        if (stagePlan.Secure == (phase == RoundPhase.Upload))
+            return Conflict($"The {stage} stage of round {round} is {(stagePlan.Secure ? "secure: it takes the four secure-aggregation phases" : "plain: it takes one upload")}.");
+        if (RoundMessageValidator.Validate(payload, plan, stagePlan, me.SecAggId) is { } invalid)
+            return Problem(StatusCodes.Status400BadRequest, "Invalid message", invalid);
 
         var instanceId = RoundRoutes.InstanceId(federation, round);
         var instance = await client.GetInstanceAsync(instanceId, getInputsAndOutputs: false, ct);

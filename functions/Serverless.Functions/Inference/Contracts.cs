@@ -57,6 +57,7 @@ public static class RefusalCodes
     public const string BlobMissing = "blob-missing";
     public const string Conflict = "batch-id-conflict";
     public const string EvaluationFailed = "evaluation-failed";
+    public const string QuotaExceeded = "quota-exceeded";
 }
 
 /// <summary>Answer of a partner's key registration.</summary>

@@ -21,6 +21,7 @@ public static class InferenceModule
         services.AddSingleton<BatchSubmissions>();
         services.AddSingleton<ModelCatalog>();
         services.AddSingleton<PartnerKeyStore>();
+        services.AddSingleton<PartnerQuota>();
         services.AddSingleton<BatchProcessor>();
         return services;
     }

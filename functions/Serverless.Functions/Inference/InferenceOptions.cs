@@ -17,6 +17,12 @@ public sealed class InferenceOptions
     /// <summary>Largest published model document (bytes).</summary>
     public long MaxModelBytes { get; set; } = 16L * 1024 * 1024;
 
+    /// <summary>
+    /// Records one partner may have scored per UTC day (every record is one query about the model; the cap
+    /// bounds model extraction, docs/inference.md "Residual leakage"). A batch over what is left is refused.
+    /// </summary>
+    public long MaxRecordsPerPartnerPerDay { get; set; } = 1_000_000;
+
     /// <summary>Accept CKKS parameter sets above the 128-bit security bound (small rings in tests only; never in production).</summary>
     public bool AllowInsecureParametersForTests { get; set; }
 
@@ -25,5 +31,6 @@ public sealed class InferenceOptions
         v.Require(o.MaxBatchBytes is >= 1024 and <= int.MaxValue, "maxBatchBytes", "must be between 1024 and 2147483647");
         v.Require(o.MaxKeyBundleBytes is >= 1024 and <= int.MaxValue, "maxKeyBundleBytes", "must be between 1024 and 2147483647");
         v.Require(o.MaxModelBytes is >= 1024 and <= 1024L * 1024 * 1024, "maxModelBytes", "must be between 1024 and 1073741824");
+        v.Require(o.MaxRecordsPerPartnerPerDay >= 1, "maxRecordsPerPartnerPerDay", "must be at least 1");
     }
 }

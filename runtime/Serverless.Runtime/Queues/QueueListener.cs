@@ -7,7 +7,8 @@ namespace Serverless.Runtime.Queues;
 
 /// <summary>
 /// What lands in <c>&lt;queue&gt;-poison</c> when a message fails <c>maxDequeueCount</c> times: the original
-/// body (base64 in JSON) with the last error, so nothing is lost and the cause is on record.
+/// body (base64 in JSON) with the last error, so nothing is lost and the cause is on record; credentials
+/// in a JSON body are redacted (<see cref="PoisonRedaction"/>).
 /// </summary>
 public sealed record PoisonMessage(string Queue, string MessageId, int DequeueCount, DateTimeOffset InsertedAt, DateTimeOffset FailedAt,
     string LastError, byte[] Body)
@@ -165,13 +166,15 @@ internal sealed class QueueListener(FunctionDefinition function, string queue, I
 
     private async Task MoveToPoisonAsync(QueueMessage message, string popReceipt, string lastError)
     {
-        var poison = new PoisonMessage(queue, message.Id, message.DequeueCount, message.InsertedAt, time.GetUtcNow(), lastError, message.Body.ToArray());
+        // Credentials in the body (a partner's bearer token) do not travel on to the poison queue.
+        var body = PoisonRedaction.Redact(message.Body);
+        var poison = new PoisonMessage(queue, message.Id, message.DequeueCount, message.InsertedAt, time.GetUtcNow(), lastError, body);
         var bytes = JsonSerializer.SerializeToUtf8Bytes(poison, JsonSerializerOptions.Web);
         var poisonQueue = PoisonMessage.PoisonQueueName(queue);
         if (bytes.Length > IQueueStore.MaxMessageBytes)
         {
             // Too big with its envelope: keep the body and put the error in the log instead of losing either.
-            bytes = message.Body.ToArray();
+            bytes = body;
             logger.LogError("Queue {Queue}: message {Id} moved to {Poison} without its envelope (too large); last error: {Error}", queue, message.Id, poisonQueue, lastError);
         }
         // Poison first, then delete: a crash in between leaves a duplicate, never a loss.

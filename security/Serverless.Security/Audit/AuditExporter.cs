@@ -79,8 +79,7 @@ public static class AuditExporter
             if (download is null) continue;
             var dto = await JsonSerializer.DeserializeAsync(download.Content, AuditJson.Default.CheckpointDto, cancellationToken)
                 ?? throw new FormatException($"Null checkpoint in {name}.");
-            result.Add(new AuditCheckpoint(dto.Sequence, Convert.FromHexString(dto.HeadHash), DateTimeOffset.FromUnixTimeMilliseconds(dto.TimestampMs),
-                new KeySignature(KeyId.Parse(dto.KeyId), dto.Algorithm, Convert.FromHexString(dto.Signature))));
+            result.Add(FromCheckpointDto(dto));
         }
         return result;
     }
@@ -114,6 +113,12 @@ public static class AuditExporter
 
     private static AuditEntry FromDto(EntryDto d) => new(d.Sequence, DateTimeOffset.FromUnixTimeMilliseconds(d.TimestampMs), d.Actor, d.Action, d.Resource,
         Enum.Parse<AuditOutcome>(d.Outcome), d.RequestId, d.Detail, Convert.FromHexString(d.PreviousHash), Convert.FromHexString(d.Hash));
+
+    internal static CheckpointDto ToCheckpointDto(AuditCheckpoint c) => ToDto(c);
+
+    internal static AuditCheckpoint FromCheckpointDto(CheckpointDto dto) =>
+        new(dto.Sequence, Convert.FromHexString(dto.HeadHash), DateTimeOffset.FromUnixTimeMilliseconds(dto.TimestampMs),
+            new KeySignature(KeyId.Parse(dto.KeyId), dto.Algorithm, Convert.FromHexString(dto.Signature)));
 
     private static CheckpointDto ToDto(AuditCheckpoint c) => new(c.Sequence, Convert.ToHexStringLower(c.HeadHash), c.Timestamp.ToUnixTimeMilliseconds(),
         c.Signature.KeyId.ToString(), c.Signature.Algorithm, Convert.ToHexStringLower(c.Signature.Value));

@@ -27,6 +27,9 @@ public enum AuditBreakKind
 
     /// <summary>A validly signed checkpoint names a sequence beyond the last entry: the tail was deleted.</summary>
     Truncated = 7,
+
+    /// <summary>A head anchored outside the log (<see cref="AuditAnchors"/>) is no longer among the log's checkpoints: checkpoints were dropped.</summary>
+    CheckpointMissing = 8,
 }
 
 public sealed record AuditBreak(AuditBreakKind Kind, long Sequence, string Message);
@@ -54,12 +57,33 @@ public static class AuditVerifier
     private const int MaxBreaks = 100;
 
     /// <param name="signingKeyName">The only vault key whose signatures count (checkpoints signed by any other key are forged).</param>
-    public static async Task<AuditVerificationReport> VerifyAsync(IAuditLog log, IKeyVault vault, string signingKeyName = "audit-signing", CancellationToken cancellationToken = default)
+    public static Task<AuditVerificationReport> VerifyAsync(IAuditLog log, IKeyVault vault, string signingKeyName = "audit-signing", CancellationToken cancellationToken = default) =>
+        VerifyAsync(log, vault, anchors: null, signingKeyName, cancellationToken);
+
+    /// <summary>
+    /// Verifies the live log against its own checkpoints and against <paramref name="anchors"/>, the
+    /// signed heads kept outside it (<see cref="AuditAnchors.ReadAsync"/>): every anchor must still be a
+    /// checkpoint of the log, within its end, and agree with the entry at its sequence.
+    /// </summary>
+    public static async Task<AuditVerificationReport> VerifyAsync(IAuditLog log, IKeyVault vault, IReadOnlyList<AuditCheckpoint>? anchors, string signingKeyName = "audit-signing",
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(log);
         var checkpoints = new List<AuditCheckpoint>();
         await foreach (var checkpoint in log.ReadCheckpointsAsync(cancellationToken)) checkpoints.Add(checkpoint);
-        return await VerifyAsync(log.ReadAsync(1, cancellationToken), checkpoints, vault, signingKeyName, cancellationToken);
+        // An anchor identical to a log checkpoint adds nothing; any other is checked like a checkpoint (signature, end of log, head).
+        var heads = new Dictionary<long, byte[]>();
+        foreach (var c in checkpoints) heads.TryAdd(c.Sequence, c.HeadHash);
+        var extra = (anchors ?? []).Where(a => !(heads.TryGetValue(a.Sequence, out var h) && h.AsSpan().SequenceEqual(a.HeadHash)));
+        var report = await VerifyAsync(log.ReadAsync(1, cancellationToken), [.. checkpoints, .. extra], vault, signingKeyName, cancellationToken);
+        if (anchors is not { Count: > 0 }) return report with { CheckpointsChecked = checkpoints.Count };
+        var inLog = checkpoints.Select(c => c.Sequence).ToHashSet();
+        var breaks = report.Breaks.ToList();
+        foreach (var anchor in anchors)
+            if (!inLog.Contains(anchor.Sequence) && breaks.Count < MaxBreaks)
+                breaks.Add(new AuditBreak(AuditBreakKind.CheckpointMissing, anchor.Sequence, "a checkpoint anchored outside the log is missing from it (checkpoints dropped)"));
+        breaks.Sort((a, b) => a.Sequence != b.Sequence ? a.Sequence.CompareTo(b.Sequence) : a.Kind.CompareTo(b.Kind));
+        return report with { Intact = breaks.Count == 0, CheckpointsChecked = checkpoints.Count, FirstBreak = breaks.Count > 0 ? breaks[0] : null, Breaks = breaks };
     }
 
     public static async Task<AuditVerificationReport> VerifyAsync(IAsyncEnumerable<AuditEntry> entries, IReadOnlyList<AuditCheckpoint> checkpoints, IKeyVault vault,
@@ -74,7 +98,7 @@ public static class AuditVerifier
             if (breaks.Count < MaxBreaks) breaks.Add(new AuditBreak(kind, sequence, message));
         }
 
-        // Hashes at checkpointed sequences, filled in while walking.
+        // Hashes at checkpointed sequences, filled in while walking (a sequence may be both a checkpoint and an anchor).
         var anchored = new Dictionary<long, byte[]>();
         foreach (var checkpoint in checkpoints) anchored[checkpoint.Sequence] = [];
 

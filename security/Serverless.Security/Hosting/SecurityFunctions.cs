@@ -21,7 +21,9 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
     [RequirePermission(Permissions.AuditVerify)]
     public async Task<IResult> Verify([HttpTrigger("get", Route = "audit/verify")] HttpRequest request, CancellationToken cancellationToken)
     {
-        var report = await AuditVerifier.VerifyAsync(audit, vault, options.AuditSigningKeyName, cancellationToken);
+        // Compared with the heads anchored outside the log too: a deleted tail or a rewritten chain with its checkpoints dropped is a break.
+        var anchors = await AuditAnchors.ReadAsync(blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
+        var report = await AuditVerifier.VerifyAsync(audit, vault, anchors, options.AuditSigningKeyName, cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditVerify, "audit", report.Intact ? AuditOutcome.Success : AuditOutcome.Failure,
             request.HttpContext.TraceIdentifier, report.ToText()), cancellationToken);
         return Results.Ok(new
@@ -57,6 +59,7 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
     public async Task<IResult> Export([HttpTrigger("post", Route = "audit/export")] HttpRequest request, CancellationToken cancellationToken)
     {
         var last = await AuditExporter.ExportAsync(audit, blobs.GetContainer(options.AuditContainer), cancellationToken: cancellationToken);
+        await AuditAnchors.PublishAsync(audit, blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditExport, options.AuditContainer, AuditOutcome.Success,
             request.HttpContext.TraceIdentifier, $"exported through {last}"), cancellationToken);
         return Results.Ok(new { ExportedThrough = last });
@@ -84,17 +87,49 @@ public sealed class SecurityFunctions(IAuditLog audit, IKeyVault vault, Security
         return Results.Ok(new { Key = rotated.Id.ToString(), rotated.CreatedAt, Rewrapped = rewrapped });
     }
 
+    /// <summary>
+    /// Disables one version of a key (a compromised or retired token-signing key, say). The current
+    /// version cannot be disabled: rotate first. Disabling a token-signing version refreshes the
+    /// validation keys at once, so tokens it signed stop validating in this process immediately (other
+    /// instances within <see cref="VaultSigningKeys.MaxAge"/>).
+    /// </summary>
+    [Function("KeyDisable")]
+    [RequirePermission(Permissions.KeysManage)]
+    public async Task<IResult> Disable([HttpTrigger("post", Route = "keys/{name}/versions/{version}/disable")] HttpRequest request, string name, string version,
+        CancellationToken cancellationToken)
+    {
+        var id = new KeyId(name, version);
+        KeyVersionInfo? current;
+        try
+        {
+            current = await vault.GetCurrentVersionAsync(name, cancellationToken);
+            if (current is null) return Results.Problem(statusCode: 404, title: "Unknown key", detail: $"Key '{name}' does not exist.");
+            if (current.Id == id)
+                return Results.Problem(statusCode: 409, title: "Current version", detail: $"'{id}' is the current version of '{name}'; rotate the key first, then disable this version.");
+            if (!(await vault.ListVersionsAsync(name, cancellationToken)).Any(v => v.Id == id))
+                return Results.Problem(statusCode: 404, title: "Unknown key version", detail: $"Key '{name}' has no version '{version}'.");
+            await vault.DisableVersionAsync(id, cancellationToken);
+        }
+        catch (KeyNotFoundException) { return Results.Problem(statusCode: 404, title: "Unknown key", detail: $"Key '{name}' does not exist."); }
+        catch (ArgumentException e) { return Results.Problem(statusCode: 400, title: "Invalid key name", detail: e.Message); }
+        if (name == options.Tokens.SigningKeyName) await signingKeys.RefreshAsync(cancellationToken); // tokens it signed stop validating at once
+        await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.KeyDisable, $"key/{name}", AuditOutcome.Success,
+            request.HttpContext.TraceIdentifier, $"version {version} disabled"), cancellationToken);
+        return Results.Ok(new { Key = id.ToString(), Enabled = false });
+    }
+
     [Function("RoleTable")]
     [RequirePermission(Permissions.RolesManage)]
     public IResult RoleTable([HttpTrigger("get", Route = "roles")] HttpRequest request) =>
         Results.Ok(roles.Roles.Values.OrderBy(r => r.Name, StringComparer.Ordinal)
             .Select(r => new { r.Name, r.TenantScoped, Permissions = r.Permissions.Order(StringComparer.Ordinal).ToArray() }));
 
-    /// <summary>Every five minutes: sign the head of the trail and copy new entries to the blob store.</summary>
+    /// <summary>Every five minutes: sign the head of the trail, anchor the signed heads outside the log, and copy new entries to the blob store.</summary>
     [Function("AuditCheckpoint")]
     public async Task Checkpoint([TimerTrigger("0 */5 * * * *")] TimerInfo timer, CancellationToken cancellationToken)
     {
         await audit.CheckpointAsync(cancellationToken);
+        await AuditAnchors.PublishAsync(audit, blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         await AuditExporter.ExportAsync(audit, blobs.GetContainer(options.AuditContainer), cancellationToken: cancellationToken);
     }
 

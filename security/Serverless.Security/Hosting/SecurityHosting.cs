@@ -44,6 +44,13 @@ public sealed class SecurityOptions
     /// <summary>Blob container the audit trail is exported to.</summary>
     public string AuditContainer { get; set; } = "audit";
 
+    /// <summary>
+    /// Blob container of the signed checkpoint heads (<see cref="AuditAnchors"/>), apart from the log and
+    /// its export. In production give it its own storage account and credential, with a time-based
+    /// immutability policy, so that write access to the audit database does not reach it.
+    /// </summary>
+    public string AuditAnchorContainer { get; set; } = "audit-anchors";
+
     /// <summary>Refuse to start when an HTTP function declares neither a permission nor [AllowAnonymous].</summary>
     public bool RequirePermissionOnEveryHttpFunction { get; set; } = true;
 
@@ -141,7 +148,7 @@ public static class SecurityHosting
             services.AddSingleton(sp => new RawBlobStoreProvider(sp.GetRequiredService<IBlobStoreProvider>()));
         }
         services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
-        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName));
+        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName, sp.GetService<TimeProvider>()));
         services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
             sp.GetRequiredService<RawBlobStoreProvider>().Provider.GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
 

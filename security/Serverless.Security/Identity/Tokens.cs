@@ -16,6 +16,12 @@ public static class SecurityClaims
     public const string Role = "role";
     public const string Tenant = "tenant";
     public const string AuthenticationMethod = "amr";
+
+    /// <summary>The one federation a client token is good for.</summary>
+    public const string Federation = "fed";
+
+    /// <summary>SHA-256 thumbprint (lower-case hex) of the certificate a client token is bound to (the name RFC 8705 uses inside <c>cnf</c>).</summary>
+    public const string CertificateThumbprint = "x5t#S256";
 }
 
 /// <summary>Who issues bearer tokens and for whom, and the vault key that signs them.</summary>
@@ -28,14 +34,17 @@ public sealed record TokenOptions
     public string SigningKeyName { get; init; } = "token-signing";
 
     public TimeSpan DefaultLifetime { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>The longest lifetime issued, and accepted: a validator refuses a token valid for longer, whoever signed it.</summary>
     public TimeSpan MaxLifetime { get; init; } = TimeSpan.FromDays(1);
 
     /// <summary>Tolerated clock difference between issuer and validator.</summary>
     public TimeSpan ClockSkew { get; init; } = TimeSpan.FromSeconds(30);
 }
 
-/// <summary>What a token says about its holder.</summary>
-public sealed record TokenRequest(string Subject, IReadOnlyList<string> Roles, string? Tenant = null, TimeSpan? Lifetime = null);
+/// <summary>What a token says about its holder; <paramref name="Claims"/> adds string claims (not the registered or platform ones).</summary>
+public sealed record TokenRequest(string Subject, IReadOnlyList<string> Roles, string? Tenant = null, TimeSpan? Lifetime = null,
+    IReadOnlyDictionary<string, string>? Claims = null);
 
 /// <summary>
 /// Issues ES256 JWTs (RFC 7519, RFC 7515) signed through the key vault: the private key never leaves
@@ -61,6 +70,8 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
         ArgumentNullException.ThrowIfNull(request);
         ArgumentException.ThrowIfNullOrWhiteSpace(request.Subject);
         if (request.Roles is not { Count: > 0 }) throw new ArgumentException("A token needs at least one role.", nameof(request));
+        if (request.Claims is { } extra && extra.Keys.Any(k => ReservedClaims.Contains(k)))
+            throw new ArgumentException("Extra claims cannot replace a registered or platform claim.", nameof(request));
         var lifetime = request.Lifetime ?? _options.DefaultLifetime;
         if (lifetime <= TimeSpan.Zero || lifetime > _options.MaxLifetime)
             throw new ArgumentException($"Token lifetime must be in (0, {_options.MaxLifetime}].", nameof(request));
@@ -87,6 +98,8 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
             foreach (var role in request.Roles) w.WriteStringValue(role);
             w.WriteEndArray();
             if (request.Tenant is not null) w.WriteString(SecurityClaims.Tenant, request.Tenant);
+            if (request.Claims is { } claims)
+                foreach (var (name, value) in claims) w.WriteString(name, value);
         });
         var signingInput = Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload);
         var digest = SHA256.HashData(Encoding.ASCII.GetBytes(signingInput));
@@ -94,6 +107,11 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
         if (signature.KeyId != current.Id) throw new KeyVaultException("The signing key rotated while a token was being issued; retry.");
         return signingInput + "." + Base64Url.EncodeToString(signature.Value);
     }
+
+    private static readonly HashSet<string> ReservedClaims = new(StringComparer.Ordinal)
+    {
+        "iss", "aud", "sub", "iat", "nbf", "exp", "jti", SecurityClaims.Role, SecurityClaims.Tenant, SecurityClaims.AuthenticationMethod,
+    };
 
     private static byte[] Json(Action<Utf8JsonWriter> write)
     {
@@ -110,15 +128,58 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
 
 /// <summary>
 /// The public halves of every enabled version of the token-signing key, as validation keys keyed
-/// by "name/version" (the JWT <c>kid</c>). Refresh after a rotation or a disable.
+/// by "name/version" (the JWT <c>kid</c>). Refreshed at once by this process's rotate and disable
+/// endpoints, and otherwise at most <see cref="MaxAge"/> after the last refresh
+/// (<see cref="EnsureFreshAsync"/>, called before every bearer validation), so a version disabled in the
+/// vault by another instance or by hand stops validating without a restart.
 /// </summary>
-public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName)
+public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName, TimeProvider? time = null)
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly SemaphoreSlim _refresh = new(1, 1);
     private volatile Dictionary<string, SecurityKey> _keys = [];
+    private long _refreshedAtTicks = long.MinValue;
+
+    /// <summary>How long a refreshed key set is trusted before the vault is asked again (default one minute).</summary>
+    public TimeSpan MaxAge { get; init; } = TimeSpan.FromMinutes(1);
 
     public IReadOnlyCollection<SecurityKey> Keys => _keys.Values;
 
+    /// <summary>Refreshes from the vault when the last refresh is older than <see cref="MaxAge"/> (one caller refreshes; the others wait for it).</summary>
+    public async ValueTask EnsureFreshAsync(CancellationToken cancellationToken = default)
+    {
+        if (!IsStale()) return;
+        await _refresh.WaitAsync(cancellationToken);
+        try
+        {
+            if (IsStale()) await RefreshCoreAsync(cancellationToken);
+        }
+        finally
+        {
+            _refresh.Release();
+        }
+    }
+
+    private bool IsStale()
+    {
+        var at = Interlocked.Read(ref _refreshedAtTicks);
+        return at == long.MinValue || _time.GetUtcNow().UtcTicks - at >= MaxAge.Ticks;
+    }
+
     public async Task RefreshAsync(CancellationToken cancellationToken = default)
+    {
+        await _refresh.WaitAsync(cancellationToken);
+        try
+        {
+            await RefreshCoreAsync(cancellationToken);
+        }
+        finally
+        {
+            _refresh.Release();
+        }
+    }
+
+    private async Task RefreshCoreAsync(CancellationToken cancellationToken)
     {
         var keys = new Dictionary<string, SecurityKey>(StringComparer.Ordinal);
         foreach (var version in await vault.ListVersionsAsync(signingKeyName, cancellationToken))
@@ -129,6 +190,7 @@ public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName)
             keys[version.Id.ToString()] = new ECDsaSecurityKey(ec) { KeyId = version.Id.ToString() };
         }
         _keys = keys;
+        Interlocked.Exchange(ref _refreshedAtTicks, _time.GetUtcNow().UtcTicks);
     }
 
     /// <summary>The key a token names in its header; none for an unknown kid (the token then fails).</summary>
@@ -136,15 +198,50 @@ public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName)
         kid is not null && _keys.TryGetValue(kid, out var key) ? [key] : [];
 }
 
-/// <summary>Token validation: issuer, audience, lifetime and an ES256 signature by a known vault key; unsigned tokens refused.</summary>
+/// <summary>
+/// Token validation: issuer, audience, lifetime (expiry, not-before, and no longer than
+/// <see cref="TokenOptions.MaxLifetime"/>) and an ES256 signature by a known vault key; unsigned tokens refused.
+/// </summary>
 public static class TokenValidation
 {
-    public static TokenValidationParameters CreateParameters(TokenOptions options, VaultSigningKeys keys)
+    /// <summary>Expiry and not-before only; the cap is checked first by <see cref="CappedLifetime"/>.</summary>
+    private static TokenValidationParameters LifetimeOnly(TokenOptions options) => new()
+    {
+        ValidateLifetime = true,
+        RequireExpirationTime = true,
+        ClockSkew = options.ClockSkew,
+    };
+
+    /// <summary>
+    /// Refuses a token whose validity (from not-before, or from now) is longer than the cap, then applies
+    /// the library's expiry and not-before checks. A token signed by a vault key but valid for ten years
+    /// (a leaked signing permission, a misconfigured issuer) is refused like an expired one.
+    /// </summary>
+    private static LifetimeValidator CappedLifetime(TokenOptions options, TimeProvider time)
+    {
+        var inner = LifetimeOnly(options);
+        var cap = options.MaxLifetime + options.ClockSkew;
+        return (notBefore, expires, token, _) =>
+        {
+            if (expires is { } exp)
+            {
+                var now = time.GetUtcNow().UtcDateTime;
+                var from = notBefore is { } nbf && nbf < now ? nbf : now;
+                if (exp - from > cap)
+                    throw new SecurityTokenInvalidLifetimeException($"The token is valid for longer than the maximum lifetime of {options.MaxLifetime}.") { NotBefore = notBefore, Expires = exp };
+            }
+            Validators.ValidateLifetime(notBefore, expires, token, inner);
+            return true;
+        };
+    }
+
+    public static TokenValidationParameters CreateParameters(TokenOptions options, VaultSigningKeys keys, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(keys);
         return new TokenValidationParameters
         {
+            LifetimeValidator = CappedLifetime(options, time ?? TimeProvider.System),
             ValidIssuer = options.Issuer,
             ValidAudience = options.Audience,
             ValidateIssuer = true,

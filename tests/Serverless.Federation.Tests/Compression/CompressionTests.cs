@@ -65,18 +65,18 @@ public sealed class CompressionTests
         var rng = new Random(2);
         var v = Enumerable.Range(0, 10_000).Select(_ => (float)(rng.NextDouble() - 0.5)).ToArray();
         var dense = UpdateFrame.EncodeDense(v);
-        Assert.Equal(v, UpdateFrame.DecodeToDense(dense));
+        Assert.Equal(v, UpdateFrame.DecodeToDense(dense, v.Length));
         var q = StochasticQuantizer.Quantize(v, 8, 256, rng);
         var qf = UpdateFrame.EncodeQuantized(q);
         var back = new float[v.Length];
         StochasticQuantizer.Dequantize(q, back);
-        Assert.Equal(back, UpdateFrame.DecodeToDense(qf));
+        Assert.Equal(back, UpdateFrame.DecodeToDense(qf, v.Length));
         Assert.True(qf.Length < dense.Length * 0.3, $"8-bit frame {qf.Length} vs dense {dense.Length}");
         var s = new TopKSparsifier(v.Length, 0.05).Compress(v);
         var sf = UpdateFrame.EncodeSparse(s);
         var sd = new float[v.Length];
         s.ToDense(sd);
-        Assert.Equal(sd, UpdateFrame.DecodeToDense(sf));
+        Assert.Equal(sd, UpdateFrame.DecodeToDense(sf, v.Length));
         var ring = UpdateFrame.Decode(UpdateFrame.EncodeRing(3, 16, new byte[6]));
         Assert.Equal((FrameKind.Ring, 16), (ring.Kind, ring.RingBits));
     }
@@ -93,5 +93,44 @@ public sealed class CompressionTests
         var badMagic = (byte[])frame.Clone();
         badMagic[0] = (byte)'X';
         Assert.Contains("magic", Assert.Throws<FrameFormatException>(() => UpdateFrame.Decode(badMagic)).Message);
+    }
+
+    /// <summary>A 29-byte sparse frame: header, count and checksum, declaring <paramref name="length"/> entries and <paramref name="count"/> non-zeros.</summary>
+    private static byte[] TinySparseFrame(int length, int count)
+    {
+        var frame = new byte[29];
+        "FLU"u8.CopyTo(frame);
+        frame[3] = 1;
+        frame[4] = (byte)FrameKind.Sparse;
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(5), length);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(9), count);
+        System.Security.Cryptography.SHA256.HashData(frame.AsSpan(0, 13)).AsSpan(0, 16).CopyTo(frame.AsSpan(13));
+        return frame;
+    }
+
+    [Fact]
+    public void A_29_byte_frame_declaring_a_huge_sparse_count_is_refused_without_a_large_allocation()
+    {
+        var frame = TinySparseFrame(1 << 28, 1 << 28);
+        Assert.Equal(29, frame.Length);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Throws<FrameFormatException>(() => UpdateFrame.Decode(frame));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1 << 20, $"decoding 29 bytes allocated {allocated} bytes");
+    }
+
+    [Fact]
+    public void A_29_byte_frame_declaring_more_entries_than_the_model_is_refused_without_a_large_allocation()
+    {
+        // Well formed (no non-zeros), but it declares 2^28 entries against a model of 1,000.
+        var frame = TinySparseFrame(1 << 28, 0);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<FrameFormatException>(() => UpdateFrame.DecodeToDense(frame, expectedLength: 1000));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 1 << 20, $"decoding 29 bytes allocated {allocated} bytes");
+        Assert.Contains("out of range", e.Message);
+        // The same frame at the model's size decodes to zeros, and a shorter declared length is refused too.
+        Assert.Equal(new float[1000], UpdateFrame.DecodeToDense(TinySparseFrame(1000, 0), 1000));
+        Assert.Throws<FrameFormatException>(() => UpdateFrame.DecodeToDense(TinySparseFrame(999, 0), 1000));
     }
 }

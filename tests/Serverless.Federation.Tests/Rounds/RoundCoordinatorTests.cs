@@ -66,11 +66,11 @@ public sealed class RoundCoordinatorTests
             RoundPlan plan;
             try { plan = RoundCoordinator.Plan(state, round, DateTimeOffset.UnixEpoch, "test", new Random(round)); }
             catch (RoundRefusedException) { break; }
-            Assert.Equal(0.5, plan.SamplingRate);
+            Assert.Equal(1.0, plan.SamplingRate);   // 3 of 6 selected, but fixed-size selection claims no amplification
             Assert.Equal(3, plan.Selected.Length);
             state = RoundCoordinator.Charge(state, plan);
             Assert.Same(state, RoundCoordinator.Charge(state, plan));   // a retried commit charges nothing
-            Assert.Equal(independent.Spend(0.5, 1.5), state.EpsilonSpent, 12);
+            Assert.Equal(independent.Spend(1.0, 1.5), state.EpsilonSpent, 12);
             Assert.True(round < 500);
         }
         Assert.True(round > 2);
@@ -78,9 +78,12 @@ public sealed class RoundCoordinatorTests
         // A round admitted before the operator lowered the budget is still charged (what was spent is spent).
         var admitted = RoundCoordinator.Plan(State(6, config), 1, DateTimeOffset.UnixEpoch, "test", new Random(1));
         var lowered = State(6, config with { Privacy = config.Privacy with { EpsilonBudget = 0.01 } });
-        Assert.Equal(new PrivacyBudget(5, 1e-5).EpsilonAfter(0.5, 1.5), RoundCoordinator.Charge(lowered, admitted).EpsilonSpent, 12);
-        Assert.True(independent.EpsilonAfter(0.5, 1.5) > 5);
-        Assert.Equal(6, round);   // epsilon after 5 rounds is 4.618, after 6 it would be 5.031
+        Assert.Equal(new PrivacyBudget(5, 1e-5).EpsilonAfter(1.0, 1.5), RoundCoordinator.Charge(lowered, admitted).EpsilonSpent, 12);
+        Assert.True(independent.EpsilonAfter(1.0, 1.5) > 5);
+        var fits = 0;
+        var counter = new PrivacyBudget(5, 1e-5);
+        while (counter.EpsilonAfter(1.0, 1.5) <= 5) { counter.Spend(1.0, 1.5); fits++; }
+        Assert.Equal(fits + 1, round);   // refused at the first round that would exceed the budget
         Assert.Equal(round - 1, state.Accountant!.Steps);
     }
 
@@ -265,5 +268,49 @@ public sealed class RoundCoordinatorTests
         Assert.True(RoundCoordinator.Gate(promotion, null, null, 0.71).Passed);
         Assert.True(RoundCoordinator.Gate(promotion, null, 0.5, null).Passed);
         Assert.False(RoundCoordinator.Gate(promotion, null, double.NaN, 0.7).Passed);
+    }
+
+    [Fact]
+    public void Under_central_DP_nothing_is_screened_out_on_the_data_and_each_update_only_counts_up_to_the_clip()
+    {
+        const int n = 30;
+        const double clip = 1.0, noise = 0.1;
+        var plan = PlanFor(secure: false, n, clip) with { CentralNoiseStd = noise };
+        var random = new Random(8);
+        var direction = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
+        var deltas = new List<float[]>();
+        for (var k = 0; k < 5; k++) deltas.Add(direction.Select(x => x * 0.3f + (float)(random.NextDouble() - 0.5) * 0.05f).ToArray());
+        deltas.Add(direction.Select(x => x * -30f).ToArray());   // the screen would drop this one (see the test above)
+        var updates = deltas.Select((d, k) => ($"h{k}", UpdateFrame.EncodeDense(d), 100)).ToList();
+
+        var outcome = RoundCoordinator.AggregatePlain(plan, new float[n], updates, new Random(1));
+        Assert.DoesNotContain(outcome.Excluded, e => e.Reason.StartsWith("anomaly detector", StringComparison.Ordinal));
+        Assert.Equal(6, outcome.Contributors);
+        Assert.Equal(0, outcome.Metrics["screened"]);
+        Assert.False(outcome.Metrics.ContainsKey("flagged"));
+
+        // Exactly the clipped sum plus the noise, over the contributors: each update moved the sum by at most S.
+        var sum = new double[n];
+        foreach (var d in deltas)
+        {
+            var c = (float[])d.Clone();
+            GaussianMechanism.ClipL2(c, clip);
+            for (var i = 0; i < n; i++) sum[i] += c[i];
+        }
+        var noisy = sum.Select(x => (float)x).ToArray();
+        GaussianMechanism.AddGaussianNoise(noisy, noise, new Random(1));
+        for (var i = 0; i < n; i++) Assert.Equal(noisy[i] / 6.0, outcome.Parameters[i], 1e-5);
+    }
+
+    [Fact]
+    public void Fixed_size_selection_is_charged_without_the_Poisson_amplification_it_does_not_have()
+    {
+        var config = new FederationConfig { Id = "unit", MinClients = 3, ClientsPerRound = 3, Privacy = new FederationPrivacy { EpsilonBudget = 50, NoiseMultiplier = 1.0 } };
+        var plan = RoundCoordinator.Plan(State(30, config), 1, DateTimeOffset.UnixEpoch, "test", new Random(1));
+        Assert.Equal(3, plan.Selected.Length);
+        Assert.Equal(1.0, plan.SamplingRate);
+        var charged = RoundCoordinator.Charge(State(30, config), plan).EpsilonSpent;
+        Assert.Equal(new PrivacyBudget(50, 1e-5).EpsilonAfter(1.0, 1.0), charged, 12);
+        Assert.True(charged > new PrivacyBudget(50, 1e-5).EpsilonAfter(0.1, 1.0), "no amplification is claimed for 3 of 30");
     }
 }

@@ -116,4 +116,33 @@ public sealed class QueueTriggerTests
         Assert.StartsWith("Serverless.Runtime.Functions.FunctionBindingException: Queue message", envelope.LastError);
         Assert.Empty(attempts.Calls);
     }
+
+    [Fact]
+    public async Task A_token_carried_in_a_poisoned_message_is_redacted_and_the_rest_kept()
+    {
+        var (host, _, queues) = await StartAsync();
+        await using var _ = host;
+        const string secret = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJwYXJ0bmVyIn0.c2lnbmF0dXJl";
+        await queues.PutAsync("always-fails", Encoding.UTF8.GetBytes($$$"""{"batchId":"b-1","token":"{{{secret}}}","nested":{"Authorization":"Bearer {{{secret}}}","keep":1}}"""));
+        await Eventually.HoldsAsync(async () => await queues.GetApproximateCountAsync("always-fails-poison") == 1, "the poison message");
+        var raw = Assert.Single(await queues.GetAsync("always-fails-poison", 32, TimeSpan.FromMinutes(1)));
+        Assert.DoesNotContain(secret, Encoding.UTF8.GetString(raw.Body.Span));
+        var body = System.Text.Json.JsonDocument.Parse(PoisonMessage.Parse(raw.Body.Span).Body).RootElement;
+        Assert.DoesNotContain(secret, body.GetRawText());
+        Assert.Equal(PoisonRedaction.Redacted, body.GetProperty("token").GetString());
+        Assert.Equal(PoisonRedaction.Redacted, body.GetProperty("nested").GetProperty("Authorization").GetString());
+        Assert.Equal("b-1", body.GetProperty("batchId").GetString());
+        Assert.Equal(1, body.GetProperty("nested").GetProperty("keep").GetInt32());
+    }
+
+    [Theory]
+    [InlineData("payload-1")]
+    [InlineData("[{\"name\":\"x\"}]")]
+    [InlineData("{\"token\":null,\"a\":2}")]
+    [InlineData("{not json")]
+    public void Bodies_without_a_credential_member_are_copied_unchanged(string body)
+    {
+        var bytes = Encoding.UTF8.GetBytes(body);
+        Assert.Equal(bytes, PoisonRedaction.Redact(bytes));
+    }
 }

@@ -187,6 +187,63 @@ public sealed class AuditLogTests(KeyringFixture keys) : IClassFixture<KeyringFi
     }
 
     [Fact]
+    public async Task Deleting_the_tail_with_its_checkpoints_verifies_intact_alone_but_not_against_the_anchors()
+    {
+        await using var log = await FilledAsync(30); // checkpoints at 10, 20, 30
+        var anchors = new MemoryBlobStore();
+        Assert.Equal(3, await AuditAnchors.PublishAsync(log, anchors));
+        Assert.Equal(0, await AuditAnchors.PublishAsync(log, anchors));   // anchors are written once
+        Assert.True((await AuditVerifier.VerifyAsync(log, keys.Keyring, await AuditAnchors.ReadAsync(anchors), _signingKey)).Intact);
+
+        // The attacker deletes entries 21..30 and the checkpoint that covered them: the log's own checkpoints still agree.
+        Tamper("DELETE FROM audit_entries WHERE seq > 20", "DELETE FROM audit_checkpoints WHERE seq > 20");
+        Assert.True((await VerifyAsync(log)).Intact, "without anchors the truncation goes unnoticed (the finding)");
+        var report = await AuditVerifier.VerifyAsync(log, keys.Keyring, await AuditAnchors.ReadAsync(anchors), _signingKey);
+        Assert.False(report.Intact);
+        Assert.Contains(report.Breaks, b => b.Kind == AuditBreakKind.Truncated && b.Sequence == 21);
+        Assert.Contains(report.Breaks, b => b.Kind == AuditBreakKind.CheckpointMissing && b.Sequence == 30);
+    }
+
+    [Fact]
+    public async Task Dropping_every_checkpoint_and_rewriting_the_chain_is_caught_by_the_anchors()
+    {
+        await using var log = await FilledAsync(20); // checkpoints at 10 and 20
+        var anchors = new MemoryBlobStore();
+        await AuditAnchors.PublishAsync(log, anchors);
+        var all = new List<AuditEntry>();
+        await foreach (var e in log.ReadAsync()) all.Add(e);
+        var statements = new List<string> { "DELETE FROM audit_checkpoints", "UPDATE audit_entries SET actor = 'forger' WHERE seq = 4" };
+        var previous = all[2].Hash;
+        foreach (var e in all.Skip(3))
+        {
+            var actor = e.Sequence == 4 ? "forger" : e.Actor;
+            var hash = AuditHashing.ComputeHash(e.Sequence, e.Timestamp, actor, e.Action, e.Resource, e.Outcome, e.RequestId, e.Detail, previous);
+            statements.Add($"UPDATE audit_entries SET prev_hash = X'{Convert.ToHexString(previous)}', hash = X'{Convert.ToHexString(hash)}' WHERE seq = {e.Sequence}");
+            previous = hash;
+        }
+        Tamper([.. statements]);
+        Assert.True((await VerifyAsync(log)).Intact, "without anchors the rewrite goes unnoticed (the finding)");
+        var report = await AuditVerifier.VerifyAsync(log, keys.Keyring, await AuditAnchors.ReadAsync(anchors), _signingKey);
+        Assert.False(report.Intact);
+        Assert.Contains(report.Breaks, b => b.Kind == AuditBreakKind.CheckpointMismatch && b.Sequence == 10);
+        Assert.Contains(report.Breaks, b => b.Kind == AuditBreakKind.CheckpointMissing && b.Sequence == 20);
+
+        // An anchor forged by the attacker (signed by another key) is itself a break, not a way to vouch for the rewrite.
+        var forgedStore = new MemoryBlobStore();
+        var forgedKey = await keys.NewKeyAsync(KeyKind.Signing);
+        var head = previous;
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var signature = await keys.Keyring.SignAsync(forgedKey, AuditHashing.CheckpointDigest(20, head, at));
+        forgedStore.SetRaw("heads/000000000020.json", System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(new
+        {
+            sequence = 20L, headHash = Convert.ToHexStringLower(head), timestampMs = at.ToUnixTimeMilliseconds(),
+            keyId = signature.KeyId.ToString(), algorithm = signature.Algorithm, signature = Convert.ToHexStringLower(signature.Value),
+        }));
+        var forged = await AuditVerifier.VerifyAsync(log, keys.Keyring, await AuditAnchors.ReadAsync(forgedStore), _signingKey);
+        Assert.Contains(forged.Breaks, b => b.Kind == AuditBreakKind.CheckpointForged);
+    }
+
+    [Fact]
     public async Task Verifier_reports_forged_checkpoints()
     {
         await using var log = await FilledAsync(10); // one checkpoint at 10

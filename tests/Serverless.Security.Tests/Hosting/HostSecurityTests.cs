@@ -226,6 +226,28 @@ public sealed class HostSecurityTests(SecuredHostFixture host) : IClassFixture<S
     }
 
     [Fact]
+    public async Task Disabling_an_old_token_signing_version_refuses_its_tokens_at_once_and_is_audited()
+    {
+        var vault = host.App.Services.GetRequiredService<Serverless.Security.Keys.IKeyVault>();
+        var admin = await host.TokenAsync("root-" + Guid.NewGuid().ToString("N")[..6], [Roles.Admin]);
+        var current = (await vault.GetCurrentVersionAsync("token-signing"))!.Id;
+        Assert.Equal(HttpStatusCode.Conflict, (await host.SendAsync("POST", $"/api/keys/token-signing/versions/{current.Version}/disable", admin)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await host.SendAsync("POST", "/api/keys/token-signing/versions/no-such-version/disable", admin)).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("POST", "/api/keys/token-signing/rotate", admin)).StatusCode);
+        var admin2 = await host.TokenAsync("root-" + Guid.NewGuid().ToString("N")[..6], [Roles.Admin]);
+        using (var disable = await host.SendAsync("POST", $"/api/keys/token-signing/versions/{current.Version}/disable", admin2))
+            Assert.True(disable.StatusCode == HttpStatusCode.OK, await disable.Content.ReadAsStringAsync());
+        Assert.Equal(HttpStatusCode.Unauthorized, (await host.SendAsync("GET", "/api/roles", admin)).StatusCode);   // signed by the disabled version
+        Assert.Equal(HttpStatusCode.OK, (await host.SendAsync("GET", "/api/roles", admin2)).StatusCode);
+        var audit = host.App.Services.GetRequiredService<IAuditLog>();
+        var found = false;
+        await foreach (var e in audit.ReadAsync())
+            if (e.Action == AuditActions.KeyDisable && e.Resource == "key/token-signing" && e.Detail!.Contains(current.Version, StringComparison.Ordinal)) found = true;
+        Assert.True(found, "the disable is audited");
+    }
+
+    [Fact]
     public async Task A_bad_token_is_audited_once()
     {
         var federation = Guid.NewGuid().ToString("N");

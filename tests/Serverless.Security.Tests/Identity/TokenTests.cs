@@ -121,6 +121,42 @@ public sealed class TokenTests(KeyringFixture keys) : IClassFixture<KeyringFixtu
     }
 
     [Fact]
+    public async Task A_ten_year_token_signed_by_the_vault_key_is_refused()
+    {
+        var (_, signingKeys, options) = await SetupAsync();
+        // A misconfigured issuer (or anyone with the vault's sign permission) signs with the real key.
+        var lax = new DevTokenIssuer(keys.Keyring, options with { MaxLifetime = TimeSpan.FromDays(3650) });
+        var tenYears = await lax.IssueAsync(new TokenRequest("u", ["admin"], Lifetime: TimeSpan.FromDays(3650)));
+        var (principal, error) = await ValidateAsync(tenYears, options, signingKeys);
+        Assert.Null(principal);
+        Assert.Contains("maximum lifetime", error);
+        // At the cap it validates; just over it (beyond the clock skew) it does not.
+        Assert.NotNull((await ValidateAsync(await lax.IssueAsync(new TokenRequest("u", ["admin"], Lifetime: options.MaxLifetime)), options, signingKeys)).Principal);
+        Assert.Null((await ValidateAsync(await lax.IssueAsync(new TokenRequest("u", ["admin"], Lifetime: options.MaxLifetime + TimeSpan.FromMinutes(5))), options, signingKeys)).Principal);
+    }
+
+    [Fact]
+    public async Task A_disabled_signing_key_stops_validating_once_the_key_set_is_stale_without_an_explicit_refresh()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        var options = new TokenOptions { SigningKeyName = await keys.NewKeyAsync(KeyKind.Signing) };
+        var issuer = new DevTokenIssuer(keys.Keyring, options);
+        var signingKeys = new VaultSigningKeys(keys.Keyring, options.SigningKeyName, clock) { MaxAge = TimeSpan.FromMinutes(1) };
+        await signingKeys.EnsureFreshAsync();
+        var old = await issuer.IssueAsync(new TokenRequest("u", ["operator"]));
+        var v1 = (await keys.Keyring.GetCurrentVersionAsync(options.SigningKeyName))!.Id;
+        await keys.Keyring.RotateKeyAsync(options.SigningKeyName);
+        await keys.Keyring.DisableVersionAsync(v1);   // elsewhere: another instance, or by hand in the vault
+
+        await signingKeys.EnsureFreshAsync();          // still fresh: the cached set is used
+        Assert.NotNull((await ValidateAsync(old, options, signingKeys)).Principal);
+        clock.Advance(TimeSpan.FromMinutes(2));
+        await signingKeys.EnsureFreshAsync();          // stale: re-read from the vault
+        Assert.Null((await ValidateAsync(old, options, signingKeys)).Principal);
+        Assert.NotNull((await ValidateAsync(await issuer.IssueAsync(new TokenRequest("u", ["operator"])), options, signingKeys)).Principal);
+    }
+
+    [Fact]
     public async Task Issuing_validates_its_input()
     {
         var (issuer, _, _) = await SetupAsync();

@@ -73,13 +73,22 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
                 using var key = certificate.GetECDsaPublicKey() ?? throw Refuse(400, "Unsupported key", "The certificate's key is not ECDSA.");
                 if (!EnrollmentProof.Verify(key, federation, request.ClientId, request.Nonce, request.Signature))
                     throw Refuse(401, "Bad signature", "The signature over the challenge does not verify with the certificate's key.");
-                if (state.Config.AllowedClients is { Length: > 0 } allowed && !allowed.Contains(request.ClientId, StringComparer.Ordinal))
-                    throw Refuse(403, "Not on the roster", $"Client '{request.ClientId}' is not in federation '{federation}''s allowedClients.");
+                if (state.Config.AllowedClients is { Length: > 0 } allowed)
+                {
+                    if (!allowed.Contains(request.ClientId, StringComparer.Ordinal))
+                        throw Refuse(403, "Not on the roster", $"Client '{request.ClientId}' is not in federation '{federation}''s allowedClients.");
+                }
+                else if (!state.Config.OpenEnrollment)
+                {
+                    throw Refuse(403, "Empty roster", $"Federation '{federation}' has no allowedClients and is not open for enrollment (set openEnrollment to admit any certificate of the CA).");
+                }
 
                 var thumbprint = ClientCertificateRegistry.Thumbprint(certificate);
                 EnrolledClient? enrolled = null;
                 var updated = await store.UpdateAsync(federation, s =>
                 {
+                    if (s.Removed.Any(c => c.CertificateThumbprint == thumbprint))
+                        throw Refuse(403, "Certificate revoked", $"The certificate was revoked for federation '{federation}' when its client was removed; enroll with a new certificate.");
                     var existing = s.Clients.FirstOrDefault(c => c.ClientId == request.ClientId);
                     if (existing is not null)
                     {
@@ -88,10 +97,14 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
                         enrolled = existing;
                         return s;
                     }
-                    enrolled = new EnrolledClient(request.ClientId, s.Clients.Length == 0 ? 1 : s.Clients.Max(c => c.SecAggId) + 1, thumbprint, time.GetUtcNow());
+                    // Removed clients keep their ids: a SecAgg id (a Shamir x-coordinate) is never handed out twice.
+                    var used = s.Clients.Concat(s.Removed).Select(c => c.SecAggId).DefaultIfEmpty(0).Max();
+                    enrolled = new EnrolledClient(request.ClientId, used + 1, thumbprint, time.GetUtcNow());
                     return s with { Clients = [.. s.Clients, enrolled] };
                 }, ct) ?? throw Refuse(404, "Not found", $"Federation '{federation}' does not exist.");
-                var token = await tokens.IssueAsync(new TokenRequest(request.ClientId, [ClientRole], request.ClientId, options.ClientTokenLifetime), ct);
+                // Bound to this federation and this certificate: ClientTokenBinding refuses it anywhere else, or once the client is removed.
+                var token = await tokens.IssueAsync(new TokenRequest(request.ClientId, [ClientRole], request.ClientId, options.ClientTokenLifetime,
+                    new Dictionary<string, string> { [SecurityClaims.Federation] = federation, [SecurityClaims.CertificateThumbprint] = thumbprint }), ct);
                 await audit.AppendAsync(new AuditEvent(request.ClientId, "federation.enroll", $"federation/{federation}", AuditOutcome.Success, requestId,
                     $"secAggId={enrolled!.SecAggId} thumbprint={thumbprint}"), ct);
                 return new EnrollmentResponse(request.ClientId, enrolled.SecAggId, token, time.GetUtcNow() + options.ClientTokenLifetime, thumbprint);
@@ -103,6 +116,25 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
                 e.Status == 403 ? AuditOutcome.Denied : AuditOutcome.Failure, requestId, e.Message), ct);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Removes an enrolled client: it leaves the roster (its tokens stop working at once, see
+    /// <see cref="ClientTokenBinding"/>), its certificate is revoked for this federation, and its SecAgg id
+    /// is retired. Returns false when no such client is enrolled.
+    /// </summary>
+    public async Task<bool> RemoveAsync(string federation, string clientId, string actor, string? reason, string? requestId, CancellationToken ct)
+    {
+        EnrolledClient? removed = null;
+        var updated = await store.UpdateAsync(federation, s =>
+        {
+            removed = s.Clients.FirstOrDefault(c => c.ClientId == clientId);
+            return removed is null ? s : s with { Clients = s.Clients.Where(c => c.ClientId != clientId).ToArray(), Removed = [.. s.Removed, removed] };
+        }, ct);
+        if (updated is null || removed is null) return false;
+        await audit.AppendAsync(new AuditEvent(actor, "federation.client.remove", $"federation/{federation}/client/{clientId}", AuditOutcome.Success, requestId,
+            $"secAggId={removed.SecAggId} certificate {removed.CertificateThumbprint} revoked" + (string.IsNullOrWhiteSpace(reason) ? "" : "; " + reason)), ct);
+        return true;
     }
 
     private static EnrollmentRefusedException Refuse(int status, string title, string message) => new(status, title, message);

@@ -10,12 +10,21 @@ namespace Serverless.Functions.Federations.Services;
 /// <summary>JSON in and out of the federation endpoints, with <see cref="RoundJson.Options"/> and ProblemDetails for every refusal.</summary>
 internal static class FederationHttp
 {
-    /// <summary>Request bodies: the protocol's options, and unknown members refused.</summary>
+    /// <summary>
+    /// Request bodies: the protocol's options, unknown members refused, null refused where the record
+    /// says non-nullable, and every constructor parameter without a default required (a
+    /// <c>"shares": null</c> must be a 400 at intake, not a NullReferenceException when the round finishes).
+    /// </summary>
     public static readonly JsonSerializerOptions Strict = CreateStrict();
 
     private static JsonSerializerOptions CreateStrict()
     {
-        var o = new JsonSerializerOptions(RoundJson.Options) { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+        var o = new JsonSerializerOptions(RoundJson.Options)
+        {
+            UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+            RespectNullableAnnotations = true,
+            RespectRequiredConstructorParameters = true,
+        };
         o.MakeReadOnly(populateMissingResolver: true);
         return o;
     }

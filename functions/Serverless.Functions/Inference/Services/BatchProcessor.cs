@@ -15,7 +15,7 @@ namespace Serverless.Functions.Inference.Services;
 /// history carries blob names and counts, never a ciphertext.
 /// </summary>
 public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, PartnerKeyStore keys, InferenceAudit audit, IQueueStore queues,
-    IOptions<InferenceOptions> options, TimeProvider time, ILogger<BatchProcessor> logger)
+    IOptions<InferenceOptions> options, TimeProvider time, ILogger<BatchProcessor> logger, PartnerQuota quota)
 {
     private static string InputGroupBlob(string tenant, string batchId, int group) => $"{tenant}/{batchId}/input/{group:D5}";
     private static string OutcomeBlob(string tenant, string batchId) => $"{tenant}/{batchId}/outcome.json";
@@ -78,6 +78,12 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
             {
                 await DeleteInputGroupsAsync(batch, written, cancellationToken);
                 return BatchValidation.Refused(RefusalCodes.DigestMismatch, $"the blob's SHA-256 is {sha}, the submission said {batch.Sha256} (changed or corrupted after submission)");
+            }
+            // The orchestration's validation (the one that leads to an evaluation) charges the partner's daily cap.
+            if (split && await quota.ChargeAsync(batch.Tenant, batch.BatchId, reader.RecordCount, cancellationToken) is { } over)
+            {
+                await DeleteInputGroupsAsync(batch, written, cancellationToken);
+                return BatchValidation.Refused(RefusalCodes.QuotaExceeded, over);
             }
             logger.LogInformation("Batch {BatchId} of {Tenant}: {Records} records in {Groups} groups validated", batch.BatchId, batch.Tenant, reader.RecordCount, reader.GroupCount);
             return new BatchValidation(true, null, null, download.Properties.ETag, reader.RecordCount, reader.GroupCount);

@@ -15,6 +15,7 @@ internal sealed class InferenceRefusedException(string code, string reason) : Ex
         RefusalCodes.UnknownModel or RefusalCodes.BlobMissing => StatusCodes.Status404NotFound,
         RefusalCodes.Conflict => StatusCodes.Status409Conflict,
         RefusalCodes.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
+        RefusalCodes.QuotaExceeded => StatusCodes.Status429TooManyRequests,
         RefusalCodes.KeysNotRegistered => StatusCodes.Status422UnprocessableEntity,
         _ => StatusCodes.Status400BadRequest,
     };
@@ -34,6 +35,7 @@ internal sealed class InferenceRefusedException(string code, string reason) : Ex
         RefusalCodes.KeysNotRegistered => "No evaluation keys are registered for this model version.",
         RefusalCodes.MalformedBatch => "The encrypted batch is malformed.",
         RefusalCodes.BatchTooLarge => "The batch is over the size limit.",
+        RefusalCodes.QuotaExceeded => "The partner's daily query cap is reached.",
         RefusalCodes.DigestMismatch => "The batch does not match its SHA-256.",
         RefusalCodes.UnknownModel => "No such model version.",
         RefusalCodes.BlobMissing => "The batch blob does not exist.",

@@ -143,7 +143,7 @@ public sealed class LocalUpdatePipelineTests
     {
         var update = new LocalUpdatePipeline(Local).Train(Config, Pre, Global, Plan(clip: 0.5), new Random(1)).Delta;
         var frame = LocalUpdatePipeline.EncodeVisible(update, bits: 8, chunkSize: 256, new Random(4));
-        var decoded = Serverless.Federation.Compression.UpdateFrame.DecodeToDense(frame);
+        var decoded = Serverless.Federation.Compression.UpdateFrame.DecodeToDense(frame, update.Length);
         var range = update.Max() - update.Min();
         for (var i = 0; i < update.Length; i++) Assert.InRange(decoded[i] - update[i], -range / 255.0 - 1e-6, range / 255.0 + 1e-6);
         Assert.True(frame.Length < 4 * update.Length / 2, "8-bit frames are well under half of float32");

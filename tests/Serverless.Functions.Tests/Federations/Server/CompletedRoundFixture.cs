@@ -44,6 +44,7 @@ public sealed class CompletedRoundFixture : IAsyncLifetime
             MaskedInput = TimeSpan.FromSeconds(60), Unmasking = TimeSpan.FromSeconds(90),
         },
         Promotion = new FederationPromotion { AutoPromote = true, MaxAurocDrop = 1.0 },
+        OpenEnrollment = true,   // test agents have many names; the roster itself is tested apart
     };
 
     public async Task InitializeAsync()

@@ -195,29 +195,39 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         Assert.Equal(after, problem.GetProperty("epsilonAfterRound").GetDouble(), 9);
         Assert.Contains("epsilon spent so far is 0.0000", problem.GetProperty("detail").GetString());
 
-        // The completed federation: lower its budget just above what it has spent; the next round is refused naming both figures.
-        var spent = fixture.Status.EpsilonSpent;
-        var lowered = fixture.Config with { Privacy = fixture.Config.Privacy with { EpsilonBudget = Math.Round(spent + 0.01, 6) } };
-        using (var put = await Host.Http.SendAsync(HttpMethod.Put, RoundRoutes.Federation(Ward), fixture.OperatorToken, lowered))
-            Assert.True(put.StatusCode == HttpStatusCode.OK, await put.Content.ReadAsStringAsync());
-        try
+        // A federation that has spent one round (q = 1, z = 1): lower its budget just above what it has spent (budgets only
+        // go down once spent, so the shared federation is left alone); the next round is refused naming both figures.
+        const string spentFed = "budget-spent-2";
+        await Host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(spentFed));
+        for (var h = 0; h < 3; h++)
         {
-            using var second = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(Ward), fixture.OperatorToken);
+            var id = $"budget2-{h}";
+            using var agent = new TestAgent(Host.Http, spentFed, id, TestAgent.IssueCertificate(Host.DataDirectory, id), []);
+            await agent.EnrollAsync();
+        }
+        var spentBudget = new PrivacyBudget(double.MaxValue, 1e-5);
+        spentBudget.Spend(1.0, 1.0);
+        await Host.Store.UpdateAsync(spentFed, s => s with
+        {
+            Accountant = new AccountantState(spentBudget.Orders.ToArray(), spentBudget.RdpSpent.ToArray(), 1, spentBudget.EpsilonSpent), AccountedRounds = [1],
+        });
+        var spent = spentBudget.EpsilonSpent;
+        var spentConfig = CompletedRoundFixture.NewConfig(spentFed);
+        var lowered = spentConfig with { Privacy = spentConfig.Privacy with { EpsilonBudget = Math.Round(spent + 0.01, 6) } };
+        using (var put = await Host.Http.SendAsync(HttpMethod.Put, RoundRoutes.Federation(spentFed), fixture.OperatorToken, lowered))
+            Assert.True(put.StatusCode == HttpStatusCode.OK, await put.Content.ReadAsStringAsync());
+        using (var second = await Host.Http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(spentFed), fixture.OperatorToken))
+        {
             Assert.Equal(HttpStatusCode.Conflict, second.StatusCode);
             var p = await second.ReadAsync<JsonElement>();
             Assert.Equal("Privacy budget exhausted", p.GetProperty("title").GetString());
             Assert.Equal(spent, p.GetProperty("epsilonSpent").GetDouble(), 9);
             Assert.Contains(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"epsilon spent so far is {spent:F4}"), p.GetProperty("detail").GetString());
         }
-        finally
-        {
-            using var restore = await Host.Http.SendAsync(HttpMethod.Put, RoundRoutes.Federation(Ward), fixture.OperatorToken, fixture.Config);
-            Assert.Equal(HttpStatusCode.OK, restore.StatusCode);
-        }
         var denied = new List<AuditEntry>();
         await foreach (var e in Host.Audit.ReadAsync()) if (e.Action == AuditActions.RoundStart && e.Outcome == AuditOutcome.Denied) denied.Add(e);
         Assert.Contains(denied, e => e.Resource == $"federation/{fed}");
-        Assert.Contains(denied, e => e.Resource == $"federation/{Ward}");
+        Assert.Contains(denied, e => e.Resource == $"federation/{spentFed}");
     }
 
     [Fact]

@@ -53,6 +53,15 @@ public sealed class TestAgent : IDisposable
     /// <summary>Not 1: skip clipping and multiply the update (a poisoning client).</summary>
     public float AttackScale { get; set; } = 1;
 
+    /// <summary>
+    /// Malformed messages to post (raw JSON; <c>{id}</c> becomes the agent's SecAgg id) when asked for
+    /// this (stage, phase), instead of a real answer; the agent then goes silent. Responses in <see cref="MalformedResponses"/>.
+    /// </summary>
+    public (string Stage, RoundPhase Phase, string[] Bodies)? Malformed { get; set; }
+
+    /// <summary>Status and body of each <see cref="Malformed"/> post.</summary>
+    public List<(HttpStatusCode Status, string? MediaType, string Body)> MalformedResponses { get; } = [];
+
     /// <summary>Phases answered, in order (for tests that stop the host between phases).</summary>
     public List<(string Stage, RoundPhase Phase)> Answered { get; } = [];
 
@@ -104,6 +113,11 @@ public sealed class TestAgent : IDisposable
             if (DropBefore is { } drop && drop.Stage == task.Stage && drop.Phase == task.Phase) return task;
             if (Skip is { } skip && skip.Stage == task.Stage && skip.Phase == task.Phase) { await Task.Delay(250); continue; }
             if (Answered.Count >= stopAfter) return task;
+            if (Malformed is { } bad && bad.Stage == task.Stage && bad.Phase == task.Phase)
+            {
+                await PostMalformedAsync(task, bad.Bodies);
+                return task;
+            }
             await ActAsync(task);
         }
         return task;
@@ -148,6 +162,27 @@ public sealed class TestAgent : IDisposable
         using var response = await Http.SendAsync(HttpMethod.Post, path, Token, body);
         Assert.True(response.StatusCode is HttpStatusCode.Accepted or HttpStatusCode.OK, $"{task.Stage}/{task.Phase}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
         Answered.Add((task.Stage, task.Phase));
+    }
+
+    private async Task PostMalformedAsync(ClientTask task, string[] bodies)
+    {
+        var path = task.Phase switch
+        {
+            RoundPhase.AdvertiseKeys => RoundRoutes.Advertise(_federation, task.Round, task.Stage),
+            RoundPhase.ShareKeys => RoundRoutes.Shares(_federation, task.Round, task.Stage),
+            RoundPhase.MaskedInput => RoundRoutes.Masked(_federation, task.Round, task.Stage),
+            RoundPhase.Unmasking => RoundRoutes.Unmask(_federation, task.Round, task.Stage),
+            _ => RoundRoutes.Upload(_federation, task.Round, task.Stage),
+        };
+        foreach (var json in bodies)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, path);
+            request.Headers.Authorization = new("Bearer", Token);
+            request.Content = new StringContent(json.Replace("{id}", SecAggId.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal),
+                System.Text.Encoding.UTF8, "application/json");
+            using var response = await Http.SendAsync(request);
+            MalformedResponses.Add((response.StatusCode, response.Content.Headers.ContentType?.MediaType, await response.Content.ReadAsStringAsync()));
+        }
     }
 
     private uint[] Statistics(ClientTask task)
