@@ -227,7 +227,9 @@ internal sealed class FederationAgent : IDisposable
         }
         catch (RoundsApiException e) when (e.Status is HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.Gone)
         {
-            await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct, e.Message), ct);
+            // Only a round that has ended ends this agent's part in it: a refusal while it still runs (a host that
+            // answered from a stale read, say) would otherwise silence a survivor and starve the unmasking.
+            if (await EndedOutcomeAsync(session.Federation, progress.Round, e.Message, ct) is { } ended) await FinishAsync(session, progress, ended, ct);
             return false;
         }
         switch (task.Action)
@@ -426,6 +428,21 @@ internal sealed class FederationAgent : IDisposable
         progress.Update = update;
         await session.StateFile.SaveAsync(progress, ct);
         return update;
+    }
+
+    /// <summary>The outcome when the round has ended (or no longer exists), else null.</summary>
+    private async Task<string?> EndedOutcomeAsync(string federation, int round, string reason, CancellationToken ct)
+    {
+        try
+        {
+            var status = await _client.RoundAsync(federation, round, ct);
+            if (status.Phase is not (RoundPhase.Completed or RoundPhase.Failed or RoundPhase.Refused)) return null;
+            return status.Phase.ToString().ToLowerInvariant() + (status.Reason is { Length: > 0 } why ? ": " + why : ": " + reason);
+        }
+        catch (RoundsApiException e) when (e.Status == HttpStatusCode.NotFound)
+        {
+            return reason;
+        }
     }
 
     private async Task<string> OutcomeOfAsync(string federation, int round, CancellationToken ct, string? reason = null)

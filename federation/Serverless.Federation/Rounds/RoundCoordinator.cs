@@ -236,6 +236,24 @@ public static class RoundCoordinator
     public static IReadOnlyList<RoundPhase> SecurePhases { get; } = [RoundPhase.AdvertiseKeys, RoundPhase.ShareKeys, RoundPhase.MaskedInput, RoundPhase.Unmasking];
 
     /// <summary>
+    /// Who made a phase: every expected client whose arrival event the orchestration recorded or whose message the
+    /// server stored before the phase closed. The two differ when the engine delivers an arrival after the deadline
+    /// timer (the timer was queued when the phase opened, so it sorts first in a late batch) or when an event was lost
+    /// after its message was stored; a message the server accepted before it closed the phase always counts.
+    /// </summary>
+    /// <param name="expected">Ids expected in the phase.</param>
+    /// <param name="recorded">Ids whose arrival events the orchestration recorded.</param>
+    /// <param name="stored">Whether the server holds the phase message of an id (read at close time).</param>
+    public static int[] ArrivalsAtClose(IEnumerable<int> expected, IEnumerable<int> recorded, Func<int, bool> stored)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(recorded);
+        ArgumentNullException.ThrowIfNull(stored);
+        var seen = new HashSet<int>(recorded);
+        return expected.Distinct().Where(id => seen.Contains(id) || stored(id)).Order().ToArray();
+    }
+
+    /// <summary>
     /// Closes <paramref name="phase"/> of a secure stage: a fresh <see cref="SecAggServer"/> receives the
     /// stored messages of every earlier phase's recorded arrivals (in id order) and closes those phases
     /// again, then receives this phase's arrivals and closes it. The same arrivals always give the same
