@@ -15,6 +15,9 @@ internal sealed class RoundsApiException(HttpStatusCode? status, string message)
     public bool Transient => Status is null or HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError;
 }
 
+/// <summary>A JSON body already serialized (sent as these bytes).</summary>
+internal sealed record RawJson(byte[] Bytes);
+
 /// <summary>
 /// The client half of the round protocol (federation/Serverless.Federation/Rounds/Protocol.cs, docs/rounds.md):
 /// typed calls over one <see cref="HttpClient"/>, bodies in <see cref="RoundJson.Options"/>, the bearer token
@@ -91,7 +94,12 @@ internal sealed class RoundsClient(HttpClient http)
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (body is not null || method == HttpMethod.Post)
         {
-            var bytes = body is null ? "{}"u8.ToArray() : JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options);
+            var bytes = body switch
+            {
+                null => "{}"u8.ToArray(),
+                RawJson raw => raw.Bytes,
+                _ => JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options),
+            };
             Interlocked.Add(ref _bodyBytesSent, bytes.Length);
             request.Content = new ByteArrayContent(bytes);
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
