@@ -177,7 +177,7 @@ public static class RoundCoordinator
         var needStatistics = state.PreprocessorJson is null;
         if (needStatistics)
             stages.Add(new RoundStagePlan(RoundStages.Statistics, true, Parameters(config, ids, StatisticsEncoding.VectorLength(columns.Length), StatisticsEncoding.RingBits)));
-        var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, secure.RingBits) : null;
+        var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, TrainingRingBits(secure, size)) : null;
         stages.Add(new RoundStagePlan(RoundStages.Training, secure.Enabled, trainingParameters));
 
         var threshold = trainingParameters?.Threshold ?? 1;
@@ -194,7 +194,7 @@ public static class RoundCoordinator
             // 1 % beyond that keeps a coordinate that sits exactly at the clip norm (a 1-sparse update) strictly
             // inside the codec's range, where its headroom is exact (see UpdateEncoding).
             var bound = (clip > 0 ? clip + 6 * clientNoise : 1.0) * 1.01;
-            encoding = new UpdateRingEncoding(secure.RingBits, (float)bound, size, parameterCount);
+            encoding = new UpdateRingEncoding(trainingParameters!.RingBits, (float)bound, size, parameterCount);
             _ = UpdateEncoding.Codec(encoding);   // throws when the ring has no headroom for this many clients
         }
         var fit = new FitConfig(round, config.Training.LocalEpochs, config.Training.LearningRate, config.Training.ProximalMu,
@@ -217,6 +217,19 @@ public static class RoundCoordinator
             CreatedAt = now,
             StartedBy = startedBy,
         };
+    }
+
+    /// <summary>
+    /// The training ring: b-bit stochastic quantization plus ceil(log2 n) bits of headroom, so the sum of n clients' b-bit
+    /// values cannot wrap (RingCodec scales each client to (2^(k-1) - 1) / n units of its range); the fixed RingBits when b = 0.
+    /// </summary>
+    public static int TrainingRingBits(FederationSecureAggregation secure, int clients)
+    {
+        ArgumentNullException.ThrowIfNull(secure);
+        if (secure.QuantizationBits == 0) return secure.RingBits;
+        var headroom = 0;
+        while ((1 << headroom) < clients) headroom++;
+        return Math.Min(32, secure.QuantizationBits + headroom);
     }
 
     /// <summary>Version name of round <paramref name="round"/>'s model (<c>v0</c> = initial).</summary>
