@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Serverless.Federation.Rounds;
+using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Client.Agent;
 
@@ -70,7 +71,24 @@ internal sealed class StageProgress
 
     /// <summary>Request bytes this agent sent for the stage (JSON bodies).</summary>
     public long BytesSent { get; set; }
+
+    /// <summary>
+    /// The secure-aggregation client's secrets right after its last message was produced (key pairs, self-mask seed,
+    /// peers' keys, held shares), so a restarted agent resumes the stage with the same keys and shares. Null before
+    /// keys exist and once the stage's last message is produced; sealed with the rest of the state, dropped with the round.
+    /// </summary>
+    public SecAggClientState? SecAgg { get; set; }
+
+    /// <summary>
+    /// The last message produced, exactly as it is sent. After a restart it is resent byte for byte, never produced
+    /// again: a masked input is a function of fresh stochastic rounding, and two different inputs under one mask would
+    /// reveal their difference.
+    /// </summary>
+    public PendingPhaseMessage? Pending { get; set; }
 }
+
+/// <summary>A phase message produced and persisted before it is sent.</summary>
+internal sealed record PendingPhaseMessage(RoundPhase Phase, string Path, byte[] Body);
 
 /// <summary>
 /// The agent's persisted state for the round in progress of one federation (sealed at rest). Written

@@ -227,7 +227,9 @@ internal sealed class FederationAgent : IDisposable
         }
         catch (RoundsApiException e) when (e.Status is HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.Gone)
         {
-            await FinishAsync(session, progress, await OutcomeOfAsync(session.Federation, progress.Round, ct, e.Message), ct);
+            // Only a round that has ended ends this agent's part in it: a refusal while it still runs (a host that
+            // answered from a stale read, say) would otherwise silence a survivor and starve the unmasking.
+            if (await EndedOutcomeAsync(session.Federation, progress.Round, e.Message, ct) is { } ended) await FinishAsync(session, progress, ended, ct);
             return false;
         }
         switch (task.Action)
@@ -249,9 +251,10 @@ internal sealed class FederationAgent : IDisposable
             // Produced but not received: resend the very same message (a lost request); or, when keys were never
             // received and this process no longer holds them (a crash right before sending), advertise fresh ones:
             // nobody has seen the old ones. Any later phase without the in-memory secrets is a dropout (below).
-            if (stage.LastSent == task.Phase && session.Pending.TryGetValue(task.Stage, out var pending) && pending.Phase == task.Phase)
+            if (stage.LastSent == task.Phase && stage.Pending is { } pending && pending.Phase == task.Phase)
             {
-                await SendAndSaveAsync(session, progress, task.Stage, pending.Path, pending.Body, ct);
+                // The sealed message, byte for byte (after a restart too): never a second, different message for a phase.
+                await SendAndSaveAsync(session, progress, task.Stage, pending.Path, new RawJson(pending.Body), ct);
                 return true;
             }
             if (!(task.Phase == RoundPhase.AdvertiseKeys && stage.LastSent == RoundPhase.AdvertiseKeys && !session.Clients.ContainsKey(task.Stage))) return false;
@@ -276,8 +279,7 @@ internal sealed class FederationAgent : IDisposable
         var client = new SecAggClient(parameters, task.SecAggId);
         session.ReplaceClient(task.Stage, client);
         var message = client.AdvertiseKeys();
-        await CommitAsync(session, progress, stage, task, ct);
-        await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
+        await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
         return true;
     }
 
@@ -285,14 +287,31 @@ internal sealed class FederationAgent : IDisposable
     {
         if (!session.Clients.TryGetValue(task.Stage, out var client))
         {
-            // The SecAgg key pairs and the self-mask seed live only in memory (SecAggClient has no export).
-            // After a restart past key advertisement this client is a dropout for the stage: the protocol
-            // recovers it (its masks are removed with its neighbours' shares), and it never sends keys twice.
-            stage.Abandoned = true;
-            stage.Reason = $"restarted after advertising keys in {task.Stage}; its secure-aggregation secrets were in memory only, so it drops out of this stage";
-            await session.StateFile.SaveAsync(progress, ct);
-            _progress.Note($"[{session.Federation} round {task.Round}] {stage.Reason}");
-            return false;
+            // Restarted past key advertisement: resume with the sealed keys and shares.
+            string? problem = null;
+            if (stage.SecAgg is { } saved && task.Parameters is { } parameters)
+            {
+                try
+                {
+                    client = SecAggClient.Restore(parameters, saved);
+                    session.ReplaceClient(task.Stage, client);
+                    _progress.Note($"[{session.Federation} round {task.Round}] resuming {task.Stage}/{task.Phase} with its sealed secure-aggregation keys and shares");
+                }
+                catch (ArgumentException e)
+                {
+                    problem = "its sealed secure-aggregation state does not fit the round: " + e.Message;
+                }
+            }
+            else problem = "it has no sealed secure-aggregation state for this stage";
+            if (client is null)
+            {
+                // A dropout for the stage, which the protocol recovers; it never sends keys twice.
+                stage.Abandoned = true;
+                stage.Reason = $"restarted after advertising keys in {task.Stage}; {problem}, so it drops out of this stage";
+                await session.StateFile.SaveAsync(progress, ct);
+                _progress.Note($"[{session.Federation} round {task.Round}] {stage.Reason}");
+                return false;
+            }
         }
         try
         {
@@ -302,8 +321,7 @@ internal sealed class FederationAgent : IDisposable
                 {
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: sharing keys", 2, PhaseSteps);
                     var message = client.ShareKeys(task.Keys ?? throw new InvalidDataException("the share-keys task carries no keys"));
-                    await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
+                    await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Shares(session.Federation, task.Round, task.Stage), new ShareKeysUpload(message), ct);
                     return true;
                 }
                 case RoundPhase.MaskedInput:
@@ -311,16 +329,14 @@ internal sealed class FederationAgent : IDisposable
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: masked input", 3, PhaseSteps);
                     var input = task.Stage == RoundStages.Statistics ? StatisticsInput(task) : await TrainingInputAsync(session, progress, task, ct);
                     var message = client.MaskInput(task.Shares ?? throw new InvalidDataException("the masked-input task carries no shares"), input);
-                    await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
+                    await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
                     return true;
                 }
                 default:
                 {
                     _progress.Step(session.Federation, task.Round, $"{task.Stage}: unmasking", 4, PhaseSteps);
                     var message = client.Unmask(task.Unmask ?? throw new InvalidDataException("the unmasking task carries no request"));
-                    await CommitAsync(session, progress, stage, task, ct);
-                    await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
+                    await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Unmask(session.Federation, task.Round, task.Stage), new UnmaskUpload(message), ct);
                     return true;
                 }
             }
@@ -341,9 +357,21 @@ internal sealed class FederationAgent : IDisposable
         var update = await EnsureUpdateAsync(session, progress, task, ct);
         _progress.Step(session.Federation, task.Round, "uploading the quantized update", 4, PhaseSteps);
         var frame = LocalUpdatePipeline.EncodeVisible(update.Delta, _options.QuantizationBits, _options.QuantizationChunk, _options.Randomness());
-        await CommitAsync(session, progress, stage, task, ct);
-        await SendAndSaveAsync(session, progress, task.Stage, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
+        await ProduceAsync(session, progress, stage, task, null, RoundRoutes.Upload(session.Federation, task.Round, task.Stage), new PlainUpdateUpload(frame, update.Examples), ct);
         return true;
+    }
+
+    /// <summary>
+    /// Seals the produced message (as its bytes) and the SecAgg client's state after producing it, then sends it: nothing
+    /// leaves before the state that explains it is on disk.
+    /// </summary>
+    private async Task ProduceAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, SecAggClient? client, string path, object body, CancellationToken ct)
+    {
+        var bytes = JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options);
+        stage.SecAgg = client is { Phase: not SecAggPhase.Done } ? client.ExportState() : null;
+        stage.Pending = new PendingPhaseMessage(task.Phase, path, bytes);
+        await CommitAsync(session, progress, stage, task, ct);
+        await SendAndSaveAsync(session, progress, task.Stage, path, new RawJson(bytes), ct);
     }
 
     /// <summary>Persists "this phase's message is produced" before it is sent (then honours the crash hook).</summary>
@@ -378,7 +406,6 @@ internal sealed class FederationAgent : IDisposable
     private async Task SendAndSaveAsync(Session session, AgentRoundState progress, string stageName, string path, object body, CancellationToken ct)
     {
         var stage = progress.Stage(stageName);
-        session.Pending[stageName] = (stage.LastSent, path, body);
         await SendAsync(stage, path, body, ct);
         await session.StateFile.SaveAsync(progress, ct);
     }
@@ -428,6 +455,21 @@ internal sealed class FederationAgent : IDisposable
         return update;
     }
 
+    /// <summary>The outcome when the round has ended (or no longer exists), else null.</summary>
+    private async Task<string?> EndedOutcomeAsync(string federation, int round, string reason, CancellationToken ct)
+    {
+        try
+        {
+            var status = await _client.RoundAsync(federation, round, ct);
+            if (status.Phase is not (RoundPhase.Completed or RoundPhase.Failed or RoundPhase.Refused)) return null;
+            return status.Phase.ToString().ToLowerInvariant() + (status.Reason is { Length: > 0 } why ? ": " + why : ": " + reason);
+        }
+        catch (RoundsApiException e) when (e.Status == HttpStatusCode.NotFound)
+        {
+            return reason;
+        }
+    }
+
     private async Task<string> OutcomeOfAsync(string federation, int round, CancellationToken ct, string? reason = null)
     {
         try
@@ -455,6 +497,7 @@ internal sealed class FederationAgent : IDisposable
         // The finished state drops the update: nothing sensitive outlives the round.
         var update = progress.Update;
         progress.Update = null;
+        foreach (var s in progress.Stages.Values) { s.SecAgg = null; s.Pending = null; }
         await session.StateFile.SaveAsync(progress, ct);
         session.DisposeClients();
         var bytes = progress.Stages.Values.Sum(s => s.BytesSent);
@@ -479,8 +522,6 @@ internal sealed class FederationAgent : IDisposable
         public AgentRoundState? Progress { get; set; }
         public Dictionary<string, SecAggClient> Clients { get; } = new(StringComparer.Ordinal);
 
-        /// <summary>The last message produced per stage (resent as is when the server did not receive it).</summary>
-        public Dictionary<string, (RoundPhase Phase, string Path, object Body)> Pending { get; } = new(StringComparer.Ordinal);
 
         public void ReplaceClient(string stage, SecAggClient client)
         {
@@ -490,7 +531,6 @@ internal sealed class FederationAgent : IDisposable
 
         public void DisposeClients()
         {
-            Pending.Clear();
             foreach (var c in Clients.Values) c.Dispose();
             Clients.Clear();
         }

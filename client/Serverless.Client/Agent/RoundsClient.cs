@@ -15,6 +15,9 @@ internal sealed class RoundsApiException(HttpStatusCode? status, string message)
     public bool Transient => Status is null or HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError;
 }
 
+/// <summary>A JSON body already serialized (sent as these bytes).</summary>
+internal sealed record RawJson(byte[] Bytes);
+
 /// <summary>
 /// The client half of the round protocol (federation/Serverless.Federation/Rounds/Protocol.cs, docs/rounds.md):
 /// typed calls over one <see cref="HttpClient"/>, bodies in <see cref="RoundJson.Options"/>, the bearer token
@@ -26,6 +29,21 @@ internal sealed class RoundsClient(HttpClient http)
     public HttpClient Http { get; } = http ?? throw new ArgumentNullException(nameof(http));
 
     private long _bodyBytesSent;
+    private readonly Lock _pace = new();
+    private double _pollTokens = PollBurst;
+    private long _tokensAt = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _blockedUntil;
+
+    /// <summary>
+    /// Polls (GETs) this client may make per second, across every federation it serves. The host allows 600 requests a
+    /// minute per caller in total (docs/rounds.md, "Rate limits") in fixed one-minute windows; an agent that polled three
+    /// federations every 150 ms made about 1,200 and was locked out with 429 for the rest of the window, so its phase
+    /// messages missed their deadlines (the Unmasking failure of issue 14). Four a second, with bursts of eight, keeps
+    /// polls below half the limit and leaves the rest for phase messages.
+    /// </summary>
+    public double PollsPerSecond { get; init; } = 4;
+
+    private const double PollBurst = 8;
 
     /// <summary>JSON body bytes sent so far (what the protocol costs on the wire, before HTTP framing and TLS).</summary>
     public long BodyBytesSent => Interlocked.Read(ref _bodyBytesSent);
@@ -76,11 +94,17 @@ internal sealed class RoundsClient(HttpClient http)
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (body is not null || method == HttpMethod.Post)
         {
-            var bytes = body is null ? "{}"u8.ToArray() : JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options);
+            var bytes = body switch
+            {
+                null => "{}"u8.ToArray(),
+                RawJson raw => raw.Bytes,
+                _ => JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options),
+            };
             Interlocked.Add(ref _bodyBytesSent, bytes.Length);
             request.Content = new ByteArrayContent(bytes);
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         }
+        await PaceAsync(method == HttpMethod.Get, ct);
         HttpResponseMessage response;
         try
         {
@@ -92,6 +116,7 @@ internal sealed class RoundsClient(HttpClient http)
         }
         using (response)
         {
+            if (response.StatusCode == HttpStatusCode.TooManyRequests) HonourRetryAfter(response);
             if (!response.IsSuccessStatusCode) throw await FailureAsync(method, path, response, ct);
             try
             {
@@ -103,6 +128,36 @@ internal sealed class RoundsClient(HttpClient http)
                 throw new RoundsApiException(response.StatusCode, $"{method} {path}: the answer is not a valid {typeof(T).Name}: {e.Message}");
             }
         }
+    }
+
+    /// <summary>Waits out a Retry-After the server sent, and (for a poll) until the poll budget has a token.</summary>
+    private async Task PaceAsync(bool poll, CancellationToken ct)
+    {
+        while (true)
+        {
+            TimeSpan wait;
+            lock (_pace)
+            {
+                var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                if (now < _blockedUntil) wait = System.Diagnostics.Stopwatch.GetElapsedTime(now, _blockedUntil);
+                else if (!poll) return;
+                else
+                {
+                    _pollTokens = Math.Min(PollBurst, _pollTokens + System.Diagnostics.Stopwatch.GetElapsedTime(_tokensAt, now).TotalSeconds * PollsPerSecond);
+                    _tokensAt = now;
+                    if (_pollTokens >= 1) { _pollTokens -= 1; return; }
+                    wait = TimeSpan.FromSeconds((1 - _pollTokens) / PollsPerSecond);
+                }
+            }
+            await Task.Delay(wait, ct).ConfigureAwait(false);
+        }
+    }
+
+    private void HonourRetryAfter(HttpResponseMessage response)
+    {
+        var delay = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(1);
+        if (delay > TimeSpan.FromMinutes(2)) delay = TimeSpan.FromMinutes(2);
+        lock (_pace) _blockedUntil = System.Diagnostics.Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * System.Diagnostics.Stopwatch.Frequency);
     }
 
     private static async Task<RoundsApiException> FailureAsync(HttpMethod method, string path, HttpResponseMessage response, CancellationToken ct)

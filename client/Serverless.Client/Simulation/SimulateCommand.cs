@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Serverless.Client.Agent;
 using Serverless.Client.Commands;
+using Serverless.Federation.Rounds;
 using Spectre.Console;
 
 namespace Serverless.Client.Simulation;
@@ -61,6 +62,11 @@ internal static class SimulateCommand
             var report = await SpectreProgress.RunAsync(progress => runner.RunAsync(progress, ct));
             Print(report, Console.Out);
             if (options.Keep) Console.WriteLine($"kept: {runner.WorkDirectory} (host.log, agents/*/agent.log, host/audit.db)");
+            if (MainRunFailure(report) is { } failure)
+            {
+                Console.Error.WriteLine("error: " + failure);
+                return Cli.Failed;
+            }
             return Cli.Ok;
         }));
         return cmd;
@@ -68,6 +74,22 @@ internal static class SimulateCommand
 
     private static Option<string> OnOff(string name, string description, bool on) =>
         new Option<string>(name) { Description = description + " (on|off)", DefaultValueFactory = _ => on ? "on" : "off" }.AcceptOnlyFromAmong("on", "off");
+
+    /// <summary>
+    /// Why the main run failed, in one line, or null: a round of the main federation (with <c>--timing-only</c>, the
+    /// measured one) that did not complete. A refused round counts too: the run did not do what it was asked.
+    /// </summary>
+    internal static string? MainRunFailure(SimulationReport r)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        var main = r.Rounds.Where(x => x.Federation == r.Federation).ToList();
+        if (r.Options.TimingOnly) main = r.Rounds.Where(x => x.Federation != r.Federation).ToList();
+        var failed = main.Where(x => x.Status.Phase != RoundPhase.Completed).ToList();
+        if (failed.Count == 0) return null;
+        var first = failed[0];
+        var why = first.Status.Reason is { Length: > 0 } reason ? Cli.OneLine(reason) : "no reason given";
+        return $"{failed.Count} of {main.Count} rounds of '{first.Federation}' did not complete; round {first.Round} {first.Status.Phase.ToString().ToLowerInvariant()}: {why}";
+    }
 
     /// <summary>The table, then one machine-readable line (<c>SIMULATION key=value ...</c>).</summary>
     internal static void Print(SimulationReport r, TextWriter output)

@@ -110,11 +110,23 @@ public static class UpdateEncoding
         var scaled = new float[delta.Length + 1];
         var w = (float)weight;
         for (var i = 0; i < delta.Length; i++) scaled[i] = delta[i] * w;
-        scaled[^1] = w * encoding.CoordinateBound / 2;
         var ring = new uint[scaled.Length];
         codec.EncodeStochastic(scaled, ring, random);
+        // The weight entry in whole ring units, rounded stochastically (unbiased) and exact for a weight of 1.
+        var units = weight * WeightUnits(codec, encoding);
+        var floor = Math.Floor(units);
+        ring[^1] = (uint)(long)(random.NextDouble() < units - floor ? floor + 1 : floor) & codec.Mask;
         return ring;
     }
+
+    /// <summary>
+    /// The weight entry's unit: about half the coordinate bound (so n full weights cannot wrap), rounded to a whole number of
+    /// ring units so that a weight of 1 encodes exactly: in a narrow ring (b-bit quantization) stochastic rounding of the
+    /// weight would make the total weight, and so every coordinate of the mean, off by up to a quantization step.
+    /// </summary>
+    private static double WeightUnits(RingCodec codec, UpdateRingEncoding encoding) => Math.Max(1, Math.Floor(codec.Scale * encoding.CoordinateBound / 2));
+
+    private static double WeightUnit(RingCodec codec, UpdateRingEncoding encoding) => WeightUnits(codec, encoding) / codec.Scale;
 
     /// <summary>Decodes the ring sum into the weighted mean delta and the total weight.</summary>
     public static (float[] Mean, double TotalWeight) Decode(ReadOnlySpan<uint> ringSum, UpdateRingEncoding encoding)
@@ -123,7 +135,7 @@ public static class UpdateEncoding
         if (ringSum.Length != encoding.ParameterCount + 1) throw new ArgumentException($"Expected {encoding.ParameterCount + 1} ring entries, got {ringSum.Length}.", nameof(ringSum));
         var decoded = new float[ringSum.Length];
         Codec(encoding).Decode(ringSum, decoded);
-        var total = 2 * decoded[^1] / (double)encoding.CoordinateBound;
+        var total = decoded[^1] / WeightUnit(Codec(encoding), encoding);
         var mean = new float[encoding.ParameterCount];
         if (total > 1e-9) for (var i = 0; i < mean.Length; i++) mean[i] = (float)(decoded[i] / total);
         return (mean, total);

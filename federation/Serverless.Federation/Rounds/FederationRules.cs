@@ -102,6 +102,7 @@ public static partial class FederationRules
         Check(s.ThresholdFraction is >= 0 and < 1, "secureAggregation.thresholdFraction", "must be in [0, 1)");
         Check(s.Threshold >= 0, "secureAggregation.threshold", "must not be negative");
         Check(s.RingBits is >= 8 and <= 32, "secureAggregation.ringBits", "must be 8..32");
+        Check(s.QuantizationBits == 0 || s.QuantizationBits is >= 4 and <= 24, "secureAggregation.quantizationBits", "must be 0 (use ringBits) or 4..24");
         Check(config.MinClients is >= 2 and <= 10_000, "minClients", "must be 2..10000 (secure aggregation needs at least two)");
         Check(config.ClientsPerRound == 0 || (config.ClientsPerRound >= config.MinClients && config.ClientsPerRound <= 10_000), "clientsPerRound", "must be 0 (all enrolled) or between minClients and 10000");
         if (s.Enabled && s.Threshold > 0)

@@ -168,8 +168,15 @@ public sealed record FederationSecureAggregation
     /// <summary>Explicit threshold t (0 = from <see cref="ThresholdFraction"/>).</summary>
     public int Threshold { get; init; }
 
-    /// <summary>Ring width k of the training update (2..32).</summary>
+    /// <summary>Ring width k of the training update (8..32) when <see cref="QuantizationBits"/> is 0.</summary>
     public int RingBits { get; init; } = 32;
+
+    /// <summary>
+    /// b: each client's update is stochastically quantized to b bits before masking, in a ring of b + ceil(log2 n) bits
+    /// (n = the round's clients), just wide enough for the sum not to wrap; 0 = the fixed <see cref="RingBits"/>.
+    /// Added 2026-12-03 (issue 14); the masked vector is the bulk of the bytes a client sends.
+    /// </summary>
+    public int QuantizationBits { get; init; } = 8;
 
     /// <summary>SecAgg+ (sparse neighbour graph) instead of the complete graph.</summary>
     public bool SecAggPlus { get; init; }

@@ -191,7 +191,7 @@ public static class RoundCoordinator
         var needStatistics = state.PreprocessorJson is null;
         if (needStatistics)
             stages.Add(new RoundStagePlan(RoundStages.Statistics, true, Parameters(config, ids, StatisticsEncoding.VectorLength(columns.Length), StatisticsEncoding.RingBits)));
-        var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, secure.RingBits) : null;
+        var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, TrainingRingBits(secure, size)) : null;
         stages.Add(new RoundStagePlan(RoundStages.Training, secure.Enabled, trainingParameters));
 
         var threshold = trainingParameters?.Threshold ?? 1;
@@ -208,7 +208,7 @@ public static class RoundCoordinator
             // 1 % beyond that keeps a coordinate that sits exactly at the clip norm (a 1-sparse update) strictly
             // inside the codec's range, where its headroom is exact (see UpdateEncoding).
             var bound = (clip > 0 ? clip + 6 * clientNoise : 1.0) * 1.01;
-            encoding = new UpdateRingEncoding(secure.RingBits, (float)bound, size, parameterCount);
+            encoding = new UpdateRingEncoding(trainingParameters!.RingBits, (float)bound, size, parameterCount);
             _ = UpdateEncoding.Codec(encoding);   // throws when the ring has no headroom for this many clients
         }
         var fit = new FitConfig(round, config.Training.LocalEpochs, config.Training.LearningRate, config.Training.ProximalMu,
@@ -233,6 +233,19 @@ public static class RoundCoordinator
         };
     }
 
+    /// <summary>
+    /// The training ring: b-bit stochastic quantization plus ceil(log2 n) bits of headroom, so the sum of n clients' b-bit
+    /// values cannot wrap (RingCodec scales each client to (2^(k-1) - 1) / n units of its range); the fixed RingBits when b = 0.
+    /// </summary>
+    public static int TrainingRingBits(FederationSecureAggregation secure, int clients)
+    {
+        ArgumentNullException.ThrowIfNull(secure);
+        if (secure.QuantizationBits == 0) return secure.RingBits;
+        var headroom = 0;
+        while ((1 << headroom) < clients) headroom++;
+        return Math.Min(32, secure.QuantizationBits + headroom);
+    }
+
     /// <summary>Version name of round <paramref name="round"/>'s model (<c>v0</c> = initial).</summary>
     public static string VersionName(int round) => $"v{round}";
 
@@ -248,6 +261,24 @@ public static class RoundCoordinator
 
     /// <summary>Phases of a secure stage, in order.</summary>
     public static IReadOnlyList<RoundPhase> SecurePhases { get; } = [RoundPhase.AdvertiseKeys, RoundPhase.ShareKeys, RoundPhase.MaskedInput, RoundPhase.Unmasking];
+
+    /// <summary>
+    /// Who made a phase: every expected client whose arrival event the orchestration recorded or whose message the
+    /// server stored before the phase closed. The two differ when the engine delivers an arrival after the deadline
+    /// timer (the timer was queued when the phase opened, so it sorts first in a late batch) or when an event was lost
+    /// after its message was stored; a message the server accepted before it closed the phase always counts.
+    /// </summary>
+    /// <param name="expected">Ids expected in the phase.</param>
+    /// <param name="recorded">Ids whose arrival events the orchestration recorded.</param>
+    /// <param name="stored">Whether the server holds the phase message of an id (read at close time).</param>
+    public static int[] ArrivalsAtClose(IEnumerable<int> expected, IEnumerable<int> recorded, Func<int, bool> stored)
+    {
+        ArgumentNullException.ThrowIfNull(expected);
+        ArgumentNullException.ThrowIfNull(recorded);
+        ArgumentNullException.ThrowIfNull(stored);
+        var seen = new HashSet<int>(recorded);
+        return expected.Distinct().Where(id => seen.Contains(id) || stored(id)).Order().ToArray();
+    }
 
     /// <summary>
     /// Closes <paramref name="phase"/> of a secure stage: a fresh <see cref="SecAggServer"/> receives the

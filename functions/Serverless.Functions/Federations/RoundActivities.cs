@@ -65,6 +65,7 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
     {
         var plan = await store.GetPlanAsync(input.Federation, input.Round, ct) ?? throw new InvalidOperationException($"Round {input.Round} of '{input.Federation}' has no plan.");
         var parameters = plan.StageOf(input.Stage)?.Parameters ?? throw new InvalidOperationException($"Stage '{input.Stage}' is not a secure stage of round {input.Round}.");
+        input = input with { Arrivals = input.Arrivals.With(input.Phase, await ArrivalsAtCloseAsync(input, parameters, ct)) };
         var messages = await LoadAsync(input, ct);
         var result = RoundCoordinator.ClosePhase(parameters, input.Phase, input.Arrivals, messages);
         if (result.AbortReason is null)
@@ -94,7 +95,33 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         logger.LogInformation("Round {Round} of {Federation}: {Stage}/{Phase} closed with {Arrived} messages, {Next} continue, {Dropped} dropped{Abort}",
             input.Round, input.Federation, input.Stage, input.Phase, input.Arrivals.Of(input.Phase).Length, result.Next.Length, result.Dropped.Length,
             result.AbortReason is null ? "" : "; aborted: " + result.AbortReason);
-        return new RoundClosed(result.Next, result.Dropped, result.Exclusions.Select(e => new RoundSecAggExclusion(e.ClientId, $"{e.Phase}: {e.Reason}")).ToArray(), result.AbortReason);
+        return new RoundClosed(result.Next, result.Dropped, result.Exclusions.Select(e => new RoundSecAggExclusion(e.ClientId, $"{e.Phase}: {e.Reason}")).ToArray(), result.AbortReason,
+            input.Arrivals.Of(input.Phase));
+    }
+
+    /// <summary>
+    /// Who made the phase: the arrival events the orchestration recorded plus every expected client whose message was
+    /// stored before this close (an event the engine delivered after the deadline timer, or one lost after its store).
+    /// The first attempt records the set; a retried close reads it back, so every attempt closes the same phase.
+    /// </summary>
+    private async Task<int[]> ArrivalsAtCloseAsync(RoundCloseInput input, SecAggRoundParameters parameters, CancellationToken ct)
+    {
+        var kind = $"arrivals-{input.Phase}";
+        if (await store.GetOutputAsync<int[]>(input.Federation, input.Round, input.Stage, kind, ct) is { } recorded) return recorded;
+        var expected = ExpectedIn(input, parameters);
+        var stored = new HashSet<int>();
+        foreach (var id in expected)
+            if (await store.HasMessageAsync(input.Federation, input.Round, input.Stage, input.Phase, id, ct)) stored.Add(id);
+        var arrived = RoundCoordinator.ArrivalsAtClose(expected, input.Arrivals.Of(input.Phase), stored.Contains);
+        await store.PutOutputAsync(input.Federation, input.Round, input.Stage, kind, arrived, ct);
+        return arrived;
+    }
+
+    /// <summary>The ids that could answer the phase: every client for AdvertiseKeys, else those that made the previous phase.</summary>
+    private static int[] ExpectedIn(RoundCloseInput input, SecAggRoundParameters parameters)
+    {
+        var index = RoundCoordinator.SecurePhases.ToList().IndexOf(input.Phase);
+        return index <= 0 ? parameters.ClientIds : input.Arrivals.Of(RoundCoordinator.SecurePhases[index - 1]);
     }
 
     /// <summary>

@@ -19,8 +19,8 @@ public sealed record RoundCloseInput(string Federation, int Round, string Stage,
 /// <summary>A client left out by the secure-aggregation server.</summary>
 public sealed record RoundSecAggExclusion(int SecAggId, string Reason);
 
-/// <summary>Output of <c>RoundClosePhase</c>.</summary>
-public sealed record RoundClosed(int[] Next, int[] Dropped, RoundSecAggExclusion[] Exclusions, string? AbortReason);
+/// <summary>Output of <c>RoundClosePhase</c>; <paramref name="Arrived"/> is who made the phase (arrival events and messages stored before the close).</summary>
+public sealed record RoundClosed(int[] Next, int[] Dropped, RoundSecAggExclusion[] Exclusions, string? AbortReason, int[]? Arrived = null);
 
 /// <summary>Input of the stage-finishing activities.</summary>
 public sealed record RoundStageInput(string Federation, int Round, int[] Arrivals);
@@ -77,7 +77,7 @@ public static class RoundOrchestration
                     var deadline = context.CurrentUtcDateTime + prepared.Deadlines.Upload;
                     progress = progress with { Stage = stage.Stage, Phase = RoundPhase.Upload, Deadline = Utc(deadline), Active = stage.ClientIds };
                     context.SetCustomStatus(progress);
-                    plainArrivals = await Collect(context, stage.Stage, RoundPhase.Upload, stage.ClientIds, deadline);
+                    plainArrivals = await Collect(context, stage.Stage, RoundPhase.Upload, stage.ClientIds, prepared.Deadlines.Upload);
                     foreach (var id in plainArrivals) seen.Add(byId[id]);
                     foreach (var id in stage.ClientIds.Except(plainArrivals)) dropouts.Add(new RoundDropout(byId[id], stage.Stage, RoundPhase.Upload));
                     progress = progress with { Seen = [.. seen], Dropouts = [.. dropouts], Active = plainArrivals };
@@ -92,11 +92,12 @@ public static class RoundOrchestration
                     var deadline = context.CurrentUtcDateTime + DeadlineOf(prepared.Deadlines, phase);
                     progress = progress with { Stage = stage.Stage, Phase = phase, Deadline = Utc(deadline), Active = active };
                     context.SetCustomStatus(progress);
-                    var got = await Collect(context, stage.Stage, phase, active, deadline);
-                    arrivals = arrivals.With(phase, got);
-                    foreach (var id in got) seen.Add(byId[id]);
+                    var got = await Collect(context, stage.Stage, phase, active, DeadlineOf(prepared.Deadlines, phase));
                     var closed = await context.CallActivityAsync<RoundClosed>(RoundActivities.ClosePhase,
-                        new RoundCloseInput(input.Federation, input.Round, stage.Stage, phase, arrivals), Retry);
+                        new RoundCloseInput(input.Federation, input.Round, stage.Stage, phase, arrivals.With(phase, got)), Retry);
+                    // The close also counts messages stored before it whose events the orchestration had not processed.
+                    arrivals = arrivals.With(phase, closed.Arrived ?? got);
+                    foreach (var id in arrivals.Of(phase)) seen.Add(byId[id]);
                     var excludedIds = closed.Exclusions.Select(e => e.SecAggId).ToHashSet();
                     foreach (var e in closed.Exclusions)
                         if (!excluded.Any(x => x.ClientId == byId[e.SecAggId] && x.Stage == stage.Stage))
@@ -152,27 +153,34 @@ public static class RoundOrchestration
         _ => d.Upload,
     };
 
-    /// <summary>Waits for the expected clients' arrival events until all are in or the deadline passes (a durable timer).</summary>
-    private static async Task<int[]> Collect(TaskOrchestrationContext context, string stage, RoundPhase phase, int[] expected, DateTime deadline)
+    /// <summary>
+    /// Waits for the expected clients' arrival events until all are in or the deadline passes (a durable timer). The
+    /// decisions are <see cref="PhaseCollector"/>'s: a deadline the host observes later than its tolerance (the host, not
+    /// the clients, was slow) is extended by that lateness, a bounded number of times.
+    /// </summary>
+    private static async Task<int[]> Collect(TaskOrchestrationContext context, string stage, RoundPhase phase, int[] expected, TimeSpan length)
     {
-        var wanted = expected.ToHashSet();
-        var got = new SortedSet<int>();
+        var collector = new PhaseCollector(expected, context.CurrentUtcDateTime, length, PhaseDeadlinePolicy.Default);
         var name = RoundService.EventName(stage, phase);
-        while (got.Count < wanted.Count)
+        while (!collector.Complete)
         {
-            var remaining = deadline - context.CurrentUtcDateTime;
-            if (remaining <= TimeSpan.Zero) break;
+            var remaining = collector.Deadline - context.CurrentUtcDateTime;
+            if (remaining <= TimeSpan.Zero)
+            {
+                if (collector.DeadlineObserved(context.CurrentUtcDateTime)) break;
+                continue;
+            }
             try
             {
                 var arrival = await context.WaitForExternalEvent<PhaseArrival>(name, remaining);
-                if (arrival is not null && wanted.Contains(arrival.SecAggId)) got.Add(arrival.SecAggId);
+                if (arrival is not null) collector.Arrived(arrival.SecAggId);
             }
             catch (TimeoutException)
             {
-                break;
+                if (collector.DeadlineObserved(context.CurrentUtcDateTime)) break;
             }
         }
-        return [.. got];
+        return collector.Got;
     }
 
     private static async Task<RoundProgress> End(TaskOrchestrationContext context, RoundInput input, RoundProgress progress)

@@ -106,3 +106,17 @@ public sealed record SecAggResult(uint[] Sum, int[] Included, SecAggExclusion[] 
 
 /// <summary>The round cannot go on safely (too few survivors, or a secret could not be reconstructed).</summary>
 public sealed class SecAggAbortedException(string message) : Exception(message);
+
+/// <summary>A neighbour's accepted public keys (uncompressed P-256 points), part of <see cref="SecAggClientState"/>.</summary>
+public sealed record SecAggPeerKeys(int ClientId, byte[] EncryptionPublicKey, byte[] MaskingPublicKey);
+
+/// <summary>The shares a client holds of one owner's secrets, part of <see cref="SecAggClientState"/>.</summary>
+public sealed record SecAggHeldShare(int Owner, byte[] MaskingKeyShare, byte[] SelfMaskSeedShare);
+
+/// <summary>
+/// A client's secrets and progress in one round (<see cref="SecAggClient.ExportState"/>): key pairs (private scalar and
+/// public point), self-mask seed, accepted peer keys, held shares, and the neighbours it masked with. Secret: keep it sealed.
+/// </summary>
+public sealed record SecAggClientState(int ClientId, SecAggPhase Phase, byte[] RoundId,
+    byte[] EncryptionPrivateKey, byte[] EncryptionPublicKey, byte[] MaskingPrivateKey, byte[] MaskingPublicKey, byte[] SelfMaskSeed,
+    SecAggPeerKeys[] Peers, SecAggHeldShare[] HeldShares, int[] MaskedWith);

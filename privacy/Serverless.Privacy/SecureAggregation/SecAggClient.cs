@@ -15,9 +15,9 @@ public sealed class SecAggClient : IDisposable
     private readonly NeighbourGraph _graph;
     private readonly ECDsa? _signingKey;
     private readonly IReadOnlyDictionary<int, byte[]>? _verificationKeys;
-    private readonly ECDiffieHellman _encryptionKey = SecAggCrypto.NewKeyPair();
-    private readonly ECDiffieHellman _maskingKey = SecAggCrypto.NewKeyPair();
-    private readonly byte[] _selfMaskSeed = RandomNumberGenerator.GetBytes(SecAggCrypto.SecretLength);
+    private readonly ECDiffieHellman _encryptionKey;
+    private readonly ECDiffieHellman _maskingKey;
+    private readonly byte[] _selfMaskSeed;
     private readonly Dictionary<int, ECDiffieHellmanPublicKey> _peerMaskingKeys = [];
     private readonly Dictionary<int, ECDiffieHellmanPublicKey> _peerEncryptionKeys = [];
     private readonly Dictionary<int, (byte[] S, byte[] B)> _heldShares = [];
@@ -44,6 +44,82 @@ public sealed class SecAggClient : IDisposable
         ClientId = clientId;
         _signingKey = signingKey;
         _verificationKeys = verificationKeys;
+        _encryptionKey = SecAggCrypto.NewKeyPair();
+        _maskingKey = SecAggCrypto.NewKeyPair();
+        _selfMaskSeed = RandomNumberGenerator.GetBytes(SecAggCrypto.SecretLength);
+    }
+
+    private SecAggClient(SecAggRoundParameters parameters, SecAggClientState state, ECDsa? signingKey, IReadOnlyDictionary<int, byte[]>? verificationKeys)
+    {
+        _parameters = parameters;
+        _graph = parameters.BuildGraph();
+        ClientId = state.ClientId;
+        _signingKey = signingKey;
+        _verificationKeys = verificationKeys;
+        _encryptionKey = SecAggCrypto.TryRebuild(state.EncryptionPrivateKey, state.EncryptionPublicKey) ?? throw new ArgumentException("The state's encryption key pair does not match.");
+        _maskingKey = SecAggCrypto.TryRebuild(state.MaskingPrivateKey, state.MaskingPublicKey) ?? throw new ArgumentException("The state's masking key pair does not match.");
+        _selfMaskSeed = (byte[])state.SelfMaskSeed.Clone();
+        Phase = state.Phase;
+    }
+
+    /// <summary>
+    /// Everything this client needs to resume after a restart: its key pairs, self-mask seed, the neighbours' keys it
+    /// accepted, the shares it holds and whom it masked with. These are the round's secrets: seal the state before it
+    /// touches a disk, and destroy it with the round.
+    /// </summary>
+    public SecAggClientState ExportState() => new(
+        ClientId, Phase, (byte[])_parameters.RoundId.Clone(),
+        SecAggCrypto.ExportPrivateScalar(_encryptionKey), SecAggCrypto.ExportPublic(_encryptionKey),
+        SecAggCrypto.ExportPrivateScalar(_maskingKey), SecAggCrypto.ExportPublic(_maskingKey),
+        (byte[])_selfMaskSeed.Clone(),
+        _peerEncryptionKeys.Keys.Order().Select(id => new SecAggPeerKeys(id, Point(_peerEncryptionKeys[id]), Point(_peerMaskingKeys[id]))).ToArray(),
+        _heldShares.Keys.Order().Select(id => new SecAggHeldShare(id, (byte[])_heldShares[id].S.Clone(), (byte[])_heldShares[id].B.Clone())).ToArray(),
+        [.. _maskedWith.Order()]);
+
+    private static byte[] Point(ECDiffieHellmanPublicKey key)
+    {
+        var q = key.ExportParameters().Q;
+        return [0x04, .. q.X!, .. q.Y!];
+    }
+
+    /// <summary>A client resumed from <see cref="ExportState"/>, in the phase it had reached.</summary>
+    /// <exception cref="ArgumentException">the state does not belong to this round, or is inconsistent.</exception>
+    public static SecAggClient Restore(SecAggRoundParameters parameters, SecAggClientState state, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(state);
+        var graph = parameters.BuildGraph();
+        if (state.RoundId is null || !CryptographicOperations.FixedTimeEquals(state.RoundId, parameters.RoundId)) throw new ArgumentException("The state belongs to another round.");
+        if (!graph.Contains(state.ClientId)) throw new ArgumentException($"Client {state.ClientId} is not in this round.");
+        if (!Enum.IsDefined(state.Phase)) throw new ArgumentException("The state's phase is unknown.");
+        if (state.SelfMaskSeed is not { Length: SecAggCrypto.SecretLength }) throw new ArgumentException("The state's self-mask seed has the wrong length.");
+        if (state.EncryptionPrivateKey is null || state.MaskingPrivateKey is null || state.EncryptionPublicKey is null || state.MaskingPublicKey is null)
+            throw new ArgumentException("The state lacks a key.");
+        var client = new SecAggClient(parameters, state, signingKey, verificationKeys);
+        try
+        {
+            foreach (var peer in state.Peers ?? [])
+            {
+                if (peer is null || peer.ClientId == state.ClientId || !graph.AreNeighbours(state.ClientId, peer.ClientId)) throw new ArgumentException("The state names a peer that is not a neighbour.");
+                if (!SecAggCrypto.TryImportPublic(peer.EncryptionPublicKey, out var c) || !SecAggCrypto.TryImportPublic(peer.MaskingPublicKey, out var m))
+                    throw new ArgumentException("The state holds an invalid peer key.");
+                client._peerEncryptionKeys[peer.ClientId] = c!;
+                client._peerMaskingKeys[peer.ClientId] = m!;
+            }
+            foreach (var share in state.HeldShares ?? [])
+            {
+                if (share is null || !ShamirSecretSharing.IsWellFormed(share.MaskingKeyShare, SecAggCrypto.SecretLength) || !ShamirSecretSharing.IsWellFormed(share.SelfMaskSeedShare, SecAggCrypto.SecretLength))
+                    throw new ArgumentException("The state holds a malformed share.");
+                client._heldShares[share.Owner] = ((byte[])share.MaskingKeyShare.Clone(), (byte[])share.SelfMaskSeedShare.Clone());
+            }
+            client._maskedWith = [.. state.MaskedWith ?? []];
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Phase 0: advertise the two public keys, signed when the round requires it.</summary>
@@ -83,19 +159,25 @@ public sealed class SecAggClient : IDisposable
                 _peerMaskingKeys[m.ClientId] = s!;
             }
         }
-        if (advertised.Count < _parameters.Threshold) Abort($"only {advertised.Count} neighbours advertised keys; threshold is {_parameters.Threshold}");
+        // U1 counts this client too (Bonawitz et al., Figure 4: shares go to every v in U1, the sender included):
+        // it keeps its own share and reveals it in Unmasking, so t survivors suffice to unmask each other.
+        if (advertised.Count + 1 < _parameters.Threshold) Abort($"only {advertised.Count + 1} clients of our neighbourhood advertised keys; threshold is {_parameters.Threshold}");
 
         var peers = advertised.Keys.Order().ToArray();
+        var holders = peers.Append(ClientId).Order().ToArray();
         var scalar = SecAggCrypto.ExportPrivateScalar(_maskingKey);
-        var sShares = ShamirSecretSharing.Split(scalar, _parameters.Threshold, peers);
-        var bShares = ShamirSecretSharing.Split(_selfMaskSeed, _parameters.Threshold, peers);
+        var sShares = ShamirSecretSharing.Split(scalar, _parameters.Threshold, holders);
+        var bShares = ShamirSecretSharing.Split(_selfMaskSeed, _parameters.Threshold, holders);
         CryptographicOperations.ZeroMemory(scalar);
         var bundles = new EncryptedShare[peers.Length];
-        for (var i = 0; i < peers.Length; i++)
+        for (int i = 0, k = 0; i < holders.Length; i++)
         {
-            var key = SecAggCrypto.ShareKey(_encryptionKey, _peerEncryptionKeys[peers[i]], _parameters.RoundId, ClientId, peers[i]);
-            bundles[i] = new EncryptedShare(ClientId, peers[i], SecAggCrypto.EncryptBundle(key, _parameters.RoundId, ClientId, peers[i], sShares[i], bShares[i]));
+            if (holders[i] == ClientId) { _heldShares[ClientId] = (sShares[i], bShares[i]); continue; }
+            var key = SecAggCrypto.ShareKey(_encryptionKey, _peerEncryptionKeys[holders[i]], _parameters.RoundId, ClientId, holders[i]);
+            bundles[k++] = new EncryptedShare(ClientId, holders[i], SecAggCrypto.EncryptBundle(key, _parameters.RoundId, ClientId, holders[i], sShares[i], bShares[i]));
             CryptographicOperations.ZeroMemory(key);
+            CryptographicOperations.ZeroMemory(sShares[i]);
+            CryptographicOperations.ZeroMemory(bShares[i]);
         }
         Phase = SecAggPhase.MaskedInputCollection;
         return new ShareKeysMessage(ClientId, bundles, SecAggCrypto.Commit(_parameters.RoundId, ClientId, _selfMaskSeed));
@@ -124,7 +206,7 @@ public sealed class SecAggClient : IDisposable
             if (problem is null) _heldShares[share.From] = (s, b);
             else complaints.Add(new ShareComplaint(share.From, problem));
         }
-        if (senders.Count < _parameters.Threshold) Abort($"only {senders.Count} neighbours shared keys; threshold is {_parameters.Threshold}");
+        if (senders.Count + 1 < _parameters.Threshold) Abort($"only {senders.Count + 1} clients of our neighbourhood shared keys; threshold is {_parameters.Threshold}");
 
         var mask = RingCodec.RingMask(_parameters.RingBits);
         var y = new uint[input.Length];
@@ -169,8 +251,9 @@ public sealed class SecAggClient : IDisposable
         var shares = new List<RevealedShare>();
         foreach (var u in survivors.Order())
             if (_heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.SelfMaskSeed, held.B));
+        // Never our own masking key: we are answering, so we are no dropout, whatever the request says.
         foreach (var u in dropped.Order())
-            if (_heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.MaskingKey, held.S));
+            if (u != ClientId && _heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.MaskingKey, held.S));
         Phase = SecAggPhase.Done;
         return new UnmaskResponse(ClientId, shares.ToArray());
     }

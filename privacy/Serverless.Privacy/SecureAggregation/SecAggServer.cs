@@ -177,9 +177,14 @@ public sealed class SecAggServer
         _survivors = _masked.Keys.Where(u => !accusedBy.ContainsKey(u)).Order().ToArray();
         _dropped = _shared.Keys.Where(u => !_survivors.Contains(u)).Order().ToArray();
         if (_survivors.Length < _p.Threshold) Abort($"only {_survivors.Length} masked inputs remain; threshold is {_p.Threshold}");
+        // Only survivors are asked to unmask (an accused client is out of the sum and is not trusted to reveal
+        // anything), so only they count as live share holders; counting accused senders too let this check pass
+        // and the unmasking then starve.
         foreach (var u in _survivors.Concat(_dropped))
         {
-            var holders = _graph.NeighboursOf(u).Count(v => _masked.ContainsKey(v) && !(accusedBy.TryGetValue(u, out var a) && a.Contains(v)));
+            // A survivor also holds (and reveals) its own share of its self-mask seed.
+            var own = Array.BinarySearch(_survivors, u) >= 0 ? 1 : 0;
+            var holders = own + _graph.NeighboursOf(u).Count(v => Array.BinarySearch(_survivors, v) >= 0 && !(accusedBy.TryGetValue(u, out var a) && a.Contains(v)));
             if (holders < _p.Threshold) Abort($"client {u}'s secret has only {holders} live share holders; threshold is {_p.Threshold}");
         }
         Phase = SecAggPhase.Unmasking;
@@ -202,7 +207,8 @@ public sealed class SecAggServer
             if (share is null) return Exclude(id, SecAggPhase.Unmasking, "a revealed share is empty");
             var expectedKind = Array.BinarySearch(_survivors, share.Owner) >= 0 ? SharedSecretKind.SelfMaskSeed
                 : Array.BinarySearch(_dropped, share.Owner) >= 0 ? SharedSecretKind.MaskingKey : (SharedSecretKind)0;
-            if (expectedKind == 0 || !_graph.AreNeighbours(id, share.Owner))
+            var own = share.Owner == id && expectedKind == SharedSecretKind.SelfMaskSeed;   // a survivor's own share of its seed
+            if (expectedKind == 0 || (!own && !_graph.AreNeighbours(id, share.Owner)))
                 return Exclude(id, SecAggPhase.Unmasking, $"revealed a share of client {share.Owner}, which was not requested from it");
             if (share.Kind != expectedKind) return Exclude(id, SecAggPhase.Unmasking, $"revealed the wrong secret of client {share.Owner}");
             if (!owners.Add(share.Owner)) return Exclude(id, SecAggPhase.Unmasking, $"revealed two shares of client {share.Owner}");

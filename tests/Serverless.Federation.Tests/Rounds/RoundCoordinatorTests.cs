@@ -112,6 +112,23 @@ public sealed class RoundCoordinatorTests
         Assert.Equal("v3", plain.BaseVersion);
     }
 
+    [Theory]
+    [InlineData(4, 8, 10)]
+    [InlineData(5, 8, 11)]
+    [InlineData(64, 8, 14)]
+    [InlineData(4, 0, 32)]
+    public void The_training_ring_is_b_bits_plus_log2_n_of_headroom(int clients, int bits, int ring)
+    {
+        var config = new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { QuantizationBits = bits } };
+        var plan = RoundCoordinator.Plan(State(clients, config), 1, DateTimeOffset.UnixEpoch, "op", new Random(1));
+        Assert.Equal(ring, plan.StageOf(RoundStages.Training)!.Parameters!.RingBits);
+        Assert.Equal(ring, plan.Encoding!.RingBits);
+        // n clients at the bound sum without wrapping, and each client keeps at least b - 1 bits of magnitude.
+        var codec = UpdateEncoding.Codec(plan.Encoding);
+        Assert.True(codec.Scale * plan.Encoding.CoordinateBound * clients <= Math.Pow(2, ring - 1) - 1);
+        if (bits > 0) Assert.True(codec.Scale * plan.Encoding.CoordinateBound >= Math.Pow(2, bits - 2));
+    }
+
     private sealed class Messages : IRoundMessageSource
     {
         public Dictionary<int, AdvertiseKeysMessage> A { get; } = [];

@@ -54,6 +54,17 @@ public sealed class SecAggProtocolTests
     }
 
     [Fact]
+    public void Exactly_t_survivors_unmask_each_other_with_their_own_shares()
+    {
+        // Each client keeps (and reveals) its own share, as in Bonawitz et al.: t survivors suffice, not t + 1.
+        var h = SecAggHarness.Create(n: 6, threshold: 3, length: 16);
+        h.Drop(SecAggPhase.MaskedInputCollection, [1, 4, 6]);
+        var result = h.Run();
+        Assert.Equal([2, 3, 5], result.Included);
+        Assert.Equal(h.PlainSum([2, 3, 5]), result.Sum);
+    }
+
+    [Fact]
     public void Unmasking_is_refused_when_too_few_respond_with_shares()
     {
         var h = SecAggHarness.Create(n: 10, threshold: 6, length: 16);
