@@ -72,7 +72,7 @@ public enum StorageBackend
 
 public enum AzureAuthentication
 {
-    /// <summary>Account key (SharedKey signing); the key comes from the environment variable named by <c>accountKeyEnvironmentVariable</c>.</summary>
+    /// <summary>Account key (the Azure SDK signs with it); the key comes from the environment variable named by <c>accountKeyEnvironmentVariable</c>.</summary>
     SharedKey,
 
     /// <summary>Microsoft Entra ID bearer tokens through Azure.Identity's DefaultAzureCredential (managed identity in Azure).</summary>
