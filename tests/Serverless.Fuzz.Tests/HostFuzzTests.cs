@@ -6,7 +6,7 @@ using Serverless.Security.Envelope;
 
 namespace Serverless.Fuzz.Tests;
 
-/// <summary>host.json (<see cref="HostJsonException"/>), envelope headers (<see cref="CryptographicException"/>) and the agent's sealed state (<see cref="CryptographicException"/>, <see cref="InvalidDataException"/>).</summary>
+/// <summary>host.json (<see cref="HostJsonException"/>) and envelope headers (<see cref="CryptographicException"/>).</summary>
 public sealed class HostFuzzTests(ITestOutputHelper output)
 {
     private const string HostJsonSample = """
@@ -59,7 +59,16 @@ public sealed class HostFuzzTests(ITestOutputHelper output)
         var report = Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
         Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
+}
 
+/// <summary>
+/// The agent's sealed state (<see cref="CryptographicException"/>, <see cref="InvalidDataException"/>). Its reads are
+/// async, so its allocations are measured process-wide; it runs alone, after the parallel fuzz classes, or their
+/// allocations would be counted as its own.
+/// </summary>
+[Collection(ProcessWideAllocationCollection.Name)]
+public sealed class SealedStateFuzzTests(ITestOutputHelper output)
+{
     [Fact]
     public async Task Sealed_agent_state()
     {
@@ -89,4 +98,10 @@ public sealed class HostFuzzTests(ITestOutputHelper output)
             Directory.Delete(directory, recursive: true);
         }
     }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessWideAllocationCollection
+{
+    public const string Name = "process-wide allocation";
 }
