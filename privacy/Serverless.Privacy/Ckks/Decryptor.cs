@@ -86,30 +86,6 @@ public sealed class Decryptor
         Decrypt(ciphertext, destination);
         if (floodingBits == 0) floodingBits = Math.Max(8, (int)Math.Floor(Math.Log2(ciphertext.Scale)) - 20);
         if (floodingBits < 1 || floodingBits > 60) throw new ArgumentOutOfRangeException(nameof(floodingBits), floodingBits, "flooding bits must be 1..60");
-        var ctx = _context;
-        var n = ctx.N;
-        var noise = ScratchPool.Rent(n);
-        var limb = ScratchPool.Rent(n);
-        try
-        {
-            var words = noise.AsSpan(0, n);
-            RandomNumberGenerator.Fill(System.Runtime.InteropServices.MemoryMarshal.AsBytes(words));
-            var mask = (1UL << (floodingBits + 1)) - 1;
-            var offset = 1L << floodingBits;
-            for (var i = 0; i <= destination.Level; i++)
-            {
-                var m = ctx.Moduli[i];
-                var l = limb.AsSpan(0, n);
-                for (var k = 0; k < n; k++) l[k] = m.FromSigned((long)(words[k] & mask) - offset);
-                ctx.Ntt[i].Forward(l);
-                LimbOps.Add(destination.Limb(i), l, destination.Limb(i), m.Value);
-            }
-            words.Clear();
-        }
-        finally
-        {
-            ScratchPool.Return(noise);
-            ScratchPool.Return(limb);
-        }
+        FloodingNoise.AddUniform(_context, destination.Level, floodingBits, destination.Poly);
     }
 }

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 
@@ -21,32 +19,7 @@ public sealed partial class Evaluator
         ArgumentNullException.ThrowIfNull(ciphertext);
         if (!ReferenceEquals(ciphertext.Context, _context)) throw new ArgumentException("cannot FloodNoise: the ciphertext belongs to another context", nameof(ciphertext));
         if (floodingBits is < 1 or > 60) throw new ArgumentOutOfRangeException(nameof(floodingBits), floodingBits, "flooding bits must be 1..60");
-        var ctx = _context;
-        var n = ctx.N;
-        var noise = ScratchPool.Rent(n);
-        var limb = ScratchPool.Rent(n);
-        try
-        {
-            var words = noise.AsSpan(0, n);
-            RandomNumberGenerator.Fill(System.Runtime.InteropServices.MemoryMarshal.AsBytes(words));
-            var mask = (1UL << (floodingBits + 1)) - 1;
-            var offset = 1L << floodingBits;
-            for (var i = 0; i <= ciphertext.Level; i++)
-            {
-                var m = ctx.Moduli[i];
-                var l = limb.AsSpan(0, n);
-                // The same integer noise in every limb (CRT-consistent), then to the NTT domain c0 lives in.
-                for (var k = 0; k < n; k++) l[k] = m.FromSigned((long)(words[k] & mask) - offset);
-                ctx.Ntt[i].Forward(l);
-                LimbOps.Add(ciphertext.Limb(0, i), l, ciphertext.Limb(0, i), m.Value);
-            }
-            words.Clear();
-        }
-        finally
-        {
-            ScratchPool.Return(noise);
-            ScratchPool.Return(limb);
-        }
+        FloodingNoise.AddUniform(_context, ciphertext.Level, floodingBits, ciphertext.Poly(0));
         // Only c0 changed: a seed still describes c1, so a fresh ciphertext keeps its half-size form.
     }
 }
