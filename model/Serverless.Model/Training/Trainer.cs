@@ -138,10 +138,7 @@ public sealed class Trainer
         var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
         var decayMask = DecayMask();
         var frozen = FrozenRanges();
-        var best = early ? p.ToArray() : p;
-        var bestLoss = double.PositiveInfinity;
-        var bestEpoch = 0;
-        var sinceBest = 0;
+        var epochs = new EpochLog(_model, early ? validation : null, o.Patience, p);
 
         var batch = Math.Min(o.BatchSize, train.Count);
         var ws = _model.Network.CreateWorkspace(batch);
@@ -152,7 +149,6 @@ public sealed class Trainer
         var order = new int[train.Count];
         for (var i = 0; i < order.Length; i++) order[i] = i;
         var rng = new Random(o.Seed);
-        var history = new List<EpochReport>();
         long samples = 0;
         var step = 0;
 
@@ -184,23 +180,10 @@ public sealed class Trainer
                 if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
             }
 
-            double? valLoss = early ? _model.Loss(p, validation!) : null;
-            history.Add(new EpochReport(epoch, lossSum / Math.Max(1, seen), valLoss));
-            if (early)
-            {
-                if (valLoss!.Value < bestLoss)
-                {
-                    bestLoss = valLoss.Value;
-                    bestEpoch = epoch;
-                    p.CopyTo(best, 0);
-                    sinceBest = 0;
-                }
-                else if (++sinceBest >= o.Patience) break;
-            }
-            else bestEpoch = epoch;
+            if (epochs.EndEpoch(epoch, lossSum / Math.Max(1, seen))) break;
             if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
         }
-        return new TrainingResult(early ? best : p, history, bestEpoch, samples, step);
+        return new TrainingResult(epochs.Result, epochs.History, epochs.BestEpoch, samples, step);
     }
 
     /// <summary>
@@ -228,11 +211,7 @@ public sealed class Trainer
         var decayMask = DecayMask();
         var perExample = new PerExampleGradients(_model, FrozenRanges());
         var frozen = FrozenRanges();
-        var best = early ? p.ToArray() : p;
-        var bestLoss = double.PositiveInfinity;
-        var bestEpoch = 0;
-        var sinceBest = 0;
-        var history = new List<EpochReport>();
+        var epochs = new EpochLog(_model, early ? validation : null, o.Patience, p);
         long samples = 0;
         var step = 0;
         var noiseStd = dp.NoiseMultiplier * dp.ClipNorm;
@@ -265,23 +244,10 @@ public sealed class Trainer
             foreach (var w in p)
                 if (!float.IsFinite(w)) throw new InvalidOperationException($"training diverged at epoch {epoch}; lower the learning rate");
 
-            double? valLoss = early ? _model.Loss(p, validation!) : null;
-            history.Add(new EpochReport(epoch, lossSum / Math.Max(1, seen), valLoss));
-            if (early)
-            {
-                if (valLoss!.Value < bestLoss)
-                {
-                    bestLoss = valLoss.Value;
-                    bestEpoch = epoch;
-                    p.CopyTo(best, 0);
-                    sinceBest = 0;
-                }
-                else if (++sinceBest >= o.Patience) break;
-            }
-            else bestEpoch = epoch;
+            if (epochs.EndEpoch(epoch, lossSum / Math.Max(1, seen))) break;
             if (o.MaxSteps > 0 && step >= o.MaxSteps) break;
         }
-        return new TrainingResult(early ? best : p, history, bestEpoch, samples, step);
+        return new TrainingResult(epochs.Result, epochs.History, epochs.BestEpoch, samples, step);
     }
 
     /// <summary>grad += mu (w - w_ref); returns (mu/2)·||w - w_ref||² (summed in index order, in double).</summary>
@@ -359,5 +325,42 @@ public sealed class Trainer
             ranges.Add((v.Offset, v.Length));
         }
         return ranges;
+    }
+
+    /// <summary>
+    /// The epoch history and early stopping on validation loss, shared by the plain and the DP-SGD loops: without a
+    /// validation set every epoch counts as the best; with one, the best epoch's parameters are kept and training
+    /// stops after <c>patience</c> epochs without improvement.
+    /// </summary>
+    private sealed class EpochLog(CnnLstm model, SequenceDataset? validation, int patience, float[] parameters)
+    {
+        private readonly float[]? _best = validation is null ? null : parameters.ToArray();
+        private double _bestLoss = double.PositiveInfinity;
+        private int _sinceBest;
+
+        public List<EpochReport> History { get; } = [];
+        public int BestEpoch { get; private set; }
+        public float[] Result => _best ?? parameters;
+
+        /// <summary>Records the epoch; true when early stopping ends training.</summary>
+        public bool EndEpoch(int epoch, double meanTrainLoss)
+        {
+            double? validationLoss = validation is null ? null : model.Loss(parameters, validation);
+            History.Add(new EpochReport(epoch, meanTrainLoss, validationLoss));
+            if (validation is null)
+            {
+                BestEpoch = epoch;
+                return false;
+            }
+            if (validationLoss!.Value < _bestLoss)
+            {
+                _bestLoss = validationLoss.Value;
+                BestEpoch = epoch;
+                parameters.CopyTo(_best!, 0);
+                _sinceBest = 0;
+                return false;
+            }
+            return ++_sinceBest >= patience;
+        }
     }
 }
