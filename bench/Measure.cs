@@ -48,6 +48,30 @@ internal static class Measure
             ? t.Seconds * 1e6 + t.Nanoseconds / 1e3
             : double.NaN;
 
+    /// <summary>
+    /// Requests per second of <paramref name="workers"/> closed-loop HTTP clients sharing one connection pool for
+    /// <paramref name="duration"/>. <paramref name="request"/> sends one request as worker <c>w</c> and checks its
+    /// answer (throwing when it is wrong), so a fast wrong server never counts.
+    /// </summary>
+    public static async Task<double> ClosedLoopRequestsPerSecondAsync(int workers, TimeSpan duration, Func<HttpClient, int, Task> request)
+    {
+        using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = workers, UseProxy = false };
+        using var client = new HttpClient(handler);
+        var stop = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        var start = Stopwatch.GetTimestamp();
+        var counts = await Task.WhenAll(Enumerable.Range(0, workers).Select(async w =>
+        {
+            var n = 0;
+            while (Stopwatch.GetTimestamp() < stop)
+            {
+                await request(client, w);
+                n++;
+            }
+            return n;
+        }));
+        return counts.Sum() / Stopwatch.GetElapsedTime(start).TotalSeconds;
+    }
+
     public static double Median(ReadOnlySpan<double> values) => Percentile(values, 0.5);
 
     /// <summary>Nearest-rank percentile (p in [0, 1]).</summary>

@@ -98,27 +98,14 @@ internal sealed class FuncHostSuite : IBenchSuite
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
 
     /// <summary>Requests per second from <see cref="Workers"/> concurrent clients for <paramref name="duration"/>; every answer is checked.</summary>
-    private static async Task<double> LoadAsync(string url, TimeSpan duration)
-    {
-        using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = Workers, UseProxy = false };
-        using var client = new HttpClient(handler);
-        long stop = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        long start = Stopwatch.GetTimestamp();
-        int[] counts = await Task.WhenAll(Enumerable.Range(0, Workers).Select(async w =>
+    private static Task<double> LoadAsync(string url, TimeSpan duration) =>
+        Measure.ClosedLoopRequestsPerSecondAsync(Workers, duration, async (client, w) =>
         {
-            int n = 0;
-            string body = $"worker {w} says hello";
-            while (Stopwatch.GetTimestamp() < stop)
-            {
-                using var content = new StringContent(body, Encoding.UTF8, "text/plain");
-                using HttpResponseMessage response = await client.PostAsync(url, content);
-                response.EnsureSuccessStatusCode();
-                string echo = await response.Content.ReadAsStringAsync();
-                if (!echo.Contains(body, StringComparison.Ordinal)) throw new InvalidOperationException("wrong echo");
-                n++;
-            }
-            return n;
-        }));
-        return counts.Sum() / Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
+            var body = $"worker {w} says hello";
+            using var content = new StringContent(body, Encoding.UTF8, "text/plain");
+            using var response = await client.PostAsync(url, content);
+            response.EnsureSuccessStatusCode();
+            var echo = await response.Content.ReadAsStringAsync();
+            if (!echo.Contains(body, StringComparison.Ordinal)) throw new InvalidOperationException("wrong echo");
+        });
 }

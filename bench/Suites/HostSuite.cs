@@ -177,28 +177,14 @@ internal sealed class HostSuite : IBenchSuite
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
 
     /// <summary>Requests per second from <see cref="Workers"/> concurrent clients posting for <paramref name="duration"/>; every answer is checked.</summary>
-    private static async Task<double> LoadAsync(string url, TimeSpan duration)
-    {
-        using var handler = new SocketsHttpHandler { MaxConnectionsPerServer = Workers, UseProxy = false };
-        using var client = new HttpClient(handler);
-        var stop = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
-        var start = Stopwatch.GetTimestamp();
-        var counts = await Task.WhenAll(Enumerable.Range(0, Workers).Select(async w =>
+    private static Task<double> LoadAsync(string url, TimeSpan duration) =>
+        Measure.ClosedLoopRequestsPerSecondAsync(Workers, duration, async (client, w) =>
         {
-            var n = 0;
-            var request = new EchoRequest($"worker {w} says hello", w);
-            while (Stopwatch.GetTimestamp() < stop)
-            {
-                using var response = await client.PostAsJsonAsync(url, request);
-                response.EnsureSuccessStatusCode();
-                var echo = await response.Content.ReadFromJsonAsync<EchoResponse>();
-                if (echo is null || echo.Count != w + 1) throw new InvalidOperationException("wrong echo");
-                n++;
-            }
-            return n;
-        }));
-        return counts.Sum() / Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
+            using var response = await client.PostAsJsonAsync(url, new EchoRequest($"worker {w} says hello", w));
+            response.EnsureSuccessStatusCode();
+            var echo = await response.Content.ReadFromJsonAsync<EchoResponse>();
+            if (echo is null || echo.Count != w + 1) throw new InvalidOperationException("wrong echo");
+        });
 
     // ---------------------------------------------------------------- queues
 
