@@ -26,6 +26,32 @@ public sealed class DpSgdTests
     private static CnnLstm Tiny(int width = 3) => new(new ModelConfig { Features = 3, Steps = 5, ConvChannels = width, LstmHidden = width, HeadHidden = 2 });
 
     [Fact]
+    public void Property_every_examples_clipped_gradient_is_within_C_over_random_models_data_and_bounds()
+    {
+        // 40 seeded cases: random widths, weight scales (up to gradients far beyond C), record lengths and clip norms.
+        for (var seed = 1; seed <= 40; seed++)
+        {
+            var rng = new Random(seed);
+            var model = Tiny(width: 1 + rng.Next(4));
+            var data = RandomData(6, 5, 3, seed: 1000 + seed);
+            var p = model.InitializeParameters(seed);
+            var scale = (float)Math.Exp(rng.NextDouble() * 4 - 1);   // e^-1 .. e^3
+            for (var i = 0; i < p.Length; i++) p[i] *= scale;
+            var c = Math.Exp(rng.NextDouble() * 8 - 6);                // e^-6 .. e^2
+            var perExample = new PerExampleGradients(model);
+            var sum = new float[model.ParameterCount];
+            for (var i = 0; i < data.Count; i++)
+            {
+                var (_, norm) = perExample.AccumulateClipped(p, data, i, c, sum);
+                var after = Norm(perExample.LastGradient);
+                Assert.True(after <= c * (1 + 1e-5), $"seed {seed}, example {i}: clipped norm {after} > C = {c} (raw {norm})");
+                Assert.Equal(Math.Min(norm, c), after, Math.Max(1e-6, 1e-4 * c));
+            }
+            Assert.True(Norm(sum) <= data.Count * c * (1 + 1e-5), $"seed {seed}: the sum exceeds records x C");
+        }
+    }
+
+    [Fact]
     public void Each_examples_clipped_gradient_has_norm_at_most_C_and_unclipped_ones_sum_to_the_batch_gradient()
     {
         var model = Tiny();
