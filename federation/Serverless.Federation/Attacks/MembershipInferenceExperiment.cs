@@ -44,6 +44,9 @@ public sealed record MembershipExperimentOptions
     /// <summary>Delta of the per-patient guarantee.</summary>
     public double Delta { get; init; } = 1e-5;
 
+    /// <summary>Share of each hospital's training part held out as validation (non-members); 0 = hospitals train on all of it.</summary>
+    public double ValidationFraction { get; init; } = 0.2;
+
     /// <summary>Shadow federations per target (each trained on its own generated cohort).</summary>
     public int Shadows { get; init; } = 2;
 
@@ -83,8 +86,8 @@ public sealed class MembershipInferenceExperiment(MembershipExperimentOptions op
     {
         var o = options;
         var target = Federation(o.Seed + 1000 * trial);
-        var sigma = epsilon is { } e ? NoiseFor(target, e) : 0;
-        var (model, parameters) = Train(target, epsilon, sigma, trial);
+        var sigma = epsilon is { } e ? NoiseFor(target, e).Values.Max() : 0;
+        var (model, parameters) = Train(target, epsilon, trial);
         var members = SequenceDataset.Concat(Enumerable.Range(0, o.Hospitals).Select(target.LocalTrain).ToArray());
         var nonMembers = Balanced(NonMembers(target), members.Count, trial);
         members = Balanced(members, nonMembers.Count, trial);
@@ -94,7 +97,7 @@ public sealed class MembershipInferenceExperiment(MembershipExperimentOptions op
         for (var s = 0; s < o.Shadows; s++)
         {
             var shadow = Federation(o.Seed + 1000 * trial + 100 + s);
-            var (shadowModel, shadowParameters) = Train(shadow, epsilon, epsilon is { } se ? NoiseFor(shadow, se) : 0, trial * 31 + s + 1);
+            var (shadowModel, shadowParameters) = Train(shadow, epsilon, trial * 31 + s + 1);
             var sIn = SequenceDataset.Concat(Enumerable.Range(0, o.Hospitals).Select(shadow.LocalTrain).ToArray());
             var sOut = Balanced(NonMembers(shadow), sIn.Count, s);
             sIn = Balanced(sIn, sOut.Count, s);
@@ -114,22 +117,19 @@ public sealed class MembershipInferenceExperiment(MembershipExperimentOptions op
     private HospitalFederation Federation(int seed) => new(new HospitalFederationOptions
     {
         Hospitals = options.Hospitals, PatientsPerHospital = options.PatientsPerHospital, Width = options.Width, Seed = seed, BatchSize = options.BatchSize, TestFraction = 0.5,
+        ValidationFraction = options.ValidationFraction,
     });
 
     /// <summary>Records of the same hospitals the federation never trained on: their test and validation parts.</summary>
     private SequenceDataset NonMembers(HospitalFederation fed) =>
         SequenceDataset.Concat([fed.Data.PooledTest(), .. Enumerable.Range(0, options.Hospitals).Select(fed.LocalValidation)]);
 
-    /// <summary>sigma spending epsilon per patient over all rounds, for the hospital that needs the most noise.</summary>
-    public double NoiseFor(HospitalFederation fed, double epsilon)
-    {
-        var o = options;
-        return fed.TrainingRecords().Values.Distinct().Max(n =>
-            PatientLevelDpStrategy.CalibrateNoise(epsilon, o.Delta, DpSgdOptions.SamplingRate(o.ExpectedBatchSize, n), o.Rounds * DpSgdOptions.PlannedSteps(o.ExpectedBatchSize, n, o.EpochsFor(dp: true))));
-    }
+    /// <summary>Each hospital's sigma spending epsilon per patient over all rounds on its own records.</summary>
+    public IReadOnlyDictionary<string, double> NoiseFor(HospitalFederation fed, double epsilon) =>
+        PatientLevelDpStrategy.CalibrateNoisePerHospital(epsilon, options.Delta, options.ExpectedBatchSize, options.EpochsFor(dp: true), options.Rounds, fed.TrainingRecords());
 
-    /// <summary>The federated model after all rounds (final parameters: no model selection, which would use more data).</summary>
-    public (CnnLstm Model, float[] Parameters) Train(HospitalFederation fed, double? epsilon, double sigma, int seed)
+    /// <summary>The federated model after all rounds (final parameters: no model selection, which would use more data); <paramref name="seed"/> seeds the initial parameters and the training.</summary>
+    public (CnnLstm Model, float[] Parameters) Train(HospitalFederation fed, double? epsilon, int seed)
     {
         var o = options;
         IStrategy strategy = new FedAvg(new FedAvgOptions
@@ -137,7 +137,10 @@ public sealed class MembershipInferenceExperiment(MembershipExperimentOptions op
             LocalEpochs = o.EpochsFor(epsilon is not null), LearningRate = epsilon is null ? o.LearningRate : o.DpLearningRate, FractionEvaluate = 0, Seed = seed,
         });
         if (epsilon is { } eps)
-            strategy = new PatientLevelDpStrategy(strategy, new PatientDpOptions(o.ClipNorm, sigma, o.ExpectedBatchSize, o.Delta, eps * (1 + 1e-6)), fed.TrainingRecords());
+        {
+            var noise = NoiseFor(fed, eps);
+            strategy = new PatientLevelDpStrategy(strategy, new PatientDpOptions(o.ClipNorm, noise.Values.Max(), o.ExpectedBatchSize, o.Delta, eps * (1 + 1e-6)), fed.TrainingRecords(), noise);
+        }
         var result = new FederatedSimulator(strategy, fed.Clients(), new SimulationOptions { Rounds = o.Rounds, Seed = seed }).Run(fed.InitialParameters(seed));
         if (result.StoppedBecause is { } why) throw new InvalidOperationException("the experiment's federation stopped early: " + why);
         return (new CnnLstm(fed.Config), result.Parameters);

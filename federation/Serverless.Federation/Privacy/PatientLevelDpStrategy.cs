@@ -42,20 +42,29 @@ public sealed class PatientLevelDpStrategy : IStrategy
     private readonly PatientDpOptions _o;
     private readonly IReadOnlyDictionary<string, int> _records;
     private readonly Dictionary<string, PrivacyBudget> _budgets = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, (double Q, long Steps)> _planned = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (double Q, long Steps, double Sigma)> _planned = new(StringComparer.Ordinal);
+    private readonly IReadOnlyDictionary<string, double>? _noise;
 
     /// <param name="inner">The strategy whose clients train privately.</param>
     /// <param name="options">DP-SGD settings and the per-patient budget.</param>
     /// <param name="recordsPerClient">Each hospital's number of training records (patients), declared at enrolment.</param>
-    /// <exception cref="ArgumentException">a hospital has no records, or delta is not below 1 / records.</exception>
-    public PatientLevelDpStrategy(IStrategy inner, PatientDpOptions options, IReadOnlyDictionary<string, int> recordsPerClient)
+    /// <param name="noisePerClient">
+    /// Each hospital's own sigma (null = <see cref="PatientDpOptions.NoiseMultiplier"/> for all): a hospital with more
+    /// records has a smaller sampling rate, so it reaches the same per-patient epsilon with less noise
+    /// (<see cref="CalibrateNoisePerHospital"/>). Each hospital's accountant charges its own sigma.
+    /// </param>
+    /// <exception cref="ArgumentException">a hospital has no records, delta is not below 1 / records, or a per-hospital sigma is missing or not positive.</exception>
+    public PatientLevelDpStrategy(IStrategy inner, PatientDpOptions options, IReadOnlyDictionary<string, int> recordsPerClient, IReadOnlyDictionary<string, double>? noisePerClient = null)
     {
         _inner = inner ?? throw new ArgumentNullException(nameof(inner));
         _o = (options ?? throw new ArgumentNullException(nameof(options))).Validated();
         _records = recordsPerClient ?? throw new ArgumentNullException(nameof(recordsPerClient));
+        _noise = noisePerClient;
         foreach (var (id, n) in _records)
         {
             if (n < 1) throw new ArgumentException($"hospital {id} declares {n} records", nameof(recordsPerClient));
+            if (_noise is not null && !(_noise.TryGetValue(id, out var sigma) && sigma > 0 && double.IsFinite(sigma)))
+                throw new ArgumentException($"hospital {id} has no positive noise multiplier", nameof(noisePerClient));
             if (_o.Delta >= 1.0 / n)
                 throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"delta {_o.Delta:G3} is not below 1/records = {1.0 / n:G3} for hospital {id}: such a delta allows releasing a patient's record outright"), nameof(options));
             _budgets[id] = new PrivacyBudget(_o.EpsilonMax, _o.Delta);
@@ -67,6 +76,21 @@ public sealed class PatientLevelDpStrategy : IStrategy
 
     /// <summary>The federation's per-patient epsilon: the largest over hospitals.</summary>
     public double EpsilonSpent => _budgets.Count == 0 ? 0 : _budgets.Values.Max(b => b.EpsilonSpent);
+
+    /// <summary>The sigma hospital <paramref name="clientId"/> trains with.</summary>
+    public double NoiseMultiplierOf(string clientId) => _noise is not null && _noise.TryGetValue(clientId, out var s) ? s : _o.NoiseMultiplier;
+
+    /// <summary>
+    /// Each hospital's sigma that spends <paramref name="epsilon"/> per patient over <paramref name="rounds"/> rounds of
+    /// <paramref name="localEpochs"/> local epochs at expected batch <paramref name="expectedBatchSize"/> on its own records
+    /// (every hospital's patients get the same guarantee; none is held to the smallest hospital's noise).
+    /// </summary>
+    public static IReadOnlyDictionary<string, double> CalibrateNoisePerHospital(double epsilon, double delta, int expectedBatchSize, int localEpochs, int rounds, IReadOnlyDictionary<string, int> recordsPerClient)
+    {
+        ArgumentNullException.ThrowIfNull(recordsPerClient);
+        return recordsPerClient.ToDictionary(kv => kv.Key, kv => CalibrateNoise(epsilon, delta, DpSgdOptions.SamplingRate(expectedBatchSize, kv.Value),
+            rounds * DpSgdOptions.PlannedSteps(expectedBatchSize, kv.Value, localEpochs)), StringComparer.Ordinal);
+    }
 
     /// <summary>
     /// The noise multiplier sigma that spends <paramref name="epsilon"/> at <paramref name="delta"/> over
@@ -89,23 +113,23 @@ public sealed class PatientLevelDpStrategy : IStrategy
     public IReadOnlyList<FitInstruction> ConfigureRound(int round, float[] globalParameters, IReadOnlyList<string> availableClients)
     {
         var instructions = _inner.ConfigureRound(round, globalParameters, availableClients);
-        var planned = new Dictionary<string, (double, long)>(StringComparer.Ordinal);
+        var planned = new Dictionary<string, (double, long, double)>(StringComparer.Ordinal);
         foreach (var ins in instructions)
         {
             if (!_records.TryGetValue(ins.ClientId, out var n))
                 throw new InvalidOperationException($"Round {round}: hospital {ins.ClientId} declared no record count; patient-level DP cannot account for it.");
             var q = DpSgdOptions.SamplingRate(_o.ExpectedBatchSize, n);
             var steps = DpSgdOptions.PlannedSteps(_o.ExpectedBatchSize, n, ins.Config.LocalEpochs);
-            var after = _budgets[ins.ClientId].EpsilonAfter(q, _o.NoiseMultiplier, steps);
+            var sigma = NoiseMultiplierOf(ins.ClientId);
+            var after = _budgets[ins.ClientId].EpsilonAfter(q, sigma, steps);
             if (after > _o.EpsilonMax)
                 throw new PrivacyBudgetExceededException(string.Create(CultureInfo.InvariantCulture,
                     $"Round {round} refused: the patients of {ins.ClientId} would reach epsilon {after:F4} > budget {_o.EpsilonMax:F4} at delta {_o.Delta:G3} ({steps} more DP-SGD steps at q = {q:G3})."));
-            planned[ins.ClientId] = (q, steps);
+            planned[ins.ClientId] = (q, steps, sigma);
         }
         _planned.Clear();
         foreach (var (id, p) in planned) _planned[id] = p;
-        var dp = new DpSgdInstruction(_o.ClipNorm, _o.NoiseMultiplier, _o.ExpectedBatchSize);
-        return instructions.Select(i => i with { Config = i.Config with { DpSgd = dp } }).ToArray();
+        return instructions.Select(i => i with { Config = i.Config with { DpSgd = new DpSgdInstruction(_o.ClipNorm, _planned[i.ClientId].Sigma, _o.ExpectedBatchSize) } }).ToArray();
     }
 
     /// <inheritdoc />
@@ -118,15 +142,17 @@ public sealed class PatientLevelDpStrategy : IStrategy
         var inner = _inner.AggregateRound(round, globalParameters, results);
         // Every instructed hospital trained on its records, whether or not its update was aggregated: charge them all.
         long steps = 0;
-        foreach (var (id, (q, s)) in _planned)
+        var largestSigma = 0.0;
+        foreach (var (id, (q, s, sigma)) in _planned)
         {
-            _budgets[id].Spend(q, _o.NoiseMultiplier, s);
+            _budgets[id].Spend(q, sigma, s);
             steps += s;
+            largestSigma = Math.Max(largestSigma, sigma);
         }
         _planned.Clear();
         var metrics = new Dictionary<string, double>(inner.Metrics)
         {
-            ["epsilon"] = EpsilonSpent, ["delta"] = _o.Delta, ["noise_multiplier"] = _o.NoiseMultiplier, ["dp_sgd_steps"] = steps,
+            ["epsilon"] = EpsilonSpent, ["delta"] = _o.Delta, ["noise_multiplier"] = largestSigma, ["dp_sgd_steps"] = steps,
         };
         return inner with { Metrics = metrics };
     }

@@ -34,6 +34,13 @@ public sealed record HospitalFederationOptions
 
     /// <summary>Share of each hospital's patients kept as its test set (never trained on).</summary>
     public double TestFraction { get; init; } = 0.25;
+
+    /// <summary>
+    /// Share of each hospital's training part kept for validation (model selection). 0 = none: the hospital trains on
+    /// its whole training part, and its local evaluation uses its test set (a run that selects no model, such as
+    /// DP-SGD, which may not look at its records outside the accounted steps, wastes nothing).
+    /// </summary>
+    public double ValidationFraction { get; init; } = 0.2;
 }
 
 /// <summary>
@@ -76,14 +83,17 @@ public sealed class HospitalFederation
         };
         TrainerOptions = new TrainerOptions { Optimizer = OptimizerKind.Adam, BatchSize = Options.BatchSize, Patience = 0, GradientClipNorm = 5 };
         _pooledTest = Data.PooledTest();
-        // Each hospital keeps 20 % of its training data for validation (model selection); the test sets are only for reporting.
-        _splits = Data.Hospitals.Select((h, i) => h.Train.Split(0.2, Options.Seed + i)).Select(s => (s.Second, s.First)).ToArray();
+        // Each hospital keeps part of its training data for validation (model selection); the test sets are only for reporting.
+        if (!(Options.ValidationFraction >= 0 && Options.ValidationFraction < 1)) throw new ArgumentOutOfRangeException(nameof(options), Options.ValidationFraction, "validation fraction must be in [0, 1)");
+        _splits = Options.ValidationFraction == 0
+            ? Data.Hospitals.Select(h => (h.Train, h.Test)).ToArray()
+            : Data.Hospitals.Select((h, i) => h.Train.Split(Options.ValidationFraction, Options.Seed + i)).Select(s => (s.Second, s.First)).ToArray();
     }
 
-    /// <summary>Hospital <paramref name="index"/>'s training part (80 % of its training data).</summary>
+    /// <summary>Hospital <paramref name="index"/>'s training part (all of its training data but the validation share).</summary>
     public SequenceDataset LocalTrain(int index) => _splits[index].Train;
 
-    /// <summary>Hospital <paramref name="index"/>'s validation part (20 % of its training data).</summary>
+    /// <summary>Hospital <paramref name="index"/>'s validation part (its test set when <see cref="HospitalFederationOptions.ValidationFraction"/> is 0).</summary>
     public SequenceDataset LocalValidation(int index) => _splits[index].Validation;
 
     /// <summary>Each hospital's number of local training records (what patient-level DP accounts per hospital).</summary>
@@ -116,6 +126,7 @@ public sealed class HospitalFederation
     /// </summary>
     public float[] TrainCentral(int maxEpochs, double learningRate, int patience = 5, int seed = 1)
     {
+        if (Options.ValidationFraction == 0) throw new InvalidOperationException("the central baseline selects its epoch on a validation split; this federation has none (ValidationFraction 0)");
         var model = new CnnLstm(Config);
         var trainer = new Trainer(model, TrainerOptions with { Epochs = maxEpochs, LearningRate = learningRate, Seed = seed, Patience = patience });
         var train = SequenceDataset.Concat(_splits.Select(s => s.Train).ToArray());
