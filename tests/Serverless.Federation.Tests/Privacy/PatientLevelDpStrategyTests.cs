@@ -94,6 +94,31 @@ public sealed class PatientLevelDpStrategyTests
     }
 
     [Fact]
+    public void Per_hospital_noise_gives_every_hospitals_patients_the_target_epsilon_and_larger_hospitals_less_noise()
+    {
+        var records = Fed.TrainingRecords();
+        const int Rounds = 2;
+        var noise = PatientLevelDpStrategy.CalibrateNoisePerHospital(4, 1e-4, 8, 2, Rounds, records);
+        var byRecords = records.OrderBy(kv => kv.Value).Select(kv => noise[kv.Key]).ToArray();
+        Assert.True(byRecords[0] > byRecords[^1], "the smallest hospital samples at the largest rate and needs the most noise");
+
+        var clients = Fed.Clients().Select(c => new Recording(c)).ToArray();
+        var dp = new PatientLevelDpStrategy(Inner(), Options(epsilonMax: 4 * (1 + 1e-6)) with { NoiseMultiplier = noise.Values.Max() }, records, noise);
+        var instructions = dp.ConfigureRound(1, Fed.InitialParameters(), records.Keys.ToArray());
+        Assert.All(instructions, i => Assert.Equal(noise[i.ClientId], i.Config.DpSgd!.NoiseMultiplier));
+        var result = new FederatedSimulator(dp, clients, new SimulationOptions { Rounds = Rounds, ParallelClients = false }).Run(Fed.InitialParameters());
+        Assert.Null(result.StoppedBecause);
+        foreach (var (id, n) in records)
+        {
+            // Each accountant charged its own hospital's sigma, and each spent (just under) the whole budget.
+            var expected = SampledGaussianRdp.Epsilon(DpSgdOptions.SamplingRate(8, n), noise[id], Rounds * DpSgdOptions.PlannedSteps(8, n, 2), 1e-4);
+            Assert.Equal(expected, dp.Budgets[id].EpsilonSpent, 9);
+            Assert.InRange(dp.Budgets[id].EpsilonSpent, 3.95, 4.0);
+        }
+        Assert.Throws<ArgumentException>(() => new PatientLevelDpStrategy(Inner(), Options(), records, new Dictionary<string, double> { [records.Keys.First()] = 1.0 }));
+    }
+
+    [Fact]
     public void Calibrated_noise_spends_the_target_epsilon()
     {
         var z = PatientLevelDpStrategy.CalibrateNoise(epsilon: 3, delta: 1e-5, q: 0.05, steps: 400);
