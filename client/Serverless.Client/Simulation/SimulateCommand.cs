@@ -13,25 +13,27 @@ internal static class SimulateCommand
     public static Command Create()
     {
         var clients = new Option<int>("--clients") { Description = "Hospital agents (separate processes)", DefaultValueFactory = _ => 4 };
-        var rounds = new Option<int>("--rounds") { Description = "Training rounds", DefaultValueFactory = _ => 3 };
+        var rounds = new Option<int>("--rounds") { Description = "Training rounds of the main federation (default 5: DP-SGD's noise averages out over rounds, and the attacked round is rejected by design)", DefaultValueFactory = _ => 5 };
         var dropout = new Option<double>("--dropout") { Description = "Probability that an agent is killed (SIGKILL) during a round", DefaultValueFactory = _ => 0.25 };
         var attackers = new Option<int>("--attackers") { Description = "Agents that scale their update by --attack-factor in the middle round", DefaultValueFactory = _ => 1 };
         var attackFactor = new Option<double>("--attack-factor") { Description = "How much an attacker scales its update", DefaultValueFactory = _ => 100 };
-        var dp = OnOff("--dp", "Client-level differential privacy (distributed noise under secure aggregation)", true);
-        var dpMode = new Option<string>("--dp-mode") { Description = "With --dp on: client (client-level DP on the server: protects a whole hospital's contribution) or patient (DP-SGD in each agent: protects each patient's records)", DefaultValueFactory = _ => "client" }.AcceptOnlyFromAmong("client", "patient");
-        var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size of DP-SGD", DefaultValueFactory = _ => 32 };
-        var dpClip = new Option<double>("--dp-clip") { Description = "Patient mode: L2 bound on each record's gradient", DefaultValueFactory = _ => 1.0 };
+        var dp = OnOff("--dp", "Differential privacy (the kind is --dp-mode)", true);
+        var dpMode = new Option<string>("--dp-mode") { Description = "With --dp on: patient (DP-SGD in each agent: protects each patient's records; the default, docs/decisions/0020) or client (client-level DP on the server: protects a whole hospital's contribution, useless with a handful of hospitals)", DefaultValueFactory = _ => "patient" }.AcceptOnlyFromAmong("client", "patient");
+        var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size of DP-SGD", DefaultValueFactory = _ => 256 };
+        var dpClip = new Option<double>("--dp-clip") { Description = "Patient mode: L2 bound on each record's gradient", DefaultValueFactory = _ => 0.5 };
         var secagg = OnOff("--secagg", "Secure aggregation (the comparison run uses the other setting)", true);
-        var records = new Option<int>("--records") { Description = "Patients generated per hospital (75 % local training data, 25 % to the operator's hold-out set)", DefaultValueFactory = _ => 300 };
+        var records = new Option<int>("--records") { Description = "Patients generated per hospital before the size factor (75 % local training data, 25 % to the operator's hold-out set)", DefaultValueFactory = _ => 2000 };
         var seed = new Option<int>("--seed") { Description = "Seed of the cohorts, model initialization and dropouts", DefaultValueFactory = _ => 1 };
         var epsilon = new Option<double>("--epsilon") { Description = "Privacy budget (epsilon at delta 1e-5)", DefaultValueFactory = _ => 8 };
         var noise = new Option<double?>("--noise-multiplier") { Description = "z: noise std on the sum = z * clip norm (default: calibrated so the rounds spend just under --epsilon)" };
         // The command's training defaults differ from SimulationOptions' (which the acceptance test keeps small):
         // measured on the default cohorts without DP, 5 local epochs at 0.03 with updates bounded at 5 bring the
         // federated CNN-LSTM from 0.51 to 0.59-0.62 hold-out AUROC in two rounds (0.68 by round 6; pooled baseline 0.70); 2 epochs at 0.01 bounded at 0.5 stay near 0.52.
-        var localEpochs = new Option<int>("--local-epochs") { Description = "Local training epochs per round", DefaultValueFactory = _ => 3 };
-        var learningRate = new Option<double>("--learning-rate") { Description = "Local learning rate (Adam)", DefaultValueFactory = _ => 0.03 };
-        var clipNorm = new Option<double>("--clip-norm") { Description = "L2 bound of each client's update (DP sensitivity and the aggregate-norm check)", DefaultValueFactory = _ => 5.0 };
+        // Patient mode (DP-SGD) wants many more local epochs at large Poisson batches and no FedProx term: chosen on a tuning
+        // cohort of another seed (docs/decisions/0020-patient-level-dp-default.md).
+        var localEpochs = new Option<int?>("--local-epochs") { Description = "Local training epochs per round (default 3; 60 with --dp-mode patient, whose timing federations train 1)" };
+        var learningRate = new Option<double?>("--learning-rate") { Description = "Local learning rate (Adam; default 0.03, 0.02 with --dp-mode patient)" };
+        var clipNorm = new Option<double?>("--clip-norm") { Description = "L2 bound of each client's update (client-level DP's sensitivity and the aggregate-norm check; default 5, 25 with --dp-mode patient, whose honest DP-SGD updates measure 10-15)" };
         var compare = OnOff("--compare", "Also run two clean federations, with and without secure aggregation, for the round time and bytes side by side", true);
         var http = new Option<bool>("--http") { Description = "Plain HTTP on 127.0.0.1 instead of HTTPS (tokens still required)" };
         var keep = new Option<DirectoryInfo?>("--keep") { Description = "Keep everything (host data, agent directories, logs) in this directory" };
@@ -42,13 +44,15 @@ internal static class SimulateCommand
             { clients, rounds, dropout, attackers, attackFactor, dp, dpMode, dpBatch, dpClip, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, hostDll };
         cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
         {
+            var patientMode = r.GetValue(dp) == "on" && r.GetValue(dpMode) == "patient";
             var options = new SimulationOptions
             {
                 Clients = r.GetValue(clients), Rounds = r.GetValue(rounds), Dropout = r.GetValue(dropout), Attackers = r.GetValue(attackers),
                 AttackFactor = r.GetValue(attackFactor), DifferentialPrivacy = r.GetValue(dp) == "on",
                 PatientLevelDp = r.GetValue(dpMode) == "patient", DpBatchSize = r.GetValue(dpBatch), DpClipNorm = r.GetValue(dpClip), SecureAggregation = r.GetValue(secagg) == "on",
                 Records = r.GetValue(records), Seed = r.GetValue(seed), EpsilonBudget = r.GetValue(epsilon), NoiseMultiplier = r.GetValue(noise),
-                LocalEpochs = r.GetValue(localEpochs), LearningRate = r.GetValue(learningRate), ClipNorm = r.GetValue(clipNorm),
+                LocalEpochs = r.GetValue(localEpochs) ?? (patientMode ? 60 : 3), LearningRate = r.GetValue(learningRate) ?? (patientMode ? 0.02 : 0.03), ClipNorm = r.GetValue(clipNorm) ?? (patientMode ? 25 : 5),
+                TimingLocalEpochs = patientMode && r.GetValue(localEpochs) is null ? 1 : null, ProximalMu = patientMode ? 0 : 0.01,
                 Compare = r.GetValue(compare) == "on", Https = !r.GetValue(http), WorkDirectory = r.GetValue(keep)?.FullName, Keep = r.GetValue(keep) is not null,
                 HostDll = r.GetValue(hostDll)?.FullName, AgentsInProcess = r.GetValue(agents) == "in-process", TimingOnly = r.GetValue(timingOnly),
             }.Validated();
@@ -102,7 +106,7 @@ internal static class SimulateCommand
             ("AUROC on the hold-out set", F(r.CentralAuroc), F(r.FederatedAuroc) + (r.CurrentVersion is null ? "" : $" ({r.CurrentVersion})")),
             ("accuracy on the hold-out set", F(r.CentralAccuracy), F(r.FederatedAccuracy)),
             o.DifferentialPrivacy && o.PatientLevelDp
-                ? ("per-patient epsilon spent (delta 1e-5, DP-SGD)", "-", $"{F(r.EpsilonSpent)} (largest agent account, {r.RoundsCompleted} rounds, sigma = {F(r.PatientNoiseMultiplier, "F3")}, L = {o.DpBatchSize}, C = {F(o.DpClipNorm, "G3")})")
+                ? ("per-patient epsilon spent (delta 1e-5, DP-SGD)", "-", $"{F(r.EpsilonSpent)} (largest agent account, {r.RoundsCompleted} rounds, sigma = {(r.PatientNoiseMultipliers is { } sg ? (sg.Min == sg.Max ? F(sg.Min, "F3") : $"{F(sg.Min, "F3")}-{F(sg.Max, "F3")} by agent") : "-")}, L = {o.DpBatchSize}, C = {F(o.DpClipNorm, "G3")})")
                 : ("epsilon spent (delta 1e-5)", "-", o.DifferentialPrivacy ? $"{F(r.EpsilonSpent)} (accountant: {F(r.EpsilonAccountant)}, {r.RoundsCompleted} rounds, z = {F(o.EffectiveNoiseMultiplier, "F3")})" : "DP off"),
             ("bytes per client per round, plain float32", "-", F(r.BytesPlainPerClient, "F0")),
             ($"bytes per client per round, sent ({(o.SecureAggregation ? "secure aggregation" : "8-bit quantized")})", "-", F(r.BytesSentPerClient, "F0")),

@@ -78,16 +78,29 @@ internal sealed record SimulationOptions
     /// <summary>z; null = calibrated so that <see cref="Rounds"/> rounds spend just under <see cref="EpsilonBudget"/>.</summary>
     public double? NoiseMultiplier { get; init; }
 
-    /// <summary>Training rounds an agent may take part in across the main and the timing federations (its patients are the same in all).</summary>
-    public int AgentTrainingRounds => TimingOnly ? 2 * Rounds : Rounds + (Compare ? 2 * Math.Min(Rounds, 2) : 0);
+    /// <summary>Local epochs of the two timing federations (null = <see cref="LocalEpochs"/>): patient mode keeps their training short, so the main run gets the patients' budget.</summary>
+    public int? TimingLocalEpochs { get; init; }
+
+    public int EffectiveTimingLocalEpochs => TimingLocalEpochs ?? LocalEpochs;
+
+    /// <summary>Rounds of the timing federations (each agent trains in all of them, on the same patients).</summary>
+    public int TimingRounds => TimingOnly ? 2 * Rounds : Compare ? 2 * Math.Min(Rounds, 2) : 0;
+
+    /// <summary>FedProx's mu of the federations (0 = FedAvg). Patient mode wants 0: per-record clipping shrinks the data gradient by about C / its norm, so the proximal pull dominates (docs/decisions/0020).</summary>
+    public double ProximalMu { get; init; } = 0.01;
+
+    /// <summary>DP-SGD steps an agent with <paramref name="records"/> records takes across the main and the timing federations (its patients are the same in all).</summary>
+    public long PatientSteps(int records) =>
+        (TimingOnly ? 0 : Rounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, records, LocalEpochs))
+        + TimingRounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, records, EffectiveTimingLocalEpochs);
 
     /// <summary>
-    /// Patient mode: sigma calibrated so that every round the agents may train in spends just under the budget
-    /// for the agent with the fewest records (the largest q: it spends the most per round; the agents refuse,
-    /// before training, a round beyond the budget).
+    /// Patient mode: the sigma of an agent with <paramref name="records"/> records, calibrated so that every round it may
+    /// train in spends just under the budget on its own records (a larger hospital samples at a smaller rate and needs
+    /// less noise for the same per-patient epsilon; the agents refuse, before training, a round beyond the budget).
     /// </summary>
-    public double PatientNoiseMultiplier(int fewestRecords) => NoiseMultiplier ?? Serverless.Federation.Privacy.PatientLevelDpStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5,
-        Serverless.Model.Training.DpSgdOptions.SamplingRate(DpBatchSize, fewestRecords), AgentTrainingRounds * Serverless.Model.Training.DpSgdOptions.PlannedSteps(DpBatchSize, fewestRecords, LocalEpochs));
+    public double PatientNoiseMultiplier(int records) => NoiseMultiplier ?? Serverless.Federation.Privacy.PatientLevelDpStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5,
+        Serverless.Model.Training.DpSgdOptions.SamplingRate(DpBatchSize, records), PatientSteps(records));
 
     /// <summary>The noise multiplier in force.</summary>
     public double EffectiveNoiseMultiplier => NoiseMultiplier ?? Serverless.Federation.Privacy.DifferentialPrivacyStrategy.CalibrateNoise(EpsilonBudget * 0.98, 1e-5, 1.0, Rounds);
@@ -149,8 +162,8 @@ internal sealed record SimulationReport(
     int Killed, int DropoutsReported, int DropoutsRecovered, int AttackedRounds, int AttacksContained, int AttackersFlagged,
     IReadOnlyList<ObservedRound> Rounds)
 {
-    /// <summary>Patient mode: the agents' DP-SGD sigma.</summary>
-    public double? PatientNoiseMultiplier { get; init; }
+    /// <summary>Patient mode: the smallest and largest of the agents' DP-SGD sigmas (each calibrated for its own records).</summary>
+    public (double Min, double Max)? PatientNoiseMultipliers { get; init; }
 }
 
 /// <summary>
@@ -258,13 +271,12 @@ internal sealed class SimulationRunner : IAsyncDisposable
             var dir = Path.Combine(WorkDirectory, "agents", id);
             Directory.CreateDirectory(dir);
             await using (var w = new StreamWriter(Path.Combine(dir, "data.csv"))) CohortCsv.Write(patients[cut..], w);
-            _fewestAgentRecords = Math.Min(_fewestAgentRecords, patients.Length - cut);   // hospitals differ in size
             var (pfx, _) = DevTools.IssueClientCertificate(DataDirectory, id);
             var local = Path.Combine(dir, "client.pfx");
             File.Copy(pfx, local, overwrite: true);
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(local, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             var attacker = i >= _o.Clients - _o.Attackers;   // the last ones attack
-            _agents.Add(new AgentProcess(id, dir, clientDll, attacker, attacker ? string.Join(',', attackRounds) : null, this));
+            _agents.Add(new AgentProcess(id, dir, clientDll, attacker, attacker ? string.Join(',', attackRounds) : null, this) { Records = patients.Length - cut });
         }
         _pooledTrain = new PatientCohort(cohort.Schema, pooled);
         _holdOut = holdOut;
@@ -315,7 +327,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
     {
         Id = id,
         Model = new FederationModel { Steps = 8, ConvChannels = 8, LstmHidden = 8, InitSeed = _o.Seed },
-        Training = new FederationTraining { LocalEpochs = _o.LocalEpochs, LearningRate = _o.LearningRate, ProximalMu = 0.01, BatchSize = 32 },
+        Training = new FederationTraining { LocalEpochs = id == MainFederation ? _o.LocalEpochs : _o.EffectiveTimingLocalEpochs, LearningRate = _o.LearningRate, ProximalMu = _o.ProximalMu, BatchSize = 32 },
         Privacy = new FederationPrivacy { Enabled = _o.DifferentialPrivacy && !_o.PatientLevelDp, EpsilonBudget = _o.EpsilonBudget, Delta = 1e-5, NoiseMultiplier = _o.EffectiveNoiseMultiplier, ClipNorm = _o.ClipNorm },
         SecureAggregation = new FederationSecureAggregation { Enabled = secure },
         MinClients = MinClients,
@@ -324,12 +336,8 @@ internal sealed class SimulationRunner : IAsyncDisposable
         AllowedClients = Enumerable.Range(1, _o.Clients).Select(i => $"hospital-{i}").ToArray(),
     };
 
-    private double? _patientNoise;
-
-    /// <summary>Patient mode: the agents' DP-SGD noise multiplier (calibrated once).</summary>
-    internal double PatientNoise => _patientNoise ??= _o.PatientNoiseMultiplier(_fewestAgentRecords);
-
-    private int _fewestAgentRecords = int.MaxValue;
+    /// <summary>Patient mode: an agent's DP-SGD noise multiplier, calibrated for its own records.</summary>
+    internal double PatientNoiseOf(AgentProcess agent) => _o.PatientNoiseMultiplier(agent.Records);
 
     /// <summary>Patient mode: the largest per-patient epsilon any agent's own account shows.</summary>
     private double PatientEpsilonSpent()
@@ -508,7 +516,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             CleanSeconds(secureRounds), CleanSeconds(plainRounds),
             main.Sum(r => r.Killed.Count), dropouts, recovered, attacked.Count, contained, flagged, rounds)
         {
-            PatientNoiseMultiplier = _o.DifferentialPrivacy && _o.PatientLevelDp ? PatientNoise : null,
+            PatientNoiseMultipliers = _o.DifferentialPrivacy && _o.PatientLevelDp ? (_agents.Min(PatientNoiseOf), _agents.Max(PatientNoiseOf)) : null,
         };
     }
 
@@ -583,6 +591,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
         public string? AttackRounds { get; } = attackRounds;
         public int Starts { get; private set; }
 
+        /// <summary>The agent's local training records (patients in its data file).</summary>
+        public int Records { get; init; }
+
         public bool Running => _process is { HasExited: false };
 
         /// <summary>Enrolls through the same command a hospital runs (in process: it only talks HTTP).</summary>
@@ -634,7 +645,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             }
             if (owner._o.DifferentialPrivacy && owner._o.PatientLevelDp)
                 args.AddRange(string.Create(CultureInfo.InvariantCulture,
-                    $"--dp-mode patient --patient-epsilon {owner._o.EpsilonBudget} --patient-delta 1e-5 --dp-clip {owner._o.DpClipNorm} --dp-noise {owner.PatientNoise} --dp-batch {owner._o.DpBatchSize}").Split(' '));
+                    $"--dp-mode patient --patient-epsilon {owner._o.EpsilonBudget} --patient-delta 1e-5 --dp-clip {owner._o.DpClipNorm} --dp-noise {owner.PatientNoiseOf(this)} --dp-batch {owner._o.DpBatchSize}").Split(' '));
             _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
                 new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
             Starts++;
@@ -661,7 +672,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                     using var http = AgentCommands.CreateHttpClient(config, certificate);
                     var attack = Attacker ? new Attack(AttackMode.Scale, owner._o.AttackFactor).InRounds(AttackRounds) : Attack.None;
                     var patient = owner._o.DifferentialPrivacy && owner._o.PatientLevelDp
-                        ? PatientPrivacy.Open(new PatientPrivacySettings(owner._o.DpClipNorm, owner.PatientNoise, owner._o.DpBatchSize, 1e-5, owner._o.EpsilonBudget), Directory)
+                        ? PatientPrivacy.Open(new PatientPrivacySettings(owner._o.DpClipNorm, owner.PatientNoiseOf(this), owner._o.DpBatchSize, 1e-5, owner._o.EpsilonBudget), Directory)
                         : null;
                     var pipeline = new LocalUpdatePipeline(LocalData.Load(LocalDataFormat.Csv, [Path.Combine(Directory, "data.csv")]), attack, patient);
                     using var agent = new FederationAgent(Directory, config, keys, new RoundsClient(http), certificate, pipeline,
