@@ -11,7 +11,12 @@ namespace Serverless.Privacy.SecureAggregation;
 /// <param name="RingBits">k: inputs and sums live in Z_(2^k).</param>
 /// <param name="NeighbourDegree">0 for SecAgg (complete graph); an even k for SecAgg+'s Harary graph.</param>
 /// <param name="GraphSeed">Public seed of the SecAgg+ permutation (empty for SecAgg).</param>
-/// <param name="RequireSignatures">Malicious-server variant: advertised keys are ECDSA-signed and verified against a PKI.</param>
+/// <param name="RequireSignatures">
+/// Malicious-server variant (Bonawitz et al. 2017, Figure 4's active-adversary steps): advertised keys are
+/// ECDSA-signed with each client's long-term key and verified against a PKI, the survivor set is signed in a
+/// consistency check before any share is revealed, the threshold must clear <see cref="MaliciousThresholdFloor()"/>, and a
+/// sparse graph's seed is derived from the signed advertisements instead of <paramref name="GraphSeed"/> (which must be empty).
+/// </param>
 public sealed record SecAggRoundParameters(
     byte[] RoundId,
     int[] ClientIds,
@@ -37,6 +42,31 @@ public sealed record SecAggRoundParameters(
             throw new ArgumentException($"Threshold {Threshold} must be in [1, {graph.Degree}] (the neighbourhood size).");
         return graph;
     }
+
+    /// <summary>True when the sparse graph's seed is derived jointly from the signed advertisements (malicious variant, SecAgg+).</summary>
+    public bool JointGraphSeed => RequireSignatures && NeighbourDegree > 0 && NeighbourDegree < (ClientIds?.Length ?? 0) - 1;
+
+    /// <summary>
+    /// The least threshold that holds against an active server colluding with fewer than a third of a secret's share
+    /// holders: t &gt; 2m/3, m = the holders of one client's shares (its neighbours and itself; m = n for the complete graph).
+    /// Bonawitz et al. 2017, §6 (the active-adversary analysis: t &gt; 2n/3 with n_C &lt; n/3 corrupt clients); for SecAgg+ the
+    /// same bound over a neighbourhood (Bell et al. 2020 state their guarantees per neighbourhood; here m = k + 1). Why: an
+    /// honest holder reveals at most one of b_u and s_u^SK, so to learn both the server needs two disjoint honest sets of
+    /// t - c holders each, 2(t - c) &lt;= m - c; t &gt; (m + c)/2 with c &lt; m/3 forbids it.
+    /// </summary>
+    public static int MaliciousThresholdFloor(int holders) => 2 * holders / 3 + 1;
+
+    /// <summary>The floor of these parameters (see <see cref="MaliciousThresholdFloor(int)"/>).</summary>
+    /// <exception cref="ArgumentException">invalid parameters.</exception>
+    public int MaliciousThresholdFloor() => MaliciousThresholdFloor(BuildGraph().Degree + 1);
+
+    /// <summary>
+    /// Signatures on one survivor set a client needs before it reveals any share: more than 2n/3 of the selected
+    /// clients U0 (and at least t). Two different sets cannot both collect that many while fewer than n/3 clients
+    /// collude, because each honest client signs one set only (Bonawitz et al. 2017, Figure 4, ConsistencyCheck; the global
+    /// count also covers a sparse graph, whose neighbourhoods alone could be shown different sets).
+    /// </summary>
+    public int ConsistencyQuorum() => Math.Max(Threshold, 2 * (ClientIds?.Length ?? 0) / 3 + 1);
 }
 
 /// <summary>Phase 0, client to server: the two public keys (c for share encryption, s for masking).</summary>
@@ -60,8 +90,15 @@ public sealed record ShareComplaint(int Accused, string Reason);
 /// <summary>Phase 2, client to server: the masked input packed at k bits per entry, plus complaints about bad shares.</summary>
 public sealed record MaskedInputMessage(int ClientId, byte[] MaskedInput, ShareComplaint[] Complaints);
 
-/// <summary>Phase 3, server to clients: whose self-mask seed (survivors) and whose masking key (dropped) to reveal.</summary>
-public sealed record UnmaskRequest(int[] Survivors, int[] Dropped);
+/// <summary>
+/// Phase 3, server to clients: whose self-mask seed (survivors, U3) and whose masking key (dropped) to reveal. In the
+/// malicious variant it is sent twice: first without signatures (the consistency check: sign U3), then with the
+/// signatures of the clients that signed it (Bonawitz et al. 2017, Figure 4, rounds 3 and 4).
+/// </summary>
+public sealed record UnmaskRequest(int[] Survivors, int[] Dropped, ConsistencySignature[]? Signatures = null);
+
+/// <summary>Consistency check, client to server (and forwarded to every signer): the client's ECDSA signature over the survivor set.</summary>
+public sealed record ConsistencySignature(int ClientId, byte[] Signature);
 
 /// <summary>Which secret a revealed share belongs to.</summary>
 public enum SharedSecretKind
@@ -94,11 +131,14 @@ public enum SecAggPhase
     /// <summary>Round 2.</summary>
     MaskedInputCollection = 2,
 
-    /// <summary>Round 3 (round 4 of the paper once the optional consistency check is counted).</summary>
-    Unmasking = 3,
+    /// <summary>Round 3 of the malicious variant: clients sign the survivor set (Bonawitz et al. 2017, Figure 4, ConsistencyCheck).</summary>
+    ConsistencyCheck = 3,
+
+    /// <summary>Round 3 (round 4 of the paper with the consistency check).</summary>
+    Unmasking = 4,
 
     /// <summary>Finished.</summary>
-    Done = 4,
+    Done = 5,
 }
 
 /// <summary>The outcome: the sum over <see cref="Included"/> in Z_(2^k), and who was left out and why.</summary>
@@ -115,8 +155,10 @@ public sealed record SecAggHeldShare(int Owner, byte[] MaskingKeyShare, byte[] S
 
 /// <summary>
 /// A client's secrets and progress in one round (<see cref="SecAggClient.ExportState"/>): key pairs (private scalar and
-/// public point), self-mask seed, accepted peer keys, held shares, and the neighbours it masked with. Secret: keep it sealed.
+/// public point), self-mask seed, accepted peer keys, held shares, the neighbours it masked with and, in the malicious
+/// variant, the digest of the advertisements it accepted (the joint graph seed) and the survivor set it signed (it never
+/// signs or unmasks another). Secret: keep it sealed.
 /// </summary>
 public sealed record SecAggClientState(int ClientId, SecAggPhase Phase, byte[] RoundId,
     byte[] EncryptionPrivateKey, byte[] EncryptionPublicKey, byte[] MaskingPrivateKey, byte[] MaskingPublicKey, byte[] SelfMaskSeed,
-    SecAggPeerKeys[] Peers, SecAggHeldShare[] HeldShares, int[] MaskedWith);
+    SecAggPeerKeys[] Peers, SecAggHeldShare[] HeldShares, int[] MaskedWith, byte[]? ViewDigest = null, int[]? SignedSurvivors = null);

@@ -12,9 +12,13 @@ namespace Serverless.Privacy.SecureAggregation;
 public sealed class SecAggClient : IDisposable
 {
     private readonly SecAggRoundParameters _parameters;
-    private readonly NeighbourGraph _graph;
+    private NeighbourGraph _graph;
     private readonly ECDsa? _signingKey;
     private readonly IReadOnlyDictionary<int, byte[]>? _verificationKeys;
+    private readonly byte[] _context;
+    private readonly byte[] _parametersDigest;
+    private byte[]? _viewDigest;
+    private int[]? _signedSurvivors;
     private readonly ECDiffieHellman _encryptionKey;
     private readonly ECDiffieHellman _maskingKey;
     private readonly byte[] _selfMaskSeed;
@@ -33,29 +37,40 @@ public sealed class SecAggClient : IDisposable
     /// <param name="clientId">This client's id; must be one of the round's clients.</param>
     /// <param name="signingKey">ECDSA P-256 key whose public half the PKI holds (required when the round requires signatures).</param>
     /// <param name="verificationKeys">PKI: client id to SubjectPublicKeyInfo of its ECDSA key (required when the round requires signatures).</param>
+    /// <param name="context">Bound into every signature besides the parameters: who runs the round (federation, round number, stage), so a
+    /// signature from one federation or stage never verifies in another. Empty when not given.</param>
     /// <exception cref="ArgumentException">invalid parameters, an unknown client, or a missing key.</exception>
-    public SecAggClient(SecAggRoundParameters parameters, int clientId, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null)
+    /// <exception cref="SecAggAbortedException">malicious variant: the threshold is below <see cref="SecAggRoundParameters.MaliciousThresholdFloor()"/>,
+    /// or the server chose the sparse graph's seed.</exception>
+    public SecAggClient(SecAggRoundParameters parameters, int clientId, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null, byte[]? context = null)
     {
         _parameters = parameters ?? throw new ArgumentNullException(nameof(parameters));
         _graph = parameters.BuildGraph();
         if (!_graph.Contains(clientId)) throw new ArgumentException($"Client {clientId} is not in this round.", nameof(clientId));
         if (parameters.RequireSignatures && (signingKey is null || verificationKeys is null))
             throw new ArgumentException("This round requires a signing key and the PKI's verification keys.");
+        RefuseUnsafeParameters(parameters, _graph, clientId);
         ClientId = clientId;
         _signingKey = signingKey;
         _verificationKeys = verificationKeys;
+        _context = (byte[]?)context?.Clone() ?? [];
+        _parametersDigest = SecAggCrypto.ParametersDigest(parameters);
         _encryptionKey = SecAggCrypto.NewKeyPair();
         _maskingKey = SecAggCrypto.NewKeyPair();
         _selfMaskSeed = RandomNumberGenerator.GetBytes(SecAggCrypto.SecretLength);
     }
 
-    private SecAggClient(SecAggRoundParameters parameters, SecAggClientState state, ECDsa? signingKey, IReadOnlyDictionary<int, byte[]>? verificationKeys)
+    private SecAggClient(SecAggRoundParameters parameters, NeighbourGraph graph, SecAggClientState state, ECDsa? signingKey, IReadOnlyDictionary<int, byte[]>? verificationKeys, byte[]? context)
     {
         _parameters = parameters;
-        _graph = parameters.BuildGraph();
+        _graph = graph;
         ClientId = state.ClientId;
         _signingKey = signingKey;
         _verificationKeys = verificationKeys;
+        _context = (byte[]?)context?.Clone() ?? [];
+        _parametersDigest = SecAggCrypto.ParametersDigest(parameters);
+        _viewDigest = (byte[]?)state.ViewDigest?.Clone();
+        _signedSurvivors = state.SignedSurvivors is null ? null : [.. state.SignedSurvivors.Order()];
         _encryptionKey = SecAggCrypto.TryRebuild(state.EncryptionPrivateKey, state.EncryptionPublicKey) ?? throw new ArgumentException("The state's encryption key pair does not match.");
         _maskingKey = SecAggCrypto.TryRebuild(state.MaskingPrivateKey, state.MaskingPublicKey) ?? throw new ArgumentException("The state's masking key pair does not match.");
         _selfMaskSeed = (byte[])state.SelfMaskSeed.Clone();
@@ -74,7 +89,21 @@ public sealed class SecAggClient : IDisposable
         (byte[])_selfMaskSeed.Clone(),
         _peerEncryptionKeys.Keys.Order().Select(id => new SecAggPeerKeys(id, Point(_peerEncryptionKeys[id]), Point(_peerMaskingKeys[id]))).ToArray(),
         _heldShares.Keys.Order().Select(id => new SecAggHeldShare(id, (byte[])_heldShares[id].S.Clone(), (byte[])_heldShares[id].B.Clone())).ToArray(),
-        [.. _maskedWith.Order()]);
+        [.. _maskedWith.Order()], (byte[]?)_viewDigest?.Clone(), _signedSurvivors is null ? null : (int[])_signedSurvivors.Clone());
+
+    /// <summary>
+    /// The client-side checks of the malicious variant on the parameters alone (the server chose them, so the client does
+    /// not take them on trust): the threshold floor, and no server-chosen seed for a sparse graph.
+    /// </summary>
+    private static void RefuseUnsafeParameters(SecAggRoundParameters p, NeighbourGraph graph, int clientId)
+    {
+        if (!p.RequireSignatures) return;
+        var floor = SecAggRoundParameters.MaliciousThresholdFloor(graph.Degree + 1);
+        if (p.Threshold < floor)
+            throw new SecAggAbortedException($"Client {clientId} aborts: threshold {p.Threshold} is below {floor}, the least that holds against an active server for {graph.Degree + 1} share holders (t > 2m/3).");
+        if (p.NeighbourDegree > 0 && p.GraphSeed is { Length: > 0 })
+            throw new SecAggAbortedException($"Client {clientId} aborts: the server chose the neighbour graph's seed; in this variant it is derived from the signed advertisements.");
+    }
 
     private static byte[] Point(ECDiffieHellmanPublicKey key)
     {
@@ -84,18 +113,29 @@ public sealed class SecAggClient : IDisposable
 
     /// <summary>A client resumed from <see cref="ExportState"/>, in the phase it had reached.</summary>
     /// <exception cref="ArgumentException">the state does not belong to this round, or is inconsistent.</exception>
-    public static SecAggClient Restore(SecAggRoundParameters parameters, SecAggClientState state, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null)
+    /// <exception cref="SecAggAbortedException">the parameters fail the malicious variant's checks (see the constructor).</exception>
+    public static SecAggClient Restore(SecAggRoundParameters parameters, SecAggClientState state, ECDsa? signingKey = null, IReadOnlyDictionary<int, byte[]>? verificationKeys = null, byte[]? context = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(state);
         var graph = parameters.BuildGraph();
+        if (parameters.RequireSignatures && (signingKey is null || verificationKeys is null))
+            throw new ArgumentException("This round requires a signing key and the PKI's verification keys.");
+        RefuseUnsafeParameters(parameters, graph, state.ClientId);
+        if (state.ViewDigest is not null && state.ViewDigest.Length != 32) throw new ArgumentException("The state's advertised-set digest is not 32 bytes.");
+        if (parameters.JointGraphSeed && state.Phase > SecAggPhase.ShareKeys && state.Phase != SecAggPhase.Done)
+        {
+            // The sparse graph of this round came from the advertisements this client accepted.
+            if (state.ViewDigest is null) throw new ArgumentException("The state lacks the joint graph seed.");
+            graph = NeighbourGraph.Harary(parameters.ClientIds, parameters.NeighbourDegree, state.ViewDigest);
+        }
         if (state.RoundId is null || !CryptographicOperations.FixedTimeEquals(state.RoundId, parameters.RoundId)) throw new ArgumentException("The state belongs to another round.");
         if (!graph.Contains(state.ClientId)) throw new ArgumentException($"Client {state.ClientId} is not in this round.");
         if (!Enum.IsDefined(state.Phase)) throw new ArgumentException("The state's phase is unknown.");
         if (state.SelfMaskSeed is not { Length: SecAggCrypto.SecretLength }) throw new ArgumentException("The state's self-mask seed has the wrong length.");
         if (state.EncryptionPrivateKey is null || state.MaskingPrivateKey is null || state.EncryptionPublicKey is null || state.MaskingPublicKey is null)
             throw new ArgumentException("The state lacks a key.");
-        var client = new SecAggClient(parameters, state, signingKey, verificationKeys);
+        var client = new SecAggClient(parameters, graph, state, signingKey, verificationKeys, context);
         try
         {
             foreach (var peer in state.Peers ?? [])
@@ -128,7 +168,7 @@ public sealed class SecAggClient : IDisposable
         Expect(SecAggPhase.AdvertiseKeys);
         var c = SecAggCrypto.ExportPublic(_encryptionKey);
         var s = SecAggCrypto.ExportPublic(_maskingKey);
-        var signature = _signingKey is null ? [] : SecAggCrypto.Sign(_signingKey, _parameters.RoundId, ClientId, c, s);
+        var signature = _signingKey is null ? [] : SecAggCrypto.Sign(_signingKey, SecAggCrypto.AdvertisementSignedBytes(_context, _parametersDigest, ClientId, c, s));
         Phase = SecAggPhase.ShareKeys;
         return new AdvertiseKeysMessage(ClientId, c, s, signature);
     }
@@ -141,23 +181,54 @@ public sealed class SecAggClient : IDisposable
         ArgumentNullException.ThrowIfNull(broadcast);
         var advertised = new Dictionary<int, AdvertiseKeysMessage>();
         var distinctKeys = new HashSet<string>();
+        var own = (C: SecAggCrypto.ExportPublic(_encryptionKey), S: SecAggCrypto.ExportPublic(_maskingKey));
+        distinctKeys.Add(Convert.ToHexString(own.C));
+        distinctKeys.Add(Convert.ToHexString(own.S));
         foreach (var m in broadcast.Keys ?? [])
         {
-            if (m is null || m.ClientId == ClientId) continue;
-            if (!_graph.AreNeighbours(ClientId, m.ClientId)) Abort($"server sent keys of non-neighbour {m.ClientId}");
+            if (m is null) continue;
+            if (m.ClientId == ClientId)
+            {
+                // Our own advertisement, echoed back: it must be exactly ours (a substituted one would change the joint seed).
+                if (!(m.EncryptionPublicKey ?? []).AsSpan().SequenceEqual(own.C) || !(m.MaskingPublicKey ?? []).AsSpan().SequenceEqual(own.S))
+                    Abort("server sent keys in our name that are not ours");
+                continue;
+            }
+            // With a joint seed the graph is not known yet: every advertisement of U1 comes, neighbours are picked below.
+            if (!_parameters.JointGraphSeed && !_graph.AreNeighbours(ClientId, m.ClientId)) Abort($"server sent keys of non-neighbour {m.ClientId}");
+            if (_parameters.JointGraphSeed && !_graph.Contains(m.ClientId)) Abort($"server sent keys of client {m.ClientId}, who is not in this round");
             if (!advertised.TryAdd(m.ClientId, m)) Abort($"server sent two key sets for client {m.ClientId}");
             if (!distinctKeys.Add(Convert.ToHexString(m.MaskingPublicKey ?? [])) || !distinctKeys.Add(Convert.ToHexString(m.EncryptionPublicKey ?? [])))
                 Abort($"client {m.ClientId}'s keys repeat another's");
+            // Before any key is used: a key the server substituted fails here and aborts, naming the peer.
             if (_parameters.RequireSignatures &&
-                (!_verificationKeys!.TryGetValue(m.ClientId, out var vk) || !SecAggCrypto.Verify(vk, m, _parameters.RoundId)))
-                Abort($"client {m.ClientId}'s advertised keys are not signed by its PKI key");
-            if (!SecAggCrypto.TryImportPublic(m.EncryptionPublicKey, out var c) || !SecAggCrypto.TryImportPublic(m.MaskingPublicKey, out var s))
-                Abort($"client {m.ClientId}'s keys are not valid P-256 points");
-            else
+                (!_verificationKeys!.TryGetValue(m.ClientId, out var vk) || m.EncryptionPublicKey is null || m.MaskingPublicKey is null ||
+                 !SecAggCrypto.Verify(vk, SecAggCrypto.AdvertisementSignedBytes(_context, _parametersDigest, m.ClientId, m.EncryptionPublicKey, m.MaskingPublicKey), m.Signature)))
+                Abort($"client {m.ClientId}'s advertised keys are not signed by its enrolled identity key");
+            var validC = SecAggCrypto.TryImportPublic(m.EncryptionPublicKey, out var c);
+            var validS = SecAggCrypto.TryImportPublic(m.MaskingPublicKey, out var s);
+            c?.Dispose();
+            s?.Dispose();
+            if (!validC || !validS) Abort($"client {m.ClientId}'s keys are not valid P-256 points");
+        }
+        if (_parameters.RequireSignatures)
+        {
+            // U1 as this client saw it, own keys included: bound into the consistency signature and, for SecAgg+, the graph's seed.
+            _viewDigest = SecAggCrypto.ViewDigest(_parametersDigest,
+                advertised.Values.Select(m => (m.ClientId, m.EncryptionPublicKey, m.MaskingPublicKey)).Append((ClientId, own.C, own.S)));
+            if (_parameters.JointGraphSeed)
             {
-                _peerEncryptionKeys[m.ClientId] = c!;
-                _peerMaskingKeys[m.ClientId] = s!;
+                _graph = NeighbourGraph.Harary(_parameters.ClientIds, _parameters.NeighbourDegree, _viewDigest);
+                foreach (var id in advertised.Keys.ToArray())
+                    if (!_graph.AreNeighbours(ClientId, id)) advertised.Remove(id);
             }
+        }
+        foreach (var m in advertised.Values)
+        {
+            SecAggCrypto.TryImportPublic(m.EncryptionPublicKey, out var c);
+            SecAggCrypto.TryImportPublic(m.MaskingPublicKey, out var s);
+            _peerEncryptionKeys[m.ClientId] = c!;
+            _peerMaskingKeys[m.ClientId] = s!;
         }
         // U1 counts this client too (Bonawitz et al., Figure 4: shares go to every v in U1, the sender included):
         // it keeps its own share and reveals it in Unmasking, so t survivors suffice to unmask each other.
@@ -228,25 +299,60 @@ public sealed class SecAggClient : IDisposable
         _maskedWith = senders;
         var packed = new byte[RingCodec.PackedLength(y.Length, _parameters.RingBits)];
         RingCodec.Pack(y, _parameters.RingBits, packed);
-        Phase = SecAggPhase.Unmasking;
+        Phase = _parameters.RequireSignatures ? SecAggPhase.ConsistencyCheck : SecAggPhase.Unmasking;
         return new MaskedInputMessage(ClientId, packed, complaints.ToArray());
     }
 
-    /// <summary>Phase 3: reveal shares of survivors' self-mask seeds and of dropped clients' masking keys, never both for one client.</summary>
-    /// <exception cref="SecAggAbortedException">the request names a client as both, names strangers, or too few survivors.</exception>
+    /// <summary>
+    /// Malicious variant, consistency check (Bonawitz et al. 2017, Figure 4, round 3): sign the survivor set U3 the server
+    /// announces. This client signs one set per round and later reveals shares for that set only.
+    /// </summary>
+    /// <exception cref="SecAggAbortedException">the set is too small, names strangers or neighbours that did not share with us, leaves this
+    /// client out, or overlaps the dropped set.</exception>
+    public ConsistencySignature SignSurvivors(UnmaskRequest request)
+    {
+        Expect(SecAggPhase.ConsistencyCheck);
+        ArgumentNullException.ThrowIfNull(request);
+        var survivors = CheckRequest(request);
+        if (!survivors.Contains(ClientId)) Abort("the survivor set leaves out this client, which sent its masked input");
+        if (survivors.Count < _parameters.ConsistencyQuorum())
+            Abort($"the survivor set has {survivors.Count} clients; at least {_parameters.ConsistencyQuorum()} must sign one set");
+        _signedSurvivors = [.. survivors.Order()];
+        var signature = SecAggCrypto.Sign(_signingKey!, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _signedSurvivors));
+        Phase = SecAggPhase.Unmasking;
+        return new ConsistencySignature(ClientId, signature);
+    }
+
+    /// <summary>
+    /// Phase 3: reveal shares of survivors' self-mask seeds and of dropped clients' masking keys, never both for one client.
+    /// In the malicious variant only for the survivor set this client signed, and only after at least
+    /// <see cref="SecAggRoundParameters.ConsistencyQuorum"/> valid signatures of that same set (Figure 4, round 4).
+    /// </summary>
+    /// <exception cref="SecAggAbortedException">the request names a client as both, names strangers, or too few survivors; or (malicious variant)
+    /// it names another survivor set than the signed one, carries a bad signature, or too few signatures.</exception>
     public UnmaskResponse Unmask(UnmaskRequest request)
     {
         Expect(SecAggPhase.Unmasking);
         ArgumentNullException.ThrowIfNull(request);
-        var survivors = new HashSet<int>(request.Survivors ?? []);
+        var survivors = CheckRequest(request);
         var dropped = new HashSet<int>(request.Dropped ?? []);
-        if (survivors.Overlaps(dropped)) Abort("the server asked for both secrets of one client");
-        foreach (var u in survivors.Concat(dropped))
-            if (u != ClientId && _graph.AreNeighbours(ClientId, u) && !_maskedWith.Contains(u))
-                Abort($"the server named client {u}, who did not share keys with us");
-        var survivingNeighbourhood = survivors.Count(u => u == ClientId || _graph.AreNeighbours(ClientId, u));
-        if (survivingNeighbourhood < _parameters.Threshold)
-            Abort($"only {survivingNeighbourhood} clients of our neighbourhood survived; threshold is {_parameters.Threshold}");
+        if (_parameters.RequireSignatures)
+        {
+            if (_signedSurvivors is null || !survivors.SetEquals(_signedSurvivors))
+                Abort("the server asks to unmask another survivor set than the one this client signed");
+            var signed = SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _signedSurvivors);
+            var signers = new HashSet<int>();
+            foreach (var sig in request.Signatures ?? [])
+            {
+                if (sig is null) Abort("the server forwarded an empty consistency signature");
+                if (!survivors.Contains(sig.ClientId)) Abort($"the server forwarded a consistency signature of client {sig.ClientId}, who is not a survivor");
+                if (!signers.Add(sig.ClientId)) Abort($"the server forwarded two consistency signatures of client {sig.ClientId}");
+                if (!_verificationKeys!.TryGetValue(sig.ClientId, out var vk) || !SecAggCrypto.Verify(vk, signed, sig.Signature))
+                    Abort($"client {sig.ClientId}'s signature is not over the survivor set this client signed: the server showed clients different sets");
+            }
+            if (signers.Count < _parameters.ConsistencyQuorum())
+                Abort($"only {signers.Count} clients signed the survivor set; {_parameters.ConsistencyQuorum()} must before any share is revealed");
+        }
 
         var shares = new List<RevealedShare>();
         foreach (var u in survivors.Order())
@@ -256,6 +362,23 @@ public sealed class SecAggClient : IDisposable
             if (u != ClientId && _heldShares.TryGetValue(u, out var held)) shares.Add(new RevealedShare(u, SharedSecretKind.MaskingKey, held.S));
         Phase = SecAggPhase.Done;
         return new UnmaskResponse(ClientId, shares.ToArray());
+    }
+
+    private HashSet<int> CheckRequest(UnmaskRequest request)
+    {
+        var survivors = new HashSet<int>(request.Survivors ?? []);
+        var dropped = new HashSet<int>(request.Dropped ?? []);
+        if (survivors.Overlaps(dropped)) Abort("the server asked for both secrets of one client");
+        foreach (var u in survivors.Concat(dropped))
+        {
+            if (!_graph.Contains(u)) Abort($"the server named client {u}, who is not in this round");
+            if (u != ClientId && _graph.AreNeighbours(ClientId, u) && !_maskedWith.Contains(u))
+                Abort($"the server named client {u}, who did not share keys with us");
+        }
+        var survivingNeighbourhood = survivors.Count(u => u == ClientId || _graph.AreNeighbours(ClientId, u));
+        if (survivingNeighbourhood < _parameters.Threshold)
+            Abort($"only {survivingNeighbourhood} clients of our neighbourhood survived; threshold is {_parameters.Threshold}");
+        return survivors;
     }
 
     /// <summary>Destroys the key pairs and held secrets.</summary>

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -22,7 +23,7 @@ internal static class SecAggCrypto
     private static readonly byte[] MaskInfo = Encoding.ASCII.GetBytes("SecAgg/v1/pairwise-mask");
     private static readonly byte[] ShareInfo = Encoding.ASCII.GetBytes("SecAgg/v1/share-encryption");
     private static readonly byte[] CommitPrefix = Encoding.ASCII.GetBytes("SecAgg/v1/self-mask-commitment");
-    private static readonly byte[] SignPrefix = Encoding.ASCII.GetBytes("SecAgg/v1/advertise");
+    private static readonly byte[] SignPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/advertise");
 
     public static ECDiffieHellman NewKeyPair() => ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
 
@@ -159,34 +160,119 @@ internal static class SecAggCrypto
         return SHA256.HashData(input);
     }
 
-    public static byte[] AdvertisementDigestInput(byte[] roundId, int clientId, byte[] cPk, byte[] sPk)
+    private static readonly byte[] ParametersPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/parameters");
+    private static readonly byte[] ViewPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/advertised-set");
+    private static readonly byte[] ConsistencyPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/consistency");
+
+    /// <summary>
+    /// SHA-256 over a canonical encoding of every round parameter (ids sorted): what each signature binds, so two clients
+    /// whose signatures verify for each other were given the same round, threshold, graph degree and seed.
+    /// </summary>
+    public static byte[] ParametersDigest(SecAggRoundParameters p)
     {
-        var input = new byte[SignPrefix.Length + roundId.Length + 4 + cPk.Length + sPk.Length];
-        var o = 0;
-        SignPrefix.CopyTo(input, o); o += SignPrefix.Length;
-        roundId.CopyTo(input, o); o += roundId.Length;
-        BinaryPrimitives.WriteInt32BigEndian(input.AsSpan(o), clientId); o += 4;
-        cPk.CopyTo(input, o); o += cPk.Length;
-        sPk.CopyTo(input, o);
-        return input;
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        h.AppendData(ParametersPrefix);
+        AppendBlock(h, p.RoundId);
+        var ids = (int[])p.ClientIds.Clone();
+        Array.Sort(ids);
+        AppendInt(h, ids.Length);
+        foreach (var id in ids) AppendInt(h, id);
+        AppendInt(h, p.Threshold);
+        AppendInt(h, p.VectorLength);
+        AppendInt(h, p.RingBits);
+        AppendInt(h, p.NeighbourDegree);
+        AppendBlock(h, p.GraphSeed ?? []);
+        AppendInt(h, p.RequireSignatures ? 1 : 0);
+        return h.GetHashAndReset();
     }
 
-    public static byte[] Sign(ECDsa key, byte[] roundId, int clientId, byte[] cPk, byte[] sPk) =>
-        key.SignData(AdvertisementDigestInput(roundId, clientId, cPk, sPk), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
-
-    public static bool Verify(byte[] verificationKeySpki, AdvertiseKeysMessage m, byte[] roundId)
+    /// <summary>
+    /// Digest of the accepted advertisements U1 (id, c_pk, s_pk in ascending id order) under the parameters: the joint
+    /// graph seed of SecAgg+ in the malicious variant, and part of the consistency signature (every signer saw one U1).
+    /// </summary>
+    public static byte[] ViewDigest(byte[] parametersDigest, IEnumerable<(int Id, byte[] C, byte[] S)> advertised)
     {
-        if (m.Signature is null || m.Signature.Length != SignatureLength) return false;
+        using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        h.AppendData(ViewPrefix);
+        h.AppendData(parametersDigest);
+        foreach (var (id, c, s) in advertised.OrderBy(a => a.Id))
+        {
+            AppendInt(h, id);
+            h.AppendData(c);
+            h.AppendData(s);
+        }
+        return h.GetHashAndReset();
+    }
+
+    /// <summary>Bytes an advertisement signature covers: label, context (federation, round, stage), parameter digest, id, c_pk, s_pk.</summary>
+    public static byte[] AdvertisementSignedBytes(byte[] context, byte[] parametersDigest, int clientId, byte[] cPk, byte[] sPk)
+    {
+        var w = new System.Buffers.ArrayBufferWriter<byte>(SignPrefix.Length + context.Length + 32 + 4 + cPk.Length + sPk.Length + 8);
+        w.Write(SignPrefix);
+        WriteBlock(w, context);
+        w.Write(parametersDigest);
+        WriteInt(w, clientId);
+        WriteBlock(w, cPk);
+        WriteBlock(w, sPk);
+        return w.WrittenSpan.ToArray();
+    }
+
+    /// <summary>Bytes a consistency signature covers: label, context, parameter digest, the advertised-set digest, the sorted survivor set U3.</summary>
+    public static byte[] ConsistencySignedBytes(byte[] context, byte[] parametersDigest, byte[] viewDigest, IReadOnlyCollection<int> survivors)
+    {
+        var ids = survivors.Order().ToArray();
+        var w = new System.Buffers.ArrayBufferWriter<byte>(ConsistencyPrefix.Length + context.Length + 64 + 8 + 4 * ids.Length);
+        w.Write(ConsistencyPrefix);
+        WriteBlock(w, context);
+        w.Write(parametersDigest);
+        w.Write(viewDigest);
+        WriteInt(w, ids.Length);
+        foreach (var id in ids) WriteInt(w, id);
+        return w.WrittenSpan.ToArray();
+    }
+
+    public static byte[] Sign(ECDsa key, byte[] signedBytes) =>
+        key.SignData(signedBytes, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+
+    /// <summary>Verifies an ECDSA P-256 / SHA-256 signature (r || s) under a SubjectPublicKeyInfo; false for anything malformed.</summary>
+    public static bool Verify(byte[]? verificationKeySpki, byte[] signedBytes, byte[]? signature)
+    {
+        if (verificationKeySpki is null || signature is null || signature.Length != SignatureLength) return false;
         try
         {
             using var key = ECDsa.Create();
-            key.ImportSubjectPublicKeyInfo(verificationKeySpki, out _);
-            return key.VerifyData(AdvertisementDigestInput(roundId, m.ClientId, m.EncryptionPublicKey, m.MaskingPublicKey), m.Signature,
-                HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+            key.ImportSubjectPublicKeyInfo(verificationKeySpki, out var read);
+            if (read != verificationKeySpki.Length || key.KeySize != 256) return false;
+            return key.VerifyData(signedBytes, signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
         }
         catch (CryptographicException)
         {
             return false;
         }
+    }
+
+    private static void AppendInt(IncrementalHash h, int value)
+    {
+        Span<byte> b = stackalloc byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(b, value);
+        h.AppendData(b);
+    }
+
+    private static void AppendBlock(IncrementalHash h, byte[] data)
+    {
+        AppendInt(h, data.Length);
+        h.AppendData(data);
+    }
+
+    private static void WriteInt(System.Buffers.ArrayBufferWriter<byte> w, int value)
+    {
+        BinaryPrimitives.WriteInt32BigEndian(w.GetSpan(4), value);
+        w.Advance(4);
+    }
+
+    private static void WriteBlock(System.Buffers.ArrayBufferWriter<byte> w, byte[] data)
+    {
+        WriteInt(w, data.Length);
+        w.Write(data);
     }
 }

@@ -21,8 +21,13 @@ public sealed record SecAggVerdict(bool Accepted, string? Reason)
 public sealed class SecAggServer
 {
     private readonly SecAggRoundParameters _p;
-    private readonly NeighbourGraph _graph;
+    private NeighbourGraph _graph;
     private readonly IReadOnlyDictionary<int, byte[]>? _verificationKeys;
+    private readonly byte[] _context;
+    private readonly byte[] _parametersDigest;
+    private byte[]? _viewDigest;
+    private readonly Dictionary<int, ConsistencySignature> _consistency = [];
+    private HashSet<int>? _signers;
     private readonly Dictionary<int, AdvertiseKeysMessage> _advertised = [];
     private readonly Dictionary<int, ShareKeysMessage> _shared = [];
     private readonly Dictionary<int, MaskedInputMessage> _masked = [];
@@ -38,16 +43,23 @@ public sealed class SecAggServer
     /// <summary>Clients left out so far, with the phase and reason.</summary>
     public IReadOnlyList<SecAggExclusion> Exclusions => _exclusions;
 
-    /// <summary>The neighbour graph of the round.</summary>
+    /// <summary>The neighbour graph of the round (with a joint seed: fixed when AdvertiseKeys closes).</summary>
     public NeighbourGraph Graph => _graph;
 
-    /// <exception cref="ArgumentException">invalid parameters, or signatures required without a PKI.</exception>
-    public SecAggServer(SecAggRoundParameters parameters, IReadOnlyDictionary<int, byte[]>? verificationKeys = null)
+    /// <param name="parameters">The round's public parameters.</param>
+    /// <param name="verificationKeys">PKI: client id to SubjectPublicKeyInfo (required when the round requires signatures).</param>
+    /// <param name="context">The signing context the clients use (see <see cref="SecAggClient"/>).</param>
+    /// <exception cref="ArgumentException">invalid parameters, signatures required without a PKI, or a server-chosen seed where the seed is joint.</exception>
+    public SecAggServer(SecAggRoundParameters parameters, IReadOnlyDictionary<int, byte[]>? verificationKeys = null, byte[]? context = null)
     {
         _p = parameters ?? throw new ArgumentNullException(nameof(parameters));
         _graph = parameters.BuildGraph();
         if (parameters.RequireSignatures && verificationKeys is null) throw new ArgumentException("Signatures are required but no verification keys were given.");
+        if (parameters.RequireSignatures && parameters.NeighbourDegree > 0 && parameters.GraphSeed is { Length: > 0 })
+            throw new ArgumentException("The malicious variant derives the graph seed from the advertisements: GraphSeed must be empty.");
         _verificationKeys = verificationKeys;
+        _context = (byte[]?)context?.Clone() ?? [];
+        _parametersDigest = SecAggCrypto.ParametersDigest(parameters);
     }
 
     // ---------------------------------------------------------------- phase 0
@@ -68,7 +80,8 @@ public sealed class SecAggServer
         foreach (var other in _advertised.Values)
             if (other.MaskingPublicKey.AsSpan().SequenceEqual(message.MaskingPublicKey) || other.EncryptionPublicKey.AsSpan().SequenceEqual(message.EncryptionPublicKey))
                 return Exclude(id, SecAggPhase.AdvertiseKeys, $"advertised keys repeat client {other.ClientId}'s");
-        if (_p.RequireSignatures && (!_verificationKeys!.TryGetValue(id, out var vk) || !SecAggCrypto.Verify(vk, message, _p.RoundId)))
+        if (_p.RequireSignatures && (!_verificationKeys!.TryGetValue(id, out var vk) ||
+                !SecAggCrypto.Verify(vk, SecAggCrypto.AdvertisementSignedBytes(_context, _parametersDigest, id, message.EncryptionPublicKey, message.MaskingPublicKey), message.Signature)))
             return Exclude(id, SecAggPhase.AdvertiseKeys, "signature over the advertised keys does not verify");
         _advertised[id] = message;
         return SecAggVerdict.Ok;
@@ -80,12 +93,27 @@ public sealed class SecAggServer
     {
         Expect(SecAggPhase.AdvertiseKeys);
         if (_advertised.Count < _p.Threshold) Abort($"only {_advertised.Count} clients advertised keys; threshold is {_p.Threshold}");
+        if (_p.RequireSignatures)
+        {
+            _viewDigest = SecAggCrypto.ViewDigest(_parametersDigest, _advertised.Values.Select(m => (m.ClientId, m.EncryptionPublicKey, m.MaskingPublicKey)));
+            // The graph is fixed by the signed advertisements, which the server cannot forge or predict (Bell et al. 2020 assume a
+            // graph the adversary does not choose); every client recomputes it from the same set.
+            if (_p.JointGraphSeed) _graph = NeighbourGraph.Harary(_p.ClientIds, _p.NeighbourDegree, _viewDigest);
+        }
         var result = new Dictionary<int, KeysBroadcast>(_advertised.Count);
+        var all = _advertised.Values.OrderBy(m => m.ClientId).ToArray();
         foreach (var u in _advertised.Keys)
         {
             var keys = new List<AdvertiseKeysMessage>();
-            foreach (var v in _graph.NeighboursOf(u))
-                if (_advertised.TryGetValue(v, out var m)) keys.Add(m);
+            if (_p.JointGraphSeed)
+            {
+                foreach (var m in all) if (m.ClientId != u) keys.Add(m);   // the client needs all of U1 to recompute the seed
+            }
+            else
+            {
+                foreach (var v in _graph.NeighboursOf(u))
+                    if (_advertised.TryGetValue(v, out var m)) keys.Add(m);
+            }
             result[u] = new KeysBroadcast(keys.ToArray());
         }
         Phase = SecAggPhase.ShareKeys;
@@ -187,8 +215,39 @@ public sealed class SecAggServer
             var holders = own + _graph.NeighboursOf(u).Count(v => Array.BinarySearch(_survivors, v) >= 0 && !(accusedBy.TryGetValue(u, out var a) && a.Contains(v)));
             if (holders < _p.Threshold) Abort($"client {u}'s secret has only {holders} live share holders; threshold is {_p.Threshold}");
         }
-        Phase = SecAggPhase.Unmasking;
+        if (_p.RequireSignatures && _survivors.Length < _p.ConsistencyQuorum())
+            Abort($"only {_survivors.Length} masked inputs remain; {_p.ConsistencyQuorum()} must sign the survivor set");
+        Phase = _p.RequireSignatures ? SecAggPhase.ConsistencyCheck : SecAggPhase.Unmasking;
         return new UnmaskRequest(_survivors, _dropped);
+    }
+
+    // ---------------------------------------------------------------- consistency check (malicious variant)
+
+    /// <summary>Receives a survivor's signature over U3 (Bonawitz et al. 2017, Figure 4, ConsistencyCheck).</summary>
+    public SecAggVerdict ReceiveConsistencySignature(ConsistencySignature message)
+    {
+        if (Phase != SecAggPhase.ConsistencyCheck) return SecAggVerdict.Reject("phase ConsistencyCheck is not open");
+        if (message is null) return SecAggVerdict.Reject("empty message");
+        var id = message.ClientId;
+        if (Array.BinarySearch(_survivors, id) < 0) return SecAggVerdict.Reject($"client {id} is not a survivor");
+        if (_excluded.Contains(id) || _consistency.ContainsKey(id)) return SecAggVerdict.Reject($"duplicate message from client {id}");
+        if (!_verificationKeys!.TryGetValue(id, out var vk) ||
+            !SecAggCrypto.Verify(vk, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _survivors), message.Signature))
+            return Exclude(id, SecAggPhase.ConsistencyCheck, "signature over the survivor set does not verify");
+        _consistency[id] = message;
+        return SecAggVerdict.Ok;
+    }
+
+    /// <summary>Ends the consistency check: returns the unmask request carrying every valid signature (U4 = the signers).</summary>
+    /// <exception cref="SecAggAbortedException">fewer than <see cref="SecAggRoundParameters.ConsistencyQuorum"/> survivors signed.</exception>
+    public UnmaskRequest CloseConsistencyCheck()
+    {
+        Expect(SecAggPhase.ConsistencyCheck);
+        if (_consistency.Count < _p.ConsistencyQuorum())
+            Abort($"only {_consistency.Count} survivors signed the survivor set; {_p.ConsistencyQuorum()} must");
+        _signers = [.. _consistency.Keys];
+        Phase = SecAggPhase.Unmasking;
+        return new UnmaskRequest(_survivors, _dropped, _consistency.Values.OrderBy(c => c.ClientId).ToArray());
     }
 
     // ---------------------------------------------------------------- phase 3
@@ -200,6 +259,7 @@ public sealed class SecAggServer
         if (message is null) return SecAggVerdict.Reject("empty message");
         var id = message.ClientId;
         if (!_masked.ContainsKey(id)) return SecAggVerdict.Reject($"client {id} sent no masked input");
+        if (_signers is not null && !_signers.Contains(id)) return SecAggVerdict.Reject($"client {id} did not sign the survivor set");
         if (_responses.ContainsKey(id)) return SecAggVerdict.Reject($"duplicate message from client {id}");
         var owners = new HashSet<int>();
         foreach (var share in message.Shares ?? [])

@@ -13,6 +13,7 @@ internal sealed class SecAggHarness
     public Func<int, UnmaskResponse, UnmaskResponse>? TamperUnmask { get; init; }
     public ECDsa[]? SigningKeys { get; init; }
     public Dictionary<int, byte[]>? Pki { get; init; }
+    public byte[]? Context { get; init; }
     public SecAggServer? Server { get; private set; }
 
     public static SecAggHarness Create(int n, int threshold, int length, int ringBits = 32, int degree = 0, int seed = 1)
@@ -25,6 +26,21 @@ internal sealed class SecAggHarness
         return new SecAggHarness { Parameters = p, Inputs = inputs };
     }
 
+    /// <summary>The malicious-server variant: every client has a long-term ECDSA key in the PKI; the threshold is the floor unless given.</summary>
+    public static SecAggHarness CreateSigned(int n, int length, int threshold = 0, int ringBits = 32, int degree = 0, int seed = 1)
+    {
+        var plain = Create(n, 1, length, ringBits, degree, seed);
+        var p = plain.Parameters with { RequireSignatures = true, GraphSeed = [] };
+        p = p with { Threshold = threshold > 0 ? threshold : p.MaliciousThresholdFloor() };
+        var keys = Enumerable.Range(0, n).Select(_ => ECDsa.Create(ECCurve.NamedCurves.nistP256)).ToArray();
+        return new SecAggHarness
+        {
+            Parameters = p, Inputs = plain.Inputs, SigningKeys = keys,
+            Pki = Enumerable.Range(1, n).ToDictionary(i => i, i => keys[i - 1].ExportSubjectPublicKeyInfo()),
+            Context = "federation:test/round:1/stage:training"u8.ToArray(),
+        };
+    }
+
     public void Drop(SecAggPhase before, IEnumerable<int> clients) =>
         DropBefore[before] = [.. clients];
 
@@ -33,8 +49,8 @@ internal sealed class SecAggHarness
 
     public SecAggResult Run()
     {
-        var server = Server = new SecAggServer(Parameters, Pki);
-        var clients = Parameters.ClientIds.ToDictionary(i => i, i => new SecAggClient(Parameters, i, SigningKeys?[i - 1], Pki));
+        var server = Server = new SecAggServer(Parameters, Pki, Context);
+        var clients = Parameters.ClientIds.ToDictionary(i => i, i => new SecAggClient(Parameters, i, SigningKeys?[i - 1], Pki, Context));
         try
         {
             foreach (var (id, c) in clients)
@@ -50,6 +66,13 @@ internal sealed class SecAggHarness
             foreach (var (id, f) in forwarded)
                 if (Alive(id, SecAggPhase.MaskedInputCollection)) server.ReceiveMaskedInput(clients[id].MaskInput(f, Inputs[id]));
             var request = server.CloseMaskedInput();
+            if (Parameters.RequireSignatures)
+            {
+                foreach (var (id, c) in clients)
+                    if (c.Phase == SecAggPhase.ConsistencyCheck && Alive(id, SecAggPhase.ConsistencyCheck))
+                        server.ReceiveConsistencySignature(c.SignSurvivors(request));
+                request = server.CloseConsistencyCheck();
+            }
             foreach (var (id, c) in clients)
                 if (c.Phase == SecAggPhase.Unmasking && Alive(id, SecAggPhase.Unmasking))
                 {

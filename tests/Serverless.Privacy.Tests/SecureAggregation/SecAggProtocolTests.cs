@@ -159,13 +159,14 @@ public sealed class SecAggProtocolTests
     [Fact]
     public void Signed_round_accepts_valid_signatures_and_excludes_a_forged_key()
     {
-        var baseline = SecAggHarness.Create(6, 3, 8);
+        var baseline = SecAggHarness.Create(6, 5, 8);
         var signers = Enumerable.Range(0, 6).Select(_ => ECDsa.Create(ECCurve.NamedCurves.nistP256)).ToArray();
         var pki = Enumerable.Range(1, 6).ToDictionary(i => i, i => signers[i - 1].ExportSubjectPublicKeyInfo());
         // Client 6 signs with a key the PKI does not know.
         signers[5] = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var h = new SecAggHarness { Parameters = baseline.Parameters with { RequireSignatures = true }, Inputs = baseline.Inputs, SigningKeys = signers, Pki = pki };
         var result = h.Run();
+        // Client 6 is out at once: its key set never reaches a peer. The other five unmask each other (t = 5, the floor for 6).
         Assert.Equal([1, 2, 3, 4, 5], result.Included);
         Assert.Contains(result.Exclusions, e => e.ClientId == 6 && e.Reason.Contains("signature"));
         Assert.Equal(h.PlainSum([1, 2, 3, 4, 5]), result.Sum);
