@@ -85,8 +85,9 @@ internal static class AgentCommands
         var dpClip = new Option<double>("--dp-clip") { Description = "Patient mode: L2 bound C on each record's gradient", DefaultValueFactory = _ => 1.0 };
         var dpNoise = new Option<double>("--dp-noise") { Description = "Patient mode: noise multiplier sigma (std sigma*C on each step's sum)", DefaultValueFactory = _ => 1.0 };
         var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size L (sampling rate L / records)", DefaultValueFactory = _ => 32 };
+        var honestButCurious = new Option<bool>("--allow-honest-but-curious-server") { Description = "Also take part in secure aggregation without signed keys and a consistency check (it holds only if the server is honest)" };
         var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
-            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch };
+            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch, honestButCurious };
         cmd.SetAction((r, ct) => GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
@@ -103,7 +104,7 @@ internal static class AgentCommands
             using var keys = await AgentKeys.OpenAsync(directory, ct);
             using var http = CreateHttpClient(config, cert);
             var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits),
-                CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)) };
+                CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)), AllowHonestButCuriousServer = r.GetValue(honestButCurious) };
             Console.WriteLine($"agent {config.ClientId}: {cohort.Patients.Count} local patients; federations {string.Join(", ", config.Federations)}; server {config.Server}" +
                               (patient is null ? "" : string.Create(CultureInfo.InvariantCulture, $"; patient-level DP (DP-SGD C = {patient.Settings.ClipNorm}, sigma = {patient.Settings.NoiseMultiplier}, L = {patient.Settings.ExpectedBatchSize}; per-patient epsilon {patient.Budget.EpsilonSpent:F3} of {patient.Settings.EpsilonBudget} at delta {patient.Settings.Delta:G3})")) +
                               (pipeline.Attack.IsAttacking ? $"; ATTACKING ({pipeline.Attack})" : ""));

@@ -6,6 +6,7 @@ using Serverless.Federation.Rounds;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
+using Serverless.Security.Identity;
 
 namespace Serverless.Client.Agent;
 
@@ -23,6 +24,12 @@ internal sealed record AgentRunOptions
 
     /// <summary>Quantization chunk (one min/max pair per chunk).</summary>
     public int QuantizationChunk { get; init; } = 256;
+
+    /// <summary>
+    /// Take part in secure aggregation that holds only against an honest-but-curious server (no signed keys, no consistency
+    /// check, the server's threshold and graph seed taken on trust). Off: such a round is refused, as issue 20 requires.
+    /// </summary>
+    public bool AllowHonestButCuriousServer { get; init; }
 
     /// <summary>Source of DP noise and stochastic rounding: <see cref="CryptoRandom"/> unless a test seeds it.</summary>
     public Func<Random> Randomness { get; init; } = static () => new CryptoRandom();
@@ -96,6 +103,8 @@ internal sealed class FederationAgent : IDisposable
     private readonly AgentRunOptions _options;
     private readonly IAgentProgress _progress;
     private readonly Dictionary<string, Session> _sessions = new(StringComparer.Ordinal);
+    private ECDsa? _identityKey;
+    private CertificateTrust? _peerTrust;
 
     public FederationAgent(string directory, AgentConfig config, AgentKeys keys, RoundsClient client, X509Certificate2 certificate,
         LocalUpdatePipeline pipeline, AgentRunOptions options, IAgentProgress progress)
@@ -262,7 +271,7 @@ internal sealed class FederationAgent : IDisposable
         return task.Phase switch
         {
             RoundPhase.AdvertiseKeys => await AdvertiseAsync(session, progress, stage, task, ct),
-            RoundPhase.ShareKeys or RoundPhase.MaskedInput or RoundPhase.Unmasking => await ContinueSecAggAsync(session, progress, stage, task, ct),
+            RoundPhase.ShareKeys or RoundPhase.MaskedInput or RoundPhase.ConsistencyCheck or RoundPhase.Unmasking => await ContinueSecAggAsync(session, progress, stage, task, ct),
             RoundPhase.Upload => await UploadPlainAsync(session, progress, stage, task, ct),
             _ => false,
         };
@@ -276,11 +285,81 @@ internal sealed class FederationAgent : IDisposable
         // never trains again, and a client that cannot train in time simply does not advertise.
         if (task.Stage == RoundStages.Training) await EnsureUpdateAsync(session, progress, task, ct);
         _progress.Step(session.Federation, task.Round, $"{task.Stage}: advertising keys", 1, PhaseSteps);
-        var client = new SecAggClient(parameters, task.SecAggId);
+        SecAggClient client;
+        try
+        {
+            client = NewClient(session, task, parameters);
+        }
+        catch (SecAggAbortedException e)
+        {
+            // Refused before any key left: unsafe parameters (threshold below the floor, a server-chosen graph, no signatures)
+            // or a peer certificate that does not chain to this agent's trust anchor.
+            stage.Abandoned = true;
+            stage.Reason = e.Message;
+            await session.StateFile.SaveAsync(progress, ct);
+            _progress.Note($"[{session.Federation} round {task.Round}] {e.Message}");
+            return false;
+        }
         session.ReplaceClient(task.Stage, client);
         var message = client.AdvertiseKeys();
         await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Advertise(session.Federation, task.Round, task.Stage), new AdvertiseKeysUpload(message), ct);
         return true;
+    }
+
+    /// <summary>A fresh SecAgg client: in the malicious-server variant signed with the certificate's key, verifying peers against the trust anchor.</summary>
+    /// <exception cref="SecAggAbortedException">the round's secure aggregation would not hold against an active server, or a peer is not trusted.</exception>
+    private SecAggClient NewClient(Session session, ClientTask task, SecAggRoundParameters parameters)
+    {
+        if (!parameters.RequireSignatures)
+        {
+            if (!_options.AllowHonestButCuriousServer)
+                throw new SecAggAbortedException($"Client {task.SecAggId} aborts: the round's secure aggregation has no signed keys and no consistency check, so it does not hold against an active server (run with --allow-honest-but-curious-server to take part anyway).");
+            return new SecAggClient(parameters, task.SecAggId);
+        }
+        return new SecAggClient(parameters, task.SecAggId, IdentityKey(), PeerKeys(task, parameters), SecAggSigningContext.Of(session.Federation, task.Round, task.Stage));
+    }
+
+    /// <summary>The long-term identity: the enrolled certificate's ECDSA P-256 key (the key that proved possession at enrolment).</summary>
+    private ECDsa IdentityKey() =>
+        _identityKey ??= _certificate.GetECDsaPrivateKey() ?? throw new InvalidDataException("the client certificate has no ECDSA P-256 private key");
+
+    /// <summary>
+    /// The peers' signature keys. The server only relays the certificates, so each must chain to this agent's own trust anchor
+    /// (the dev CA, <c>--ca</c>) with the clientAuth usage, name the client it is listed for, appear once, and ours must be ours;
+    /// a certificate the server made up, or a colluder's certificate under a second id, aborts the round for this client.
+    /// </summary>
+    private Dictionary<int, byte[]> PeerKeys(ClientTask task, SecAggRoundParameters parameters)
+    {
+        if (_config.Trust is null)
+            throw new SecAggAbortedException($"Client {task.SecAggId} aborts: it has no trust anchor (--ca) to check its peers' certificates against.");
+        _peerTrust ??= new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(_config.Trust)));
+        var keys = new Dictionary<int, byte[]>();
+        var thumbprints = new HashSet<string>(StringComparer.Ordinal);
+        var own = ClientCertificateRegistry.Thumbprint(_certificate);
+        foreach (var peer in task.Peers ?? [])
+        {
+            if (peer is null || Array.IndexOf(parameters.ClientIds, peer.SecAggId) < 0)
+                throw new SecAggAbortedException($"Client {task.SecAggId} aborts: the server listed a peer that is not in the round.");
+            X509Certificate2 cert;
+            try { cert = X509Certificate2.CreateFromPem(peer.CertificatePem); }
+            catch (CryptographicException) { throw new SecAggAbortedException($"Client {task.SecAggId} aborts: peer {peer.SecAggId}'s certificate is not a PEM certificate."); }
+            using (cert)
+            {
+                if (!_peerTrust.IsTrusted(cert, DevCertificateAuthority.ClientAuthOid, out var why))
+                    throw new SecAggAbortedException($"Client {task.SecAggId} aborts: peer {peer.SecAggId}'s certificate does not chain to this agent's trust anchor ({why}).");
+                if (ClientIdOf(cert) != peer.ClientId)
+                    throw new SecAggAbortedException($"Client {task.SecAggId} aborts: peer {peer.SecAggId}'s certificate names another client than the one listed.");
+                var thumbprint = ClientCertificateRegistry.Thumbprint(cert);
+                if (!thumbprints.Add(thumbprint))
+                    throw new SecAggAbortedException($"Client {task.SecAggId} aborts: the server listed one certificate for two clients.");
+                if ((peer.SecAggId == task.SecAggId) != (thumbprint == own))
+                    throw new SecAggAbortedException($"Client {task.SecAggId} aborts: the server listed another certificate under this client's id, or this client's under another id.");
+            }
+            var spki = SecAggSigningContext.SigningKeyOf(peer.CertificatePem)
+                ?? throw new SecAggAbortedException($"Client {task.SecAggId} aborts: peer {peer.SecAggId}'s certificate has no ECDSA P-256 key.");
+            if (!keys.TryAdd(peer.SecAggId, spki)) throw new SecAggAbortedException($"Client {task.SecAggId} aborts: the server listed client {peer.SecAggId} twice.");
+        }
+        return keys;
     }
 
     private async Task<bool> ContinueSecAggAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)
@@ -293,13 +372,19 @@ internal sealed class FederationAgent : IDisposable
             {
                 try
                 {
-                    client = SecAggClient.Restore(parameters, saved);
+                    client = parameters.RequireSignatures
+                        ? SecAggClient.Restore(parameters, saved, IdentityKey(), PeerKeys(task, parameters), SecAggSigningContext.Of(session.Federation, task.Round, task.Stage))
+                        : SecAggClient.Restore(parameters, saved);
                     session.ReplaceClient(task.Stage, client);
                     _progress.Note($"[{session.Federation} round {task.Round}] resuming {task.Stage}/{task.Phase} with its sealed secure-aggregation keys and shares");
                 }
                 catch (ArgumentException e)
                 {
                     problem = "its sealed secure-aggregation state does not fit the round: " + e.Message;
+                }
+                catch (SecAggAbortedException e)
+                {
+                    problem = e.Message;
                 }
             }
             else problem = "it has no sealed secure-aggregation state for this stage";
@@ -330,6 +415,15 @@ internal sealed class FederationAgent : IDisposable
                     var input = task.Stage == RoundStages.Statistics ? StatisticsInput(task) : await TrainingInputAsync(session, progress, task, ct);
                     var message = client.MaskInput(task.Shares ?? throw new InvalidDataException("the masked-input task carries no shares"), input);
                     await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Masked(session.Federation, task.Round, task.Stage), new MaskedInputUpload(message), ct);
+                    return true;
+                }
+                case RoundPhase.ConsistencyCheck:
+                {
+                    // The survivor set is signed once; the sealed state remembers it, so no later request (after a restart
+                    // too) gets shares for another set.
+                    _progress.Step(session.Federation, task.Round, $"{task.Stage}: signing the survivor set", 4, PhaseSteps);
+                    var message = client.SignSurvivors(task.Unmask ?? throw new InvalidDataException("the consistency-check task carries no survivor set"));
+                    await ProduceAsync(session, progress, stage, task, client, RoundRoutes.Consistency(session.Federation, task.Round, task.Stage), new ConsistencyUpload(message), ct);
                     return true;
                 }
                 default:
@@ -512,6 +606,7 @@ internal sealed class FederationAgent : IDisposable
     public void Dispose()
     {
         foreach (var s in _sessions.Values) s.DisposeClients();
+        _identityKey?.Dispose();
     }
 
     private sealed class Session(string federation, EnrollmentCredentials credentials, SealedStateFile<AgentRoundState> stateFile)

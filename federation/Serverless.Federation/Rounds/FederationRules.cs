@@ -108,7 +108,7 @@ public static partial class FederationRules
         if (s.Enabled && s.Threshold > 0)
             Check(s.Threshold <= config.MinClients - 1, "secureAggregation.threshold", "must be at most minClients - 1 (a client's secret is shared among its neighbours)");
         var d = config.Deadlines;
-        foreach (var (name, value) in new[] { ("advertiseKeys", d.AdvertiseKeys), ("shareKeys", d.ShareKeys), ("maskedInput", d.MaskedInput), ("unmasking", d.Unmasking), ("upload", d.Upload) })
+        foreach (var (name, value) in new[] { ("advertiseKeys", d.AdvertiseKeys), ("shareKeys", d.ShareKeys), ("maskedInput", d.MaskedInput), ("consistencyCheck", d.ConsistencyCheck), ("unmasking", d.Unmasking), ("upload", d.Upload) })
             Check(value >= TimeSpan.FromSeconds(1) && value <= TimeSpan.FromDays(7), "deadlines." + name, "must be between 1 second and 7 days");
         Check(config.Promotion.MaxAurocDrop is >= 0 and <= 1, "promotion.maxAurocDrop", "must be in [0, 1]");
         // The schedule (six-field cron) is checked by the host, which owns the cron parser.

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -56,23 +57,29 @@ public enum RoundPhase
     /// <summary>SecAgg round 2: clients post the masked input (statistics, or the clipped, noised, encoded update).</summary>
     MaskedInput = 3,
 
-    /// <summary>SecAgg round 3: clients reveal the shares the server asks for.</summary>
-    Unmasking = 4,
+    /// <summary>
+    /// Malicious-server variant (added 2026-12-03, issue 20): clients sign the survivor set U3 (Bonawitz et al. 2017,
+    /// Figure 4, ConsistencyCheck) before anyone reveals a share. Numbered in protocol order: later phases moved up by one.
+    /// </summary>
+    ConsistencyCheck = 4,
+
+    /// <summary>SecAgg round 3 (4 with the consistency check): clients reveal the shares the server asks for.</summary>
+    Unmasking = 5,
 
     /// <summary>Secure aggregation off: clients post their update in the clear (an UpdateFrame).</summary>
-    Upload = 5,
+    Upload = 6,
 
     /// <summary>Aggregation, robust checks, evaluation, promotion gate, checkpoint, ONNX, accountant.</summary>
-    Aggregating = 6,
+    Aggregating = 7,
 
     /// <summary>Finished; a new model version exists (promoted or not).</summary>
-    Completed = 7,
+    Completed = 8,
 
     /// <summary>The round could not finish (too few clients survived, a secret could not be reconstructed, ...).</summary>
-    Failed = 8,
+    Failed = 9,
 
     /// <summary>The round was refused before any client was asked (privacy budget, too few enrolled clients).</summary>
-    Refused = 9,
+    Refused = 10,
 }
 
 /// <summary>What a polling agent should do now.</summary>
@@ -162,11 +169,22 @@ public sealed record FederationSecureAggregation
     /// <summary>Off: updates are uploaded in the clear and screened by the anomaly detector (central DP noise if DP is on).</summary>
     public bool Enabled { get; init; } = true;
 
-    /// <summary>t = floor(fraction * neighbourhood) + 1 shares reconstruct a secret (Bonawitz et al. need t &gt; n/2 against a malicious server).</summary>
+    /// <summary>
+    /// t = floor(fraction * neighbourhood) + 1 shares reconstruct a secret; with <see cref="MaliciousServer"/> raised to the floor
+    /// t &gt; 2m/3 (m = share holders of one client) when the fraction gives less.
+    /// </summary>
     public double ThresholdFraction { get; init; } = 0.5;
 
-    /// <summary>Explicit threshold t (0 = from <see cref="ThresholdFraction"/>).</summary>
+    /// <summary>Explicit threshold t (0 = from <see cref="ThresholdFraction"/>); with <see cref="MaliciousServer"/>, a round whose t is below the floor is refused.</summary>
     public int Threshold { get; init; }
+
+    /// <summary>
+    /// The variant that holds against an active server (Bonawitz et al. 2017 with signatures; added 2026-12-03, issue 20, on by
+    /// default): advertised keys signed with each client's enrolled certificate key, a consistency check round over the survivor
+    /// set, the threshold floor (checked by the clients too) and a joint SecAgg+ graph seed. The reference agent refuses rounds
+    /// without it unless run with <c>--allow-honest-but-curious-server</c>. Off only for measurements against the older protocol.
+    /// </summary>
+    public bool MaliciousServer { get; init; } = true;
 
     /// <summary>Ring width k of the training update (8..32) when <see cref="QuantizationBits"/> is 0.</summary>
     public int RingBits { get; init; } = 32;
@@ -193,6 +211,9 @@ public sealed record FederationDeadlines
 
     /// <summary>Masked input (covers local training).</summary>
     public TimeSpan MaskedInput { get; init; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>Consistency check (malicious-server variant; added 2026-12-03).</summary>
+    public TimeSpan ConsistencyCheck { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Unmasking.</summary>
     public TimeSpan Unmasking { get; init; } = TimeSpan.FromSeconds(60);
@@ -382,9 +403,45 @@ public sealed record StatisticsTask(string[] Columns, int FractionBits);
 /// <param name="Training">Training stage instructions.</param>
 /// <param name="Submitted">This client's message for the open phase has been received.</param>
 /// <param name="Reason">Why the action is Done (excluded, dropped, round failed) or NotSelected.</param>
+/// <param name="Peers">Malicious-server variant: every selected client's enrolled certificate, from which the agent takes each peer's
+/// signature key after checking it chains to its own trust anchor (added 2026-12-03). In the ConsistencyCheck phase
+/// <paramref name="Unmask"/> carries the survivor set to sign; in Unmasking it carries the signatures as well.</param>
 public sealed record ClientTask(string Federation, int Round, string Stage, RoundPhase Phase, ClientAction Action, DateTimeOffset? Deadline, int SecAggId,
     SecAggRoundParameters? Parameters, KeysBroadcast? Keys, ForwardedShares? Shares, UnmaskRequest? Unmask,
-    StatisticsTask? Statistics, TrainingTask? Training, bool Submitted, string? Reason);
+    StatisticsTask? Statistics, TrainingTask? Training, bool Submitted, string? Reason, RoundPeer[]? Peers = null);
+
+/// <summary>A selected client's identity for the malicious-server variant: its SecAgg id, client id (the certificate's CN) and certificate (PEM).</summary>
+public sealed record RoundPeer(int SecAggId, string ClientId, string CertificatePem);
+
+/// <summary>
+/// What each secure-aggregation signature binds besides the round parameters: the federation, the round number and the stage, so a
+/// signature made in one federation, round or stage never verifies in another.
+/// </summary>
+public static class SecAggSigningContext
+{
+    /// <summary>UTF-8 of <c>"serverless-secagg/v1\n{federation}\n{round}\n{stage}"</c>.</summary>
+    public static byte[] Of(string federation, int round, string stage) =>
+        Encoding.UTF8.GetBytes($"serverless-secagg/v1\n{federation}\n{round.ToString(System.Globalization.CultureInfo.InvariantCulture)}\n{stage}");
+
+    /// <summary>
+    /// The public key (SubjectPublicKeyInfo) of an enrolled client's certificate: its long-term ECDSA P-256 identity, the key it
+    /// proved possession of at enrolment; null when the PEM is not a P-256 certificate.
+    /// </summary>
+    public static byte[]? SigningKeyOf(string? certificatePem)
+    {
+        if (string.IsNullOrEmpty(certificatePem)) return null;
+        try
+        {
+            using var cert = X509Certificate2.CreateFromPem(certificatePem);
+            using var key = cert.GetECDsaPublicKey();
+            return key is { KeySize: 256 } ? key.ExportSubjectPublicKeyInfo() : null;
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
+    }
+}
 
 /// <summary>Answer of <c>GET .../rounds/{round}/model</c>: the base model (<c>ModelCheckpoint.ToJson()</c>: config, fitted preprocessor, parameters).</summary>
 public sealed record RoundModel(string Version, string Checkpoint);
@@ -397,6 +454,9 @@ public sealed record ShareKeysUpload(ShareKeysMessage Message);
 
 /// <summary>Body of <c>POST .../masked</c>: the masked input packed at k bits per entry (SecAggClient.MaskInput's output).</summary>
 public sealed record MaskedInputUpload(MaskedInputMessage Message);
+
+/// <summary>Body of <c>POST .../consistency</c> (malicious-server variant): the client's signature over the survivor set.</summary>
+public sealed record ConsistencyUpload(ConsistencySignature Message);
 
 /// <summary>Body of <c>POST .../unmask</c>.</summary>
 public sealed record UnmaskUpload(UnmaskResponse Message);
@@ -468,6 +528,7 @@ public static class RoundRoutes
         public const string Advertise = "federations/{federation}/rounds/{round:int}/{stage}/advertise";
         public const string Shares = "federations/{federation}/rounds/{round:int}/{stage}/shares";
         public const string Masked = "federations/{federation}/rounds/{round:int}/{stage}/masked";
+        public const string Consistency = "federations/{federation}/rounds/{round:int}/{stage}/consistency";
         public const string Unmask = "federations/{federation}/rounds/{round:int}/{stage}/unmask";
         public const string Upload = "federations/{federation}/rounds/{round:int}/{stage}/upload";
         public const string Models = "federations/{federation}/models";
@@ -491,6 +552,7 @@ public static class RoundRoutes
     public static string Advertise(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/advertise";
     public static string Shares(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/shares";
     public static string Masked(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/masked";
+    public static string Consistency(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/consistency";
     public static string Unmask(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/unmask";
     public static string Upload(string federation, int round, string stage) => $"api/federations/{E(federation)}/rounds/{round}/{E(stage)}/upload";
     public static string Models(string federation) => $"api/federations/{E(federation)}/models";

@@ -40,13 +40,13 @@ public sealed class RoundRefusedException(string title, string message, double? 
 /// <param name="AbortReason">Set when the protocol cannot go on (too few clients, unreconstructable secret).</param>
 /// <param name="Keys">After AdvertiseKeys: per client, its neighbours' keys.</param>
 /// <param name="Shares">After ShareKeys: per client, the shares addressed to it.</param>
-/// <param name="Unmask">After MaskedInput: the unmask request.</param>
+/// <param name="Unmask">After MaskedInput: the unmask request (the survivor set to sign in the malicious variant); after ConsistencyCheck: the request with the signatures.</param>
 /// <param name="Result">After Unmasking: the sum.</param>
 public sealed record PhaseCloseResult(RoundPhase Phase, int[] Next, int[] Dropped, SecAggExclusion[] Exclusions, string? AbortReason,
     IReadOnlyDictionary<int, KeysBroadcast>? Keys, IReadOnlyDictionary<int, ForwardedShares>? Shares, UnmaskRequest? Unmask, SecAggResult? Result);
 
 /// <summary>Per-phase arrival sets of one stage, in protocol order (what the orchestration recorded as received before each close).</summary>
-public sealed record StageArrivals(int[] AdvertiseKeys, int[] ShareKeys, int[] MaskedInput, int[] Unmasking)
+public sealed record StageArrivals(int[] AdvertiseKeys, int[] ShareKeys, int[] MaskedInput, int[] Unmasking, int[]? ConsistencyCheck = null)
 {
     /// <summary>No arrivals yet.</summary>
     public static StageArrivals Empty { get; } = new([], [], [], []);
@@ -57,6 +57,7 @@ public sealed record StageArrivals(int[] AdvertiseKeys, int[] ShareKeys, int[] M
         RoundPhase.AdvertiseKeys => AdvertiseKeys,
         RoundPhase.ShareKeys => ShareKeys,
         RoundPhase.MaskedInput => MaskedInput,
+        RoundPhase.ConsistencyCheck => ConsistencyCheck ?? [],
         RoundPhase.Unmasking => Unmasking,
         _ => throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase"),
     };
@@ -67,6 +68,7 @@ public sealed record StageArrivals(int[] AdvertiseKeys, int[] ShareKeys, int[] M
         RoundPhase.AdvertiseKeys => this with { AdvertiseKeys = ids },
         RoundPhase.ShareKeys => this with { ShareKeys = ids },
         RoundPhase.MaskedInput => this with { MaskedInput = ids },
+        RoundPhase.ConsistencyCheck => this with { ConsistencyCheck = ids },
         RoundPhase.Unmasking => this with { Unmasking = ids },
         _ => throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase"),
     };
@@ -86,6 +88,9 @@ public interface IRoundMessageSource
 
     /// <summary>The unmask response of a client.</summary>
     UnmaskResponse? Unmasking(int secAggId);
+
+    /// <summary>The consistency signature of a client (malicious-server variant).</summary>
+    ConsistencySignature? ConsistencyCheck(int secAggId) => null;
 }
 
 /// <summary>A new model version's content and figures.</summary>
@@ -179,7 +184,14 @@ public static class RoundCoordinator
                 (pool[i], pool[j]) = (pool[j], pool[i]);
             }
         }
-        var selected = pool.Take(size).OrderBy(c => c.SecAggId).Select(c => new PlannedClient(c.ClientId, c.SecAggId)).ToArray();
+        var selected = pool.Take(size).OrderBy(c => c.SecAggId).Select(c => new PlannedClient(c.ClientId, c.SecAggId, c.CertificatePem)).ToArray();
+        if (config.SecureAggregation is { Enabled: true, MaliciousServer: true })
+        {
+            var unsigned = selected.Where(c => SecAggSigningContext.SigningKeyOf(c.CertificatePem) is null).Select(c => c.ClientId).ToArray();
+            if (unsigned.Length > 0)
+                throw new RoundRefusedException("Clients without a signing identity",
+                    $"Secure aggregation against an active server needs each client's enrolled certificate; {string.Join(", ", unsigned)} enrolled before it was kept and must enroll again.");
+        }
         var ids = selected.Select(c => c.SecAggId).ToArray();
 
         var schema = FederationRules.SchemaOf(config);
@@ -256,11 +268,28 @@ public static class RoundCoordinator
         var p = options.RoundParameters(ids, vectorLength, RandomNumberGenerator.GetBytes(32), RandomNumberGenerator.GetBytes(32));
         if (s.Threshold > 0) p = p with { Threshold = s.Threshold };
         p.BuildGraph();   // validates the threshold against the neighbourhood
+        if (!s.MaliciousServer) return p;
+        // Malicious-server variant: signed, the graph seed joint (derived from the signed advertisements), t at least the floor.
+        p = p with { RequireSignatures = true, GraphSeed = [] };
+        var floor = p.MaliciousThresholdFloor();
+        if (s.Threshold > 0 && s.Threshold < floor)
+            throw new RoundRefusedException("Threshold below the active-server floor",
+                $"secureAggregation.threshold {s.Threshold} lets an active server reconstruct both secrets of a client; with {p.BuildGraph().Degree + 1} share holders it must be at least {floor} (t > 2m/3).");
+        if (p.Threshold < floor) p = p with { Threshold = floor };
+        // With three clients the floor is all three (no dropout tolerated); four are the fewest that survive one dropout.
         return p;
     }
 
-    /// <summary>Phases of a secure stage, in order.</summary>
+    /// <summary>Phases of a secure stage, in order (honest-but-curious server).</summary>
     public static IReadOnlyList<RoundPhase> SecurePhases { get; } = [RoundPhase.AdvertiseKeys, RoundPhase.ShareKeys, RoundPhase.MaskedInput, RoundPhase.Unmasking];
+
+    /// <summary>Phases of a secure stage of the malicious-server variant: the consistency check sits before Unmasking.</summary>
+    public static IReadOnlyList<RoundPhase> MaliciousSecurePhases { get; } =
+        [RoundPhase.AdvertiseKeys, RoundPhase.ShareKeys, RoundPhase.MaskedInput, RoundPhase.ConsistencyCheck, RoundPhase.Unmasking];
+
+    /// <summary>The phases a stage with these parameters runs.</summary>
+    public static IReadOnlyList<RoundPhase> PhasesOf(SecAggRoundParameters? parameters) =>
+        parameters is { RequireSignatures: true } ? MaliciousSecurePhases : SecurePhases;
 
     /// <summary>
     /// Who made a phase: every expected client whose arrival event the orchestration recorded or whose message the
@@ -286,17 +315,24 @@ public static class RoundCoordinator
     /// again, then receives this phase's arrivals and closes it. The same arrivals always give the same
     /// answer (the server is deterministic), so a retried activity repeats itself exactly.
     /// </summary>
-    public static PhaseCloseResult ClosePhase(SecAggRoundParameters parameters, RoundPhase phase, StageArrivals arrivals, IRoundMessageSource messages)
+    /// <param name="parameters">The stage's parameters.</param>
+    /// <param name="phase">The phase to close.</param>
+    /// <param name="arrivals">Who made each phase so far.</param>
+    /// <param name="messages">The stored messages.</param>
+    /// <param name="verificationKeys">Malicious-server variant: the PKI (<see cref="RoundPlan.VerificationKeys"/>).</param>
+    /// <param name="context">Malicious-server variant: <see cref="SecAggSigningContext.Of"/> of the stage.</param>
+    public static PhaseCloseResult ClosePhase(SecAggRoundParameters parameters, RoundPhase phase, StageArrivals arrivals, IRoundMessageSource messages,
+        IReadOnlyDictionary<int, byte[]>? verificationKeys = null, byte[]? context = null)
     {
         ArgumentNullException.ThrowIfNull(parameters);
         ArgumentNullException.ThrowIfNull(arrivals);
         ArgumentNullException.ThrowIfNull(messages);
-        var server = new SecAggServer(parameters);
+        var server = new SecAggServer(parameters, verificationKeys, context);
         var expected = parameters.ClientIds.Order().ToArray();
         IReadOnlyDictionary<int, KeysBroadcast>? keys = null;
         IReadOnlyDictionary<int, ForwardedShares>? shares = null;
         UnmaskRequest? unmask = null;
-        foreach (var current in SecurePhases)
+        foreach (var current in PhasesOf(parameters))
         {
             var arrived = new HashSet<int>(arrivals.Of(current));
             foreach (var id in expected)
@@ -307,6 +343,7 @@ public static class RoundCoordinator
                     RoundPhase.AdvertiseKeys => messages.AdvertiseKeys(id) is { } m && m.ClientId == id ? server.ReceiveAdvertiseKeys(m) : null,
                     RoundPhase.ShareKeys => messages.ShareKeys(id) is { } m && m.ClientId == id ? server.ReceiveShareKeys(m) : null,
                     RoundPhase.MaskedInput => messages.MaskedInput(id) is { } m && m.ClientId == id ? server.ReceiveMaskedInput(m) : null,
+                    RoundPhase.ConsistencyCheck => messages.ConsistencyCheck(id) is { } m && m.ClientId == id ? server.ReceiveConsistencySignature(m) : null,
                     _ => messages.Unmasking(id) is { } m && m.ClientId == id ? server.ReceiveUnmaskResponse(m) : null,
                 };
             }
@@ -327,6 +364,10 @@ public static class RoundCoordinator
                         unmask = server.CloseMaskedInput();
                         next = unmask.Survivors.Order().ToArray();
                         break;
+                    case RoundPhase.ConsistencyCheck:
+                        unmask = server.CloseConsistencyCheck();
+                        next = unmask.Signatures!.Select(x => x.ClientId).Order().ToArray();
+                        break;
                     default:
                         var result = server.Finish();
                         next = [];
@@ -338,7 +379,7 @@ public static class RoundCoordinator
                 {
                     var dropped = expected.Where(id => !next.Contains(id)).ToArray();
                     return new PhaseCloseResult(phase, next, dropped, server.Exclusions.ToArray(), null,
-                        phase == RoundPhase.AdvertiseKeys ? keys : null, phase == RoundPhase.ShareKeys ? shares : null, phase == RoundPhase.MaskedInput ? unmask : null, null);
+                        phase == RoundPhase.AdvertiseKeys ? keys : null, phase == RoundPhase.ShareKeys ? shares : null, phase is RoundPhase.MaskedInput or RoundPhase.ConsistencyCheck ? unmask : null, null);
                 }
                 expected = next;
             }

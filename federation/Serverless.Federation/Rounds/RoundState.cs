@@ -11,7 +11,8 @@ namespace Serverless.Federation.Rounds;
 /// <param name="SecAggId">Positive, distinct within the federation.</param>
 /// <param name="CertificateThumbprint">SHA-256 thumbprint (lower-case hex).</param>
 /// <param name="EnrolledAt">First enrollment.</param>
-public sealed record EnrolledClient(string ClientId, int SecAggId, string CertificateThumbprint, DateTimeOffset EnrolledAt);
+/// <param name="CertificatePem">The enrolled certificate (PEM): its key signs the client's secure-aggregation messages (added 2026-12-03; null for older enrolments, which must enroll again to join a malicious-server round).</param>
+public sealed record EnrolledClient(string ClientId, int SecAggId, string CertificateThumbprint, DateTimeOffset EnrolledAt, string? CertificatePem = null);
 
 /// <summary>The privacy accountant's state: the RDP curve spent, at fixed orders.</summary>
 public sealed record AccountantState(double[] Orders, double[] RdpSpent, long Steps, double EpsilonSpent);
@@ -66,8 +67,8 @@ public sealed record FederationState
         RoundsCompleted, LastRound, EpsilonSpent, Config.Privacy.Enabled ? Config.Privacy.EpsilonBudget : 0);
 }
 
-/// <summary>A selected client of a round.</summary>
-public sealed record PlannedClient(string ClientId, int SecAggId);
+/// <summary>A selected client of a round; <paramref name="CertificatePem"/> is its enrolled certificate (the malicious-server variant's PKI).</summary>
+public sealed record PlannedClient(string ClientId, int SecAggId, string? CertificatePem = null);
 
 /// <summary>One secure aggregation (or plain upload) of a round.</summary>
 /// <param name="Stage">statistics or training.</param>
@@ -131,6 +132,18 @@ public sealed record RoundPlan
 
     /// <summary>The client with a client id.</summary>
     public PlannedClient? ClientById(string clientId) => Selected.FirstOrDefault(c => c.ClientId == clientId);
+
+    /// <summary>The PKI of the malicious-server variant: SecAgg id to the public key of its enrolled certificate.</summary>
+    public IReadOnlyDictionary<int, byte[]> VerificationKeys()
+    {
+        var keys = new Dictionary<int, byte[]>();
+        foreach (var c in Selected)
+            if (SecAggSigningContext.SigningKeyOf(c.CertificatePem) is { } spki) keys[c.SecAggId] = spki;
+        return keys;
+    }
+
+    /// <summary>The selected clients as the agents see them (for their own check against their trust anchor).</summary>
+    public RoundPeer[] Peers() => Selected.Where(c => c.CertificatePem is not null).Select(c => new RoundPeer(c.SecAggId, c.ClientId, c.CertificatePem!)).ToArray();
 }
 
 /// <summary>The orchestration's view of a round, published as its custom status (small: ids and figures).</summary>

@@ -54,7 +54,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                 $"selected {string.Join(",", plan.Selected.Select(c => c.ClientId))} of {plan.Population}; stages {string.Join(",", plan.Stages.Select(s => s.Stage + (s.Secure ? "(secure)" : "(plain)")))}; " +
                 $"q={plan.SamplingRate:G4} clip={plan.Fit.ClipNorm:G4} clientNoise={plan.Fit.NoiseStd:G4} centralNoise={plan.CentralNoiseStd:G4} base={plan.BaseVersion}"), ct);
         }
-        var stages = plan.Stages.Select(s => new RoundPreparedStage(s.Stage, s.Secure, plan.Selected.Select(c => c.SecAggId).ToArray())).ToArray();
+        var stages = plan.Stages.Select(s => new RoundPreparedStage(s.Stage, s.Secure, plan.Selected.Select(c => c.SecAggId).ToArray(),
+            s.Secure ? [.. RoundCoordinator.PhasesOf(s.Parameters)] : null)).ToArray();
         return new RoundPrepared(null, plan.Selected, stages, plan.BaseVersion, state.EpsilonSpent, plan.Config.Deadlines, plan.MinSurvivors);
 
         static RoundPrepared Refused(string reason) => new(reason, [], [], "", 0, new FederationDeadlines(), 0);
@@ -67,7 +68,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         var parameters = plan.StageOf(input.Stage)?.Parameters ?? throw new InvalidOperationException($"Stage '{input.Stage}' is not a secure stage of round {input.Round}.");
         input = input with { Arrivals = input.Arrivals.With(input.Phase, await ArrivalsAtCloseAsync(input, parameters, ct)) };
         var messages = await LoadAsync(input, ct);
-        var result = RoundCoordinator.ClosePhase(parameters, input.Phase, input.Arrivals, messages);
+        var result = parameters.RequireSignatures
+            ? RoundCoordinator.ClosePhase(parameters, input.Phase, input.Arrivals, messages, plan.VerificationKeys(), SecAggSigningContext.Of(input.Federation, input.Round, input.Stage))
+            : RoundCoordinator.ClosePhase(parameters, input.Phase, input.Arrivals, messages);
         if (result.AbortReason is null)
         {
             switch (input.Phase)
@@ -80,6 +83,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                     break;
                 case RoundPhase.MaskedInput:
                     await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "unmask", result.Unmask!, ct);
+                    break;
+                case RoundPhase.ConsistencyCheck:
+                    await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "unmask-signed", result.Unmask!, ct);
                     break;
                 case RoundPhase.Unmasking:
                     // The training sum is the released quantity: its privacy is charged before it is stored for anyone to read.
@@ -120,8 +126,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
     /// <summary>The ids that could answer the phase: every client for AdvertiseKeys, else those that made the previous phase.</summary>
     private static int[] ExpectedIn(RoundCloseInput input, SecAggRoundParameters parameters)
     {
-        var index = RoundCoordinator.SecurePhases.ToList().IndexOf(input.Phase);
-        return index <= 0 ? parameters.ClientIds : input.Arrivals.Of(RoundCoordinator.SecurePhases[index - 1]);
+        var phases = RoundCoordinator.PhasesOf(parameters);
+        var index = phases.ToList().IndexOf(input.Phase);
+        return index <= 0 ? parameters.ClientIds : input.Arrivals.Of(phases[index - 1]);
     }
 
     /// <summary>
@@ -148,7 +155,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
     private async Task<MessageSource> LoadAsync(RoundCloseInput input, CancellationToken ct)
     {
         var source = new MessageSource();
-        foreach (var phase in RoundCoordinator.SecurePhases)
+        var plan = await store.GetPlanAsync(input.Federation, input.Round, ct);
+        foreach (var phase in RoundCoordinator.PhasesOf(plan?.StageOf(input.Stage)?.Parameters))
         {
             foreach (var id in input.Arrivals.Of(phase))
             {
@@ -162,6 +170,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                         break;
                     case RoundPhase.MaskedInput:
                         if (await Get<MaskedInputMessage>() is { } m) source.Masked[id] = m;
+                        break;
+                    case RoundPhase.ConsistencyCheck:
+                        if (await Get<ConsistencySignature>() is { } c) source.Consistency[id] = c;
                         break;
                     default:
                         if (await Get<UnmaskResponse>() is { } u) source.Unmask[id] = u;
@@ -181,6 +192,8 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
         public Dictionary<int, ShareKeysMessage> Share { get; } = [];
         public Dictionary<int, MaskedInputMessage> Masked { get; } = [];
         public Dictionary<int, UnmaskResponse> Unmask { get; } = [];
+        public Dictionary<int, ConsistencySignature> Consistency { get; } = [];
+        public ConsistencySignature? ConsistencyCheck(int secAggId) => Consistency.GetValueOrDefault(secAggId);
         public AdvertiseKeysMessage? AdvertiseKeys(int secAggId) => Advertise.GetValueOrDefault(secAggId);
         public ShareKeysMessage? ShareKeys(int secAggId) => Share.GetValueOrDefault(secAggId);
         public MaskedInputMessage? MaskedInput(int secAggId) => Masked.GetValueOrDefault(secAggId);

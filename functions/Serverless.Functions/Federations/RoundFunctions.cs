@@ -123,6 +123,12 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<MaskedInputUpload, MaskedInputMessage>(request, client, federation, round, stage, RoundPhase.MaskedInput, u => u.Message, m => m.ClientId, ct);
 
+    [Function("PostConsistency")]
+    [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
+    public Task<IResult> Consistency([HttpTrigger("post", Route = RoundRoutes.Templates.Consistency)] HttpRequest request, string federation, int round, string stage,
+        [DurableClient] DurableTaskClient client, CancellationToken ct) =>
+        SubmitAsync<ConsistencyUpload, ConsistencySignature>(request, client, federation, round, stage, RoundPhase.ConsistencyCheck, u => u.Message, m => m.ClientId, ct);
+
     [Function("PostUnmask")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public Task<IResult> Unmask([HttpTrigger("post", Route = RoundRoutes.Templates.Unmask)] HttpRequest request, string federation, int round, string stage,
@@ -169,7 +175,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
             return Problem(StatusCodes.Status400BadRequest, "Wrong client id", $"The message names client {id}; your secure-aggregation id is {me.SecAggId}.");
         var stagePlan = plan.StageOf(stage)!;
         if (stagePlan.Secure == (phase == RoundPhase.Upload))
-            return Conflict($"The {stage} stage of round {round} is {(stagePlan.Secure ? "secure: it takes the four secure-aggregation phases" : "plain: it takes one upload")}.");
+            return Conflict($"The {stage} stage of round {round} is {(stagePlan.Secure ? "secure: it takes the secure-aggregation phases" : "plain: it takes one upload")}.");
         if (RoundMessageValidator.Validate(payload, plan, stagePlan, me.SecAggId) is { } invalid)
             return Problem(StatusCodes.Status400BadRequest, "Invalid message", invalid);
 

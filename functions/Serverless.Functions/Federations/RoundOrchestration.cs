@@ -10,8 +10,8 @@ namespace Serverless.Functions.Federations;
 public sealed record RoundPrepared(string? Refused, PlannedClient[] Selected, RoundPreparedStage[] Stages, string BaseVersion, double EpsilonSpent,
     FederationDeadlines Deadlines, int MinSurvivors);
 
-/// <summary>A stage as the orchestrator runs it.</summary>
-public sealed record RoundPreparedStage(string Stage, bool Secure, int[] ClientIds);
+/// <summary>A stage as the orchestrator runs it; <paramref name="Phases"/> are its secure phases (null: the four of the honest-but-curious protocol).</summary>
+public sealed record RoundPreparedStage(string Stage, bool Secure, int[] ClientIds, RoundPhase[]? Phases = null);
 
 /// <summary>Input of <c>RoundClosePhase</c>.</summary>
 public sealed record RoundCloseInput(string Federation, int Round, string Stage, RoundPhase Phase, StageArrivals Arrivals);
@@ -33,7 +33,7 @@ public sealed record RoundAuditInput(string Federation, int Round, string Actor,
 
 /// <summary>
 /// The round orchestration, <c>round-{fed}-{n}</c>: prepare (budget, selection, plan blob), then per stage
-/// the four secure-aggregation phases as external-event waits bounded by durable deadlines (or one plain
+/// the secure-aggregation phases (four, five with the consistency check) as external-event waits bounded by durable deadlines (or one plain
 /// upload phase), each closed by an activity that replays the stored messages into a fresh
 /// <see cref="SecAggServer"/>; then the statistics or the commit (aggregate, checks, evaluation, gate,
 /// encrypted checkpoint, ONNX, accountant) and the audit. Only ids and small records pass through its
@@ -87,7 +87,7 @@ public static class RoundOrchestration
                 }
                 var arrivals = StageArrivals.Empty;
                 var active = stage.ClientIds;
-                foreach (var phase in RoundCoordinator.SecurePhases)
+                foreach (var phase in stage.Phases ?? RoundCoordinator.SecurePhases)
                 {
                     var deadline = context.CurrentUtcDateTime + DeadlineOf(prepared.Deadlines, phase);
                     progress = progress with { Stage = stage.Stage, Phase = phase, Deadline = Utc(deadline), Active = active };
@@ -149,6 +149,7 @@ public static class RoundOrchestration
         RoundPhase.AdvertiseKeys => d.AdvertiseKeys,
         RoundPhase.ShareKeys => d.ShareKeys,
         RoundPhase.MaskedInput => d.MaskedInput,
+        RoundPhase.ConsistencyCheck => d.ConsistencyCheck,
         RoundPhase.Unmasking => d.Unmasking,
         _ => d.Upload,
     };

@@ -38,8 +38,10 @@ public sealed record SecAggRoundParameters(
         var graph = NeighbourDegree == 0
             ? NeighbourGraph.Complete(ClientIds)
             : NeighbourGraph.Harary(ClientIds, NeighbourDegree, GraphSeed ?? []);
-        if (Threshold < 1 || Threshold > graph.Degree)
-            throw new ArgumentException($"Threshold {Threshold} must be in [1, {graph.Degree}] (the neighbourhood size).");
+        // Each client holds a share of its own secrets too (Figure 4: shares go to all of U1), so a secret has Degree + 1
+        // holders; t = Degree + 1 is valid and tolerates no dropout (the malicious floor of a three-client round).
+        if (Threshold < 1 || Threshold > graph.Degree + 1)
+            throw new ArgumentException($"Threshold {Threshold} must be in [1, {graph.Degree + 1}] (the neighbourhood and the client itself).");
         return graph;
     }
 

@@ -318,7 +318,7 @@ public sealed class SecAggClient : IDisposable
         if (survivors.Count < _parameters.ConsistencyQuorum())
             Abort($"the survivor set has {survivors.Count} clients; at least {_parameters.ConsistencyQuorum()} must sign one set");
         _signedSurvivors = [.. survivors.Order()];
-        var signature = SecAggCrypto.Sign(_signingKey!, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _signedSurvivors));
+        var signature = SecAggCrypto.Sign(_signingKey!, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, ClientId, _signedSurvivors));
         Phase = SecAggPhase.Unmasking;
         return new ConsistencySignature(ClientId, signature);
     }
@@ -340,14 +340,13 @@ public sealed class SecAggClient : IDisposable
         {
             if (_signedSurvivors is null || !survivors.SetEquals(_signedSurvivors))
                 Abort("the server asks to unmask another survivor set than the one this client signed");
-            var signed = SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _signedSurvivors);
             var signers = new HashSet<int>();
             foreach (var sig in request.Signatures ?? [])
             {
                 if (sig is null) Abort("the server forwarded an empty consistency signature");
                 if (!survivors.Contains(sig.ClientId)) Abort($"the server forwarded a consistency signature of client {sig.ClientId}, who is not a survivor");
                 if (!signers.Add(sig.ClientId)) Abort($"the server forwarded two consistency signatures of client {sig.ClientId}");
-                if (!_verificationKeys!.TryGetValue(sig.ClientId, out var vk) || !SecAggCrypto.Verify(vk, signed, sig.Signature))
+                if (!_verificationKeys!.TryGetValue(sig.ClientId, out var vk) || !SecAggCrypto.Verify(vk, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, sig.ClientId, _signedSurvivors), sig.Signature))
                     Abort($"client {sig.ClientId}'s signature is not over the survivor set this client signed: the server showed clients different sets");
             }
             if (signers.Count < _parameters.ConsistencyQuorum())

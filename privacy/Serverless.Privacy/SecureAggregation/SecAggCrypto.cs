@@ -217,8 +217,8 @@ internal static class SecAggCrypto
         return w.WrittenSpan.ToArray();
     }
 
-    /// <summary>Bytes a consistency signature covers: label, context, parameter digest, the advertised-set digest, the sorted survivor set U3.</summary>
-    public static byte[] ConsistencySignedBytes(byte[] context, byte[] parametersDigest, byte[] viewDigest, IReadOnlyCollection<int> survivors)
+    /// <summary>Bytes a consistency signature covers: label, context, parameter digest, the advertised-set digest, the signer, the sorted survivor set U3.</summary>
+    public static byte[] ConsistencySignedBytes(byte[] context, byte[] parametersDigest, byte[] viewDigest, int signer, IReadOnlyCollection<int> survivors)
     {
         var ids = survivors.Order().ToArray();
         var w = new System.Buffers.ArrayBufferWriter<byte>(ConsistencyPrefix.Length + context.Length + 64 + 8 + 4 * ids.Length);
@@ -226,6 +226,7 @@ internal static class SecAggCrypto
         WriteBlock(w, context);
         w.Write(parametersDigest);
         w.Write(viewDigest);
+        WriteInt(w, signer);
         WriteInt(w, ids.Length);
         foreach (var id in ids) WriteInt(w, id);
         return w.WrittenSpan.ToArray();

@@ -232,7 +232,7 @@ public sealed class SecAggServer
         if (Array.BinarySearch(_survivors, id) < 0) return SecAggVerdict.Reject($"client {id} is not a survivor");
         if (_excluded.Contains(id) || _consistency.ContainsKey(id)) return SecAggVerdict.Reject($"duplicate message from client {id}");
         if (!_verificationKeys!.TryGetValue(id, out var vk) ||
-            !SecAggCrypto.Verify(vk, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, _survivors), message.Signature))
+            !SecAggCrypto.Verify(vk, SecAggCrypto.ConsistencySignedBytes(_context, _parametersDigest, _viewDigest!, id, _survivors), message.Signature))
             return Exclude(id, SecAggPhase.ConsistencyCheck, "signature over the survivor set does not verify");
         _consistency[id] = message;
         return SecAggVerdict.Ok;

@@ -12,8 +12,17 @@ public sealed class RoundCoordinatorTests
     private static FederationState State(int clients, FederationConfig? config = null) => new()
     {
         Config = config ?? new FederationConfig { Id = "unit", MinClients = 3 },
-        Clients = Enumerable.Range(1, clients).Select(i => new EnrolledClient($"c{i}", i, new string('a', 64), DateTimeOffset.UnixEpoch)).ToArray(),
+        Clients = Enumerable.Range(1, clients).Select(i => new EnrolledClient($"c{i}", i, new string('a', 64), DateTimeOffset.UnixEpoch, CertificatePem.Value)).ToArray(),
     };
+
+    // One P-256 certificate stands in for each client's enrolled one: the plan only needs a signing identity per client.
+    private static readonly Lazy<string> CertificatePem = new(() =>
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=unit", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var cert = request.CreateSelfSigned(DateTimeOffset.UnixEpoch, DateTimeOffset.UnixEpoch.AddYears(100));
+        return cert.ExportCertificatePem();
+    });
 
     [Fact]
     public void The_default_configuration_is_valid_and_every_bad_field_is_named()
@@ -95,9 +104,12 @@ public sealed class RoundCoordinatorTests
         Assert.Equal("v0", plan.BaseVersion);
         var training = plan.StageOf(RoundStages.Training)!.Parameters!;
         Assert.Equal([1, 2, 3, 4, 5], training.ClientIds);
-        Assert.Equal(3, training.Threshold);            // floor(0.5 * 4) + 1
-        Assert.Equal(3, plan.MinSurvivors);
-        Assert.Equal(GaussianMechanism.DistributedStd(1.0, 0.5, 3), plan.Fit.NoiseStd, 12);
+        Assert.Equal(4, training.Threshold);            // the active-server floor floor(2 * 5 / 3) + 1 (the fraction gives floor(0.5 * 4) + 1 = 3)
+        Assert.True(training.RequireSignatures);
+        Assert.Equal(4, plan.MinSurvivors);
+        Assert.Equal(GaussianMechanism.DistributedStd(1.0, 0.5, 4), plan.Fit.NoiseStd, 12);
+        Assert.Equal(RoundCoordinator.MaliciousSecurePhases, RoundCoordinator.PhasesOf(training));
+        Assert.Equal(5, plan.VerificationKeys().Count);
         Assert.Equal(0, plan.CentralNoiseStd);
         Assert.Equal(plan.Encoding!.ParameterCount + 1, training.VectorLength);
         Assert.Equal(StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length), plan.StageOf(RoundStages.Statistics)!.Parameters!.VectorLength);
@@ -110,6 +122,28 @@ public sealed class RoundCoordinatorTests
         Assert.Equal(0.5, plain.CentralNoiseStd, 12);   // z * S on the sum
         Assert.Equal(0, plain.Fit.NoiseStd);
         Assert.Equal("v3", plain.BaseVersion);
+    }
+
+    [Fact]
+    public void An_active_server_round_refuses_a_threshold_below_the_floor_and_a_server_chosen_graph()
+    {
+        var low = new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { Threshold = 4 } };
+        var e = Assert.Throws<RoundRefusedException>(() => RoundCoordinator.Plan(State(8, low), 1, DateTimeOffset.UnixEpoch, "op", new Random(1)));
+        Assert.Contains("at least 6", e.Message);   // the n = 8, t = 4
+        var plus = new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { SecAggPlus = true } };
+        var p = RoundCoordinator.Plan(State(64, plus), 1, DateTimeOffset.UnixEpoch, "op", new Random(1)).StageOf(RoundStages.Training)!.Parameters!;
+        Assert.True(p.JointGraphSeed);
+        Assert.Empty(p.GraphSeed);
+        Assert.True(p.Threshold >= p.MaliciousThresholdFloor());
+        // Without the variant (measurements only) the old protocol: no signatures, the server's seed, four phases.
+        var old = new FederationConfig { Id = "unit", MinClients = 3, SecureAggregation = new FederationSecureAggregation { MaliciousServer = false } };
+        var q = RoundCoordinator.Plan(State(5, old), 1, DateTimeOffset.UnixEpoch, "op", new Random(1)).StageOf(RoundStages.Training)!.Parameters!;
+        Assert.False(q.RequireSignatures);
+        Assert.Equal(3, q.Threshold);
+        Assert.Equal(RoundCoordinator.SecurePhases, RoundCoordinator.PhasesOf(q));
+        // Enrolled before certificates were kept: refused, not silently unsigned.
+        var state = State(5) with { Clients = State(5).Clients.Select(c => c with { CertificatePem = null }).ToArray() };
+        Assert.Contains("enroll again", Assert.Throws<RoundRefusedException>(() => RoundCoordinator.Plan(state, 1, DateTimeOffset.UnixEpoch, "op", new Random(1))).Message);
     }
 
     [Theory]

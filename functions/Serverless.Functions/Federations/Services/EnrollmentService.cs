@@ -84,6 +84,9 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
                 }
 
                 var thumbprint = ClientCertificateRegistry.Thumbprint(certificate);
+                // The certificate is kept: its key is the client's long-term identity that signs its secure-aggregation messages,
+                // and peers check it against their own trust anchor (the server only relays it).
+                var pem = certificate.ExportCertificatePem();
                 EnrolledClient? enrolled = null;
                 var updated = await store.UpdateAsync(federation, s =>
                 {
@@ -95,11 +98,13 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
                         if (existing.CertificateThumbprint != thumbprint)
                             throw Refuse(409, "Bound to another certificate", $"Client '{request.ClientId}' is enrolled with another certificate ({existing.CertificateThumbprint[..16]}...).");
                         enrolled = existing;
-                        return s;
+                        if (existing.CertificatePem is not null) return s;
+                        enrolled = existing with { CertificatePem = pem };   // enrolled before certificates were kept
+                        return s with { Clients = s.Clients.Select(c => c.ClientId == request.ClientId ? enrolled : c).ToArray() };
                     }
                     // Removed clients keep their ids: a SecAgg id (a Shamir x-coordinate) is never handed out twice.
                     var used = s.Clients.Concat(s.Removed).Select(c => c.SecAggId).DefaultIfEmpty(0).Max();
-                    enrolled = new EnrolledClient(request.ClientId, used + 1, thumbprint, time.GetUtcNow());
+                    enrolled = new EnrolledClient(request.ClientId, used + 1, thumbprint, time.GetUtcNow(), pem);
                     return s with { Clients = [.. s.Clients, enrolled] };
                 }, ct) ?? throw Refuse(404, "Not found", $"Federation '{federation}' does not exist.");
                 // Bound to this federation and this certificate: ClientTokenBinding refuses it anywhere else, or once the client is removed.

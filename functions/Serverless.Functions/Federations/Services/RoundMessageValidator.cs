@@ -30,6 +30,7 @@ internal static class RoundMessageValidator
         ShareKeysMessage m => Shares(m, stage, sender),
         MaskedInputMessage m => Masked(m, stage),
         UnmaskResponse m => Unmask(m, stage),
+        ConsistencySignature m => m.Signature is { Length: 64 } ? null : "signature must be 64 bytes (ECDSA P-256, r || s).",
         PlainUpdateUpload u => Plain(u, plan),
         _ => $"no intake rule for {message.GetType().Name}",
     };

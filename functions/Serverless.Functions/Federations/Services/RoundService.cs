@@ -148,8 +148,12 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
                     shares = await store.GetOutputAsync<ForwardedShares>(federation, round, stage.Stage, $"shares-{me.SecAggId}", ct);
                     if (shares is null) return Task(ClientAction.Wait, me.SecAggId);
                     break;
-                case RoundPhase.Unmasking:
+                case RoundPhase.ConsistencyCheck:
                     unmask = await store.GetOutputAsync<UnmaskRequest>(federation, round, stage.Stage, "unmask", ct);
+                    if (unmask is null) return Task(ClientAction.Wait, me.SecAggId);
+                    break;
+                case RoundPhase.Unmasking:
+                    unmask = await store.GetOutputAsync<UnmaskRequest>(federation, round, stage.Stage, stage.Parameters is { RequireSignatures: true } ? "unmask-signed" : "unmask", ct);
                     if (unmask is null) return Task(ClientAction.Wait, me.SecAggId);
                     break;
             }
@@ -159,6 +163,6 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
             ? new TrainingTask(plan.BaseVersion, plan.Fit with { Seed = plan.Fit.Seed * 100_003 + me.SecAggId }, plan.Config.Training.BatchSize, plan.Config.Training.WeightCap, plan.Encoding)
             : null;
         return new ClientTask(federation, round, stage.Stage, status.Phase, submitted ? ClientAction.Wait : ClientAction.Act, status.PhaseDeadline, me.SecAggId,
-            stage.Parameters, keys, shares, unmask, statistics, training, submitted, null);
+            stage.Parameters, keys, shares, unmask, statistics, training, submitted, null, stage.Parameters is { RequireSignatures: true } ? plan.Peers() : null);
     }
 }
