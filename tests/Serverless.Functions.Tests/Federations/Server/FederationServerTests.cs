@@ -78,12 +78,12 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         using var view = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federation(Ward), fixture.OperatorToken);
         Assert.Equal(epsilon, (await view.ReadAsync<FederationView>()).EpsilonSpent, 9);
 
-        // Every step is in the audit trail: the plan, each of the eight phase closes, the version written.
+        // Every step is in the audit trail: the plan, each of the ten phase closes, the version written.
         var round = new List<AuditEntry>();
         await foreach (var e in Host.Audit.ReadAsync()) if (e.Resource.StartsWith($"federation/{Ward}/", StringComparison.Ordinal)) round.Add(e);
         Assert.Single(round, e => e.Action == "round.plan");
         var phases = round.Where(e => e.Action == "round.phase").Select(e => e.Detail).ToArray();
-        Assert.Equal(8, phases.Select(d => d[..d.IndexOf(' ')]).Distinct().Count());
+        Assert.Equal(10, phases.Select(d => d[..d.IndexOf(' ')]).Distinct().Count());   // five phases per stage, the consistency check included
         Assert.Contains(phases, d => d.StartsWith("training/MaskedInput closed: 3 messages, 3 continue, dropped [4]", StringComparison.Ordinal));
         Assert.Contains(round, e => e.Action == "model.version" && e.Resource == $"federation/{Ward}/model/v1" && e.Outcome == AuditOutcome.Success);
     }

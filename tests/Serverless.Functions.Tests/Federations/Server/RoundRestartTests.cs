@@ -54,8 +54,8 @@ public sealed partial class RoundRestartTests : IAsyncLifetime
             using (var start = await http.SendAsync(HttpMethod.Post, RoundRoutes.Rounds(fed), operatorToken))
                 Assert.True(start.StatusCode == HttpStatusCode.Accepted, await start.Content.ReadAsStringAsync());
 
-            // Four statistics phases and the training keys, then stop answering.
-            await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(2), stopAfter: 5)));
+            // Five statistics phases (the consistency check included) and the training keys, then stop answering.
+            await Task.WhenAll(agents.Select(a => a.RunRoundAsync(1, TimeSpan.FromMinutes(2), stopAfter: 6)));
             Assert.All(agents, a => Assert.Equal((RoundStages.Training, RoundPhase.AdvertiseKeys), a.Answered[^1]));
 
             await StopAsync();   // SIGKILL: no clean shutdown

@@ -132,7 +132,13 @@ public sealed class TestAgent : IDisposable
         {
             case RoundPhase.AdvertiseKeys:
                 if (_secagg.Remove(key, out var old)) old.Dispose();
-                var client = new SecAggClient(task.Parameters!, task.SecAggId);
+                // The malicious-server variant: signed with the enrolled certificate's key; the peers' keys are the certificates the
+                // server relays (the product's agent also checks them against its trust anchor).
+                var client = task.Parameters!.RequireSignatures
+                    ? new SecAggClient(task.Parameters, task.SecAggId, _certificate.GetECDsaPrivateKey(),
+                        (task.Peers ?? []).ToDictionary(p => p.SecAggId, p => SecAggSigningContext.SigningKeyOf(p.CertificatePem)!),
+                        SecAggSigningContext.Of(_federation, task.Round, task.Stage))
+                    : new SecAggClient(task.Parameters, task.SecAggId);
                 _secagg[key] = client;
                 path = RoundRoutes.Advertise(_federation, task.Round, task.Stage);
                 body = new AdvertiseKeysUpload(client.AdvertiseKeys());
@@ -146,6 +152,10 @@ public sealed class TestAgent : IDisposable
                 Inputs[key] = input;
                 path = RoundRoutes.Masked(_federation, task.Round, task.Stage);
                 body = new MaskedInputUpload(_secagg[key].MaskInput(task.Shares!, input));
+                break;
+            case RoundPhase.ConsistencyCheck:
+                path = RoundRoutes.Consistency(_federation, task.Round, task.Stage);
+                body = new ConsistencyUpload(_secagg[key].SignSurvivors(task.Unmask!));
                 break;
             case RoundPhase.Unmasking:
                 path = RoundRoutes.Unmask(_federation, task.Round, task.Stage);
@@ -171,6 +181,7 @@ public sealed class TestAgent : IDisposable
             RoundPhase.AdvertiseKeys => RoundRoutes.Advertise(_federation, task.Round, task.Stage),
             RoundPhase.ShareKeys => RoundRoutes.Shares(_federation, task.Round, task.Stage),
             RoundPhase.MaskedInput => RoundRoutes.Masked(_federation, task.Round, task.Stage),
+            RoundPhase.ConsistencyCheck => RoundRoutes.Consistency(_federation, task.Round, task.Stage),
             RoundPhase.Unmasking => RoundRoutes.Unmask(_federation, task.Round, task.Stage),
             _ => RoundRoutes.Upload(_federation, task.Round, task.Stage),
         };
