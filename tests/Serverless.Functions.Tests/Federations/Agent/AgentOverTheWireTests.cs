@@ -88,6 +88,11 @@ public sealed class AgentOverTheWireTests
         // Every request is a protocol call of this federation.
         Assert.All(capture, c => Assert.StartsWith($"/api/federations/{SimulationRunner.MainFederation}/", c.Path));
         Assert.Contains(capture, c => c.Path.EndsWith("/training/masked", StringComparison.Ordinal));
+        // The malicious-server variant is the default: the agent signed the survivor set before it unmasked, and its keys were signed.
+        Assert.Contains(capture, c => c.Path.EndsWith("/training/consistency", StringComparison.Ordinal));
+        var ad = capture.First(c => c.Method == "POST" && c.Path.EndsWith("/training/advertise", StringComparison.Ordinal));
+        var upload = System.Text.Json.JsonSerializer.Deserialize<AdvertiseKeysUpload>(ad.Body, RoundJson.Options)!;
+        Assert.Equal(64, upload.Message.Signature.Length);
 
         // Nothing of the local records is in any byte sent: no patient id, no measured value, no column name.
         // (The bearer token the server issued is cut out: its dot-separated base64url could hold "29.4" by chance.)
