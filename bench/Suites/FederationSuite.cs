@@ -121,30 +121,62 @@ internal sealed class FederationSuite : IBenchSuite
             var ring = RoundCoordinator.TrainingRingBits(secure, 4);
             var encoding = new UpdateRingEncoding(ring, 1.01f * 0.5f, 4, VectorLength);
             int[] ids = [1, 2, 3, 4];
-            var parameters = new SecAggRoundParameters(RandomNumberGenerator.GetBytes(32), ids, 3, VectorLength + 1, ring, 0, [], false);
-            var clients = ids.ToDictionary(i => i, i => new SecAggClient(parameters, i));
-            var server = new SecAggServer(parameters);
-            long sent = 0;
-            long Body(object upload) => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(upload, upload.GetType(), RoundJson.Options).Length;
-            foreach (var i in ids) { var m = clients[i].AdvertiseKeys(); server.ReceiveAdvertiseKeys(m); if (i == 1) sent += Body(new AdvertiseKeysUpload(m)); }
-            var keys = server.CloseAdvertiseKeys();
-            foreach (var i in ids) { var m = clients[i].ShareKeys(keys[i]); server.ReceiveShareKeys(m); if (i == 1) sent += Body(new ShareKeysUpload(m)); }
-            var forwarded = server.CloseShareKeys();
-            foreach (var i in ids)
+            // The same round twice: the honest-but-curious protocol, and the malicious-server variant the product now runs
+            // (issue 20: signed advertisements, the consistency check's signature POST, peers' signatures verified before
+            // unmasking). Bytes are client 1's JSON bodies; time is the whole in-process protocol (4 clients + server), median of 3.
+            (long Sent, double Ms, double Error) Run(bool malicious)
             {
-                var m = clients[i].MaskInput(forwarded[i], UpdateEncoding.Encode(update, 1.0, encoding, rng));
-                server.ReceiveMaskedInput(m);
-                if (i == 1) sent += Body(new MaskedInputUpload(m));
+                var times = new List<double>();
+                long sent = 0;
+                double error = 0;
+                for (var rep = 0; rep < 3; rep++)
+                {
+                    var signers = ids.ToDictionary(i => i, _ => ECDsa.Create(ECCurve.NamedCurves.nistP256));
+                    var pki = ids.ToDictionary(i => i, i => signers[i].ExportSubjectPublicKeyInfo());
+                    var context = SecAggSigningContext.Of("bench", 1, RoundStages.Training);
+                    var parameters = new SecAggRoundParameters(RandomNumberGenerator.GetBytes(32), ids, 3, VectorLength + 1, ring, 0, [], malicious);
+                    var inputs = ids.ToDictionary(i => i, _ => UpdateEncoding.Encode(update, 1.0, encoding, rng));
+                    var started = Stopwatch.GetTimestamp();
+                    var clients = ids.ToDictionary(i => i, i => malicious ? new SecAggClient(parameters, i, signers[i], pki, context) : new SecAggClient(parameters, i));
+                    var server = malicious ? new SecAggServer(parameters, pki, context) : new SecAggServer(parameters);
+                    sent = 0;
+                    long Body(object upload) => System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(upload, upload.GetType(), RoundJson.Options).Length;
+                    foreach (var i in ids) { var m = clients[i].AdvertiseKeys(); server.ReceiveAdvertiseKeys(m); if (i == 1) sent += Body(new AdvertiseKeysUpload(m)); }
+                    var keys = server.CloseAdvertiseKeys();
+                    foreach (var i in ids) { var m = clients[i].ShareKeys(keys[i]); server.ReceiveShareKeys(m); if (i == 1) sent += Body(new ShareKeysUpload(m)); }
+                    var forwarded = server.CloseShareKeys();
+                    foreach (var i in ids)
+                    {
+                        var m = clients[i].MaskInput(forwarded[i], inputs[i]);
+                        server.ReceiveMaskedInput(m);
+                        if (i == 1) sent += Body(new MaskedInputUpload(m));
+                    }
+                    var request = server.CloseMaskedInput();
+                    if (malicious)
+                    {
+                        foreach (var i in ids) { var m = clients[i].SignSurvivors(request); server.ReceiveConsistencySignature(m); if (i == 1) sent += Body(new ConsistencyUpload(m)); }
+                        request = server.CloseConsistencyCheck();
+                    }
+                    foreach (var i in ids) { var m = clients[i].Unmask(request); server.ReceiveUnmaskResponse(m); if (i == 1) sent += Body(new UnmaskUpload(m)); }
+                    var total = server.Finish();
+                    times.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                    var (mean, _) = UpdateEncoding.Decode(total.Sum, encoding);
+                    error = mean.Zip(update).Max(x => Math.Abs(x.First - x.Second));
+                    foreach (var c in clients.Values) c.Dispose();
+                    foreach (var k in signers.Values) k.Dispose();
+                }
+                return (sent, Measure.Median(times.ToArray()), error);
             }
-            var request = server.CloseMaskedInput();
-            foreach (var i in ids) { var m = clients[i].Unmask(request); server.ReceiveUnmaskResponse(m); if (i == 1) sent += Body(new UnmaskUpload(m)); }
-            var total = server.Finish();
-            var (mean, _) = UpdateEncoding.Decode(total.Sum, encoding);
-            var error = mean.Zip(update).Max(x => Math.Abs(x.First - x.Second));
-            foreach (var c in clients.Values) c.Dispose();
-            f.Add(("bytes_secagg_sent", sent));
-            f.Add(("bytes_secagg_ratio", sent / (4.0 * VectorLength)));
-            Console.WriteLine($"secure aggregation, 100k entries, 4 clients: ring {ring} bits (8-bit quantization + 2 bits headroom), {sent} B of JSON per client per round = {100.0 * sent / (4.0 * VectorLength):F1} % of float32; max decode error of the mean {error:G3}");
+            var honest = Run(malicious: false);
+            var active = Run(malicious: true);
+            f.Add(("bytes_secagg_sent", honest.Sent));
+            f.Add(("bytes_secagg_ratio", honest.Sent / (4.0 * VectorLength)));
+            f.Add(("bytes_secagg_sent_malicious", active.Sent));
+            f.Add(("bytes_secagg_malicious_extra", active.Sent - honest.Sent));
+            f.Add(("secagg_round_ms_n4", honest.Ms));
+            f.Add(("secagg_round_ms_n4_malicious", active.Ms));
+            Console.WriteLine($"secure aggregation, 100k entries, 4 clients: ring {ring} bits (8-bit quantization + 2 bits headroom), {honest.Sent} B of JSON per client per round = {100.0 * honest.Sent / (4.0 * VectorLength):F1} % of float32; max decode error of the mean {honest.Error:G3}");
+            Console.WriteLine($"malicious-server variant, same round: {active.Sent} B per client (+{active.Sent - honest.Sent} B: two signatures and the consistency POST), protocol {active.Ms:F1} ms vs {honest.Ms:F1} ms in process (4 clients + server); max decode error {active.Error:G3}");
         }
 
         // --- Simulated CNN-LSTM rounds: overhead of secure aggregation, federated vs central AUROC, DP cost.
