@@ -22,19 +22,21 @@ internal sealed record ClientFaults(int Id, RoundPhase? DropAt, bool DropAfterSe
 internal sealed record HostStall(int StartMs, int LengthMs, bool HttpToo);
 
 /// <summary>A seeded fault schedule for one secure-aggregation stage.</summary>
-internal sealed record FaultSchedule(int Seed, int Clients, int Threshold, ClientFaults[] Faults, HostStall?[] Stalls, uint[][] Inputs, int LateMs)
+internal sealed record FaultSchedule(int Seed, int Clients, int Threshold, ClientFaults[] Faults, HostStall?[] Stalls, uint[][] Inputs, int LateMs, bool Malicious = false)
 {
     public const int PhaseMs = 10_000;
     public const int VectorLength = 8;
     public const int RingBits = 16;
 
     /// <summary>The schedule of <paramref name="seed"/>: n in 5..20, t in [2, n - 1], about a third of the clients misbehaving, a slow host in a quarter of the phases.</summary>
-    public static FaultSchedule Generate(int seed)
+    /// <param name="seed">The schedule's seed.</param>
+    /// <param name="malicious">The malicious-server variant: signed keys, the consistency check phase, t from the floor floor(2n/3) + 1 to n - 1.</param>
+    public static FaultSchedule Generate(int seed, bool malicious = false)
     {
         var rng = new Random(seed);
         var n = rng.Next(5, 21);
-        var t = rng.Next(2, Math.Max(3, (2 * n) / 3 + 1));
-        var phases = RoundCoordinator.SecurePhases;
+        var t = malicious ? rng.Next(2 * n / 3 + 1, n) : rng.Next(2, Math.Max(3, (2 * n) / 3 + 1));
+        var phases = malicious ? RoundCoordinator.MaliciousSecurePhases : RoundCoordinator.SecurePhases;
         var faults = new ClientFaults[n];
         var malformedUsed = false;
         for (var i = 0; i < n; i++)
@@ -55,7 +57,7 @@ internal sealed record FaultSchedule(int Seed, int Clients, int Threshold, Clien
         }
         var stalls = phases.Select(_ => rng.NextDouble() < 0.25 ? new HostStall(rng.Next(0, PhaseMs), rng.Next(PhaseMs / 2, PhaseMs * 5 / 2), rng.Next(2) == 0) : null).ToArray();
         var inputs = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, VectorLength).Select(_ => (uint)rng.Next(0, 1 << RingBits)).ToArray()).ToArray();
-        return new FaultSchedule(seed, n, t, faults, stalls, inputs, rng.Next(PhaseMs / 10, PhaseMs / 2));
+        return new FaultSchedule(seed, n, t, faults, stalls, inputs, rng.Next(PhaseMs / 10, PhaseMs / 2), malicious);
     }
 
     /// <summary>Clients that answer every phase on time with well-formed messages.</summary>
@@ -77,7 +79,7 @@ internal sealed record FaultSchedule(int Seed, int Clients, int Threshold, Clien
 
     public override string ToString() =>
         $"n={Clients} t={Threshold} reliable={Reliable.Length} faults=[{string.Join("; ", Faults.Where(f => !f.Reliable || f.DuplicateIn is not null).Select(f => $"{f.Id}:{(f.DropAt is { } d ? $"drop@{d}{(f.DropAfterSending ? "+sent" : "")}" : "")}{(f.LateIn is { } l ? $" late@{l}" : "")}{(f.DuplicateIn is { } u ? $" dup@{u}" : "")}{(f.MalformedTo != 0 ? $" badshare->{f.MalformedTo}" : "")}"))}] " +
-        $"stalls=[{string.Join(", ", Stalls.Select((s, i) => s is null ? null : $"{RoundCoordinator.SecurePhases[i]}@{s.StartMs}+{s.LengthMs}{(s.HttpToo ? " http" : "")}").Where(x => x is not null))}]";
+        $"stalls=[{string.Join(", ", Stalls.Select((s, i) => s is null ? null : $"{(Malicious ? RoundCoordinator.MaliciousSecurePhases : RoundCoordinator.SecurePhases)[i]}@{s.StartMs}+{s.LengthMs}{(s.HttpToo ? " http" : "")}").Where(x => x is not null))}]";
 }
 
 /// <summary>The decision rules a model run uses: today's product, or the rules before the fix (for the regression seed).</summary>
@@ -114,8 +116,11 @@ internal static class FaultScheduleModel
         var ids = Enumerable.Range(1, schedule.Clients).ToArray();
         var roundId = new byte[32];
         new Random(schedule.Seed).NextBytes(roundId);
-        var parameters = new SecAggRoundParameters(roundId, ids, schedule.Threshold, FaultSchedule.VectorLength, FaultSchedule.RingBits, 0, [], false);
-        var clients = ids.ToDictionary(i => i, i => new SecAggClient(parameters, i));
+        var parameters = new SecAggRoundParameters(roundId, ids, schedule.Threshold, FaultSchedule.VectorLength, FaultSchedule.RingBits, 0, [], schedule.Malicious);
+        var signers = ids.ToDictionary(i => i, _ => System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256));
+        var pki = ids.ToDictionary(i => i, i => signers[i].ExportSubjectPublicKeyInfo());
+        var context = SecAggSigningContext.Of("model", 1, RoundStages.Training);
+        var clients = ids.ToDictionary(i => i, i => schedule.Malicious ? new SecAggClient(parameters, i, signers[i], pki, context) : new SecAggClient(parameters, i));
         var faults = schedule.Faults.ToDictionary(f => f.Id);
         try
         {
@@ -128,7 +133,7 @@ internal static class FaultScheduleModel
             UnmaskRequest? unmask = null;
             long now = 0;
             var phaseIndex = 0;
-            foreach (var phase in RoundCoordinator.SecurePhases)
+            foreach (var phase in RoundCoordinator.PhasesOf(parameters))
             {
                 var open = now;
                 var stall = schedule.Stalls[phaseIndex++] is { } s ? (From: open + s.StartMs, To: open + s.StartMs + s.LengthMs, s.HttpToo) : ((long From, long To, bool HttpToo)?)null;
@@ -149,6 +154,7 @@ internal static class FaultScheduleModel
                             RoundPhase.AdvertiseKeys => clients[id].AdvertiseKeys(),
                             RoundPhase.ShareKeys => Corrupt(clients[id].ShareKeys(keys![id]), f.MalformedTo),
                             RoundPhase.MaskedInput => clients[id].MaskInput(shares![id], schedule.Inputs[id - 1]),
+                            RoundPhase.ConsistencyCheck => clients[id].SignSurvivors(unmask!),
                             _ => clients[id].Unmask(unmask!),
                         };
                     }
@@ -209,7 +215,9 @@ internal static class FaultScheduleModel
                     ? RoundCoordinator.ArrivalsAtClose(active, collector.Got, id => store.Has(phase, id))
                     : collector.Got;
                 arrivals = arrivals.With(phase, got);
-                var result = RoundCoordinator.ClosePhase(parameters, phase, arrivals, store);
+                var result = schedule.Malicious
+                    ? RoundCoordinator.ClosePhase(parameters, phase, arrivals, store, pki, context)
+                    : RoundCoordinator.ClosePhase(parameters, phase, arrivals, store);
                 if (result.AbortReason is not null) return new ModelOutcome(false, $"{phase}: {result.AbortReason}", [], null, null);
                 keys = result.Keys ?? keys;
                 shares = result.Shares ?? shares;
@@ -226,6 +234,7 @@ internal static class FaultScheduleModel
         finally
         {
             foreach (var c in clients.Values) c.Dispose();
+            foreach (var k in signers.Values) k.Dispose();
         }
     }
 
@@ -303,5 +312,6 @@ internal static class FaultScheduleModel
         public ShareKeysMessage? ShareKeys(int id) => _messages.GetValueOrDefault((RoundPhase.ShareKeys, id)) as ShareKeysMessage;
         public MaskedInputMessage? MaskedInput(int id) => _messages.GetValueOrDefault((RoundPhase.MaskedInput, id)) as MaskedInputMessage;
         public UnmaskResponse? Unmasking(int id) => _messages.GetValueOrDefault((RoundPhase.Unmasking, id)) as UnmaskResponse;
+        public ConsistencySignature? ConsistencyCheck(int id) => _messages.GetValueOrDefault((RoundPhase.ConsistencyCheck, id)) as ConsistencySignature;
     }
 }

@@ -27,6 +27,23 @@ public sealed class FaultScheduleTests
     }
 
     [Fact]
+    public void With_the_malicious_server_variant_rounds_with_t_survivors_still_complete_exactly_through_the_consistency_check()
+    {
+        // Same faults and slow hosts, with signed keys, the ConsistencyCheck phase and t at or above the floor (issue 20).
+        const int schedules = 60;
+        var failures = new List<string>();
+        var completed = 0;
+        for (var seed = 1; seed <= schedules; seed++)
+        {
+            var outcome = FaultScheduleModel.Check(FaultSchedule.Generate(seed, malicious: true), RoundRules.Product);
+            if (outcome.Problem is { } problem) failures.Add($"seed {seed}: {problem}");
+            if (outcome.Completed) completed++;
+        }
+        Assert.True(failures.Count == 0, $"{failures.Count} of {schedules} fault schedules failed:\n" + string.Join("\n", failures));
+        Assert.InRange(completed, 5, schedules - 5);
+    }
+
+    [Fact]
     public void A_schedule_gives_the_same_outcome_every_time()
     {
         foreach (var seed in new[] { 3, 17, 42, 101 })
