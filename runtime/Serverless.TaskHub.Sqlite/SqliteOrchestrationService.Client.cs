@@ -69,13 +69,13 @@ public sealed partial class SqliteOrchestrationService
     public async Task<OrchestrationState> WaitForOrchestrationAsync(string instanceId, string executionId, TimeSpan timeout, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(instanceId);
-        var deadline = UtcNow + timeout;
+        var started = _time.GetTimestamp();
         while (true)
         {
             var changed = _instanceChanged.Current;
             var state = await GetOrchestrationStateAsync(instanceId, executionId).ConfigureAwait(false);
             if (state is not null && IsTerminal(state.OrchestrationStatus)) return state;
-            var wait = deadline - UtcNow;
+            var wait = timeout - _time.GetElapsedTime(started);
             if (wait <= TimeSpan.Zero) return null!;
             cancellationToken.ThrowIfCancellationRequested();
             await WorkSignal.WaitAsync(changed, wait < _options.PollingInterval ? wait : _options.PollingInterval, _time, cancellationToken).ConfigureAwait(false);

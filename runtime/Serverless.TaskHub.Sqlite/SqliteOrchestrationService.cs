@@ -108,7 +108,9 @@ public sealed partial class SqliteOrchestrationService :
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         var token = linked.Token;
-        var deadline = UtcNow + receiveTimeout;
+        // Waiting is measured in elapsed time (the provider's timestamp), not on its wall clock,
+        // which tests may hold still or move by hand.
+        var started = _time.GetTimestamp();
         try
         {
             while (!token.IsCancellationRequested)
@@ -117,7 +119,7 @@ public sealed partial class SqliteOrchestrationService :
                 var (item, nextDue) = await tryLock(token).ConfigureAwait(false);
                 if (item is not null) return item;
                 var now = UtcNow;
-                var wait = deadline - now;
+                var wait = receiveTimeout - _time.GetElapsedTime(started);
                 if (wait <= TimeSpan.Zero) return null;
                 if (wait > _options.PollingInterval) wait = _options.PollingInterval;
                 if (nextDue != long.MaxValue)
