@@ -91,13 +91,13 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
             {
                 return;
             }
-            Logs.WorkerExitedRestarting(_log, process.Id, process.ExitCode, delay.TotalSeconds);
-            // The stream usually ends by itself; a worker that died before connecting has none to end.
-            _channel.Begin(Guid.NewGuid().ToString());
             if (DateTime.UtcNow - started >= HealthyRun)
             {
                 delay = _firstRestartDelay;
             }
+            Logs.WorkerExitedRestarting(_log, process.Id, process.ExitCode, delay.TotalSeconds);
+            // Fails the dead worker's in-flight requests now; its stream may take a moment to notice.
+            _channel.Begin(Guid.NewGuid().ToString());
             await process.DisposeAsync();
             while (true)
             {
