@@ -11,7 +11,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Serverless.Host.Functions;
 using Serverless.Host.Http;
 using Serverless.Host.Queues;
-using Serverless.Host.Rpc;
+using Serverless.Host.Timers;
 using Serverless.Runtime.Storage;
 using Serverless.Host.Worker;
 
@@ -47,6 +47,15 @@ public sealed record LocalHostOptions
 
     /// <summary>How long the worker may take from process start to all functions loaded.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>App settings over local.settings.json's Values and the environment (%NAME% expressions, connections).</summary>
+    public IReadOnlyDictionary<string, string>? Settings { get; init; }
+
+    /// <summary>The clock timer triggers follow (tests move it).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>The first wait before a worker that exited is restarted (doubling to 30 s while it keeps failing).</summary>
+    public TimeSpan WorkerRestartDelay { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>
@@ -58,12 +67,12 @@ public sealed record LocalHostOptions
 public sealed class LocalHost : IAsyncDisposable
 {
     private readonly WebApplication _rpcServer;
-    private readonly WorkerProcess _worker;
+    private readonly WorkerSupervisor _worker;
     private readonly WebApplication _httpServer;
     private readonly WorkerChannel _channel;
     private readonly Listeners _listeners;
 
-    private LocalHost(WebApplication rpcServer, WorkerProcess worker, WorkerChannel channel, WebApplication httpServer, Listeners listeners,
+    private LocalHost(WebApplication rpcServer, WorkerSupervisor worker, WorkerChannel channel, WebApplication httpServer, Listeners listeners,
         IReadOnlyList<FunctionDescriptor> functions, Uri httpAddress)
     {
         _rpcServer = rpcServer;
@@ -81,8 +90,11 @@ public sealed class LocalHost : IAsyncDisposable
     /// <summary>The function names the worker indexed.</summary>
     public IReadOnlyList<string> FunctionNames => Functions.Select(f => f.Name).ToArray();
 
-    /// <summary>Completes when the worker process exits.</summary>
-    public Task WorkerExited => _worker.Exited;
+    /// <summary>The current worker process (it changes when the worker is restarted).</summary>
+    public int WorkerProcessId => _worker.ProcessId;
+
+    /// <summary>How many times the worker process exited and was restarted.</summary>
+    public int WorkerRestarts => _worker.Restarts;
 
     internal IReadOnlyList<FunctionDescriptor> Functions { get; }
 
@@ -99,16 +111,15 @@ public sealed class LocalHost : IAsyncDisposable
 
         WebApplication rpcServer = BuildRpcServer(channel, options.LoggerFactory);
         await rpcServer.StartAsync(cancel);
-        WorkerProcess? worker = null;
+        WorkerSupervisor? worker = null;
         WebApplication? httpServer = null;
         try
         {
             Uri rpcUri = new(ListeningAddress(rpcServer));
-            worker = WorkerProcess.Start(appDirectory, rpcUri, channel.WorkerId, options.LoggerFactory.CreateLogger("Worker.Process"));
-
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            timeout.CancelAfter(options.StartTimeout);
-            IReadOnlyList<FunctionDescriptor> functions = await InitializeWorkerAsync(channel, worker, appDirectory, log, timeout.Token);
+            AppSettings settings = AppSettings.Load(appDirectory, options.Settings);
+            worker = await WorkerSupervisor.StartAsync(appDirectory, rpcUri, channel, settings.Values, options.StartTimeout, options.WorkerRestartDelay,
+                options.LoggerFactory, cancel);
+            IReadOnlyList<FunctionDescriptor> functions = worker.Functions;
 
             IQueueStore? queues = options.Queues;
             IDisposable? ownedQueues = null;
@@ -119,7 +130,7 @@ public sealed class LocalHost : IAsyncDisposable
             }
             httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, log);
             await httpServer.StartAsync(cancel);
-            Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, log);
+            Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, settings, log);
             return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)));
         }
         catch
@@ -134,93 +145,6 @@ public sealed class LocalHost : IAsyncDisposable
             }
             await rpcServer.DisposeAsync();
             throw;
-        }
-    }
-
-    private static async Task<IReadOnlyList<FunctionDescriptor>> InitializeWorkerAsync(
-        WorkerChannel channel, WorkerProcess worker, string appDirectory, ILogger log, CancellationToken cancel)
-    {
-        // The worker may die before it connects (a missing runtime, a bad app): fail with that, not a timeout.
-        Task connectedOrExited = await Task.WhenAny(channel.Connected, worker.Exited, Task.Delay(Timeout.Infinite, cancel));
-        if (connectedOrExited != channel.Connected)
-        {
-            throw new HostStartException(worker.HasExited
-                ? "the worker process exited before it connected (see its output above)"
-                : "the worker did not connect in time");
-        }
-
-        StreamingMessage init = await AwaitStartupReply(channel, worker, CorrelationKeys.Init, new StreamingMessage
-        {
-            RequestId = Guid.NewGuid().ToString(),
-            WorkerInitRequest = new WorkerInitRequest
-            {
-                HostVersion = HostVersion,
-                WorkerDirectory = appDirectory,
-                FunctionAppDirectory = appDirectory,
-            },
-        }, cancel);
-        RequireSuccess("WorkerInitRequest", init.WorkerInitResponse.Result);
-
-        StreamingMessage metadata = await AwaitStartupReply(channel, worker, CorrelationKeys.Metadata, new StreamingMessage
-        {
-            RequestId = Guid.NewGuid().ToString(),
-            FunctionsMetadataRequest = new FunctionsMetadataRequest { FunctionAppDirectory = appDirectory },
-        }, cancel);
-        FunctionMetadataResponse indexed = metadata.FunctionMetadataResponse;
-        IReadOnlyList<RpcFunctionMetadata> found = indexed.UseDefaultMetadataIndexing
-            ? FunctionDescriptor.ReadMetadataFile(appDirectory)
-            : RequireIndexed(indexed);
-
-        var functions = found.Select(f => FunctionDescriptor.From(f, appDirectory)).ToList();
-        var duplicate = functions.GroupBy(f => f.Name, StringComparer.OrdinalIgnoreCase).FirstOrDefault(g => g.Count() > 1);
-        if (duplicate is not null)
-        {
-            throw new HostStartException($"two functions are named {duplicate.Key}");
-        }
-
-        // Loads go out together; the worker answers each by function id, in any order.
-        await Task.WhenAll(functions.Select(async function =>
-        {
-            StreamingMessage loaded = await AwaitStartupReply(channel, worker, CorrelationKeys.Load(function.Id), new StreamingMessage
-            {
-                RequestId = Guid.NewGuid().ToString(),
-                FunctionLoadRequest = new FunctionLoadRequest { FunctionId = function.Id, Metadata = function.Metadata },
-            }, cancel);
-            RequireSuccess($"FunctionLoadRequest for {function.Name}", loaded.FunctionLoadResponse.Result);
-            Logs.FunctionLoaded(log, function.Name, function.Trigger?.Type ?? "none");
-        }));
-        return functions;
-    }
-
-    private static async Task<StreamingMessage> AwaitStartupReply(WorkerChannel channel, WorkerProcess worker, string key, StreamingMessage request, CancellationToken cancel)
-    {
-        Task<StreamingMessage> reply = channel.SendAsync(key, request, cancel);
-        if (await Task.WhenAny(reply, worker.Exited) != reply)
-        {
-            throw new HostStartException($"the worker process exited during {request.ContentCase} (see its output above)");
-        }
-        try
-        {
-            return await reply;
-        }
-        catch (OperationCanceledException)
-        {
-            throw new HostStartException($"the worker did not answer {request.ContentCase} in time");
-        }
-    }
-
-    private static IReadOnlyList<RpcFunctionMetadata> RequireIndexed(FunctionMetadataResponse response)
-    {
-        RequireSuccess("FunctionsMetadataRequest", response.Result);
-        return response.FunctionMetadataResults;
-    }
-
-    private static void RequireSuccess(string step, StatusResult? result)
-    {
-        if (result is null || result.Status != StatusResult.Types.Status.Success)
-        {
-            string why = result?.Exception?.Message is { Length: > 0 } message ? message.Split('\n')[0] : "no reason given";
-            throw new HostStartException($"the worker refused {step}: {why}");
         }
     }
 
@@ -257,7 +181,7 @@ public sealed class LocalHost : IAsyncDisposable
             {
                 http.Map(app, function, trigger, hostJson.HttpRoutePrefix);
             }
-            else if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase))
+            else if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase) && !trigger.Type.Equals("timerTrigger", StringComparison.OrdinalIgnoreCase))
             {
                 Logs.TriggerNotSupported(log, function.Name, trigger.Type);
             }
@@ -277,7 +201,7 @@ public sealed class LocalHost : IAsyncDisposable
         await _listeners.StopAsync();
         await _httpServer.DisposeAsync();
         await _worker.DisposeAsync();
-        _channel.Close(new WorkerUnavailableException("The host stopped."));
+        _channel.Stop(new WorkerUnavailableException("The host stopped."));
         await _rpcServer.DisposeAsync();
     }
 }
@@ -322,7 +246,7 @@ internal sealed record HostJson(string HttpRoutePrefix, QueueOptions Queues)
     }
 }
 
-/// <summary>The non-HTTP trigger listeners (queues so far), run until the host stops.</summary>
+/// <summary>The non-HTTP trigger listeners (queues and timers), run until the host stops.</summary>
 internal sealed class Listeners
 {
     private readonly CancellationTokenSource _stopping = new();
@@ -330,17 +254,23 @@ internal sealed class Listeners
     private IDisposable? _ownedQueues;
 
     public static Listeners Start(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
-        IQueueStore? queues, IDisposable? ownedQueues, ILogger log)
+        IQueueStore? queues, IDisposable? ownedQueues, AppSettings settings, ILogger log)
     {
         var listeners = new Listeners { _ownedQueues = ownedQueues };
         foreach (FunctionDescriptor function in functions)
         {
             BindingDescriptor trigger = function.Trigger!;
+            if (trigger.Type.Equals("timerTrigger", StringComparison.OrdinalIgnoreCase))
+            {
+                TimerTriggerListener timer = TimerTriggers.Create(function, trigger, settings, options.DataDirectory, channel, queues, options.Time, log);
+                listeners._running.Add(Task.Run(() => timer.RunAsync(listeners._stopping.Token)));
+                continue;
+            }
             if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase))
             {
                 continue;
             }
-            string queue = ResolveSetting(trigger.GetString("queueName"))
+            string queue = settings.Resolve(function.Name, trigger.GetString("queueName"))
                 ?? throw new HostStartException($"function {function.Name}: the queue trigger has no queueName");
             var listener = new QueueTriggerListener(function, trigger, queue, queues!, channel, hostJson.Queues, options.QueueMessageLease, log);
             listeners._running.Add(Task.Run(() => listener.RunAsync(listeners._stopping.Token)));
@@ -348,12 +278,6 @@ internal sealed class Listeners
         }
         return listeners;
     }
-
-    /// <summary>A %NAME% binding expression is an app setting (an environment variable here).</summary>
-    private static string? ResolveSetting(string? value) =>
-        value is { Length: > 2 } && value[0] == '%' && value[^1] == '%'
-            ? Environment.GetEnvironmentVariable(value[1..^1])
-            : value;
 
     public async Task StopAsync()
     {

@@ -51,11 +51,8 @@ try
     var stop = new TaskCompletionSource();
     Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.TrySetResult(); };
     AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
-    if (await Task.WhenAny(stop.Task, host.WorkerExited) == host.WorkerExited)
-    {
-        Console.Error.WriteLine("serverless-host: the worker process exited");
-        return 1;
-    }
+    // A worker that exits is restarted by the host (with back-off); only Ctrl+C or SIGTERM stops it.
+    await stop.Task;
     return 0;
 }
 catch (HostStartException e)

@@ -67,5 +67,19 @@ public sealed class HttpFunctions
         [HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "throws")] HttpRequestData request) =>
         throw new InvalidOperationException("sample failure");
 
+    /// <summary>
+    /// Never answers: it creates the file named by the <c>marker</c> query parameter and waits until the
+    /// worker is killed, so a test can cut an HTTP invocation mid-flight.
+    /// </summary>
+    [Function("Hang")]
+    public static async Task<HttpResponseData> Hang(
+        [HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "hang")] HttpRequestData request, FunctionContext context)
+    {
+        string marker = System.Web.HttpUtility.ParseQueryString(request.Url.Query)["marker"] ?? throw new ArgumentException("marker is required");
+        await File.WriteAllTextAsync(marker, "started");
+        await Task.Delay(Timeout.Infinite, context.CancellationToken);
+        return request.CreateResponse(HttpStatusCode.OK);
+    }
+
     public sealed record EchoReply(string Method, string Category, int Id, string? Query, string? Header, string Body);
 }

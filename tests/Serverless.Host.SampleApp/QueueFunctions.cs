@@ -32,6 +32,23 @@ public sealed class QueueFunctions
     public static string Upper([QueueTrigger("upper")] string message, FunctionContext context) =>
         $"{message.ToUpperInvariant()} {DequeueCount(context)}";
 
+    /// <summary>
+    /// Blocks on its first delivery until the worker is killed (the message is the path of a file it creates
+    /// to say it has started); a later delivery succeeds. The kill-the-worker test: nothing is lost.
+    /// </summary>
+    [Function("Stall")]
+    [QueueOutput("stall-done")]
+    public static async Task<string> Stall([QueueTrigger("stall")] string markerPath, FunctionContext context)
+    {
+        int dequeueCount = DequeueCount(context);
+        if (dequeueCount == 1)
+        {
+            await File.WriteAllTextAsync(markerPath, "started");
+            await Task.Delay(Timeout.Infinite, context.CancellationToken);
+        }
+        return $"{markerPath} after {dequeueCount}";
+    }
+
     private static int DequeueCount(FunctionContext context) =>
         int.Parse(context.BindingContext.BindingData["DequeueCount"]?.ToString() ?? "0", System.Globalization.CultureInfo.InvariantCulture);
 }

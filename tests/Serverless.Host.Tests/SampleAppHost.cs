@@ -27,6 +27,10 @@ public sealed class SampleAppHost : IAsyncLifetime
 
     public IReadOnlyList<string> FunctionNames => _host!.FunctionNames;
 
+    public int WorkerProcessId => _host!.WorkerProcessId;
+
+    public int WorkerRestarts => _host!.WorkerRestarts;
+
     public static string AppDirectory =>
         typeof(SampleAppHost).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .Single(a => a.Key == "SampleAppDirectory").Value!;

@@ -142,6 +142,14 @@ internal sealed class BindingDescriptor
     /// <summary>A string setting of the binding, by case-insensitive name (function.json is not case-strict).</summary>
     public string? GetString(string property) => GetString(_json, property);
 
+    /// <summary>A boolean setting (true/false, or its string form, as function.json allows); null when absent.</summary>
+    public bool? GetBoolean(string property) =>
+        !TryGet(_json, property, out JsonElement value) ? null
+        : value.ValueKind == JsonValueKind.True ? true
+        : value.ValueKind == JsonValueKind.False ? false
+        : value.ValueKind == JsonValueKind.String && bool.TryParse(value.GetString(), out bool parsed) ? parsed
+        : null;
+
     /// <summary>A string-array setting, e.g. an HTTP trigger's methods; null when absent.</summary>
     public IReadOnlyList<string>? GetStrings(string property)
     {

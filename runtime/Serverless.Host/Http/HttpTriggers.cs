@@ -76,7 +76,10 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         }
         catch (WorkerUnavailableException)
         {
-            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            // The worker exited mid-invocation or is restarting (Worker/WorkerSupervisor.cs): the caller may retry.
+            context.Response.Headers.RetryAfter = "5";
+            await Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "The function's worker is restarting",
+                detail: "The worker process exited before the function answered; retry the request.").ExecuteAsync(context);
             return;
         }
 

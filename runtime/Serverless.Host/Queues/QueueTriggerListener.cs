@@ -48,6 +48,8 @@ internal sealed class QueueTriggerListener(
                     await _slotFreed.WaitAsync(stopping);
                 }
                 running.RemoveAll(t => t.IsCompleted);
+                // While the worker restarts, messages stay in the queue: a receive now would only hand them back.
+                await channel.WaitReadyAsync(Timeout.InfiniteTimeSpan, stopping);
 
                 IReadOnlyList<StoredMessage> messages;
                 try

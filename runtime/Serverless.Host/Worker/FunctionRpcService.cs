@@ -6,7 +6,7 @@ namespace Serverless.Host.Worker;
 
 /// <summary>
 /// The gRPC service the worker connects to. The first message must be StartStream with the worker id
-/// the host passed on the worker's command line; then one writer task drains the channel's queue while
+/// the host passed on the worker's command line; then one writer task drains that worker's queue while
 /// this call reads the worker's messages until the stream ends.
 /// </summary>
 internal sealed class FunctionRpcService(WorkerChannel channel) : FunctionRpc.FunctionRpcBase
@@ -17,22 +17,22 @@ internal sealed class FunctionRpcService(WorkerChannel channel) : FunctionRpc.Fu
         ServerCallContext context)
     {
         CancellationToken cancel = context.CancellationToken;
+        WorkerChannel.Generation? generation = null;
         if (!await requestStream.MoveNext(cancel)
             || requestStream.Current.ContentCase != StreamingMessage.ContentOneofCase.StartStream
-            || !string.Equals(requestStream.Current.StartStream.WorkerId, channel.WorkerId, StringComparison.Ordinal))
+            || (generation = channel.Accept(requestStream.Current.StartStream.WorkerId)) is null)
         {
             throw new GrpcException(new Status(StatusCode.PermissionDenied, "The stream must begin with StartStream carrying this host's worker id."));
         }
 
-        channel.OnStarted();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-        Task writer = WriteAllAsync(responseStream, stop.Token);
+        Task writer = WriteAllAsync(generation, responseStream, stop.Token);
         Exception reason = new WorkerUnavailableException("The worker closed its stream.");
         try
         {
             while (await requestStream.MoveNext(cancel))
             {
-                channel.Receive(requestStream.Current);
+                channel.Receive(generation, requestStream.Current);
             }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or GrpcException)
@@ -41,7 +41,7 @@ internal sealed class FunctionRpcService(WorkerChannel channel) : FunctionRpc.Fu
         }
         finally
         {
-            channel.Close(reason);
+            channel.Close(generation, reason);
             await stop.CancelAsync();
             try
             {
@@ -53,9 +53,9 @@ internal sealed class FunctionRpcService(WorkerChannel channel) : FunctionRpc.Fu
         }
     }
 
-    private async Task WriteAllAsync(IServerStreamWriter<StreamingMessage> stream, CancellationToken cancel)
+    private static async Task WriteAllAsync(WorkerChannel.Generation generation, IServerStreamWriter<StreamingMessage> stream, CancellationToken cancel)
     {
-        await foreach (StreamingMessage message in channel.Outgoing.ReadAllAsync(cancel))
+        await foreach (StreamingMessage message in generation.Outgoing.Reader.ReadAllAsync(cancel))
         {
             await stream.WriteAsync(message, cancel);
         }

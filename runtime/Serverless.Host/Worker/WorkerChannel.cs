@@ -6,52 +6,132 @@ using Serverless.Host.Rpc;
 namespace Serverless.Host.Worker;
 
 /// <summary>
-/// The host's side of one worker's EventStream. Requests go out through one queue, drained by a single
-/// writer (gRPC allows one write at a time on a stream); replies are matched to their request by id,
-/// because the worker answers out of order.
+/// The host's side of the worker's EventStream, across worker restarts. Each worker process is one
+/// <see cref="Generation"/>: its own outgoing queue, drained by a single writer (gRPC allows one write at
+/// a time on a stream), and its own waiting requests, matched to replies by id because the worker answers
+/// out of order. When a worker's stream closes, only that generation's requests fail; a stale stream can
+/// never fail the next worker's requests. Invocations wait (bounded) until a worker has loaded its
+/// functions, so a request that arrives during a restart runs on the next worker instead of failing.
 /// </summary>
 internal sealed class WorkerChannel
 {
-    private readonly Channel<StreamingMessage> _outgoing = Channel.CreateUnbounded<StreamingMessage>(
-        new UnboundedChannelOptions { SingleReader = true });
-    private readonly ConcurrentDictionary<string, TaskCompletionSource<StreamingMessage>> _pending = new(StringComparer.Ordinal);
-    private readonly TaskCompletionSource _connected = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly object _gate = new();
     private readonly ILogger _workerLog;
     private readonly ILogger _log;
-    private volatile Exception? _closed;
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Generation _current;
+    private TaskCompletionSource<Generation> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public WorkerChannel(string workerId, ILoggerFactory loggers)
     {
-        WorkerId = workerId;
         _workerLog = loggers.CreateLogger("Worker");
         _log = loggers.CreateLogger<WorkerChannel>();
+        _current = new Generation(workerId);
     }
 
-    /// <summary>The id the host gave the worker on its command line; StartStream must carry it.</summary>
-    public string WorkerId { get; }
+    /// <summary>How long an invocation waits for a (re)starting worker before it fails with <see cref="WorkerUnavailableException"/>.</summary>
+    public TimeSpan ReadyWait { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Completes when the worker has opened the stream and sent StartStream.</summary>
-    public Task Connected => _connected.Task;
+    /// <summary>The id the host gave the current worker on its command line; StartStream must carry it.</summary>
+    public string WorkerId => Volatile.Read(ref _current).WorkerId;
 
-    internal ChannelReader<StreamingMessage> Outgoing => _outgoing.Reader;
+    /// <summary>Completes when the current worker has opened the stream and sent StartStream.</summary>
+    public Task Connected => Volatile.Read(ref _current).Connected.Task;
 
-    internal void OnStarted() => _connected.TrySetResult();
+    /// <summary>A new worker process is about to start with <paramref name="workerId"/>; the previous one is closed.</summary>
+    internal void Begin(string workerId)
+    {
+        lock (_gate)
+        {
+            Close(_current, new WorkerUnavailableException("The worker was replaced."));
+            _current = new Generation(workerId);
+        }
+    }
+
+    /// <summary>The stream that presents <paramref name="workerId"/> belongs to the current worker, if it is the first to.</summary>
+    internal Generation? Accept(string workerId)
+    {
+        lock (_gate)
+        {
+            Generation current = _current;
+            if (!string.Equals(current.WorkerId, workerId, StringComparison.Ordinal) || current.Closed is not null || current.Connected.Task.IsCompleted)
+            {
+                return null;
+            }
+            current.Connected.TrySetResult();
+            return current;
+        }
+    }
+
+    /// <summary>The current worker has loaded every function: invocations may go to it.</summary>
+    internal void MarkReady()
+    {
+        lock (_gate)
+        {
+            if (_current.Closed is null)
+            {
+                _ready.TrySetResult(_current);
+            }
+        }
+    }
+
+    /// <summary>Waits until a worker is ready; fails after <paramref name="wait"/> (infinite allowed) or when the host stops.</summary>
+    public async Task<Generation> WaitReadyAsync(TimeSpan wait, CancellationToken cancel)
+    {
+        Task<Generation> ready;
+        lock (_gate)
+        {
+            ready = _ready.Task;
+        }
+        if (ready.IsCompletedSuccessfully)
+        {
+            return ready.Result;
+        }
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+        if (wait != Timeout.InfiniteTimeSpan)
+        {
+            timeout.CancelAfter(wait);
+        }
+        try
+        {
+            Task done = await Task.WhenAny(ready, _stopped.Task, Task.Delay(Timeout.Infinite, timeout.Token));
+            if (done == ready)
+            {
+                return await ready;
+            }
+        }
+        catch (OperationCanceledException) when (!cancel.IsCancellationRequested)
+        {
+        }
+        cancel.ThrowIfCancellationRequested();
+        throw new WorkerUnavailableException(_stopped.Task.IsCompleted ? "The host stopped." : "The worker is restarting.");
+    }
 
     /// <summary>Sends a request and waits for the reply that carries <paramref name="correlationKey"/>.</summary>
-    public async Task<StreamingMessage> SendAsync(string correlationKey, StreamingMessage request, CancellationToken cancel)
+    public Task<StreamingMessage> SendAsync(string correlationKey, StreamingMessage request, CancellationToken cancel) =>
+        SendAsync(correlationKey, request, ReadyWait, cancel);
+
+    /// <summary>
+    /// Sends a request and waits for its reply. An invocation first waits up to <paramref name="readyWait"/>
+    /// for a ready worker; startup requests go to the current worker at once.
+    /// </summary>
+    public async Task<StreamingMessage> SendAsync(string correlationKey, StreamingMessage request, TimeSpan readyWait, CancellationToken cancel)
     {
+        Generation generation = request.ContentCase == StreamingMessage.ContentOneofCase.InvocationRequest
+            ? await WaitReadyAsync(readyWait, cancel)
+            : Volatile.Read(ref _current);
         var reply = new TaskCompletionSource<StreamingMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (!_pending.TryAdd(correlationKey, reply))
+        if (!generation.Pending.TryAdd(correlationKey, reply))
         {
             throw new InvalidOperationException($"A request with key '{correlationKey}' is already waiting for its reply.");
         }
         try
         {
-            if (_closed is { } closed)
+            // Checked after the add: Close marks the generation before it fails what is pending, so one of the two sees the other.
+            if (generation.Closed is { } closed || !generation.Outgoing.Writer.TryWrite(request))
             {
-                throw new WorkerUnavailableException("The worker's stream is closed.", closed);
+                throw new WorkerUnavailableException("The worker's stream is closed.", generation.Closed);
             }
-            await _outgoing.Writer.WriteAsync(request, cancel);
             using (cancel.Register(static state => ((TaskCompletionSource<StreamingMessage>)state!).TrySetCanceled(), reply))
             {
                 return await reply.Task;
@@ -59,15 +139,15 @@ internal sealed class WorkerChannel
         }
         finally
         {
-            _pending.TryRemove(correlationKey, out _);
+            generation.Pending.TryRemove(correlationKey, out _);
         }
     }
 
-    /// <summary>Sends a message that has no reply (InvocationCancel, WorkerTerminate).</summary>
-    public void Post(StreamingMessage message) => _outgoing.Writer.TryWrite(message);
+    /// <summary>Sends a message that has no reply (InvocationCancel, WorkerTerminate) to the current worker.</summary>
+    public void Post(StreamingMessage message) => Volatile.Read(ref _current).Outgoing.Writer.TryWrite(message);
 
-    /// <summary>Dispatches one message the worker sent.</summary>
-    internal void Receive(StreamingMessage message)
+    /// <summary>Dispatches one message a worker sent on its stream.</summary>
+    internal void Receive(Generation generation, StreamingMessage message)
     {
         switch (message.ContentCase)
         {
@@ -75,16 +155,16 @@ internal sealed class WorkerChannel
                 WriteWorkerLog(message.RpcLog);
                 return;
             case StreamingMessage.ContentOneofCase.WorkerInitResponse:
-                Complete(CorrelationKeys.Init, message);
+                Complete(generation, CorrelationKeys.Init, message);
                 return;
             case StreamingMessage.ContentOneofCase.FunctionMetadataResponse:
-                Complete(CorrelationKeys.Metadata, message);
+                Complete(generation, CorrelationKeys.Metadata, message);
                 return;
             case StreamingMessage.ContentOneofCase.FunctionLoadResponse:
-                Complete(CorrelationKeys.Load(message.FunctionLoadResponse.FunctionId), message);
+                Complete(generation, CorrelationKeys.Load(message.FunctionLoadResponse.FunctionId), message);
                 return;
             case StreamingMessage.ContentOneofCase.InvocationResponse:
-                Complete(CorrelationKeys.Invocation(message.InvocationResponse.InvocationId), message);
+                Complete(generation, CorrelationKeys.Invocation(message.InvocationResponse.InvocationId), message);
                 return;
             default:
                 Logs.UnexpectedMessage(_log, message.ContentCase.ToString());
@@ -92,23 +172,52 @@ internal sealed class WorkerChannel
         }
     }
 
-    /// <summary>The stream ended: every waiting request fails, and later ones fail at once.</summary>
-    internal void Close(Exception reason)
+    /// <summary>A worker's stream ended or its process exited: its waiting requests fail, and later ones wait for the next worker.</summary>
+    internal void Close(Generation generation, Exception reason)
     {
-        _closed = reason;
-        _connected.TrySetException(reason);
-        foreach (var pending in _pending.Values)
+        lock (_gate)
+        {
+            if (generation.Closed is not null)
+            {
+                return;
+            }
+            generation.Closed = reason;
+            generation.Outgoing.Writer.TryComplete();
+            generation.Connected.TrySetException(reason);
+            if (generation == _current && _ready.Task.IsCompleted)
+            {
+                _ready = new TaskCompletionSource<Generation>(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+        }
+        foreach (var pending in generation.Pending.Values)
         {
             pending.TrySetException(new WorkerUnavailableException("The worker's stream closed before it replied.", reason));
         }
     }
 
-    private void Complete(string key, StreamingMessage message)
+    /// <summary>The host is stopping: the current worker's requests fail, and so does every later one.</summary>
+    internal void Stop(Exception reason)
     {
-        if (!_pending.TryGetValue(key, out var waiting) || !waiting.TrySetResult(message))
+        _stopped.TrySetResult();
+        Close(Volatile.Read(ref _current), reason);
+    }
+
+    private void Complete(Generation generation, string key, StreamingMessage message)
+    {
+        if (!generation.Pending.TryGetValue(key, out var waiting) || !waiting.TrySetResult(message))
         {
             Logs.UnmatchedReply(_log, message.ContentCase.ToString());
         }
+    }
+
+    /// <summary>One worker process's stream: its id, its outgoing queue and the requests that wait for its replies.</summary>
+    internal sealed class Generation(string workerId)
+    {
+        public string WorkerId { get; } = workerId;
+        public Channel<StreamingMessage> Outgoing { get; } = Channel.CreateUnbounded<StreamingMessage>(new UnboundedChannelOptions { SingleReader = true });
+        public ConcurrentDictionary<string, TaskCompletionSource<StreamingMessage>> Pending { get; } = new(StringComparer.Ordinal);
+        public TaskCompletionSource Connected { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public volatile Exception? Closed;
     }
 
     private void WriteWorkerLog(RpcLog log)

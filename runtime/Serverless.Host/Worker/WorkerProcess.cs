@@ -11,6 +11,7 @@ namespace Serverless.Host.Worker;
 internal sealed class WorkerProcess : IAsyncDisposable
 {
     private readonly Process _process;
+    private int _disposed;
 
     private WorkerProcess(Process process) => _process = process;
 
@@ -21,7 +22,10 @@ internal sealed class WorkerProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    public static WorkerProcess Start(string appDirectory, Uri hostUri, string workerId, ILogger log)
+    public int ExitCode => _process.HasExited ? _process.ExitCode : 0;
+
+    /// <summary>Starts the worker; <paramref name="settings"/> (the app settings) go into its environment, as Core Tools does.</summary>
+    public static WorkerProcess Start(string appDirectory, Uri hostUri, string workerId, IReadOnlyDictionary<string, string> settings, ILogger log)
     {
         (string executable, string workerPath) = ReadWorkerConfig(appDirectory);
         var start = new ProcessStartInfo(executable)
@@ -40,6 +44,10 @@ internal sealed class WorkerProcess : IAsyncDisposable
         start.ArgumentList.Add(Guid.NewGuid().ToString());
         start.ArgumentList.Add("--functions-grpc-max-message-length");
         start.ArgumentList.Add(int.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach ((string name, string value) in settings)
+        {
+            start.Environment[name] = value;
+        }
         start.Environment["FUNCTIONS_APPLICATION_DIRECTORY"] = appDirectory;
         start.Environment["FUNCTIONS_WORKER_DIRECTORY"] = appDirectory;
         start.Environment["FUNCTIONS_WORKER_RUNTIME"] = "dotnet-isolated";
@@ -91,6 +99,10 @@ internal sealed class WorkerProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
         if (!_process.HasExited)
         {
             try

@@ -13,7 +13,7 @@ public sealed class HttpTriggerTests(SampleAppHost host)
     [Fact]
     public void The_host_loads_every_function_the_worker_indexed()
     {
-        Assert.Equal(["Default", "Doomed", "Echo", "Flaky", "Secret", "Status", "Throws", "Upper"], host.FunctionNames.Order(StringComparer.Ordinal));
+        Assert.Equal(["Default", "Doomed", "Echo", "Flaky", "Hang", "OnStartup", "Secret", "Stall", "Status", "Throws", "Upper", "Yearly"], host.FunctionNames.Order(StringComparer.Ordinal));
     }
 
     [Fact]

@@ -50,27 +50,31 @@ public sealed class QueueTriggerTests(SampleAppHost host)
         await AssertEmptyEventuallyAsync("doomed");
     }
 
-    private async Task<string> ReceiveOneAsync(string queue)
+    private Task<string> ReceiveOneAsync(string queue) => ReceiveOneAsync(host.Queues, queue, Patience);
+
+    private Task AssertEmptyEventuallyAsync(string queue) => AssertEmptyEventuallyAsync(host.Queues, queue, Patience);
+
+    internal static async Task<string> ReceiveOneAsync(IQueueStore queues, string queue, TimeSpan patience)
     {
-        await host.Queues.CreateQueueAsync(queue);
-        using var timeout = new CancellationTokenSource(Patience);
+        await queues.CreateQueueAsync(queue);
+        using var timeout = new CancellationTokenSource(patience);
         while (true)
         {
-            IReadOnlyList<QueueMessage> messages = await host.Queues.GetAsync(queue, 1, TimeSpan.FromMinutes(5), timeout.Token);
+            IReadOnlyList<QueueMessage> messages = await queues.GetAsync(queue, 1, TimeSpan.FromMinutes(5), timeout.Token);
             if (messages.Count == 1)
             {
-                await host.Queues.DeleteAsync(queue, messages[0].Id, messages[0].PopReceipt);
+                await queues.DeleteAsync(queue, messages[0].Id, messages[0].PopReceipt);
                 return Encoding.UTF8.GetString(messages[0].Body.Span);
             }
             await Task.Delay(100, timeout.Token);
         }
     }
 
-    private async Task AssertEmptyEventuallyAsync(string queue)
+    internal static async Task AssertEmptyEventuallyAsync(IQueueStore queues, string queue, TimeSpan patience)
     {
         // The delete follows the output, so it may trail it by a moment.
-        using var timeout = new CancellationTokenSource(Patience);
-        while (await host.Queues.GetApproximateCountAsync(queue, timeout.Token) != 0)
+        using var timeout = new CancellationTokenSource(patience);
+        while (await queues.GetApproximateCountAsync(queue, timeout.Token) != 0)
         {
             await Task.Delay(100, timeout.Token);
         }
