@@ -108,7 +108,7 @@ public sealed class LocalHost : IAsyncDisposable
 
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             timeout.CancelAfter(options.StartTimeout);
-            IReadOnlyList<FunctionDescriptor> functions = await InitializeWorkerAsync(channel, worker, appDirectory, log, timeout.Token);
+            (IReadOnlyList<FunctionDescriptor> functions, WorkerHttpProxy? httpProxy) = await InitializeWorkerAsync(channel, worker, appDirectory, log, timeout.Token);
 
             IQueueStore? queues = options.Queues;
             IDisposable? ownedQueues = null;
@@ -117,7 +117,7 @@ public sealed class LocalHost : IAsyncDisposable
                 queues = Stores.OpenEmbeddedQueues(Path.Combine(options.DataDirectory, "queues.db"));
                 ownedQueues = queues as IDisposable;
             }
-            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, log);
+            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, httpProxy, log);
             await httpServer.StartAsync(cancel);
             Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, log);
             return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)));
@@ -137,7 +137,7 @@ public sealed class LocalHost : IAsyncDisposable
         }
     }
 
-    private static async Task<IReadOnlyList<FunctionDescriptor>> InitializeWorkerAsync(
+    private static async Task<(IReadOnlyList<FunctionDescriptor>, WorkerHttpProxy?)> InitializeWorkerAsync(
         WorkerChannel channel, WorkerProcess worker, string appDirectory, ILogger log, CancellationToken cancel)
     {
         // The worker may die before it connects (a missing runtime, a bad app): fail with that, not a timeout.
@@ -160,6 +160,9 @@ public sealed class LocalHost : IAsyncDisposable
             },
         }, cancel);
         RequireSuccess("WorkerInitRequest", init.WorkerInitResponse.Result);
+        // The capability decides, as in the Functions host: HttpUri means the ASP.NET Core integration.
+        WorkerHttpProxy? httpProxy = WorkerHttpProxy.FromCapabilities(init.WorkerInitResponse.Capabilities);
+        Logs.HttpIntegration(log, httpProxy is null ? "RpcHttp" : "ASP.NET Core integration", httpProxy?.Worker.ToString() ?? "no HttpUri capability");
 
         StreamingMessage metadata = await AwaitStartupReply(channel, worker, CorrelationKeys.Metadata, new StreamingMessage
         {
@@ -189,7 +192,7 @@ public sealed class LocalHost : IAsyncDisposable
             RequireSuccess($"FunctionLoadRequest for {function.Name}", loaded.FunctionLoadResponse.Result);
             Logs.FunctionLoaded(log, function.Name, function.Trigger?.Type ?? "none");
         }));
-        return functions;
+        return (functions, httpProxy);
     }
 
     private static async Task<StreamingMessage> AwaitStartupReply(WorkerChannel channel, WorkerProcess worker, string key, StreamingMessage request, CancellationToken cancel)
@@ -243,13 +246,18 @@ public sealed class LocalHost : IAsyncDisposable
     }
 
     private static WebApplication BuildHttpServer(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
-        IQueueStore? queues, ILogger log)
+        IQueueStore? queues, WorkerHttpProxy? httpProxy, ILogger log)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(options.LoggerFactory);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.HttpAddress, options.HttpPort));
+        if (httpProxy is not null)
+        {
+            builder.Services.AddSingleton(_ => httpProxy); // made by a factory, so the container disposes it with the HTTP server
+        }
         WebApplication app = builder.Build();
-        var http = new HttpTriggers(channel, options.Keys, queues, log);
+        var http = new HttpTriggers(channel, options.Keys, queues, log,
+            httpProxy is null ? null : new ProxiedHttpInvoker(channel, app.Services.GetRequiredService<WorkerHttpProxy>(), queues, log));
         foreach (FunctionDescriptor function in functions)
         {
             BindingDescriptor trigger = function.Trigger!;
