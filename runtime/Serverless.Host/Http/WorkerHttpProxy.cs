@@ -116,13 +116,14 @@ internal sealed class WorkerHttpProxy : IDisposable
             // A non-disposing wrapper: the request body belongs to Kestrel, the forwarder only reads it.
             message.Content = new StreamContent(new UnownedStream(request.Body), 64 * 1024);
         }
-        IEnumerable<string> dropped = request.Headers.Connection.Count > 0
-            ? request.Headers.Connection.SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
-            : [];
-        var alsoHopByHop = new HashSet<string>(dropped, StringComparer.OrdinalIgnoreCase);
+        // Headers the caller named in Connection are for this hop only, too (RFC 9110 section 7.6.1).
+        HashSet<string>? alsoHopByHop = request.Headers.Connection.Count == 0 ? null
+            : new HashSet<string>(
+                request.Headers.Connection.SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)),
+                StringComparer.OrdinalIgnoreCase);
         foreach ((string name, StringValues values) in request.Headers)
         {
-            if (HopByHop.Contains(name) || alsoHopByHop.Contains(name))
+            if (HopByHop.Contains(name) || alsoHopByHop?.Contains(name) == true)
             {
                 continue;
             }
