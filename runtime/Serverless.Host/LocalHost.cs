@@ -45,6 +45,12 @@ public sealed record LocalHostOptions
     /// </summary>
     public TimeSpan QueueMessageLease { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// The largest request body HTTP triggers take (413 above it); null: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT,
+    /// else 100 MiB, as the Functions host.
+    /// </summary>
+    public long? MaxRequestBodySize { get; init; }
+
     /// <summary>How long the worker may take from process start to all functions loaded.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromMinutes(2);
 }
@@ -250,12 +256,18 @@ public sealed class LocalHost : IAsyncDisposable
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(options.LoggerFactory);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.HttpAddress, options.HttpPort));
+        long maxBody = HostProblems.MaxRequestBodySize(options.MaxRequestBodySize);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(options.HttpAddress, options.HttpPort);
+            kestrel.Limits.MaxRequestBodySize = maxBody;
+        });
         if (httpProxy is not null)
         {
             builder.Services.AddSingleton(_ => httpProxy); // made by a factory, so the container disposes it with the HTTP server
         }
         WebApplication app = builder.Build();
+        HostProblems.Use(app);
         var http = new HttpTriggers(channel, options.Keys, queues, log,
             httpProxy is null ? null : new ProxiedHttpInvoker(channel, app.Services.GetRequiredService<WorkerHttpProxy>(), queues, log));
         foreach (FunctionDescriptor function in functions)

@@ -21,6 +21,9 @@ public class SampleAppHost : IAsyncLifetime
     private LocalHost? _host;
     private readonly string _dataDirectory = Directory.CreateTempSubdirectory("serverless-host-tests-").FullName;
 
+    /// <summary>The host's request body limit in these tests (28 MiB: under the worker's own Kestrel limit of 30 MB).</summary>
+    public const long MaxRequestBodySize = 28L * 1024 * 1024;
+
     /// <summary>Where HTTP triggers are served.</summary>
     public Uri HttpAddress => _host!.HttpAddress;
 
@@ -52,6 +55,7 @@ public class SampleAppHost : IAsyncLifetime
             Queues = Queues,
             QueueMessageLease = TimeSpan.FromSeconds(30),
             HttpPort = 0,
+            MaxRequestBodySize = MaxRequestBodySize,
             Keys = new FunctionKeys(MasterKey, [HostKey], new Dictionary<string, IReadOnlyCollection<string>>
             {
                 ["Secret"] = [SecretFunctionKey],

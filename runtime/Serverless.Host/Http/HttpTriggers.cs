@@ -39,7 +39,8 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         AuthLevel level = ParseAuthLevel(function.Name, trigger.GetString("authLevel"));
 
         routes.MapMethods("/" + pattern, verbs, context => InvokeAsync(context, function, trigger.Name, level))
-            .WithDisplayName(function.Name);
+            .WithDisplayName(function.Name)
+            .WithMetadata(new FunctionEndpoint(function.Name));
         Logs.HttpRoute(log, function.Name, string.Join(",", verbs), "/" + pattern);
     }
 
@@ -53,6 +54,12 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
             context.Response.StatusCode = StatusCodes.Status401Unauthorized;
             return;
         }
+        if (request.ContentLength is { } length && HostProblems.Limit(context) is { } limit && length > limit)
+        {
+            // Refused before a byte is read (and before a 100 Continue goes out).
+            await HostProblems.TooLargeAsync(context, limit);
+            return;
+        }
         if (proxied is not null)
         {
             await proxied.InvokeAsync(context, function, BuildInvocation(context, function, triggerName, Guid.NewGuid().ToString(), body: null));
@@ -62,7 +69,16 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         byte[] body;
         using (var buffer = new MemoryStream())
         {
-            await request.Body.CopyToAsync(buffer, context.RequestAborted);
+            try
+            {
+                // Bounded by Kestrel's MaxRequestBodySize (the host's limit): a longer body throws here.
+                await request.Body.CopyToAsync(buffer, context.RequestAborted);
+            }
+            catch (BadHttpRequestException e) when (HostProblems.IsTooLarge(e))
+            {
+                await HostProblems.TooLargeAsync(context, HostProblems.Limit(context) ?? 0);
+                return;
+            }
             body = buffer.ToArray();
         }
 
@@ -83,7 +99,7 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         }
         catch (WorkerUnavailableException)
         {
-            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            await HostProblems.WorkerUnavailableAsync(context);
             return;
         }
 

@@ -58,6 +58,15 @@ internal sealed class ProxiedHttpInvoker(WorkerChannel channel, WorkerHttpProxy 
         {
             response = await forwarded;
         }
+        catch (Exception e) when (HostProblems.IsTooLarge(e))
+        {
+            // The caller's body passed the limit while it was being forwarded: the function must not
+            // go on with half a body.
+            channel.Post(Cancel(invocationId));
+            Abandon(invoked);
+            await HostProblems.TooLargeAsync(context, HostProblems.Limit(context) ?? 0);
+            return;
+        }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
         {
             Outcome outcome = await invoked;
@@ -186,11 +195,13 @@ internal sealed class ProxiedHttpInvoker(WorkerChannel channel, WorkerHttpProxy 
             channel.Post(Cancel(invocationId));
             return Task.CompletedTask;
         }
+        if (outcome == Outcome.WorkerGone)
+        {
+            return HostProblems.WorkerUnavailableAsync(context);
+        }
         if (!context.Response.HasStarted)
         {
-            context.Response.StatusCode = outcome == Outcome.WorkerGone
-                ? StatusCodes.Status503ServiceUnavailable
-                : StatusCodes.Status500InternalServerError;
+            context.Response.StatusCode = StatusCodes.Status500InternalServerError;
         }
         return Task.CompletedTask;
     }

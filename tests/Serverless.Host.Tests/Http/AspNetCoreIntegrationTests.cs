@@ -83,6 +83,18 @@ public sealed class AspNetCoreIntegrationTests(AspNetSampleAppHost host)
 
         Assert.Equal(HttpStatusCode.NotFound, notFound.StatusCode);
         Assert.Equal(HttpStatusCode.MethodNotAllowed, wrongMethod.StatusCode);
+        await HostProblemTests.AssertProblemAsync(notFound, 404);
+        await HostProblemTests.AssertProblemAsync(wrongMethod, 405);
+        Assert.Contains("POST", wrongMethod.Content.Headers.Allow);
+    }
+
+    [Fact]
+    public async Task A_body_over_the_hosts_limit_is_413_before_the_function_runs()
+    {
+        (int status, string contentType) = await HostProblemTests.SendHeadOnlyAsync(host.HttpAddress, "api/upload", SampleAppHost.MaxRequestBodySize + 1);
+
+        Assert.Equal(413, status);
+        Assert.StartsWith("application/problem+json", contentType);
     }
 
     [Theory]
