@@ -45,6 +45,12 @@ public sealed record LocalHostOptions
     /// </summary>
     public TimeSpan QueueMessageLease { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// The largest request body HTTP triggers take (413 above it); null: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT,
+    /// else 100 MiB, as the Functions host.
+    /// </summary>
+    public long? MaxRequestBodySize { get; init; }
+
     /// <summary>How long the worker may take from process start to all functions loaded.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
@@ -128,7 +134,7 @@ public sealed class LocalHost : IAsyncDisposable
                 queues = Stores.OpenEmbeddedQueues(Path.Combine(options.DataDirectory, "queues.db"));
                 ownedQueues = queues as IDisposable;
             }
-            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, log);
+            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, worker.HttpProxy, log);
             await httpServer.StartAsync(cancel);
             Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, settings, log);
             return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)));
@@ -167,13 +173,20 @@ public sealed class LocalHost : IAsyncDisposable
     }
 
     private static WebApplication BuildHttpServer(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
-        IQueueStore? queues, ILogger log)
+        IQueueStore? queues, WorkerHttpProxy? httpProxy, ILogger log)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(options.LoggerFactory);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(options.HttpAddress, options.HttpPort));
+        long maxBody = HostProblems.MaxRequestBodySize(options.MaxRequestBodySize);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Listen(options.HttpAddress, options.HttpPort);
+            kestrel.Limits.MaxRequestBodySize = maxBody;
+        });
         WebApplication app = builder.Build();
-        var http = new HttpTriggers(channel, options.Keys, queues, log);
+        HostProblems.Use(app);
+        var http = new HttpTriggers(channel, options.Keys, queues, log,
+            httpProxy is null ? null : new ProxiedHttpInvoker(channel, httpProxy, queues, log)); // the supervisor owns the proxy
         foreach (FunctionDescriptor function in functions)
         {
             BindingDescriptor trigger = function.Trigger!;

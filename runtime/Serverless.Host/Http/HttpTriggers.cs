@@ -16,11 +16,13 @@ using Serverless.Host.Worker;
 namespace Serverless.Host.Http;
 
 /// <summary>
-/// HTTP triggers over RpcHttp: each function's route (under host.json's routePrefix, default "api") is an
-/// ASP.NET Core endpoint; a request becomes an InvocationRequest whose trigger input is the RpcHttp
-/// message, and the worker's RpcHttp reply becomes the response.
+/// HTTP triggers: each function's route (under host.json's routePrefix, default "api") is an ASP.NET Core
+/// endpoint that checks the function's authLevel. Then, as the worker chose at start-up: over RpcHttp, the
+/// request becomes an InvocationRequest whose trigger input is the RpcHttp message and the worker's RpcHttp
+/// reply becomes the response; with the ASP.NET Core integration (the worker reported HttpUri),
+/// <see cref="ProxiedHttpInvoker"/> forwards the request to the worker's own Kestrel.
 /// </summary>
-internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQueueStore? queues, ILogger log)
+internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQueueStore? queues, ILogger log, ProxiedHttpInvoker? proxied = null)
 {
     /// <summary>The query parameter and header that carry a function key, as the Functions host reads them.</summary>
     internal const string KeyQueryName = "code";
@@ -37,7 +39,8 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         AuthLevel level = ParseAuthLevel(function.Name, trigger.GetString("authLevel"));
 
         routes.MapMethods("/" + pattern, verbs, context => InvokeAsync(context, function, trigger.Name, level))
-            .WithDisplayName(function.Name);
+            .WithDisplayName(function.Name)
+            .WithMetadata(new FunctionEndpoint(function.Name));
         Logs.HttpRoute(log, function.Name, string.Join(",", verbs), "/" + pattern);
     }
 
@@ -51,11 +54,31 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
             context.Response.StatusCode = StatusCodes.Status401Unauthorized;
             return;
         }
+        if (request.ContentLength is { } length && HostProblems.Limit(context) is { } limit && length > limit)
+        {
+            // Refused before a byte is read (and before a 100 Continue goes out).
+            await HostProblems.TooLargeAsync(context, limit);
+            return;
+        }
+        if (proxied is not null)
+        {
+            await proxied.InvokeAsync(context, function, BuildInvocation(context, function, triggerName, Guid.NewGuid().ToString(), body: null));
+            return;
+        }
 
         byte[] body;
         using (var buffer = new MemoryStream())
         {
-            await request.Body.CopyToAsync(buffer, context.RequestAborted);
+            try
+            {
+                // Bounded by Kestrel's MaxRequestBodySize (the host's limit): a longer body throws here.
+                await request.Body.CopyToAsync(buffer, context.RequestAborted);
+            }
+            catch (BadHttpRequestException e) when (HostProblems.IsTooLarge(e))
+            {
+                await HostProblems.TooLargeAsync(context, HostProblems.Limit(context) ?? 0);
+                return;
+            }
             body = buffer.ToArray();
         }
 
@@ -76,10 +99,7 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         }
         catch (WorkerUnavailableException)
         {
-            // The worker exited mid-invocation or is restarting (Worker/WorkerSupervisor.cs): the caller may retry.
-            context.Response.Headers.RetryAfter = "5";
-            await Results.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "The function's worker is restarting",
-                detail: "The worker process exited before the function answered; retry the request.").ExecuteAsync(context);
+            await HostProblems.WorkerUnavailableAsync(context);
             return;
         }
 
@@ -95,30 +115,44 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         await WriteResponseAsync(context, FindHttpResult(response));
     }
 
-    private static InvocationRequest BuildInvocation(HttpContext context, FunctionDescriptor function, string triggerName, string invocationId, byte[] body)
+    /// <summary>
+    /// The invocation for one request. With <paramref name="body"/> null (the ASP.NET Core integration) the
+    /// trigger input is an empty RpcHttp, as the Functions host sends a proxying worker: the request itself
+    /// goes over HTTP. Route values, Query and Headers are trigger metadata either way.
+    /// </summary>
+    private static InvocationRequest BuildInvocation(HttpContext context, FunctionDescriptor function, string triggerName, string invocationId, byte[]? body)
     {
         HttpRequest request = context.Request;
-        var http = new RpcHttp
-        {
-            Method = request.Method,
-            Url = request.GetEncodedUrl(),
-            Body = new TypedData { Bytes = ByteString.CopyFrom(body) },
-            RawBody = new TypedData { Bytes = ByteString.CopyFrom(body) },
-        };
+        bool full = body is not null;
+        var http = full
+            ? new RpcHttp
+            {
+                Method = request.Method,
+                Url = request.GetEncodedUrl(),
+                Body = new TypedData { Bytes = ByteString.CopyFrom(body) },
+                RawBody = new TypedData { Bytes = ByteString.CopyFrom(body) },
+            }
+            : new RpcHttp();
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach ((string name, var values) in request.Headers)
         {
             string value = values.ToString();
-            http.Headers[name.ToLowerInvariant()] = value;
-            http.NullableHeaders[name.ToLowerInvariant()] = new NullableString { Value = value };
+            if (full)
+            {
+                http.Headers[name.ToLowerInvariant()] = value;
+                http.NullableHeaders[name.ToLowerInvariant()] = new NullableString { Value = value };
+            }
             headers[name] = value;
         }
         var query = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach ((string name, var values) in request.Query)
         {
             string value = values.ToString();
-            http.Query[name] = value;
-            http.NullableQuery[name] = new NullableString { Value = value };
+            if (full)
+            {
+                http.Query[name] = value;
+                http.NullableQuery[name] = new NullableString { Value = value };
+            }
             query[name] = value;
         }
 
@@ -136,8 +170,11 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
                 continue;
             }
             string text = Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? string.Empty;
-            http.Params[name] = text;
-            http.NullableParams[name] = new NullableString { Value = text };
+            if (full)
+            {
+                http.Params[name] = text;
+                http.NullableParams[name] = new NullableString { Value = text };
+            }
             invocation.TriggerMetadata[name] = new TypedData { String = text };
         }
         invocation.TriggerMetadata["Query"] = new TypedData { Json = JsonSerializer.Serialize(query, StringMapJson.Default.DictionaryStringString) };

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Functions;
+using Serverless.Host.Http;
 using Serverless.Host.Rpc;
 
 namespace Serverless.Host.Worker;
@@ -31,8 +32,10 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
     private int _restarts;
 
     private WorkerSupervisor(string appDirectory, Uri rpcUri, WorkerChannel channel, IReadOnlyDictionary<string, string> environment,
-        TimeSpan startTimeout, TimeSpan firstRestartDelay, ILoggerFactory loggers, WorkerProcess process, IReadOnlyList<FunctionDescriptor> functions)
+        TimeSpan startTimeout, TimeSpan firstRestartDelay, ILoggerFactory loggers, WorkerProcess process, IReadOnlyList<FunctionDescriptor> functions,
+        WorkerHttpProxy? httpProxy)
     {
+        HttpProxy = httpProxy;
         _appDirectory = appDirectory;
         _rpcUri = rpcUri;
         _channel = channel;
@@ -46,6 +49,12 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
     }
 
     public IReadOnlyList<FunctionDescriptor> Functions { get; }
+
+    /// <summary>
+    /// Where HTTP-trigger requests go when the worker runs the ASP.NET Core integration (null: RpcHttp). The
+    /// capability of the first start decides for the host's lifetime; a restarted worker's server is retargeted.
+    /// </summary>
+    public WorkerHttpProxy? HttpProxy { get; }
 
     /// <summary>The current worker's process id (a test kills it to check fail-over).</summary>
     public int ProcessId => Volatile.Read(ref _process).Id;
@@ -62,9 +71,13 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             timeout.CancelAfter(startTimeout);
-            IReadOnlyList<FunctionDescriptor> functions = await InitializeAsync(channel, process, appDirectory, known: null, log, timeout.Token);
+            (IReadOnlyList<FunctionDescriptor> functions, IReadOnlyDictionary<string, string> capabilities) =
+                await InitializeAsync(channel, process, appDirectory, known: null, log, timeout.Token);
+            // The capability decides, as in the Functions host: HttpUri means the ASP.NET Core integration.
+            WorkerHttpProxy? httpProxy = WorkerHttpProxy.FromCapabilities(capabilities);
+            Logs.HttpIntegration(log, httpProxy is null ? "RpcHttp" : "ASP.NET Core integration", httpProxy?.Worker.ToString() ?? "no HttpUri capability");
             channel.MarkReady();
-            var supervisor = new WorkerSupervisor(appDirectory, rpcUri, channel, environment, startTimeout, firstRestartDelay, loggers, process, functions);
+            var supervisor = new WorkerSupervisor(appDirectory, rpcUri, channel, environment, startTimeout, firstRestartDelay, loggers, process, functions, httpProxy);
             supervisor._supervising = Task.Run(supervisor.SuperviseAsync);
             return supervisor;
         }
@@ -126,7 +139,8 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
                 {
                     using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                     timeout.CancelAfter(_startTimeout);
-                    await InitializeAsync(_channel, next, _appDirectory, Functions, _log, timeout.Token);
+                    (_, IReadOnlyDictionary<string, string> capabilities) = await InitializeAsync(_channel, next, _appDirectory, Functions, _log, timeout.Token);
+                    RetargetHttp(capabilities);
                     Interlocked.Increment(ref _restarts);
                     _channel.MarkReady();
                     Logs.WorkerRestarted(_log, next.Id);
@@ -151,7 +165,21 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
     /// FunctionLoadRequest per function. On a restart (<paramref name="known"/> set) the worker must index
     /// the same functions, and they are loaded with the ids the triggers already hold.
     /// </summary>
-    private static async Task<IReadOnlyList<FunctionDescriptor>> InitializeAsync(
+    private void RetargetHttp(IReadOnlyDictionary<string, string> capabilities)
+    {
+        if (HttpProxy is null)
+        {
+            if (WorkerHttpProxy.FromCapabilities(capabilities) is { } changed)
+            {
+                changed.Dispose();
+                throw new HostStartException("the restarted worker changed its HTTP integration (restart the host after a rebuild)");
+            }
+            return;
+        }
+        HttpProxy.Retarget(capabilities);
+    }
+
+    private static async Task<(IReadOnlyList<FunctionDescriptor>, IReadOnlyDictionary<string, string>)> InitializeAsync(
         WorkerChannel channel, WorkerProcess worker, string appDirectory, IReadOnlyList<FunctionDescriptor>? known, ILogger log, CancellationToken cancel)
     {
         // The worker may die before it connects (a missing runtime, a bad app): fail with that, not a timeout.
@@ -222,7 +250,7 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
                 Logs.FunctionLoaded(log, function.Name, function.Trigger?.Type ?? "none");
             }
         }));
-        return functions;
+        return (functions, init.WorkerInitResponse.Capabilities);
     }
 
     private static async Task<StreamingMessage> AwaitStartupReply(WorkerChannel channel, WorkerProcess worker, string key, StreamingMessage request, CancellationToken cancel)
@@ -262,6 +290,7 @@ internal sealed class WorkerSupervisor : IAsyncDisposable
         await _stopping.CancelAsync();
         await _supervising;
         await Volatile.Read(ref _process).DisposeAsync();
+        HttpProxy?.Dispose();
         _stopping.Dispose();
     }
 }
