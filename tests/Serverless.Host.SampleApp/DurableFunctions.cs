@@ -86,14 +86,17 @@ public static class DurableFunctions
         return squares.Sum(s => (long)s);
     }
 
-    /// <summary>A durable timer: the orchestration sleeps in the store, not in memory.</summary>
+    /// <summary>
+    /// A durable timer: the orchestration sleeps in the store, not in memory. The result is how late (ms, negative
+    /// when early) the orchestration woke against the due time, by the orchestration's own replay-safe clock.
+    /// </summary>
     [Function(nameof(DurableTimer))]
-    public static async Task<string> DurableTimer([OrchestrationTrigger] TaskOrchestrationContext context)
+    public static async Task<double> DurableTimer([OrchestrationTrigger] TaskOrchestrationContext context)
     {
         double seconds = context.GetInput<double>();
-        DateTime start = context.CurrentUtcDateTime;
-        await context.CreateTimer(start.AddSeconds(seconds), CancellationToken.None);
-        return context.CurrentUtcDateTime >= start.AddSeconds(seconds) ? "woke" : "woke early";
+        DateTime due = context.CurrentUtcDateTime.AddSeconds(seconds);
+        await context.CreateTimer(due, CancellationToken.None);
+        return Math.Round((context.CurrentUtcDateTime - due).TotalMilliseconds);
     }
 
     /// <summary>An external event with a timeout: "approved:VALUE" or "timed out".</summary>

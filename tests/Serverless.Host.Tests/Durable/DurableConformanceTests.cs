@@ -55,7 +55,11 @@ public sealed class DurableConformanceTests(DurableHosts hosts) : IClassFixture<
         JsonElement status = await WaitForFinishAsync(http, started);
 
         Assert.Equal("Completed", status.GetProperty("runtimeStatus").GetString());
-        Assert.Equal("woke", status.GetProperty("output").GetString());
+        // DurableTask.AzureStorage delays a timer message with the queue's visibility timeout, which is whole
+        // seconds, so it may wake the orchestration up to a second before the due time (seen: 186 ms); the
+        // embedded store wakes it at or after.
+        double lateMs = status.GetProperty("output").GetDouble();
+        Assert.True(lateMs >= (backend == DurableHosts.Azurite ? -1000 : 0), $"woke {lateMs} ms after the due time");
         DateTime created = status.GetProperty("createdTime").GetDateTime();
         DateTime finished = status.GetProperty("lastUpdatedTime").GetDateTime();
         // Times are to the second; the timer is 2 s, so at least 1 s must show.
