@@ -131,7 +131,7 @@ public sealed class LocalHost : IAsyncDisposable
                 queues = Stores.OpenEmbeddedQueues(Path.Combine(options.DataDirectory, "queues.db"));
                 ownedQueues = queues as IDisposable;
             }
-            durable = await DurableHost.StartAsync(options.Durable, appDirectory, durableSlot, rpcUri, channel, functions, options.Keys, options.LoggerFactory);
+            durable = await DurableHost.StartAsync(options.Durable, appDirectory, options.DataDirectory, durableSlot, rpcUri, channel, functions, options.Keys, options.LoggerFactory);
             httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, durable, log);
             await httpServer.StartAsync(cancel);
             durable?.OnHttpListening(new Uri(ListeningAddress(httpServer)));

@@ -3,6 +3,7 @@ using DurableTask.AzureStorage;
 using DurableTask.Core;
 using Microsoft.DurableTask.Testing.Sidecar;
 using Microsoft.Extensions.Logging;
+using Serverless.TaskHub.Sqlite;
 
 namespace Serverless.Host.Durable;
 
@@ -22,7 +23,7 @@ public sealed class DurableBackend : IAsyncDisposable
         Client = client;
     }
 
-    /// <summary>"memory", "AzureStorage" (or "sqlite" once the embedded store is in).</summary>
+    /// <summary>"sqlite" (the embedded default), "AzureStorage" or "memory".</summary>
     public string Kind { get; }
 
     /// <summary>The task hub's name, as host.json's <c>extensions.durableTask.hubName</c> sets it.</summary>
@@ -40,6 +41,14 @@ public sealed class DurableBackend : IAsyncDisposable
     {
         var service = new InMemoryOrchestrationService(loggers);
         return new DurableBackend("memory", hubName, service, service);
+    }
+
+    /// <summary>The embedded default: one SQLite file (runtime/Serverless.TaskHub.Sqlite, decision 0015).</summary>
+    public static async Task<DurableBackend> SqliteAsync(string path, string hubName = DefaultHubName)
+    {
+        var service = new SqliteOrchestrationService(new SqliteOrchestrationServiceOptions { DataSource = path, TaskHubName = hubName });
+        await service.CreateIfNotExistsAsync();
+        return new DurableBackend("sqlite", hubName, service, service);
     }
 
     /// <summary>
@@ -66,9 +75,10 @@ public sealed class DurableBackend : IAsyncDisposable
     /// <summary>
     /// The backend host.json asks for: <c>storageProvider.type</c> "AzureStorage" takes the connection from
     /// the <c>connectionName</c> setting (default AzureWebJobsStorage, an environment variable here);
-    /// "memory" is the in-memory store; absent means the embedded default.
+    /// "memory" is the in-memory store; absent (or "sqlite") means the embedded SQLite file
+    /// <c>durable.db</c> in the data directory.
     /// </summary>
-    internal static async Task<DurableBackend> FromHostJsonAsync(string appDirectory, ILoggerFactory loggers)
+    internal static async Task<DurableBackend> FromHostJsonAsync(string appDirectory, string dataDirectory, ILoggerFactory loggers)
     {
         DurableHostJson settings = DurableHostJson.Read(appDirectory);
         switch (settings.StorageType.ToLowerInvariant())
@@ -80,11 +90,12 @@ public sealed class DurableBackend : IAsyncDisposable
                     : throw new HostStartException($"host.json: durableTask.storageProvider is AzureStorage but the setting {setting} is not set");
                 return await AzureStorageAsync(connection, settings.HubName, loggers, settings.MaxQueuePollingInterval);
             case "memory":
-            case "embedded":
-                // The embedded SQLite store replaces this once it is merged (docs/decisions/0016).
                 return InMemory(loggers, settings.HubName);
+            case "embedded":
+            case "sqlite":
+                return await SqliteAsync(Path.Combine(dataDirectory, "durable.db"), settings.HubName);
             default:
-                throw new HostStartException($"host.json: durableTask.storageProvider type '{settings.StorageType}' is not supported (AzureStorage, memory)");
+                throw new HostStartException($"host.json: durableTask.storageProvider type '{settings.StorageType}' is not supported (sqlite, AzureStorage, memory)");
         }
     }
 

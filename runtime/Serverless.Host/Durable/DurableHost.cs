@@ -57,14 +57,14 @@ internal sealed class DurableHost : IAsyncDisposable
 
     public static void MapSidecar(WebApplication rpcServer) => rpcServer.MapGrpcService<TaskHubGrpcServer>();
 
-    public static async Task<DurableHost?> StartAsync(DurableBackend? injected, string appDirectory, DurableSidecarSlot slot, Uri rpcAddress,
+    public static async Task<DurableHost?> StartAsync(DurableBackend? injected, string appDirectory, string dataDirectory, DurableSidecarSlot slot, Uri rpcAddress,
         WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, FunctionKeys keys, ILoggerFactory loggers)
     {
         if (!functions.Any(DurableBridge.IsDurable))
         {
             return null;
         }
-        DurableBackend backend = injected ?? await DurableBackend.FromHostJsonAsync(appDirectory, loggers);
+        DurableBackend backend = injected ?? await DurableBackend.FromHostJsonAsync(appDirectory, dataDirectory, loggers);
         slot.Backend = backend;
         DurableBridge bridge;
         try

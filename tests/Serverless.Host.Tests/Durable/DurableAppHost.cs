@@ -25,6 +25,8 @@ public abstract class DurableAppHost : IAsyncLifetime
         ? LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Information).AddSimpleConsole(c => c.SingleLine = true))
         : LoggerFactory.Create(logging => logging.SetMinimumLevel(LogLevel.Warning));
 
+    protected string DataDirectory => _dataDirectory;
+
     protected abstract Task<DurableBackend> CreateBackendAsync();
 
     public async Task InitializeAsync()
@@ -61,10 +63,10 @@ public abstract class DurableAppHost : IAsyncLifetime
     protected virtual Task DeleteBackendAsync(DurableBackend backend) => Task.CompletedTask;
 }
 
-/// <summary>The in-memory store (the embedded default until the SQLite store is merged).</summary>
-public sealed class InMemoryDurableHost : DurableAppHost
+/// <summary>The embedded default: the SQLite task hub (runtime/Serverless.TaskHub.Sqlite) in the host's data directory.</summary>
+public sealed class SqliteDurableHost : DurableAppHost
 {
-    protected override Task<DurableBackend> CreateBackendAsync() => Task.FromResult(DurableBackend.InMemory(Loggers));
+    protected override Task<DurableBackend> CreateBackendAsync() => DurableBackend.SqliteAsync(Path.Combine(DataDirectory, "durable.db"));
 }
 
 /// <summary>DurableTask.AzureStorage against Azurite (from scripts/test.sh); a fresh task hub per run.</summary>
@@ -117,7 +119,7 @@ public sealed class DurableHosts : IAsyncLifetime
     {
         DurableAppHost host = backend switch
         {
-            Embedded => new InMemoryDurableHost(),
+            Embedded => new SqliteDurableHost(),
             Azurite => new AzuriteDurableHost(),
             _ => throw new ArgumentOutOfRangeException(nameof(backend)),
         };
