@@ -65,6 +65,7 @@ if [ "${SERVERLESS_TESTS_LOCAL_ONLY:-0}" != "1" ]; then
   pids+=($!)
   export SERVERLESS_TEST_AZURITE_BLOB="http://127.0.0.1:$blob_port/devstoreaccount1"
   export SERVERLESS_TEST_AZURITE_QUEUE="http://127.0.0.1:$queue_port/devstoreaccount1"
+  export SERVERLESS_TEST_AZURITE_TABLE="http://127.0.0.1:$table_port/devstoreaccount1"
 
   # --- PostgreSQL --------------------------------------------------------------------------
   pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"

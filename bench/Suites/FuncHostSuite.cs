@@ -1,3 +1,4 @@
+using DurableTask.Core;
 using System.Diagnostics;
 using System.Reflection;
 using System.Text;
@@ -9,6 +10,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Serverless.Host;
+using Serverless.Host.Durable;
 using Serverless.Host.Http;
 
 namespace Serverless.Bench.Suites;
@@ -21,7 +23,10 @@ namespace Serverless.Bench.Suites;
 /// HttpRequest/IResult), beside a bare ASP.NET Core endpoint doing the same echo in this process. All on
 /// Kestrel at 127.0.0.1, the same bounded loop of concurrent clients, the three servers taking turns in
 /// every run; medians, and the median of each run's ratio to the bare peer (load that drifts over the
-/// suite cancels within a run).
+/// suite cancels within a run). Then Durable Functions through the RpcHttp sample app's worker: HelloSequence5
+/// orchestrations/s (N started at once, each five activities in a row) and fan-out activities/s (one FanOutFanIn
+/// of M activities), on the embedded SQLite task hub and on DurableTask.AzureStorage against Azurite (when
+/// SERVERLESS_TEST_AZURITE_* point at one, as scripts/test.sh sets).
 /// </summary>
 internal sealed class FuncHostSuite : IBenchSuite
 {
@@ -89,14 +94,42 @@ internal sealed class FuncHostSuite : IBenchSuite
                 aspNetRatios[r] = aspNetSamples[r] / peerSamples[r];
                 Console.WriteLine($"  run {r + 1}: RpcHttp {rpcSamples[r]:F0} req/s, ASP.NET Core integration {aspNetSamples[r]:F0} req/s, bare ASP.NET Core {peerSamples[r]:F0} req/s");
             }
-            Console.WriteLine(Measure.Result(Name,
-            [
+            var figures = new List<(string, double)>
+            {
                 ("rpchttp_rps", Measure.Median(rpcSamples)),
                 ("aspnetcore_rps", Measure.Median(aspNetSamples)),
                 ("aspnet_bare_rps", Measure.Median(peerSamples)),
                 ("rpchttp_ratio", Measure.Median(rpcRatios)),
                 ("aspnetcore_ratio", Measure.Median(aspNetRatios)),
-            ]));
+            };
+            int sequences = options.Quick ? 40 : 200;
+            int fanOut = options.Quick ? 200 : 1000;
+            await using (DurableBackend sqlite = await DurableBackend.SqliteAsync(Path.Combine(data, "bench-durable.db")))
+            {
+                (double orchPerS, double actPerS) = await DurableAsync("sqlite", rpcApp, data, sqlite, quiet, sequences, fanOut);
+                figures.Add(("sqlite_seq5_orch_per_s", orchPerS));
+                figures.Add(("sqlite_fanout_act_per_s", actPerS));
+            }
+            if (AzuriteConnectionString() is { } azurite)
+            {
+                await using DurableBackend azure = await DurableBackend.AzureStorageAsync(azurite, "bench" + Guid.NewGuid().ToString("N")[..10], quiet,
+                    maxQueuePollingInterval: TimeSpan.FromSeconds(1));
+                try
+                {
+                    (double orchPerS, double actPerS) = await DurableAsync("azurite", rpcApp, data, azure, quiet, sequences / 4, fanOut / 2);
+                    figures.Add(("azurite_seq5_orch_per_s", orchPerS));
+                    figures.Add(("azurite_fanout_act_per_s", actPerS));
+                }
+                finally
+                {
+                    await azure.Service.DeleteAsync();
+                }
+            }
+            else
+            {
+                Console.WriteLine("  azurite: SERVERLESS_TEST_AZURITE_BLOB/QUEUE/TABLE not set, no azurite_* figures");
+            }
+            Console.WriteLine(Measure.Result(Name, [.. figures]));
             return 0;
         }
         finally
@@ -139,4 +172,74 @@ internal sealed class FuncHostSuite : IBenchSuite
             var echo = await response.Content.ReadAsStringAsync();
             if (!echo.Contains(body, StringComparison.Ordinal)) throw new InvalidOperationException("wrong echo");
         });
+
+    /// <summary>
+    /// One local host (a fresh worker) on <paramref name="backend"/>: <paramref name="sequences"/> HelloSequence5
+    /// orchestrations started together, then one FanOutFanIn of <paramref name="fanOut"/> activities. Completion
+    /// is polled every 20 ms, so the figure is the engine's and the worker's, not a client's polling interval.
+    /// </summary>
+    private static async Task<(double OrchPerS, double ActPerS)> DurableAsync(string label, string appDirectory, string data, DurableBackend backend,
+        ILoggerFactory loggers, int sequences, int fanOut)
+    {
+        await using LocalHost host = await LocalHost.StartAsync(new LocalHostOptions
+        {
+            AppDirectory = appDirectory,
+            HttpPort = 0,
+            DataDirectory = data,
+            Keys = FunctionKeys.Generate(),
+            LoggerFactory = loggers,
+            Durable = backend,
+        });
+        var client = new TaskHubClient(backend.Client);
+        await RunAllAsync(client, Enumerable.Range(0, 4).Select(_ => ("HelloSequence5", (object?)null))); // warm-up
+        var watch = Stopwatch.StartNew();
+        await RunAllAsync(client, Enumerable.Range(0, sequences).Select(_ => ("HelloSequence5", (object?)null)));
+        double orchPerS = sequences / watch.Elapsed.TotalSeconds;
+        watch.Restart();
+        await RunAllAsync(client, [("FanOutFanIn", fanOut)]);
+        double actPerS = fanOut / watch.Elapsed.TotalSeconds;
+        Console.WriteLine($"  {label}: {sequences} x HelloSequence5 {orchPerS:F1} orch/s; fan-out of {fanOut} {actPerS:F0} activities/s");
+        return (orchPerS, actPerS);
+    }
+
+    private static async Task RunAllAsync(TaskHubClient client, IEnumerable<(string Name, object? Input)> orchestrations)
+    {
+        var pending = new List<OrchestrationInstance>();
+        foreach ((string name, object? input) in orchestrations)
+        {
+            pending.Add(await client.CreateOrchestrationInstanceAsync(name, string.Empty, input));
+        }
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(10));
+        while (pending.Count > 0)
+        {
+            for (int i = pending.Count - 1; i >= 0; i--)
+            {
+                OrchestrationState? state = await client.GetOrchestrationStateAsync(pending[i]);
+                switch (state?.OrchestrationStatus)
+                {
+                    case OrchestrationStatus.Completed:
+                        pending.RemoveAt(i);
+                        break;
+                    case OrchestrationStatus.Failed or OrchestrationStatus.Terminated or OrchestrationStatus.Canceled:
+                        throw new InvalidOperationException($"{state.Name} ended {state.OrchestrationStatus}");
+                }
+            }
+            if (pending.Count > 0)
+            {
+                await Task.Delay(20, timeout.Token);
+            }
+        }
+    }
+
+    private static string? AzuriteConnectionString()
+    {
+        string? blob = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_BLOB");
+        string? queue = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_QUEUE");
+        string? table = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_TABLE");
+        // Azurite's documented development account (not a secret).
+        return blob is { Length: > 0 } && queue is { Length: > 0 } && table is { Length: > 0 }
+            ? "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+                + $"BlobEndpoint={blob};QueueEndpoint={queue};TableEndpoint={table};"
+            : null;
+    }
 }

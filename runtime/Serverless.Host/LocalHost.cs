@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Serverless.Host.Durable;
 using Serverless.Host.Functions;
 using Serverless.Host.Http;
 using Serverless.Host.Queues;
@@ -51,6 +52,12 @@ public sealed record LocalHostOptions
     /// </summary>
     public long? MaxRequestBodySize { get; init; }
 
+    /// <summary>
+    /// The durable task hub store; null picks it from host.json <c>extensions.durableTask.storageProvider</c>
+    /// (the host then owns and disposes it). Only used when the app has durable functions.
+    /// </summary>
+    public DurableBackend? Durable { get; init; }
+
     /// <summary>How long the worker may take from process start to all functions loaded.</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
@@ -77,10 +84,12 @@ public sealed class LocalHost : IAsyncDisposable
     private readonly WebApplication _httpServer;
     private readonly WorkerChannel _channel;
     private readonly Listeners _listeners;
+    private readonly DurableHost? _durable;
 
     private LocalHost(WebApplication rpcServer, WorkerSupervisor worker, WorkerChannel channel, WebApplication httpServer, Listeners listeners,
-        IReadOnlyList<FunctionDescriptor> functions, Uri httpAddress)
+        IReadOnlyList<FunctionDescriptor> functions, Uri httpAddress, DurableHost? durable)
     {
+        _durable = durable;
         _rpcServer = rpcServer;
         _worker = worker;
         _channel = channel;
@@ -102,6 +111,9 @@ public sealed class LocalHost : IAsyncDisposable
     /// <summary>How many times the worker process exited and was restarted.</summary>
     public int WorkerRestarts => _worker.Restarts;
 
+    /// <summary>The durable task hub store, when the app has durable functions.</summary>
+    public DurableBackend? DurableBackend => _durable?.Backend;
+
     internal IReadOnlyList<FunctionDescriptor> Functions { get; }
 
     public static async Task<LocalHost> StartAsync(LocalHostOptions options, CancellationToken cancel = default)
@@ -115,10 +127,12 @@ public sealed class LocalHost : IAsyncDisposable
         ILogger log = options.LoggerFactory.CreateLogger("Serverless.Host");
         var channel = new WorkerChannel(Guid.NewGuid().ToString(), options.LoggerFactory);
 
-        WebApplication rpcServer = BuildRpcServer(channel, options.LoggerFactory);
+        var durableSlot = new DurableSidecarSlot();
+        WebApplication rpcServer = BuildRpcServer(channel, options.LoggerFactory, durableSlot);
         await rpcServer.StartAsync(cancel);
         WorkerSupervisor? worker = null;
         WebApplication? httpServer = null;
+        DurableHost? durable = null;
         try
         {
             Uri rpcUri = new(ListeningAddress(rpcServer));
@@ -134,13 +148,19 @@ public sealed class LocalHost : IAsyncDisposable
                 queues = Stores.OpenEmbeddedQueues(Path.Combine(options.DataDirectory, "queues.db"));
                 ownedQueues = queues as IDisposable;
             }
-            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, worker.HttpProxy, log);
+            durable = await DurableHost.StartAsync(options.Durable, appDirectory, options.DataDirectory, durableSlot, rpcUri, channel, functions, options.Keys, options.LoggerFactory);
+            httpServer = BuildHttpServer(options, channel, functions, hostJson, queues, worker.HttpProxy, durable, log);
             await httpServer.StartAsync(cancel);
+            durable?.OnHttpListening(new Uri(ListeningAddress(httpServer)));
             Listeners listeners = Listeners.Start(options, channel, functions, hostJson, queues, ownedQueues, settings, log);
-            return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)));
+            return new LocalHost(rpcServer, worker, channel, httpServer, listeners, functions, new Uri(ListeningAddress(httpServer)), durable);
         }
         catch
         {
+            if (durable is not null)
+            {
+                await durable.DisposeAsync();
+            }
             if (httpServer is not null)
             {
                 await httpServer.DisposeAsync();
@@ -154,7 +174,7 @@ public sealed class LocalHost : IAsyncDisposable
         }
     }
 
-    private static WebApplication BuildRpcServer(WorkerChannel channel, ILoggerFactory loggers)
+    private static WebApplication BuildRpcServer(WorkerChannel channel, ILoggerFactory loggers, DurableSidecarSlot durable)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(loggers);
@@ -167,13 +187,16 @@ public sealed class LocalHost : IAsyncDisposable
             grpc.MaxSendMessageSize = int.MaxValue;
         });
         builder.Services.AddSingleton(channel);
+        DurableHost.AddSidecar(builder.Services, durable);
         WebApplication app = builder.Build();
         app.MapGrpcService<FunctionRpcService>();
+        // The durableClient binding's TaskHubSidecarService shares this loopback HTTP/2 server.
+        DurableHost.MapSidecar(app);
         return app;
     }
 
     private static WebApplication BuildHttpServer(LocalHostOptions options, WorkerChannel channel, IReadOnlyList<FunctionDescriptor> functions, HostJson hostJson,
-        IQueueStore? queues, WorkerHttpProxy? httpProxy, ILogger log)
+        IQueueStore? queues, WorkerHttpProxy? httpProxy, DurableHost? durable, ILogger log)
     {
         WebApplicationBuilder builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSingleton(options.LoggerFactory);
@@ -194,11 +217,13 @@ public sealed class LocalHost : IAsyncDisposable
             {
                 http.Map(app, function, trigger, hostJson.HttpRoutePrefix);
             }
-            else if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase) && !trigger.Type.Equals("timerTrigger", StringComparison.OrdinalIgnoreCase))
+            else if (!trigger.Type.Equals("queueTrigger", StringComparison.OrdinalIgnoreCase) && !trigger.Type.Equals("timerTrigger", StringComparison.OrdinalIgnoreCase)
+                && !DurableBridge.IsDurable(function))
             {
                 Logs.TriggerNotSupported(log, function.Name, trigger.Type);
             }
         }
+        durable?.MapHttp(app);
         return app;
     }
 
@@ -213,6 +238,11 @@ public sealed class LocalHost : IAsyncDisposable
         // Listeners first: an invocation they cancel hands its message back before the worker goes.
         await _listeners.StopAsync();
         await _httpServer.DisposeAsync();
+        // The engine stops before the worker goes, so no work item is cut by a missing worker.
+        if (_durable is not null)
+        {
+            await _durable.DisposeAsync();
+        }
         await _worker.DisposeAsync();
         _channel.Stop(new WorkerUnavailableException("The host stopped."));
         await _rpcServer.DisposeAsync();

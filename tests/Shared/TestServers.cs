@@ -15,6 +15,14 @@ public static class TestServers
     /// <summary>Azurite's queue endpoint, e.g. http://127.0.0.1:10001/devstoreaccount1.</summary>
     public static string AzuriteQueueEndpoint => Require("SERVERLESS_TEST_AZURITE_QUEUE");
 
+    /// <summary>Azurite's table endpoint, e.g. http://127.0.0.1:10002/devstoreaccount1 (DurableTask.AzureStorage needs tables).</summary>
+    public static string AzuriteTableEndpoint => Require("SERVERLESS_TEST_AZURITE_TABLE");
+
+    /// <summary>A connection string to Azurite's blob, queue and table services with the development account.</summary>
+    public static string AzuriteConnectionString =>
+        $"DefaultEndpointsProtocol=http;AccountName={AzuriteAccountName};AccountKey={AzuriteAccountKey};" +
+        $"BlobEndpoint={AzuriteBlobEndpoint};QueueEndpoint={AzuriteQueueEndpoint};TableEndpoint={AzuriteTableEndpoint};";
+
     /// <summary>An Npgsql connection string to a scratch PostgreSQL server.</summary>
     public static string PostgresConnectionString => Require("SERVERLESS_TEST_POSTGRES");
 

@@ -23,6 +23,21 @@ internal sealed class FunctionDescriptor
     public IReadOnlyList<BindingDescriptor> Bindings { get; }
     public BindingDescriptor? Trigger { get; }
 
+    // Input bindings the host fills on every invocation (a durableClient's JSON), set up before triggers run.
+    private readonly List<(string Name, Func<TypedData> Value)> _hostInputs = [];
+
+    /// <summary>Registers an input binding whose value the host supplies to every invocation of this function.</summary>
+    public void AddHostInput(string bindingName, Func<TypedData> value) => _hostInputs.Add((bindingName, value));
+
+    /// <summary>Adds the host-supplied input bindings (see <see cref="AddHostInput"/>) to an invocation.</summary>
+    public void AddBindingInputs(InvocationRequest invocation)
+    {
+        foreach ((string name, Func<TypedData> value) in _hostInputs)
+        {
+            invocation.InputData.Add(new ParameterBinding { Name = name, Data = value() });
+        }
+    }
+
     /// <summary>
     /// Validates the worker's metadata and fills what the worker leaves to the host: the function id,
     /// the directory, and the typed binding map when only raw bindings came.

@@ -36,6 +36,9 @@ public sealed class FunctionKeys
         }
     }
 
+    /// <summary>A key derived from the master key (HMAC-SHA256 over <paramref name="name"/>): a system key that is stable across restarts.</summary>
+    internal byte[] DeriveKey(string name) => HMACSHA256.HashData(_master, Encoding.UTF8.GetBytes(name));
+
     /// <summary>A fresh master key and default host key, 32 random bytes each (base64url).</summary>
     public static FunctionKeys Generate() => new(NewKey(), [NewKey()], new Dictionary<string, IReadOnlyCollection<string>>());
 

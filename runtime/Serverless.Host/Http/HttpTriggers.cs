@@ -180,6 +180,7 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         invocation.TriggerMetadata["Query"] = new TypedData { Json = JsonSerializer.Serialize(query, StringMapJson.Default.DictionaryStringString) };
         invocation.TriggerMetadata["Headers"] = new TypedData { Json = JsonSerializer.Serialize(headers, StringMapJson.Default.DictionaryStringString) };
         invocation.InputData.Add(new ParameterBinding { Name = triggerName, Data = new TypedData { Http = http } });
+        function.AddBindingInputs(invocation);
         return invocation;
     }
 

@@ -178,6 +178,7 @@ internal sealed class QueueTriggerListener(
             },
         };
         invocation.InputData.Add(new ParameterBinding { Name = trigger.Name, Data = body });
+        function.AddBindingInputs(invocation);
         // The binding data the Functions host gives a queue trigger; numbers and times go as JSON.
         invocation.TriggerMetadata["QueueTrigger"] = body;
         invocation.TriggerMetadata["Id"] = new TypedData { String = message.Id };
