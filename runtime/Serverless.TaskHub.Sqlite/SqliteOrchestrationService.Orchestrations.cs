@@ -89,7 +89,11 @@ public sealed partial class SqliteOrchestrationService
             }
 
             var history = new List<HistoryEvent>(historyCount + messages.Count + 4);
-            if (historyCount > 0)
+            if (historyCount > 0 && _historyCache.TryGet(instanceId, executionId, historyCount, out var cached))
+            {
+                history.AddRange(cached);
+            }
+            else if (historyCount > 0)
             {
                 await using var reader = await scope.Command(HistorySql).With("@id", instanceId).ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -233,6 +237,10 @@ public sealed partial class SqliteOrchestrationService
             await scope.CommitAsync(CancellationToken.None).ConfigureAwait(false);
         }
         item.Checkpointed = true;
+        if (orchestrationState is not null && IsTerminal(orchestrationState.OrchestrationStatus))
+            _historyCache.Remove(instanceId);
+        else
+            _historyCache.Set(instanceId, newOrchestrationRuntimeState.OrchestrationInstance?.ExecutionId ?? "", newOrchestrationRuntimeState.Events);
         if (outboundMessages.Count > 0) _activityWork.Set();
         if (signalOrchestrations) _orchestrationWork.Set();
         _instanceChanged.Set();

@@ -24,6 +24,7 @@ public sealed partial class SqliteOrchestrationService :
     private readonly WorkSignal _orchestrationWork = new();
     private readonly WorkSignal _activityWork = new();
     private readonly WorkSignal _instanceChanged = new();
+    private readonly HistoryCache _historyCache = new();
     private CancellationTokenSource _stopping = new();
 
     public SqliteOrchestrationService(SqliteOrchestrationServiceOptions options)
