@@ -108,7 +108,8 @@ internal sealed class DurableSuite : IBenchSuite
 
     private sealed record Figures(double SeqPerSecond, double FanOutPerSecond, double P50, double P99);
 
-    private static DurableTaskRegistry Registry() => new DurableTaskRegistry()
+    /// <summary>The old engine's HelloSequence5 and FanOut workload; the taskhub suite runs it as its peer.</summary>
+    internal static DurableTaskRegistry Registry() => new DurableTaskRegistry()
         .AddActivity<string, string>("Hello", name => $"Hello {name}!")
         .AddActivity<int, int>("Inc", x => x + 1)
         .AddOrchestrator("HelloSequence5", async ctx =>

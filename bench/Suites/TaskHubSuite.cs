@@ -124,23 +124,7 @@ internal sealed class TaskHubSuite : IBenchSuite
             MinPollingInterval = TimeSpan.FromMilliseconds(5),
             MaxPollingInterval = TimeSpan.FromMilliseconds(100),
         };
-        var registry = new DurableTaskRegistry()
-            .AddActivity<string, string>("Hello", name => $"Hello {name}!")
-            .AddActivity<int, int>("Inc", x => x + 1)
-            .AddOrchestrator("HelloSequence5", async ctx =>
-            {
-                var results = new string[5];
-                for (var i = 0; i < 5; i++) results[i] = await ctx.CallActivityAsync<string>("Hello", "city" + i);
-                return results;
-            })
-            .AddOrchestrator<int, long>("FanOut", async (ctx, n) =>
-            {
-                var tasks = new Task<int>[n];
-                for (var i = 0; i < n; i++) tasks[i] = ctx.CallActivityAsync<int>("Inc", i);
-                long sum = 0;
-                foreach (var r in await Task.WhenAll(tasks)) sum += r;
-                return sum;
-            });
+        var registry = DurableSuite.Registry();
         try
         {
             await using var host = await DurableTaskHost.StartAsync(options, registry);
