@@ -173,7 +173,7 @@ public sealed class AzureKeyVaultClient : IKeyVault
             using var response = await SendAsync(RequestMethod.Post, ["keys", wrapped.KeyId.Name, wrapped.KeyId.Version, "unwrapkey"], body, cancellationToken);
             return ParseKidAndValue(response).Value;
         }
-        catch (KeyVaultException e) when (e.Message.Contains("(400", StringComparison.Ordinal))
+        catch (KeyVaultException e) when (e.Status == 400)
         {
             throw new CryptographicException($"Key Vault could not unwrap with '{wrapped.KeyId}': {e.Message}", e);
         }
@@ -211,7 +211,7 @@ public sealed class AzureKeyVaultClient : IKeyVault
             return doc.RootElement.TryGetProperty("value", out var value) && value.ValueKind == JsonValueKind.True;
         }
         catch (KeyNotFoundException) { return false; }
-        catch (KeyVaultException e) when (e.Message.Contains("(400", StringComparison.Ordinal) || e.Message.Contains("(403", StringComparison.Ordinal)) { return false; }
+        catch (KeyVaultException e) when (e.Status is 400 or 403) { return false; }
     }
 
     public async Task<byte[]> GetPublicKeyAsync(KeyId id, CancellationToken cancellationToken = default)
@@ -296,7 +296,7 @@ public sealed class AzureKeyVaultClient : IKeyVault
             catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { }
             var text = $"Key Vault {method} {request.Uri.Path} failed ({response.Status}) {detail}".TrimEnd();
             if (response.Status == 404) throw new KeyNotFoundException(text);
-            throw new KeyVaultException(text);
+            throw new KeyVaultException(text, status: response.Status);
         }
     }
 

@@ -81,7 +81,11 @@ public sealed record WrappedKey(KeyId KeyId, string Algorithm, byte[] Ciphertext
 public sealed record KeySignature(KeyId KeyId, string Algorithm, byte[] Value);
 
 /// <summary>A key vault operation failed for a reason other than a missing key or a bad ciphertext.</summary>
-public sealed class KeyVaultException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class KeyVaultException(string message, Exception? inner = null, int? status = null) : Exception(message, inner)
+{
+    /// <summary>The HTTP status the vault answered with, when the refusal came from a REST call; callers branch on it, never on the message.</summary>
+    public int? Status { get; } = status;
+}
 
 /// <summary>Algorithm names as JOSE (RFC 7518) and Azure Key Vault spell them.</summary>
 public static class KeyAlgorithms
