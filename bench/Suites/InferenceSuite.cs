@@ -109,6 +109,15 @@ internal sealed class InferenceSuite : IBenchSuite
         var aurocDecrypted = Metrics.Auroc(scores.AsSpan(0, test.Count), test.Labels);
         Console.WriteLine($"decrypt: {decryptMs:F0} ms, result blob {resultBlob.Length / 1e3:F0} KB; max |decrypted - plaintext| = {maxError:E2}; AUROC decrypted {aurocDecrypted:F4}");
 
+        // Flooding margin (docs/decisions XXXX-result-flooding-budget): the circuit's noise difference δ
+        // between two encryptions of the same records, unflooded, at this plan's parameters: the E of the
+        // flooding lemma. flood_margin_bits = b − log2 max|δ|, flood_lemma_bits = b − log2(N·max|δ|)
+        // (negative: the lemma proves nothing). Costs one more encryption and evaluation.
+        var (floodBits, noiseMax) = FloodingMargin(he, keys, serverBatch, records);
+        var floodMargin = floodBits - Math.Log2(noiseMax);
+        var floodLemma = floodBits - Math.Log2(plan.Context.N * noiseMax);
+        Console.WriteLine($"flooding: b = {floodBits}, circuit noise difference max |δ| = {noiseMax:F0} (2^{Math.Log2(noiseMax):F1}); margin 2^{floodMargin:F1}, flooding lemma {floodLemma:F1} statistical bits");
+
         var plainMicros = Measure.MedianMicroseconds(() => he.PredictPlain(records), quick ? 5 : 20);
         var plainRate = slots / (plainMicros / 1e6);
 
@@ -117,6 +126,9 @@ internal sealed class InferenceSuite : IBenchSuite
             ("enc_records_per_s", slots / (latency / 1000)),
             ("batch_latency_ms", latency),
             ("flood_ms", floodMs),
+            ("flood_bits", floodBits),
+            ("flood_margin_bits", floodMargin),
+            ("flood_lemma_bits", floodLemma),
             ("batch_cpu_ms", cpuMs),
             ("enc_records_per_cpu_s", slots / (cpuMs / 1000)),
             ("plain_records_per_s", plainRate),
@@ -134,5 +146,29 @@ internal sealed class InferenceSuite : IBenchSuite
             ("slots", slots),
         ]));
         return Task.FromResult(0);
+    }
+
+    /// <summary>The production flooding bits and max |δ| over the coefficients (limb q_0) of two unflooded evaluations of equal-score groups.</summary>
+    private static (int Bits, double NoiseMax) FloodingMargin(HeModel he, PartnerKeys keys, EncryptedBatch batch, SequenceDataset records)
+    {
+        var ctx = he.Plan.Context;
+        var evaluator = new Serverless.Privacy.Ckks.Evaluator(ctx, keys.EvaluationKeys.RelinearizationKey);
+        Serverless.Privacy.Ckks.Ciphertext Run(EncryptedBatch b) =>
+            new HeCircuit(he.Weights, evaluator, Environment.ProcessorCount, CancellationToken.None).Run(b.Groups[0].Inputs);
+        var x = Run(batch);
+        var y = Run(BatchEncryptor.Encrypt(records, keys));
+        var decryptor = new Serverless.Privacy.Ckks.Decryptor(ctx, keys.SecretKey);
+        var a = decryptor.Decrypt(x).Limb(0).ToArray();
+        var c = decryptor.Decrypt(y).Limb(0).ToArray();
+        ctx.Ntt[0].Inverse(a);
+        ctx.Ntt[0].Inverse(c);
+        var q = ctx.Moduli[0].Value;
+        var max = 0.0;
+        for (var i = 0; i < a.Length; i++)
+        {
+            var d = (a[i] + q - c[i]) % q;
+            max = Math.Max(max, d > q / 2 ? q - d : d);
+        }
+        return (EncryptedEvaluator.FloodingBits(x.Scale), Math.Max(max, 1));
     }
 }

@@ -68,14 +68,19 @@ public sealed class EncryptedEvaluator
     }
 
     /// <summary>
-    /// Flooding bits for a result at <paramref name="scale"/>: log2(scale) − 20, the budget that keeps
-    /// the scores within the 1e-3 the inference tests allow. Slot error σ ≈ 2^b·sqrt(N/3)/scale
-    /// = 2^-20·sqrt(N/3): 3.5e-5 on the logit at N = 4096, 7e-5 at N = 16384, and the sigmoid's slope is
-    /// at most 1/4. This is practical flooding, not the flooding lemma's λ_s = 40 statistical bits
-    /// (that needs b ≥ log2(N·E) + 40 over the evaluation noise E, about 2^60 here, which the 1e-3
-    /// budget cannot pay at these scales): docs/inference.md states the gap.
+    /// Flooding bits for a result at <paramref name="scale"/>: log2(scale) − 17, the most the inference
+    /// tests' 1e-3 allows with room (docs/decisions XXXX-result-flooding-budget). Slot error
+    /// σ ≈ 2^b·sqrt(N/3)/scale = 2^-17·sqrt(N/3) on the logit, 5.6e-4 at N = 16384, and the sigmoid's
+    /// slope is at most 1/4: σ ≈ 1.4e-4 on the score, about 6e-4 at the maximum over 8192 slots. It
+    /// exceeds the circuit's own noise (the noise difference of two equal-score results, 2^14.5 at
+    /// N = 16384, 2^10 at the tests' N = 4096) by 2^6.5–2^7. It is not the flooding lemma's λ_s = 40
+    /// statistical bits: that needs b ≥ log2(N·E) + 40 ≈ 65, and the lemma proves nothing here
+    /// (N·E > 2^b): the decision record gives the numbers.
     /// </summary>
-    internal static int FloodingBits(double scale) => Math.Clamp((int)Math.Floor(Math.Log2(scale)) - 20, 1, 60);
+    /// <summary>Bits of the result scale kept clear of flooding: 17 leaves about 2^-17 of precision per slot before the factor sqrt(N/3).</summary>
+    internal const int BudgetBitsBelowScale = 17;
+
+    internal static int FloodingBits(double scale) => Math.Clamp((int)Math.Floor(Math.Log2(scale)) - BudgetBitsBelowScale, 1, 60);
 
     /// <summary>One-call form: <c>new EncryptedEvaluator(model, keys).Evaluate(batch)</c>.</summary>
     public static EncryptedResult Evaluate(HeModel model, EncryptedBatch batch, EvaluationKeys keys) =>

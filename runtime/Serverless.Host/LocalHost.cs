@@ -282,7 +282,8 @@ internal sealed record HostJson(string HttpRoutePrefix, QueueOptions Queues)
             }
             return new HostJson(prefix.Trim('/'), queues);
         }
-        catch (JsonException e)
+        // InvalidOperationException: JsonElement's answer to a value of the wrong kind or a string with a lone surrogate (found by fuzzing).
+        catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
             throw new HostStartException($"host.json: {e.Message}");
         }

@@ -38,14 +38,16 @@ public sealed class FederationFuzzTests(ITestOutputHelper output)
             UpdateFrame.EncodeSparse(sparse),
             UpdateFrame.EncodeRing(64, 20, new byte[RingCodec.PackedLength(64, 20)]),
         ];
-        // Allocation bound not asserted here: main's decoder allocates the sparse index array from the
-        // declared count before checking it against the input (1 GiB from a 29-byte frame), which is
-        // fixed on branch active-server (issue 20, commit "UpdateFrame: a 29-byte frame no longer
-        // allocates 1 GiB"). The max seen is still printed. maxLength is a model-sized 2^20 here so
-        // that bug costs 4 MiB per hit, not 1 GiB, on a shared machine.
-        var spec = new LoaderSpec("update frame", [typeof(FrameFormatException)], 4, 1 << 20, CheckAllocation: false);
+        // 8 × input + 64 KiB: the body is copied once into its decoded arrays (sparse indices and values,
+        // quantized payload, ring bytes: ≤ 1 ×, the sparse count bounded by the input at 5 bytes an entry
+        // before its arrays are allocated, issue 20), plus the checksum's hash state. DecodeToDense with the
+        // model's parameter count is fuzzed as well: its dense array is the caller's stated size, checked first.
+        var spec = new LoaderSpec("update frame", [typeof(FrameFormatException)], 8, 64 << 10);
         var report = Fuzzer.Run(spec, samples, b => UpdateFrame.Decode(b, maxLength: 1 << 20), output, reseal: Reseal);
         Assert.True(report.Inputs >= Fuzzer.Iterations);
+        var dense = Fuzzer.Run(spec with { Name = "update frame to dense (64 parameters)" }, samples.Take(3).ToArray(),
+            b => UpdateFrame.DecodeToDense(b, 64), output, reseal: Reseal);
+        Assert.True(dense.Inputs >= Fuzzer.Iterations);
     }
 
     private static byte[] Bytes(int n, byte fill) => Enumerable.Repeat(fill, n).Select((b, i) => (byte)(b + i)).ToArray();
