@@ -243,6 +243,30 @@ public sealed class MicroBatchScorer : IDisposable
             ScoreChunk(batch.Slice(start, Math.Min(_o.MaxBatch, batch.Length - start)), start, output);
     }
 
+    /// <summary>
+    /// Runs every input shape the scorer will use once (each padded batch size, each explanation chunk) on
+    /// placeholder windows, without touching the history: ONNX Runtime plans memory on a shape's first run,
+    /// which otherwise lands on the first real batches of that size as a latency spike.
+    /// </summary>
+    public void WarmUp()
+    {
+        for (var size = Granularity; size <= RoundUp(_o.MaxBatch); size += Granularity)
+        {
+            var d = Dataset(size);
+            _champion.Predict(d, _championScores);
+            _challenger?.Predict(d, _challengerScores);
+        }
+        var stride = _k * EventFeatures.Count;
+        var windows = new float[16 * stride];
+        var masks = new float[16 * _k];
+        for (var w = 0; w < 16; w++) masks[w * _k] = 1;
+        for (var n = 1; n <= 16; n *= 2)
+        {
+            _championExplainer.Explain(windows.AsSpan(0, n * stride), masks.AsSpan(0, n * _k), n);
+            _challengerExplainer?.Explain(windows.AsSpan(0, n * stride), masks.AsSpan(0, n * _k), n);
+        }
+    }
+
     /// <summary>Makes the history and the claimed transaction ids durable; call once the batch's alerts are delivered, before acknowledging its messages.</summary>
     public void Commit() => _store.Commit();
 
