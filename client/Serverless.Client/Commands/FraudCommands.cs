@@ -148,7 +148,7 @@ internal static class FraudCommands
                 {
                     if (channel.Reader.TryRead(out var item)) { batch.Add(item.Event); stamps.Add(item.Stamp); continue; }
                     if (Stopwatch.GetTimestamp() - stamps[0] >= maxWait) break;
-                    Thread.Sleep(0);
+                    Thread.Sleep(1); // not a spin: on two shared cores it would take the producer's time
                 }
                 scorer.Score(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batch), output);
                 alerts.AddRange(output.Alerts);
