@@ -20,7 +20,8 @@ namespace Serverless.Bench.Suites;
 /// explanations of the alerts) on ONNX Runtime and on the C# forward pass, one thread each, same events;
 /// and enqueue-to-alert latency through the embedded SQLite queue at a fixed offered load.
 /// Options: <c>--rate N</c> (offered events/s, default 5000), <c>--seconds S</c>, <c>--per-message N</c>
-/// (transactions per queue message, default 1), <c>--batch N</c> (most events the consumer gathers into one micro-batch, default 512).
+/// (transactions per queue message, default 1), <c>--batch N</c> (most events the consumer gathers into one micro-batch, default 512),
+/// <c>--max-wait-ms N</c> (longest an event waits for its micro-batch to fill when the queue is empty, default 2).
 /// </summary>
 internal sealed class FraudSuite : IBenchSuite
 {
@@ -34,6 +35,7 @@ internal sealed class FraudSuite : IBenchSuite
         var seconds = IntOption(options.Args, "--seconds", quick ? 4 : 15);
         var perMessage = IntOption(options.Args, "--per-message", 1);
         var gather = IntOption(options.Args, "--batch", 512);
+        var maxWaitMs = IntOption(options.Args, "--max-wait-ms", 2);
         var total = Stopwatch.StartNew();
 
         // ---- data and training ----
@@ -77,28 +79,43 @@ internal sealed class FraudSuite : IBenchSuite
         var legit = seqScores.Where((_, i) => test.Data.Labels[i] == 0).Order().ToArray();
         var threshold = Math.Clamp(legit[(int)Math.Ceiling(0.99 * legit.Length) - 1], 1e-6f, 1f);
 
-        // ---- throughput: the whole scorer, ONNX Runtime vs C#, same events, one thread each ----
+        // ---- throughput: the whole scorer, ONNX Runtime vs C#, same events ----
+        // Events arrive tokenized (the gateway tokenizes before anything is enqueued, as the product does), so
+        // the scorer's loop is intake, history, window, forward pass, threshold and the alerts' explanations.
         const int batch = 512;
-        var replay = events.Take(quick ? 20_000 : 100_000).ToList();
+        var replay = events.Take(quick ? 20_000 : 100_000).Select(tokenizer.Tokenize).ToArray();
         // Events per wall second; cpuRate = events per CPU-second of the scoring thread (ONNX Runtime with one
         // intra-op thread computes on the caller's thread), which preemption on a shared machine does not hide.
+        ScorerTimings? ortTimings = null;
+        double bytesPerEvent = 0;
         double Throughput(ScoringRuntime runtime, out int alerts, out double cpuRate, double? at = null)
         {
             var o = new ScorerOptions { Champion = sequence, Threshold = at ?? threshold, Runtime = runtime, MaxBatch = batch };
-            using var warm = new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K));
-            foreach (var chunk in replay.Take(4 * batch).Chunk(batch)) warm.Score(chunk);
-            using var scorer = new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K));
+            var output = new BatchOutput();
+            using (var warm = new MicroBatchScorer(o, new InMemoryCardHistoryStore(K)))
+                for (var i = 0; i < 4; i++) warm.Score(replay.AsSpan(i * batch, batch), output);
+            using var scorer = new MicroBatchScorer(o, new InMemoryCardHistoryStore(K));
+            scorer.WarmUp(); // its own session's shapes (the warm scorer above warmed the JIT)
             var count = 0;
             double wall = 0;
+            long allocated = 0;
             var cpuMicros = Measure.MedianThreadCpuMicroseconds(() =>
             {
                 var timer = Stopwatch.StartNew();
-                foreach (var chunk in replay.Chunk(batch)) count += scorer.Score(chunk).Alerts.Count;
+                var before = GC.GetAllocatedBytesForCurrentThread();
+                for (var i = 0; i < replay.Length; i += batch)
+                {
+                    scorer.Score(replay.AsSpan(i, Math.Min(batch, replay.Length - i)), output);
+                    scorer.Commit();
+                    count += output.Alerts.Count;
+                }
+                allocated = GC.GetAllocatedBytesForCurrentThread() - before;
                 wall = timer.Elapsed.TotalSeconds;
             }, iterations: 1, warmup: 0);
+            if (runtime == ScoringRuntime.OnnxRuntime && at is null) { ortTimings = scorer.Timings; bytesPerEvent = allocated / (double)replay.Length; }
             alerts = count;
-            cpuRate = replay.Count / (cpuMicros / 1e6);
-            return replay.Count / wall;
+            cpuRate = replay.Length / (cpuMicros / 1e6);
+            return replay.Length / wall;
         }
         // Interleaved repeats, median of each: on a shared machine one slow pass says little.
         var repeats = quick ? 3 : 5;
@@ -117,28 +134,48 @@ internal sealed class FraudSuite : IBenchSuite
         var ortRate = Measure.Median(ortRuns);
         var csRate = Measure.Median(csRuns);
         Console.WriteLine($"scorer without alerts (threshold 1, no explanations): ONNX Runtime {Measure.Median(noAlertRuns):F0} events/s (median of {repeats})");
-        Console.WriteLine($"scorer, {replay.Count} events in micro-batches of {batch}, threshold {threshold:G4} ({ortAlerts} alerts explained): ONNX Runtime {ortRate:F0} events/s, C# {csRate:F0} events/s (medians of {repeats}: ORT {string.Join(" ", ortRuns.Select(x => x.ToString("F0")))}; C# {string.Join(" ", csRuns.Select(x => x.ToString("F0")))})");
+        Console.WriteLine($"scorer, one thread, {replay.Length} tokenized events in micro-batches of {batch}, threshold {threshold:G4} ({ortAlerts} alerts explained): ONNX Runtime {ortRate:F0} events/s, C# {csRate:F0} events/s (medians of {repeats}: ORT {string.Join(" ", ortRuns.Select(x => x.ToString("F0")))}; C# {string.Join(" ", csRuns.Select(x => x.ToString("F0")))})");
         Console.WriteLine($"same, per CPU-second of the scoring thread: ONNX Runtime {Measure.Median(ortCpu):F0}, C# {Measure.Median(csCpu):F0} events/s");
+        Console.WriteLine($"where the ONNX Runtime scorer's time went (last run): {ortTimings}; {bytesPerEvent:F1} bytes allocated per event (alerts and their explanations included)");
 
         // Two partitions on two threads (cards split by token, as Event Hubs partitions by key): each thread
-        // its own scorer and history store, like one function instance per partition.
-        var parts = new[] { new List<Transaction>(), new List<Transaction>() };
-        foreach (var t in replay) parts[(int)(tokenizer.Tokenize(t.CardNumber).Value & 1)].Add(t);
-        var twoRuns = new double[repeats];
+        // its own scorer and history store, like one function instance per partition. This is the 2-core figure.
+        var parts = new[] { new List<CardEvent>(), new List<CardEvent>() };
+        foreach (var t in replay) parts[(int)(t.Card.Value & 1)].Add(t);
+        var partArrays = parts.Select(p => p.ToArray()).ToArray();
+        double TwoPartitions(ScoringRuntime runtime)
+        {
+            var o = new ScorerOptions { Champion = sequence, Threshold = threshold, Runtime = runtime, MaxBatch = batch };
+            using (var warm = new MicroBatchScorer(o, new InMemoryCardHistoryStore(K)))
+                for (var i = 0; i < 2; i++) warm.Score(replay.AsSpan(i * batch, batch), new BatchOutput());
+            var scorers = partArrays.Select(_ => new MicroBatchScorer(o, new InMemoryCardHistoryStore(K))).ToArray();
+            foreach (var sc in scorers) sc.WarmUp();
+            using var ready = new Barrier(3);
+            var threads = Enumerable.Range(0, 2).Select(i => new Thread(() =>
+            {
+                var output = new BatchOutput();
+                var mine = partArrays[i];
+                ready.SignalAndWait();
+                for (var j = 0; j < mine.Length; j += batch) { scorers[i].Score(mine.AsSpan(j, Math.Min(batch, mine.Length - j)), output); scorers[i].Commit(); }
+            })).ToArray();
+            foreach (var th in threads) th.Start();
+            ready.SignalAndWait();
+            var timer = Stopwatch.StartNew();
+            foreach (var th in threads) th.Join();
+            var rate = replay.Length / timer.Elapsed.TotalSeconds;
+            foreach (var sc in scorers) sc.Dispose();
+            return rate;
+        }
+        var twoOrt = new double[repeats];
+        var twoCs = new double[repeats];
         for (var r = 0; r < repeats; r++)
         {
-            var o = new ScorerOptions { Champion = sequence, Threshold = threshold, Runtime = ScoringRuntime.OnnxRuntime, MaxBatch = batch };
-            var scorers = parts.Select(_ => new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K))).ToArray();
-            foreach (var sc in scorers) sc.Score(replay.Take(batch).ToList()); // warm-up (these cards' histories are reset below)
-            for (var i = 0; i < scorers.Length; i++) { scorers[i].Dispose(); scorers[i] = new MicroBatchScorer(o, tokenizer, new InMemoryCardHistoryStore(K)); }
-            var timer = Stopwatch.StartNew();
-            var threads = Enumerable.Range(0, 2).Select(i => new Thread(() => { foreach (var chunk in parts[i].Chunk(batch)) scorers[i].Score(chunk); })).ToArray();
-            foreach (var th in threads) th.Start();
-            foreach (var th in threads) th.Join();
-            twoRuns[r] = replay.Count / timer.Elapsed.TotalSeconds;
-            foreach (var sc in scorers) sc.Dispose();
+            twoOrt[r] = TwoPartitions(ScoringRuntime.OnnxRuntime);
+            twoCs[r] = TwoPartitions(ScoringRuntime.CSharp);
         }
-        Console.WriteLine($"scorer, ONNX Runtime, 2 partitions on 2 threads: {Measure.Median(twoRuns):F0} events/s (median of {repeats}: {string.Join(" ", twoRuns.Select(x => x.ToString("F0")))})");
+        var scoredRate = Measure.Median(twoOrt);
+        var csTwoRate = Measure.Median(twoCs);
+        Console.WriteLine($"scorer, 2 partitions on 2 threads (the 2-core figure): ONNX Runtime {scoredRate:F0} events/s, C# {csTwoRate:F0} events/s (medians of {repeats}: ORT {string.Join(" ", twoOrt.Select(x => x.ToString("F0")))}; C# {string.Join(" ", twoCs.Select(x => x.ToString("F0")))})");
 
         // Forward pass alone on prebuilt windows, for reference.
         var windows = test.Data.Count >= 4096 ? test.Data.Subset(Enumerable.Range(0, 4096).ToArray()) : test.Data;
@@ -152,14 +189,14 @@ internal sealed class FraudSuite : IBenchSuite
         }
 
         // ---- end to end through the embedded queue ----
-        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog) = await EndToEnd(events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather);
-        Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, micro-batches of up to {gather}, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
+        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog, meanBatch) = await EndToEnd(events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
+        Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, micro-batches of up to {gather} (max wait {maxWaitMs} ms, mean {meanBatch:F1} events), SQLite card history, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
         Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Trim()}");
 
         Console.WriteLine(Measure.Result(Name,
         [
-            ("scored_events_per_s", ortRate),
-            ("csharp_events_per_s", csRate),
+            ("scored_events_per_s", scoredRate),
+            ("csharp_events_per_s", csTwoRate),
             ("offered_events_per_s", offered),
             ("e2e_p50_ms", p50),
             ("e2e_p99_ms", p99),
@@ -170,22 +207,29 @@ internal sealed class FraudSuite : IBenchSuite
         return 0;
     }
 
-    private sealed record QueuedEvent(long EnqueuedTicks, Transaction[] Transactions);
+    /// <summary>One queue message: tokenized events only (the gateway tokenized them), stamped with the enqueue time.</summary>
+    private sealed record QueuedEvent(long EnqueuedTicks, CardEvent[] Events);
 
     /// <summary>
-    /// A producer puts transactions on the embedded queue at the offered rate (each message stamped with its
-    /// enqueue time); one consumer receives up to 32 messages at a time (the Azure limit) until the queue is
-    /// empty or <c>--batch</c> events (default 512) are gathered, scores them as one micro-batch, puts the alerts on the alerts queue,
-    /// then deletes the messages. The latency of an event runs from its enqueue to the end of its batch (its
-    /// alert, if any, is on the alerts queue by then).
+    /// A producer tokenizes each transaction (keyed HMAC, the library's tokenizer) and puts the tokenized event
+    /// on the embedded queue at the offered rate, stamped with its enqueue time: no card number is ever
+    /// enqueued or stored. One consumer micro-batches adaptively: it receives up to 32 messages at a time (the
+    /// Azure limit) until <c>--batch</c> events (default 512) are gathered, or the queue is empty and the first
+    /// event has waited <c>--max-wait-ms</c> (default 2); so the batch grows with the backlog and stays small at
+    /// low load. It scores the batch (history in a SQLite card-history store), puts the alerts on the alerts
+    /// queue, commits the history and the claimed transaction ids, then deletes the messages. An event's
+    /// latency runs from its enqueue to the end of its batch (its alert, if any, is on the alerts queue by then).
     /// </summary>
-    private static async Task<(double P50, double P99, double Offered, int Events, int Alerts, long Backlog)> EndToEnd(
-        IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage, int gather)
+    private static async Task<(double P50, double P99, double Offered, int Events, int Alerts, long Backlog, double MeanBatch)> EndToEnd(
+        IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage, int gather, int maxWaitMs)
     {
         var dir = Directory.CreateTempSubdirectory("bench-fraud-").FullName;
         try
         {
             using var queue = new SqliteQueueStore(Path.Combine(dir, "queues.db"));
+            // The producer (the bank's gateway) is another process in production: its own connection to the file.
+            var gateway = queue; // one connection: a second one contends for the write lock, whose busy handler sleeps
+            using var history = new SqliteCardHistoryStore(Path.Combine(dir, "fraud-state.db"), K);
             await queue.CreateQueueAsync("transactions");
             await queue.CreateQueueAsync("fraud-alerts");
             var count = Math.Min(events.Count, rate * seconds);
@@ -193,47 +237,60 @@ internal sealed class FraudSuite : IBenchSuite
             using var scorer = new MicroBatchScorer(new ScorerOptions
             {
                 Champion = champion, Challenger = challenger, ChallengerFraction = 0.1, Threshold = threshold, Runtime = ScoringRuntime.OnnxRuntime,
-            }, tokenizer, new InMemoryCardHistoryStore(K));
-            using var done = new CancellationTokenSource();
+            }, history);
+            scorer.WarmUp(); // a function instance does this at start, before it takes messages
             var alerts = 0;
             var consumed = 0;
+            var batches = 0;
+            var maxWait = maxWaitMs * Stopwatch.Frequency / 1000;
 
             var consumer = Task.Run(async () =>
             {
                 var pending = new List<QueueMessage>();
-                var txs = new List<Transaction>();
+                var txs = new List<CardEvent>();
                 var stamps = new List<long>();
+                var output = new BatchOutput();
+                var deleting = Task.CompletedTask;
                 while (consumed < count)
                 {
                     pending.Clear(); txs.Clear(); stamps.Clear();
                     while (txs.Count < gather)
                     {
                         var got = await queue.GetAsync("transactions", 32, TimeSpan.FromSeconds(60));
-                        if (got.Count == 0) break;
                         foreach (var m in got)
                         {
                             var q = JsonSerializer.Deserialize<QueuedEvent>(m.Body.Span)!;
                             pending.Add(m);
-                            foreach (var t in q.Transactions) { txs.Add(t); stamps.Add(q.EnqueuedTicks); }
+                            foreach (var t in q.Events) { txs.Add(t); stamps.Add(q.EnqueuedTicks); }
                         }
+                        if (got.Count == 32) continue;
+                        if (txs.Count == 0 || Stopwatch.GetTimestamp() - stamps[0] >= maxWait) break;
+                        await Task.Delay(1);
                     }
                     if (txs.Count == 0) { await Task.Delay(1); continue; }
-                    var result = scorer.Score(txs);
-                    foreach (var a in result.Alerts)
+                    scorer.Score(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(txs), output);
+                    foreach (var a in output.Alerts)
                         await queue.PutAsync("fraud-alerts", JsonSerializer.SerializeToUtf8Bytes(new
                         {
-                            card = a.Card.ToString(), a.TimestampMs, a.Score, a.ModelVersion, a.OtherVersion, a.OtherScore,
+                            a.TransactionId, card = a.Card, a.TimestampMs, a.Score, a.ModelVersion, a.OtherVersion, a.OtherScore,
                             top = a.Explanation.Top(5), steps = a.Explanation.Steps,
                         }));
+                    scorer.Commit(); // after the alerts are out, before the messages are acknowledged
                     var now = Stopwatch.GetTimestamp();
-                    foreach (var s in stamps) latencies.Add((now - s) * 1000.0 / Stopwatch.Frequency);
-                    foreach (var m in pending) await queue.DeleteAsync("transactions", m.Id, m.PopReceipt);
-                    alerts += result.Alerts.Count;
+                    foreach (var st in stamps) latencies.Add((now - st) * 1000.0 / Stopwatch.Frequency);
+                    // Acknowledge in the background while the next batch is received and scored (the queue
+                    // serializes its statements; the overlap is with the scoring's CPU time).
+                    await deleting;
+                    var acks = pending.ToArray();
+                    deleting = Task.Run(async () => { foreach (var m in acks) await queue.DeleteAsync("transactions", m.Id, m.PopReceipt); });
+                    alerts += output.Alerts.Count;
                     consumed += txs.Count;
+                    batches++;
                 }
+                await deleting;
             });
 
-            // Producer: paced by the clock, never ahead of the offered rate.
+            // Producer: paced by the clock, never ahead of the offered rate; tokenizes before it enqueues.
             var start = Stopwatch.GetTimestamp();
             var sent = 0;
             while (sent < count)
@@ -243,9 +300,9 @@ internal sealed class FraudSuite : IBenchSuite
                 while (sent < Math.Min(due, count))
                 {
                     var n = Math.Min(perMessage, count - sent);
-                    var chunk = new Transaction[n];
-                    for (var i = 0; i < n; i++) chunk[i] = events[sent + i];
-                    await queue.PutAsync("transactions", JsonSerializer.SerializeToUtf8Bytes(new QueuedEvent(Stopwatch.GetTimestamp(), chunk)));
+                    var chunk = new CardEvent[n];
+                    for (var i = 0; i < n; i++) chunk[i] = tokenizer.Tokenize(events[sent + i]);
+                    await gateway.PutAsync("transactions", JsonSerializer.SerializeToUtf8Bytes(new QueuedEvent(Stopwatch.GetTimestamp(), chunk)));
                     sent += n;
                 }
             }
@@ -253,7 +310,9 @@ internal sealed class FraudSuite : IBenchSuite
             var backlog = await queue.GetApproximateCountAsync("transactions");
             await consumer.WaitAsync(TimeSpan.FromMinutes(5));
             var arr = latencies.ToArray();
-            return (Measure.Percentile(arr, 0.5), Measure.Percentile(arr, 0.99), offered, consumed, alerts, backlog);
+            var late = arr.Skip(arr.Length / 4).ToArray();
+            Console.WriteLine($"  latency over the last three quarters of the events: p50 {Measure.Percentile(late, 0.5):F1} ms, p99 {Measure.Percentile(late, 0.99):F1} ms");
+            return (Measure.Percentile(arr, 0.5), Measure.Percentile(arr, 0.99), offered, consumed, alerts, backlog, consumed / (double)Math.Max(1, batches));
         }
         finally
         {

@@ -26,6 +26,7 @@ namespace Serverless.Client
             root.Subcommands.Add(Serverless.Client.Agent.AgentCommands.Create());
             root.Subcommands.Add(Serverless.Client.Simulation.SimulateCommand.Create());
             root.Subcommands.Add(Serverless.Client.Partner.PartnerCommands.Create());
+            root.Subcommands.Add(FraudCommands.Create());
             return root;
         }
 

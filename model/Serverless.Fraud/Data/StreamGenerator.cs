@@ -403,6 +403,7 @@ public static class StreamGenerator
             if (t >= _endMs + DayMs) return; // an episode may run a little past the end; not further
             _out.Add(new Transaction
             {
+                TransactionId = $"b{_bank}-{_out.Count:x}",
                 CardNumber = card.Number,
                 Bank = _bank,
                 TimestampMs = t,

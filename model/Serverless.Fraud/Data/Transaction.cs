@@ -46,6 +46,9 @@ public enum FraudPattern
 /// </summary>
 public sealed record Transaction
 {
+    /// <summary>The bank's id of this transaction (unique per bank; the scorer de-duplicates on it). Never a card number.</summary>
+    public required string TransactionId { get; init; }
+
     public required string CardNumber { get; init; }
     public required int Bank { get; init; }
 
@@ -87,5 +90,5 @@ public sealed record Transaction
 
     /// <summary>Everything but the card number.</summary>
     public override string ToString() =>
-        $"Transaction {{ Bank = {Bank}, TimestampMs = {TimestampMs}, Amount = {Amount}, Kind = {Kind}, Category = {Category}, IsFraud = {IsFraud}, Pattern = {Pattern} }}";
+        $"Transaction {{ TransactionId = {TransactionId}, Bank = {Bank}, TimestampMs = {TimestampMs}, Amount = {Amount}, Kind = {Kind}, Category = {Category}, IsFraud = {IsFraud}, Pattern = {Pattern} }}";
 }

@@ -25,7 +25,7 @@ public static class EventFeatures
     ];
 
     /// <summary>Writes the event part of <paramref name="t"/>; <paramref name="previousTimestampMs"/> is the card's previous event, if any.</summary>
-    public static void EncodeEvent(Transaction t, long? previousTimestampMs, Span<float> destination)
+    public static void EncodeEvent(CardEvent t, long? previousTimestampMs, Span<float> destination)
     {
         if (destination.Length < EventCount) throw new ArgumentException($"destination needs {EventCount} entries", nameof(destination));
         var gap = previousTimestampMs is { } p ? Math.Max(0, (t.TimestampMs - p) / 1000.0) : NoHistoryGapSeconds;
@@ -46,7 +46,7 @@ public static class EventFeatures
         destination[18] = t.Amount >= 10 && t.Amount % 10 == 0 ? 1 : 0;
     }
 
-    public static void EncodeStatic(Transaction t, Span<float> destination)
+    public static void EncodeStatic(CardEvent t, Span<float> destination)
     {
         if (destination.Length < StaticCount) throw new ArgumentException($"destination needs {StaticCount} entries", nameof(destination));
         destination[0] = (float)((Math.Log(1 + Math.Max(0, t.CardAgeDays)) - 4.5) / 1.2);

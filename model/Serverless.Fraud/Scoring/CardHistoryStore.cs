@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Serverless.Fraud.Data;
 using Serverless.Fraud.Features;
 using Serverless.Fraud.Tokenization;
@@ -5,9 +6,10 @@ using Serverless.Fraud.Tokenization;
 namespace Serverless.Fraud.Scoring;
 
 /// <summary>
-/// Each card's last k encoded events, keyed by card token (never by card number). Implementations:
-/// <see cref="InMemoryCardHistoryStore"/>; a shared cache (Redis, Table storage) would implement the same
-/// two calls for a scaled-out scorer.
+/// The scorer's state, keyed by card token (never by card number): each card's last k encoded events, and
+/// the transaction ids already scored (intake idempotency). Implementations: <see cref="InMemoryCardHistoryStore"/>,
+/// <see cref="SqliteCardHistoryStore"/> (survives a restart); a shared cache would implement the same calls
+/// for a scaled-out scorer.
 /// </summary>
 public interface ICardHistoryStore
 {
@@ -24,65 +26,199 @@ public interface ICardHistoryStore
     /// </summary>
     int AppendAndCopy(CardToken card, long timestampMs, ReadOnlySpan<float> encodedEvent, Span<float> events);
 
+    /// <summary>
+    /// True the first time <paramref name="transactionId"/> is offered (it is then remembered), false when it
+    /// was seen before within the store's de-duplication window: a redelivered message is not scored twice.
+    /// </summary>
+    bool TryClaim(string transactionId);
+
+    /// <summary>
+    /// Makes every append and claim since the last commit durable, all at once (a crash before it loses
+    /// them all, so redelivered events are scored again against the committed history). No-op in memory.
+    /// </summary>
+    void Commit();
+
     /// <summary>Number of cards held.</summary>
     int Count { get; }
 }
 
-/// <summary>A ring buffer per card in one dictionary. Not thread-safe: one per scorer (per partition).</summary>
-public sealed class InMemoryCardHistoryStore : ICardHistoryStore
+/// <summary>
+/// The in-memory state both stores share: one slab of ring buffers (a slot per card), a dirty list for
+/// the durable store, and a bounded first-in-first-out set of claimed transaction ids. Appending never
+/// allocates once a card has a slot (the slab grows by doubling).
+/// </summary>
+internal sealed class CardStateTable
 {
-    private readonly Dictionary<CardToken, Ring> _cards = [];
+    private const int E = EventFeatures.EventCount;
+    private readonly Dictionary<CardToken, int> _slots = [];
+    private readonly HashSet<string> _seen = new(StringComparer.Ordinal);
+    private readonly Queue<string> _seenOrder = new();
+    private readonly List<int> _dirty = [];
+    private readonly List<string> _claimed = [];
+    private CardToken[] _tokens = new CardToken[256];
+    private float[] _values;
+    private long[] _lastMs = new long[256];
+    private int[] _next = new int[256], _length = new int[256];
+    private bool[] _isDirty = new bool[256];
+    // The card LastTimestampMs looked up, so the AppendAndCopy that follows needs no second lookup.
+    private CardToken _lastCard;
+    private int _lastSlot = -1;
 
-    public InMemoryCardHistoryStore(int capacity)
+    public CardStateTable(int capacity, int dedupeCapacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(capacity, 1024);
+        ArgumentOutOfRangeException.ThrowIfLessThan(dedupeCapacity, 1);
         Capacity = capacity;
+        DedupeCapacity = dedupeCapacity;
+        _values = new float[256 * capacity * E];
     }
 
     public int Capacity { get; }
-    public int Count => _cards.Count;
+    public int DedupeCapacity { get; }
+    public int Count => _slots.Count;
+    public IEnumerable<CardToken> Cards => _slots.Keys;
+    public int SeenCount => _seen.Count;
 
-    /// <summary>The tokens held (for tests and audits: there is nothing else to key by).</summary>
-    public IEnumerable<CardToken> Cards => _cards.Keys;
-
-    public long? LastTimestampMs(CardToken card) => _cards.TryGetValue(card, out var r) ? r.LastMs : null;
+    public long? LastTimestampMs(CardToken card)
+    {
+        if (!_slots.TryGetValue(card, out var slot)) { _lastSlot = -1; return null; }
+        _lastCard = card;
+        _lastSlot = slot;
+        return _lastMs[slot];
+    }
 
     public int AppendAndCopy(CardToken card, long timestampMs, ReadOnlySpan<float> encodedEvent, Span<float> events)
     {
-        const int e = EventFeatures.EventCount;
-        if (encodedEvent.Length != e) throw new ArgumentException($"an encoded event has {e} entries", nameof(encodedEvent));
-        if (events.Length < Capacity * e) throw new ArgumentException($"window needs {Capacity * e} entries", nameof(events));
-        if (!_cards.TryGetValue(card, out var ring)) _cards[card] = ring = new Ring(Capacity);
-        encodedEvent.CopyTo(ring.Values.AsSpan(ring.Next * e, e));
-        ring.Next = (ring.Next + 1) % Capacity;
-        ring.Length = Math.Min(Capacity, ring.Length + 1);
-        ring.LastMs = timestampMs;
-        var start = (ring.Next - ring.Length + Capacity) % Capacity;
-        for (var i = 0; i < ring.Length; i++)
-            ring.Values.AsSpan((start + i) % Capacity * e, e).CopyTo(events.Slice(i * e, e));
-        return ring.Length;
+        if (encodedEvent.Length != E) throw new ArgumentException($"an encoded event has {E} entries", nameof(encodedEvent));
+        if (events.Length < Capacity * E) throw new ArgumentException($"window needs {Capacity * E} entries", nameof(events));
+        var slot = _lastSlot >= 0 && _lastCard == card ? _lastSlot : SlotOf(card);
+        _lastSlot = -1;
+        var k = Capacity;
+        var ring = _values.AsSpan(slot * k * E, k * E);
+        encodedEvent.CopyTo(ring.Slice(_next[slot] * E, E));
+        _next[slot] = (_next[slot] + 1) % k;
+        var length = _length[slot] = Math.Min(k, _length[slot] + 1);
+        _lastMs[slot] = timestampMs;
+        MarkDirty(slot);
+        // Oldest first: the ring from its start to the end of the buffer, then from the buffer's start.
+        var start = (_next[slot] - length + k) % k;
+        var firstPart = Math.Min(length, k - start);
+        ring.Slice(start * E, firstPart * E).CopyTo(events);
+        if (firstPart < length) ring[..((length - firstPart) * E)].CopyTo(events[(firstPart * E)..]);
+        return length;
     }
 
-    private sealed class Ring(int capacity)
+    public bool TryClaim(string transactionId)
     {
-        public readonly float[] Values = new float[capacity * EventFeatures.EventCount];
-        public int Next;
-        public int Length;
-        public long LastMs;
+        if (!_seen.Add(transactionId)) return false;
+        _seenOrder.Enqueue(transactionId);
+        if (_seenOrder.Count > DedupeCapacity) _seen.Remove(_seenOrder.Dequeue());
+        _claimed.Add(transactionId);
+        return true;
+    }
+
+    /// <summary>Restores one card (from the durable store on open).</summary>
+    public void Load(CardToken card, long lastMs, int next, int length, ReadOnlySpan<float> ring)
+    {
+        if (length < 0 || length > Capacity || next < 0 || next >= Capacity || ring.Length != Capacity * E)
+            throw new InvalidDataException("stored card history has the wrong shape");
+        var slot = SlotOf(card);
+        ring.CopyTo(_values.AsSpan(slot * Capacity * E, Capacity * E));
+        _next[slot] = next;
+        _length[slot] = length;
+        _lastMs[slot] = lastMs;
+    }
+
+    /// <summary>Restores one claimed id, oldest first (from the durable store on open).</summary>
+    public void LoadClaim(string transactionId)
+    {
+        if (!_seen.Add(transactionId)) return;
+        _seenOrder.Enqueue(transactionId);
+        if (_seenOrder.Count > DedupeCapacity) _seen.Remove(_seenOrder.Dequeue());
+    }
+
+    /// <summary>The cards changed since the last <see cref="ClearChanges"/>: token, last timestamp, ring position, length and ring.</summary>
+    public IEnumerable<int> DirtySlots => _dirty;
+    public IReadOnlyList<string> Claimed => _claimed;
+    public CardToken TokenAt(int slot) => _tokens[slot];
+    public (long LastMs, int Next, int Length) StateAt(int slot) => (_lastMs[slot], _next[slot], _length[slot]);
+    public ReadOnlySpan<float> RingAt(int slot) => _values.AsSpan(slot * Capacity * E, Capacity * E);
+
+    public void ClearChanges()
+    {
+        foreach (var s in _dirty) _isDirty[s] = false;
+        _dirty.Clear();
+        _claimed.Clear();
+    }
+
+    private void MarkDirty(int slot)
+    {
+        if (_isDirty[slot]) return;
+        _isDirty[slot] = true;
+        _dirty.Add(slot);
+    }
+
+    private int SlotOf(CardToken card)
+    {
+        ref var slot = ref CollectionsMarshal.GetValueRefOrAddDefault(_slots, card, out var exists);
+        if (exists) return slot;
+        slot = _slots.Count - 1;
+        if (slot == _tokens.Length) Grow();
+        _tokens[slot] = card;
+        return slot;
+    }
+
+    private void Grow()
+    {
+        var n = _tokens.Length * 2;
+        Array.Resize(ref _tokens, n);
+        Array.Resize(ref _values, n * Capacity * E);
+        Array.Resize(ref _lastMs, n);
+        Array.Resize(ref _next, n);
+        Array.Resize(ref _length, n);
+        Array.Resize(ref _isDirty, n);
     }
 }
 
-/// <summary>Turns a transaction into the model's window [k, F] and mask [k], updating the card's history.</summary>
+/// <summary>Ring buffers per card and the claimed ids, in memory only (lost on restart). Not thread-safe: one per scorer (per partition).</summary>
+public sealed class InMemoryCardHistoryStore : ICardHistoryStore
+{
+    /// <summary>Transaction ids remembered by default: at 5,000 events/s, 200 s of traffic (beyond any queue's redelivery delay).</summary>
+    public const int DefaultDedupeCapacity = 1_000_000;
+
+    private readonly CardStateTable _table;
+
+    public InMemoryCardHistoryStore(int capacity, int dedupeCapacity = DefaultDedupeCapacity) => _table = new CardStateTable(capacity, dedupeCapacity);
+
+    public int Capacity => _table.Capacity;
+    public int Count => _table.Count;
+
+    /// <summary>The tokens held (for tests and audits: there is nothing else to key by).</summary>
+    public IEnumerable<CardToken> Cards => _table.Cards;
+
+    public long? LastTimestampMs(CardToken card) => _table.LastTimestampMs(card);
+
+    public int AppendAndCopy(CardToken card, long timestampMs, ReadOnlySpan<float> encodedEvent, Span<float> events) =>
+        _table.AppendAndCopy(card, timestampMs, encodedEvent, events);
+
+    public bool TryClaim(string transactionId) => _table.TryClaim(transactionId);
+
+    // Nothing to make durable; the change lists are dropped so they do not grow.
+    public void Commit() => _table.ClearChanges();
+}
+
+/// <summary>Turns an event into the model's window [k, F] and mask [k], updating the card's history.</summary>
 public static class WindowBuilder
 {
     /// <summary>
     /// Encodes <paramref name="t"/> against the card's history, appends it, and writes the window (real
     /// steps first, then zeros with mask 0) into <paramref name="window"/> [k, F] and <paramref name="mask"/> [k].
     /// </summary>
-    public static int Append(ICardHistoryStore store, CardToken card, Transaction t, Span<float> window, Span<float> mask, Span<float> scratch)
+    public static int Append(ICardHistoryStore store, CardEvent t, Span<float> window, Span<float> mask, Span<float> scratch)
     {
         ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(t);
         var k = store.Capacity;
         const int e = EventFeatures.EventCount;
         const int f = EventFeatures.Count;
@@ -91,23 +227,20 @@ public static class WindowBuilder
         var encoded = scratch[..e];
         var events = scratch.Slice(e, k * e);
         var statics = scratch.Slice(e + k * e, EventFeatures.StaticCount);
-        EventFeatures.EncodeEvent(t, store.LastTimestampMs(card), encoded);
+        EventFeatures.EncodeEvent(t, store.LastTimestampMs(t.Card), encoded);
         EventFeatures.EncodeStatic(t, statics);
-        var n = store.AppendAndCopy(card, t.TimestampMs, encoded, events);
-        for (var s = 0; s < k; s++)
+        var n = store.AppendAndCopy(t.Card, t.TimestampMs, encoded, events);
+        for (var s = 0; s < n; s++)
         {
             var row = window.Slice(s * f, f);
-            if (s < n)
-            {
-                events.Slice(s * e, e).CopyTo(row);
-                statics.CopyTo(row[e..]);
-                mask[s] = 1;
-            }
-            else
-            {
-                row.Clear();
-                mask[s] = 0;
-            }
+            events.Slice(s * e, e).CopyTo(row);
+            statics.CopyTo(row[e..]);
+        }
+        mask[..n].Fill(1);
+        if (n < k)
+        {
+            window[(n * f)..].Clear();
+            mask[n..].Clear();
         }
         return n;
     }

@@ -32,13 +32,14 @@ public sealed record Explanation(
 /// </summary>
 public sealed class OcclusionExplainer
 {
-    // Explanations run in chunks of a fixed 16 windows: ONNX Runtime plans its memory per input shape, and
-    // one shape (16 x (1 + F + k) rows) keeps it from re-planning for every different alert count.
+    // Explanations run in chunks of 16, 8, 4, 2 or 1 windows (25 alerts: 16 + 8 + 1): ONNX Runtime plans its
+    // memory per input shape, so five shapes keep it from re-planning for every alert count, and no chunk
+    // computes rows for alerts that are not there (a fixed 16 made a batch with 3 alerts pay for 16).
     private const int Chunk = 16;
     private readonly IModelRunner _model;
     private readonly int _k, _f, _group;
     private readonly IReadOnlyList<string> _names;
-    private SequenceDataset? _batch;
+    private readonly SequenceDataset?[] _batches = new SequenceDataset?[5];
     private float[] _output = [];
 
     /// <summary>Explains with the C# forward pass of the given weights.</summary>
@@ -71,15 +72,19 @@ public sealed class OcclusionExplainer
         if (count < 0 || windows.Length != count * stride || masks.Length != count * _k)
             throw new ArgumentException($"windows must be [{count}, {_k}, {_f}] and masks [{count}, {_k}]");
         var result = new Explanation[count];
-        for (var start = 0; start < count; start += Chunk)
-            ExplainChunk(windows, masks, start, Math.Min(Chunk, count - start), result);
+        for (var start = 0; start < count;)
+        {
+            var n = Math.Min(Chunk, 1 << System.Numerics.BitOperations.Log2((uint)(count - start)));
+            ExplainChunk(windows, masks, start, n, result);
+            start += n;
+        }
         return result;
     }
 
     private void ExplainChunk(ReadOnlySpan<float> windows, ReadOnlySpan<float> masks, int start, int count, Explanation[] result)
     {
         var stride = _k * _f;
-        var batch = Batch();
+        var batch = Batch(count);
         var values = batch.Values;
         for (var w = 0; w < count; w++)
         {
@@ -113,16 +118,17 @@ public sealed class OcclusionExplainer
         }
     }
 
-    /// <summary>The reused dataset of one chunk; rows past the chunk's windows keep valid old contents and are ignored.</summary>
-    private SequenceDataset Batch()
+    /// <summary>The reused dataset of a chunk of <paramref name="windows"/> (a power of two up to 16) explained windows.</summary>
+    private SequenceDataset Batch(int windows)
     {
-        if (_batch is { } b) return b;
-        var rows = Chunk * _group;
+        var index = System.Numerics.BitOperations.Log2((uint)windows);
+        if (_batches[index] is { } b) return b;
+        var rows = windows * _group;
         var mask = new float[rows * _k];
         for (var r = 0; r < rows; r++) mask[r * _k] = 1;
-        _batch = new SequenceDataset(rows, _k, _f, 2, new float[rows * _k * _f], mask, new int[rows]);
-        _output = new float[rows];
-        return _batch;
+        b = _batches[index] = new SequenceDataset(rows, _k, _f, 2, new float[rows * _k * _f], mask, new int[rows]);
+        if (_output.Length < rows) _output = new float[Chunk * _group];
+        return b;
     }
 
     internal static double Logit(float p)

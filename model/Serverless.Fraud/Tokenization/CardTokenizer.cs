@@ -1,6 +1,9 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Serverless.Fraud.Data;
 
 namespace Serverless.Fraud.Tokenization;
 
@@ -9,6 +12,7 @@ namespace Serverless.Fraud.Tokenization;
 /// <see cref="ToString"/> is "ct_" and 32 hex digits. Without the key it cannot be recomputed from a
 /// guessed card number (the card number space is small enough to enumerate, so an unkeyed hash would not do).
 /// </summary>
+[JsonConverter(typeof(CardTokenJsonConverter))]
 public readonly record struct CardToken(UInt128 Value)
 {
     public override string ToString() => "ct_" + Value.ToString("x32", null);
@@ -23,6 +27,33 @@ public readonly record struct CardToken(UInt128 Value)
             throw new FormatException("not a card token (expected ct_ and 32 hex digits)");
         return new CardToken(v);
     }
+
+    /// <summary>Non-throwing <see cref="Parse"/>.</summary>
+    public static bool TryParse(ReadOnlySpan<char> text, out CardToken token)
+    {
+        token = default;
+        if (text.Length != 35 || !text.StartsWith("ct_", StringComparison.Ordinal) || !UInt128.TryParse(text[3..], System.Globalization.NumberStyles.AllowHexSpecifier, null, out var v))
+            return false;
+        token = new CardToken(v);
+        return true;
+    }
+}
+
+/// <summary>A token in JSON is its text form "ct_" + 32 hex; anything else is refused (without echoing it).</summary>
+public sealed class CardTokenJsonConverter : JsonConverter<CardToken>
+{
+    public override CardToken Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String) throw new JsonException("card token must be a string");
+        var length = reader.HasValueSequence ? reader.ValueSequence.Length : reader.ValueSpan.Length;
+        Span<char> buffer = stackalloc char[64];
+        if (length > buffer.Length) throw new JsonException("not a card token (expected ct_ and 32 hex digits)");
+        var n = reader.CopyString(buffer);
+        if (!CardToken.TryParse(buffer[..n], out var token)) throw new JsonException("not a card token (expected ct_ and 32 hex digits)");
+        return token;
+    }
+
+    public override void Write(Utf8JsonWriter writer, CardToken value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
 }
 
 /// <summary>
@@ -59,6 +90,14 @@ public sealed class CardTokenizer : IDisposable
     {
         if (!TryTokenize(cardNumber, out var token, out var reason)) throw new FormatException(reason);
         return token;
+    }
+
+    /// <summary>The transaction with its card number replaced by the token: what the gateway enqueues.</summary>
+    /// <exception cref="FormatException">The card number is not one (the message never repeats it).</exception>
+    public CardEvent Tokenize(Transaction transaction)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        return CardEvent.From(transaction, Tokenize(transaction.CardNumber));
     }
 
     /// <summary>Non-throwing form of <see cref="Tokenize"/>; <paramref name="reason"/> never contains the input.</summary>

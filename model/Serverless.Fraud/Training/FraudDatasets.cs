@@ -53,7 +53,7 @@ public static class FraudDatasets
         foreach (var t in stream)
         {
             var token = tokenizer.Tokenize(t.CardNumber);
-            WindowBuilder.Append(store, token, t, window, mask, scratch);
+            WindowBuilder.Append(store, CardEvent.From(t, token), window, mask, scratch);
             var keep = t.IsFraud || keepLegitimate >= 1 || rng.NextDouble() < keepLegitimate;
             if (!keep || (include is not null && !include(t, token))) continue;
             values.AddRange(window);
