@@ -109,7 +109,7 @@ internal sealed class InferenceSuite : IBenchSuite
         var aurocDecrypted = Metrics.Auroc(scores.AsSpan(0, test.Count), test.Labels);
         Console.WriteLine($"decrypt: {decryptMs:F0} ms, result blob {resultBlob.Length / 1e3:F0} KB; max |decrypted - plaintext| = {maxError:E2}; AUROC decrypted {aurocDecrypted:F4}");
 
-        // Flooding margin (docs/decisions XXXX-result-flooding-budget): the circuit's noise difference δ
+        // Flooding margin (docs/decisions 0021-result-flooding-budget): the circuit's noise difference δ
         // between two encryptions of the same records, unflooded, at this plan's parameters: the E of the
         // flooding lemma. flood_margin_bits = b − log2 max|δ|, flood_lemma_bits = b − log2(N·max|δ|)
         // (negative: the lemma proves nothing). Costs one more encryption and evaluation.

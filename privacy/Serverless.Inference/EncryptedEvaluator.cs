@@ -69,7 +69,7 @@ public sealed class EncryptedEvaluator
 
     /// <summary>
     /// Flooding bits for a result at <paramref name="scale"/>: log2(scale) − 17, the most the inference
-    /// tests' 1e-3 allows with room (docs/decisions XXXX-result-flooding-budget). Slot error
+    /// tests' 1e-3 allows with room (docs/decisions 0021-result-flooding-budget). Slot error
     /// σ ≈ 2^b·sqrt(N/3)/scale = 2^-17·sqrt(N/3) on the logit, 5.6e-4 at N = 16384, and the sigmoid's
     /// slope is at most 1/4: σ ≈ 1.4e-4 on the score, about 6e-4 at the maximum over 8192 slots. It
     /// exceeds the circuit's own noise (the noise difference of two equal-score results, 2^14.5 at

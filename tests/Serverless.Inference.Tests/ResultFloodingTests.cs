@@ -57,7 +57,7 @@ public sealed class ResultFloodingTests(InferenceFixture fx, ITestOutputHelper o
         // b = 17 over max |δ| ≈ 2^10.1, about 2^7 (with the old b = log2 Δ − 20 only 2^3.9, not the 2^10
         // once claimed). Far from the lemma's N·E·2^40: the KS test over 4096 coefficients cannot see a δ
         // of this size under the flooding, which is an empirical statement, not a proof (decision
-        // XXXX-result-flooding-budget).
+        // 0021-result-flooding-budget).
         Assert.True(bits >= Math.Log2(e) + 5, $"flooding b = {bits} is within 2^5 of the circuit's noise difference {e}");
     }
 
