@@ -1,80 +1,98 @@
-// Azure deployment sketch for the serverless platform:
-//   Log Analytics -> Container Apps environment -> the function host as a container app, scaled by KEDA
-//   on queue length and HTTP concurrency; a storage account (blob + queue) reached with the app's managed
-//   identity; Key Vault (RBAC) for key-encryption keys; PostgreSQL flexible server for the durable engine.
-// Deploy: az deployment group create -g <rg> -f bicep/main.bicep -p containerImage=<registry>/serverless:<tag> postgresAdminPassword=<secret>
+// functions/Serverless.Functions (the .NET 10 isolated-worker app, issue 13) as a Function App on the Flex
+// Consumption plan. The app reaches everything with one user-assigned managed identity: host storage, the
+// queue triggers and the Durable Functions task hub (AzureWebJobsStorage), the deployment container, Key
+// Vault keys and Application Insights. No account key, connection string or secret is stored anywhere.
+//
+// UNVALIDATED AGAINST AZURE: this template has never been deployed. It compiles and lints without a warning
+// under the Bicep CLI from NuGet (bash bicep/check.sh), which checks property names against Azure's resource
+// types, but not values, quotas or regional availability. Run `az deployment group what-if` before the first
+// real deployment.
+// Types, API versions and property names follow the public references:
+//   Flex Consumption plan and site (serverfarms sku FC1, sites.functionAppConfig):
+//     https://learn.microsoft.com/azure/azure-functions/functions-infrastructure-as-code?pivots=flex-consumption-plan
+//     https://learn.microsoft.com/azure/templates/microsoft.web/2024-04-01/sites
+//     https://github.com/Azure-Samples/azure-functions-flex-consumption-samples (IaC/bicep)
+//   identity-based AzureWebJobsStorage (accountName / credential / clientId):
+//     https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+//     https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-configure-managed-identity
+//   Key Vault keys (ARM "create if not exist"): https://learn.microsoft.com/azure/templates/microsoft.keyvault/2023-07-01/vaults/keys
+//   role definition ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage,
+//     .../built-in-roles/security, .../built-in-roles/monitor
+//
+// Deploy the infrastructure:
+//   az deployment group create -g <rg> -f bicep/main.bicep -p namePrefix=serverless
+// Deploy the build output (the zip root holds host.json, functions.metadata, worker.config.json, .azurefunctions/):
+//   dotnet publish functions/Serverless.Functions -c Release -o out && (cd out && zip -qr ../app.zip .)
+//   az functionapp deployment source config-zip -g <rg> -n <functionAppName output> --src app.zip
+// (`func azure functionapp publish <app>` from functions/Serverless.Functions does the same where Core Tools exist.)
 
 targetScope = 'resourceGroup'
 
-@description('Short name used to derive resource names (lower-case letters and digits).')
-@minLength(3)
-@maxLength(11)
-param appName string = 'serverless'
-
-@description('Azure region; defaults to the resource group\'s.')
+@description('Azure region; defaults to the resource group\'s. It must offer Flex Consumption (az functionapp list-flexconsumption-locations).')
 param location string = resourceGroup().location
 
-@description('Container image of functions/Serverless.Functions.')
-param containerImage string
+@description('Prefix of every resource name: lower-case letters and digits (storage account names allow nothing else).')
+@minLength(3)
+@maxLength(11)
+param namePrefix string = 'serverless'
 
-@description('Queues whose length scales the app (KEDA azure-queue scaler).')
-param scaledQueues array = [
-  'sample-jobs'
-]
+@description('Memory of each instance in MB. The CKKS evaluator and ONNX Runtime want 2048 or more.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
 
-@description('Messages per replica before KEDA adds one.')
-@minValue(1)
-param queueLengthPerReplica int = 20
+@description('Upper bound of instances the platform may scale out to (Flex Consumption accepts 40 to 1000).')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
 
-@description('Concurrent HTTP requests per replica before KEDA adds one.')
-@minValue(1)
-param httpConcurrencyPerReplica int = 50
+var suffix = uniqueString(resourceGroup().id, namePrefix)
+var tags = {
+  application: namePrefix
+}
+// Flex Consumption reads the package from this container; the platform writes it there on each deployment.
+var deploymentContainerName = 'app-package'
 
-@minValue(0)
-@maxValue(30)
-param minReplicas int = 0
-
-@minValue(1)
-@maxValue(300)
-param maxReplicas int = 10
-
-@description('PostgreSQL administrator login for the durable engine\'s database.')
-param postgresAdminLogin string = 'durableadmin'
-
-@description('PostgreSQL administrator password.')
-@secure()
-param postgresAdminPassword string
-
-@description('Object id of the operator group granted Key Vault Crypto Officer (key rotation).')
-param keyVaultAdminObjectId string = ''
-
-param tags object = {
-  application: appName
+// Built-in role definition ids, fixed across tenants (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+var roles = {
+  // Host storage (leases, timer status, keys) and the deployment container; the samples above use Owner for both.
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // Queue triggers (partner-batches, sample-jobs), their -poison queues, and the task hub's control/work-item queues.
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  // Durable Functions' Azure Storage provider keeps instances and history in tables.
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  // wrapKey/unwrapKey/sign/verify/read/update only: the app cannot create, rotate or delete keys.
+  keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
+  // Entra ID ingestion into Application Insights (local auth is disabled below).
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // Key Vault Secrets User (4633458b-17de-408a-b874-0445c86b69e6) is not assigned: no app setting is a Key Vault reference.
 }
 
-var suffix = uniqueString(resourceGroup().id, appName)
-var storageAccountName = take('${appName}${suffix}', 24)
-var keyVaultName = take('${appName}-kv-${suffix}', 24)
-var postgresName = '${appName}-pg-${suffix}'
-var logAnalyticsName = '${appName}-logs-${suffix}'
-var environmentName = '${appName}-env-${suffix}'
-var identityName = '${appName}-id-${suffix}'
-
-// Built-in role definition ids (documented, fixed across tenants).
-var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-var keyVaultCryptoUser = '12338af0-0e69-4776-bea7-57ae8d297424'
-var keyVaultCryptoOfficer = '14b46e9e-c2b7-41b4-b07b-48a6ebf60603'
-var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+// The keys the security layer uses (security/Serverless.Security, SecurityOptions and TokenOptions defaults).
+// Declared here because the app's identity holds Key Vault Crypto User, which cannot create keys; at start-up
+// the app finds them and skips its own create. ARM creates a key only if it does not exist and never adds a
+// version on redeployment, so this is idempotent. Sizes: RSA 3072 and P-256 give 128-bit security
+// (NIST SP 800-57 Part 1 Rev. 5, table 2); they match what AzureKeyVaultClient creates.
+var wrappingKeys = [
+  'checkpoints-kek' // wraps the data keys of envelope-encrypted checkpoints (RSA-OAEP-256)
+  'pseudonymization-kek' // wraps the pseudonymization HMAC key
+]
+var signingKeys = [
+  'token-signing' // ES256 access tokens
+  'audit-signing' // ES256 audit checkpoints
+]
 
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
-  name: identityName
+  name: '${namePrefix}-id-${suffix}'
   location: location
   tags: tags
 }
 
 resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
-  name: logAnalyticsName
+  name: '${namePrefix}-logs-${suffix}'
   location: location
   tags: tags
   properties: {
@@ -85,22 +103,35 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
   }
 }
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
-  name: storageAccountName
+resource insights 'Microsoft.Insights/components@2020-02-02' = {
+  name: '${namePrefix}-ai-${suffix}'
   location: location
   tags: tags
-  sku: {
-    name: 'Standard_ZRS'
-  }
-  kind: 'StorageV2'
+  kind: 'web'
   properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logs.id // workspace-based
+    DisableLocalAuth: true // only the app's identity may send telemetry
+  }
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: take(toLower('${namePrefix}${suffix}'), 24)
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_ZRS' // the task hub and the product's blobs survive a zone failure
+  }
+  properties: {
+    allowSharedKeyAccess: false // Entra ID only: no account key exists to leak
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    allowBlobPublicAccess: false
-    allowSharedKeyAccess: false // the app uses its managed identity (host.json storage.*.authentication = token)
     encryption: {
       keySource: 'Microsoft.Storage'
-      requireInfrastructureEncryption: true
+      requireInfrastructureEncryption: true // a second layer of encryption at rest
       services: {
         blob: {
           enabled: true
@@ -109,342 +140,78 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-01-01' = {
           enabled: true
           keyType: 'Account'
         }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
       }
     }
   }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-01-01' = {
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
   name: 'default'
-  properties: {
-    isVersioningEnabled: true
-    deleteRetentionPolicy: {
-      enabled: true
-      days: 30
-    }
-  }
 }
 
-resource checkpoints 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-01-01' = {
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
-  name: 'serverless'
+  name: deploymentContainerName
   properties: {
     publicAccess: 'None'
   }
 }
-
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-01-01' = {
-  parent: storage
-  name: 'default'
-}
-
-resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-01-01' = [for queue in scaledQueues: {
-  parent: queueService
-  name: queue
-}]
-
-resource poisonQueues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-01-01' = [for queue in scaledQueues: {
-  parent: queueService
-  name: '${queue}-poison'
-}]
+// The product's containers (checkpoints, federations, partner-*, audit, ...) and queues are created by the app on
+// first use, which the data roles below allow.
 
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
-  name: keyVaultName
+  name: take('${namePrefix}-kv-${suffix}', 24)
   location: location
   tags: tags
   properties: {
     tenantId: subscription().tenantId
     sku: {
       family: 'A'
-      name: 'premium' // HSM-backed keys for the key-encryption keys
+      name: 'premium' // HSM-protected keys
     }
-    enableRbacAuthorization: true
+    enableRbacAuthorization: true // Azure RBAC, no access policies
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    enablePurgeProtection: true
+    enablePurgeProtection: true // a deleted KEK must stay recoverable, or every checkpoint it wrapped is lost
     publicNetworkAccess: 'Enabled'
-    networkAcls: {
-      bypass: 'AzureServices'
-      defaultAction: 'Allow'
-    }
   }
 }
 
-resource postgres 'Microsoft.DBforPostgreSQL/flexibleServers@2022-12-01' = {
-  name: postgresName
-  location: location
-  tags: tags
-  sku: {
-    name: 'Standard_B2s'
-    tier: 'Burstable'
-  }
-  properties: {
-    version: '15'
-    administratorLogin: postgresAdminLogin
-    administratorLoginPassword: postgresAdminPassword
-    storage: {
-      storageSizeGB: 32
-    }
-    backup: {
-      backupRetentionDays: 14
-      geoRedundantBackup: 'Disabled'
-    }
-    highAvailability: {
-      mode: 'Disabled'
-    }
-  }
-}
-
-resource durableDatabase 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2022-12-01' = {
-  parent: postgres
-  name: 'durable'
-  properties: {
-    charset: 'UTF8'
-    collation: 'en_US.utf8'
-  }
-}
-
-resource postgresAllowAzure 'Microsoft.DBforPostgreSQL/flexibleServers/firewallRules@2022-12-01' = {
-  parent: postgres
-  name: 'AllowAzureServices'
-  properties: {
-    startIpAddress: '0.0.0.0'
-    endIpAddress: '0.0.0.0'
-  }
-}
-
-resource postgresRequireTls 'Microsoft.DBforPostgreSQL/flexibleServers/configurations@2022-12-01' = {
-  parent: postgres
-  name: 'require_secure_transport'
-  properties: {
-    value: 'on'
-    source: 'user-override'
-  }
-}
-
-resource postgresConnection 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+resource wrappingKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = [for name in wrappingKeys: {
   parent: keyVault
-  name: 'durable-postgres'
+  name: name
   properties: {
-    value: 'Host=${postgres.properties.fullyQualifiedDomainName};Database=durable;Username=${postgresAdminLogin};Password=${postgresAdminPassword};SSL Mode=VerifyFull'
-  }
-}
-
-// --- role assignments for the app's identity (least privilege) --------------------------------
-
-resource blobRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, storageBlobDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributor)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource queueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, storageQueueDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributor)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource cryptoUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(keyVault.id, identity.id, keyVaultCryptoUser)
-  scope: keyVault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoUser)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource secretsUserRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(keyVault.id, identity.id, keyVaultSecretsUser)
-  scope: keyVault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsUser)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource cryptoOfficerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(keyVaultAdminObjectId)) {
-  name: guid(keyVault.id, keyVaultAdminObjectId, keyVaultCryptoOfficer)
-  scope: keyVault
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultCryptoOfficer)
-    principalId: keyVaultAdminObjectId
-    principalType: 'Group'
-  }
-}
-
-// --- the app ------------------------------------------------------------------------------------
-
-resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = {
-  name: environmentName
-  location: location
-  tags: tags
-  properties: {
-    appLogsConfiguration: {
-      destination: 'log-analytics'
-      logAnalyticsConfiguration: {
-        customerId: logs.properties.customerId
-        sharedKey: logs.listKeys().primarySharedKey
-      }
-    }
-    zoneRedundant: false
-  }
-}
-
-var queueScaleRules = [for queue in scaledQueues: {
-  name: 'queue-${queue}'
-  custom: {
-    type: 'azure-queue'
-    identity: identity.id
-    metadata: {
-      accountName: storage.name
-      queueName: queue
-      queueLength: string(queueLengthPerReplica)
-    }
+    kty: 'RSA-HSM'
+    keySize: 3072
+    keyOps: [
+      'wrapKey'
+      'unwrapKey'
+    ]
   }
 }]
 
-var httpScaleRule = {
-  name: 'http'
-  http: {
-    metadata: {
-      concurrentRequests: string(httpConcurrencyPerReplica)
-    }
-  }
-}
-
-resource app 'Microsoft.App/containerApps@2024-03-01' = {
-  name: appName
-  location: location
-  tags: tags
-  identity: {
-    type: 'UserAssigned'
-    userAssignedIdentities: {
-      '${identity.id}': {}
-    }
-  }
+resource signingKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = [for name in signingKeys: {
+  parent: keyVault
+  name: name
   properties: {
-    managedEnvironmentId: environment.id
-    configuration: {
-      activeRevisionsMode: 'Single'
-      ingress: {
-        external: true
-        targetPort: 8080
-        transport: 'http'
-        allowInsecure: false
-      }
-      secrets: [
-        {
-          name: 'durable-postgres'
-          keyVaultUrl: postgresConnection.properties.secretUri
-          identity: identity.id
-        }
-      ]
-    }
-    template: {
-      containers: [
-        {
-          name: 'functions'
-          image: containerImage
-          args: [
-            '--urls'
-            'http://0.0.0.0:8080'
-            '--data-dir'
-            '/tmp/serverless-data'
-          ]
-          resources: {
-            cpu: json('1.0')
-            memory: '2Gi'
-          }
-          env: [
-            {
-              name: 'AZURE_CLIENT_ID'
-              value: identity.properties.clientId
-            }
-            // host.json keys overridden the Azure Functions way (AzureFunctionsJobHost__<path>): cloud storage via the managed identity.
-            {
-              name: 'AzureFunctionsJobHost__storage__blob__backend'
-              value: 'azure'
-            }
-            {
-              name: 'AzureFunctionsJobHost__storage__blob__endpoint'
-              value: storage.properties.primaryEndpoints.blob
-            }
-            {
-              name: 'AzureFunctionsJobHost__storage__blob__authentication'
-              value: 'token'
-            }
-            {
-              name: 'AzureFunctionsJobHost__storage__queue__backend'
-              value: 'azure'
-            }
-            {
-              name: 'AzureFunctionsJobHost__storage__queue__endpoint'
-              value: storage.properties.primaryEndpoints.queue
-            }
-            {
-              name: 'AzureFunctionsJobHost__storage__queue__authentication'
-              value: 'token'
-            }
-            {
-              name: 'SERVERLESS_KEY_VAULT_URI'
-              value: keyVault.properties.vaultUri
-            }
-            {
-              name: 'SERVERLESS_DURABLE_POSTGRES'
-              secretRef: 'durable-postgres'
-            }
-          ]
-          probes: [
-            {
-              type: 'Liveness'
-              httpGet: {
-                path: '/api/health'
-                port: 8080
-              }
-              periodSeconds: 30
-            }
-            {
-              type: 'Readiness'
-              httpGet: {
-                path: '/api/health'
-                port: 8080
-              }
-              periodSeconds: 10
-            }
-          ]
-        }
-      ]
-      scale: {
-        minReplicas: minReplicas
-        maxReplicas: maxReplicas
-        rules: concat(queueScaleRules, [
-          httpScaleRule
-        ])
-      }
-    }
+    kty: 'EC-HSM'
+    curveName: 'P-256'
+    keyOps: [
+      'sign'
+      'verify'
+    ]
   }
-  dependsOn: [
-    blobRole
-    queueRole
-    cryptoUserRole
-    secretsUserRole
-  ]
-}
+}]
 
-resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
-  name: 'to-log-analytics'
+// Every key operation goes to Log Analytics: the vault's own audit trail beside the app's signed audit log.
+resource keyVaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   scope: keyVault
+  name: 'to-log-analytics'
   properties: {
     workspaceId: logs.id
     logs: [
@@ -456,8 +223,145 @@ resource diagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' 
   }
 }
 
-output appUrl string = 'https://${app.properties.configuration.ingress.fqdn}'
-output storageAccount string = storage.name
+// --- role assignments for the app's identity ---------------------------------------------------------------
+// Made before the site exists (the identity is user-assigned), so the first start already has them; Azure RBAC
+// can still take a few minutes to propagate.
+
+var storageRoleIds = [
+  roles.storageBlobDataOwner
+  roles.storageQueueDataContributor
+  roles.storageTableDataContributor
+]
+
+resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in storageRoleIds: {
+  scope: storage
+  name: guid(storage.id, identity.id, role)
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', role)
+  }
+}]
+
+resource keyVaultCryptoUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: keyVault
+  name: guid(keyVault.id, identity.id, roles.keyVaultCryptoUser)
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
+  }
+}
+
+resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  scope: insights
+  name: guid(insights.id, identity.id, roles.monitoringMetricsPublisher)
+  properties: {
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+  }
+}
+
+// --- the plan and the app -----------------------------------------------------------------------------------
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: '${namePrefix}-plan-${suffix}'
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true // Linux, the only OS Flex Consumption runs
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: '${namePrefix}-func-${suffix}'
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      runtime: {
+        name: 'dotnet-isolated'
+        version: '10.0'
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+    }
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // Flex Consumption takes the runtime from functionAppConfig and rejects FUNCTIONS_WORKER_RUNTIME,
+      // FUNCTIONS_EXTENSION_VERSION and WEBSITE_RUN_FROM_PACKAGE, so none of them is set.
+      appSettings: [
+        // Identity-based host storage: the host, the queue triggers and Durable Functions' Azure Storage task hub.
+        // A user-assigned identity needs credential and clientId (Durable Functions takes clientId, not a resource id).
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storage.name
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identity.properties.clientId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: insights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING' // the host sends telemetry with the identity's token
+          value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+        }
+        {
+          name: 'AZURE_CLIENT_ID' // DefaultAzureCredential in the worker picks the user-assigned identity
+          value: identity.properties.clientId
+        }
+        {
+          name: 'SERVERLESS_KEY_VAULT_URI' // SecurityOptions.AzureKeyVaultUri: keys in Key Vault, not the local keyring
+          value: keyVault.properties.vaultUri
+        }
+      ]
+    }
+  }
+  dependsOn: [
+    deploymentContainer
+    storageRoles
+    keyVaultCryptoUser
+    telemetryPublisher
+    wrappingKey
+    signingKey
+  ]
+}
+
+output functionAppName string = app.name
+output defaultHostName string = app.properties.defaultHostName
 output keyVaultUri string = keyVault.properties.vaultUri
-output postgresHost string = postgres.properties.fullyQualifiedDomainName
-output identityClientId string = identity.properties.clientId
