@@ -15,7 +15,8 @@
 //   identity-based AzureWebJobsStorage (accountName / credential / clientId):
 //     https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
 //     https://learn.microsoft.com/azure/azure-functions/durable/durable-functions-configure-managed-identity
-//   Key Vault keys (ARM "create if not exist"): https://learn.microsoft.com/azure/templates/microsoft.keyvault/2023-07-01/vaults/keys
+//   Key Vault keys: https://learn.microsoft.com/azure/templates/microsoft.keyvault/2023-07-01/vaults/keys, deployed
+//     through ARM's Keys - Create If Not Exist (https://learn.microsoft.com/rest/api/keyvault/keyvault/keys/create-if-not-exist)
 //   role definition ids: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage,
 //     .../built-in-roles/security, .../built-in-roles/monitor
 //
