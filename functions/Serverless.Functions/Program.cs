@@ -1,13 +1,20 @@
-using Serverless.Durable;
-using Serverless.Runtime.Hosting;
-using Serverless.Security.Hosting;
+using Microsoft.Azure.Functions.Worker.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serverless.Functions.Hosting;
 
-// The function app: the host with the durable engine and the security layer, running this assembly's
-// [Function] methods. Options: --data-dir DIR, --port N, --urls URLS, --host-json FILE (docs/host.md).
+// The function app on the Azure Functions isolated worker, with the ASP.NET Core integration for HTTP
+// (HttpRequest in, IResult out). The same build output runs on Azure Functions and under the local host
+// (runtime/Serverless.Host); app settings are in docs/host.md.
 var builder = FunctionsApplication.CreateBuilder(args);
-builder.Services.AddServerlessSecurity();
-builder.Services.AddDurableTask();
-builder.Services.AddInference();
+builder.ConfigureFunctionsWebApplication();
+// Kestrel logs each request line at Information, query string included, and a function key can be in
+// the query (?code=): ASP.NET Core's own logs stay at warnings.
+builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+builder.Services.AddSingleton(TimeProvider.System);
+builder.Services.AddAppStorage(builder.Configuration);
+builder.AddAppSecurity();
+builder.Services.AddInference(builder.Configuration);
 builder.Services.AddFederations();
-builder.AddFunctions(typeof(Program).Assembly);
-return await builder.RunAsync();
+builder.Build().Run();

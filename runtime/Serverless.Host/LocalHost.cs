@@ -136,7 +136,10 @@ public sealed class LocalHost : IAsyncDisposable
         try
         {
             Uri rpcUri = new(ListeningAddress(rpcServer));
-            AppSettings settings = AppSettings.Load(appDirectory, options.Settings);
+            // The app finds the host's data directory (its embedded queue is the host's) in SERVERLESS_DATA_DIR.
+            var explicitSettings = new Dictionary<string, string>(options.Settings ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
+            explicitSettings.TryAdd(DataDirectorySetting, Path.GetFullPath(options.DataDirectory));
+            AppSettings settings = AppSettings.Load(appDirectory, explicitSettings);
             worker = await WorkerSupervisor.StartAsync(appDirectory, rpcUri, channel, settings.Values, options.StartTimeout, options.WorkerRestartDelay,
                 options.LoggerFactory, cancel);
             IReadOnlyList<FunctionDescriptor> functions = worker.Functions;
@@ -229,6 +232,9 @@ public sealed class LocalHost : IAsyncDisposable
 
     private static string ListeningAddress(WebApplication app) =>
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/') + "/";
+
+    /// <summary>The app setting that tells the app where the host keeps its data (unless the settings name it already).</summary>
+    public const string DataDirectorySetting = "SERVERLESS_DATA_DIR";
 
     /// <summary>The version sent in WorkerInitRequest: the Functions host major version this host imitates.</summary>
     internal const string HostVersion = "4.1040.0";

@@ -23,8 +23,8 @@ internal static class HostLocator
 
         var root = RepositoryRoot() ?? throw new FileNotFoundException(
             $"cannot find {DllName}: run from the repository (dotnet run --project client/Serverless.Client -- simulate), pass --host-dll, or set SERVERLESS_FUNCTIONS_DLL");
-        var project = Path.Combine(root, "functions", "Serverless.Functions", "Serverless.Functions.csproj");
-        var dll = Path.Combine(root, "functions", "Serverless.Functions", "bin", "Release", "net10.0", DllName);
+        var project = Path.Combine(root, "functions", "Serverless.Functions.Legacy", "Serverless.Functions.Legacy.csproj");
+        var dll = Path.Combine(root, "functions", "Serverless.Functions.Legacy", "bin", "Release", "net10.0", DllName);
         if (!File.Exists(dll) || File.GetLastWriteTimeUtc(dll) < NewestSource(root))
         {
             log.WriteLine($"building the function host ({Path.GetRelativePath(root, project)}, Release) ...");

@@ -1,12 +1,13 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using NCrontab;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Privacy;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Model.Import;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using static Serverless.Functions.Federations.Services.FederationHttp;
@@ -14,13 +15,13 @@ using static Serverless.Functions.Federations.Services.FederationHttp;
 namespace Serverless.Functions.Federations;
 
 /// <summary>Federation CRUD and the operator's hold-out set (docs/rounds.md, "Protocol").</summary>
-public sealed class FederationFunctions(FederationStore store, FederationOptions options, IAuditLog audit, TimeProvider time)
+public sealed class FederationFunctions(FederationStore store, FederationOptions options, IAuditLog audit, AccessPolicy policy, TimeProvider time)
 {
     private const string Fed = ResourceRef.Federation;
 
     [Function("CreateFederation")]
     [RequirePermission(Permissions.FederationCreate)]
-    public async Task<IResult> Create([HttpTrigger("post", Route = RoundRoutes.Templates.Federations)] HttpRequest request, FunctionContext context, CancellationToken ct)
+    public async Task<IResult> Create([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Federations)] HttpRequest request, FunctionContext context, CancellationToken ct)
     {
         var body = await ReadAsync<FederationConfig>(request, 1024 * 1024, ct);
         if (!body.IsValid) return body.Problem!;
@@ -35,7 +36,7 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
 
     [Function("ListFederations")]
     [RequirePermission(Permissions.FederationRead)]
-    public async Task<IResult> List([HttpTrigger("get", Route = RoundRoutes.Templates.Federations)] HttpRequest request, AccessPolicy policy, CancellationToken ct)
+    public async Task<IResult> List([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Federations)] HttpRequest request, CancellationToken ct)
     {
         var views = new List<FederationView>();
         await foreach (var state in store.ListAsync(ct))
@@ -48,12 +49,12 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
 
     [Function("GetFederation")]
     [RequirePermission(Permissions.FederationRead, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Get([HttpTrigger("get", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation, CancellationToken ct) =>
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation, CancellationToken ct) =>
         await store.TryGetStateAsync(federation, ct) is { } state ? Json(state.ToView()) : NotFound($"Federation '{federation}' does not exist.");
 
     [Function("UpdateFederation")]
     [RequirePermission(Permissions.FederationManage, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Update([HttpTrigger("put", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation, FunctionContext context, CancellationToken ct)
+    public async Task<IResult> Update([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation, FunctionContext context, CancellationToken ct)
     {
         var body = await ReadAsync<FederationConfig>(request, 1024 * 1024, ct);
         if (!body.IsValid) return body.Problem!;
@@ -87,7 +88,7 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
 
     [Function("DeleteFederation")]
     [RequirePermission(Permissions.FederationManage, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Delete([HttpTrigger("delete", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation,
+    public async Task<IResult> Delete([HttpTrigger(AuthorizationLevel.Anonymous, "delete", Route = RoundRoutes.Templates.Federation)] HttpRequest request, string federation,
         [DurableClient] DurableTaskClient client, FunctionContext context, CancellationToken ct)
     {
         var state = await store.TryGetStateAsync(federation, ct);
@@ -101,7 +102,7 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
 
     [Function("PutHoldOut")]
     [RequirePermission(Permissions.FederationManage, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> PutHoldOut([HttpTrigger("put", Route = RoundRoutes.Templates.HoldOut)] HttpRequest request, string federation, FunctionContext context, CancellationToken ct)
+    public async Task<IResult> PutHoldOut([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = RoundRoutes.Templates.HoldOut)] HttpRequest request, string federation, FunctionContext context, CancellationToken ct)
     {
         if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
         if (state.Config.Schema is not null)

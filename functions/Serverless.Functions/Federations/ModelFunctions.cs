@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using static Serverless.Functions.Federations.Services.FederationHttp;
@@ -15,12 +15,12 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
 
     [Function("ListModelVersions")]
     [RequirePermission(Permissions.ModelRead, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> List([HttpTrigger("get", Route = RoundRoutes.Templates.Models)] HttpRequest request, string federation, CancellationToken ct) =>
+    public async Task<IResult> List([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Models)] HttpRequest request, string federation, CancellationToken ct) =>
         await store.TryGetStateAsync(federation, ct) is { } state ? Json(ToList(state)) : NotFound($"Federation '{federation}' does not exist.");
 
     [Function("DownloadModelOnnx")]
     [RequirePermission(Permissions.ModelExport, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Onnx([HttpTrigger("get", Route = RoundRoutes.Templates.ModelOnnx)] HttpRequest request, string federation, string version,
+    public async Task<IResult> Onnx([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.ModelOnnx)] HttpRequest request, string federation, string version,
         FunctionContext context, CancellationToken ct)
     {
         var state = await store.TryGetStateAsync(federation, ct);
@@ -35,7 +35,7 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
 
     [Function("PromoteModelVersion")]
     [RequirePermission(Permissions.ModelPromote, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Promote([HttpTrigger("post", Route = RoundRoutes.Templates.Promote)] HttpRequest request, string federation, string version,
+    public async Task<IResult> Promote([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Promote)] HttpRequest request, string federation, string version,
         FunctionContext context, CancellationToken ct)
     {
         var body = await OptionalBodyAsync(request, ct);
@@ -45,7 +45,7 @@ public sealed class ModelFunctions(FederationStore store, IAuditLog audit)
 
     [Function("RollbackModelVersion")]
     [RequirePermission(Permissions.ModelPromote, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Rollback([HttpTrigger("post", Route = RoundRoutes.Templates.Rollback)] HttpRequest request, string federation,
+    public async Task<IResult> Rollback([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Rollback)] HttpRequest request, string federation,
         FunctionContext context, CancellationToken ct)
     {
         var body = await OptionalBodyAsync(request, ct);

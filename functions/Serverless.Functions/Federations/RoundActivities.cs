@@ -1,6 +1,7 @@
 using System.Text;
 using Microsoft.Extensions.Logging;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Model.Data;
@@ -10,7 +11,7 @@ using Serverless.Model.Preprocessing;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Federations;

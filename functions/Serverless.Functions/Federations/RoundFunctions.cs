@@ -1,10 +1,11 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Privacy.SecureAggregation;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Authorization;
 using Serverless.Security.RateLimiting;
 using static Serverless.Functions.Federations.Services.FederationHttp;
@@ -21,7 +22,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("StartRound")]
     [RequirePermission(Permissions.RoundStart, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Start([HttpTrigger("post", Route = RoundRoutes.Templates.Rounds)] HttpRequest request, string federation,
+    public async Task<IResult> Start([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Rounds)] HttpRequest request, string federation,
         [DurableClient] DurableTaskClient client, FunctionContext context, CancellationToken ct)
     {
         string? reason = null;
@@ -35,7 +36,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         {
             var (instanceId, round) = await rounds.StartAsync(client, federation, Actor(request), reason, context.InvocationId, ct);
             request.HttpContext.Response.Headers["X-Round"] = round.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return client.CreateCheckStatusResponse(request, instanceId);
+            return await CheckStatusAsync(client, context, instanceId);
         }
         catch (KeyNotFoundException e)
         {
@@ -54,7 +55,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("ListRounds")]
     [RequirePermission(Permissions.RoundRead, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> List([HttpTrigger("get", Route = RoundRoutes.Templates.Rounds)] HttpRequest request, string federation,
+    public async Task<IResult> List([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Rounds)] HttpRequest request, string federation,
         [DurableClient] DurableTaskClient client, CancellationToken ct)
     {
         if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
@@ -66,7 +67,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("ActiveRound"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundRead, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Active([HttpTrigger("get", Route = RoundRoutes.Templates.ActiveRound)] HttpRequest request, string federation,
+    public async Task<IResult> Active([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.ActiveRound)] HttpRequest request, string federation,
         [DurableClient] DurableTaskClient client, CancellationToken ct)
     {
         if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
@@ -78,13 +79,13 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("GetRound"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundRead, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Get([HttpTrigger("get", Route = RoundRoutes.Templates.Round)] HttpRequest request, string federation, int round,
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Round)] HttpRequest request, string federation, int round,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         await rounds.GetStatusAsync(client, federation, round, ct) is { } status ? Json(status) : NotFound($"Round {round} of federation '{federation}' does not exist.");
 
     [Function("GetRoundTask"), EndpointRateLimit(PollPermitsPerMinute)]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Task([HttpTrigger("get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
+    public async Task<IResult> Task([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
         [DurableClient] DurableTaskClient client, CancellationToken ct)
     {
         if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
@@ -93,7 +94,7 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("GetRoundModel")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public async Task<IResult> Model([HttpTrigger("get", Route = RoundRoutes.Templates.Model)] HttpRequest request, string federation, int round, CancellationToken ct)
+    public async Task<IResult> Model([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Model)] HttpRequest request, string federation, int round, CancellationToken ct)
     {
         if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
@@ -107,39 +108,48 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
 
     [Function("PostAdvertiseKeys")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Advertise([HttpTrigger("post", Route = RoundRoutes.Templates.Advertise)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Advertise([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Advertise)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<AdvertiseKeysUpload, AdvertiseKeysMessage>(request, client, federation, round, stage, RoundPhase.AdvertiseKeys, u => u.Message, m => m.ClientId, ct);
 
     [Function("PostShareKeys")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Shares([HttpTrigger("post", Route = RoundRoutes.Templates.Shares)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Shares([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Shares)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<ShareKeysUpload, ShareKeysMessage>(request, client, federation, round, stage, RoundPhase.ShareKeys, u => u.Message, m => m.ClientId, ct);
 
     [Function("PostMaskedInput")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Masked([HttpTrigger("post", Route = RoundRoutes.Templates.Masked)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Masked([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Masked)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<MaskedInputUpload, MaskedInputMessage>(request, client, federation, round, stage, RoundPhase.MaskedInput, u => u.Message, m => m.ClientId, ct);
 
     [Function("PostConsistency")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Consistency([HttpTrigger("post", Route = RoundRoutes.Templates.Consistency)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Consistency([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Consistency)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<ConsistencyUpload, ConsistencySignature>(request, client, federation, round, stage, RoundPhase.ConsistencyCheck, u => u.Message, m => m.ClientId, ct);
 
     [Function("PostUnmask")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Unmask([HttpTrigger("post", Route = RoundRoutes.Templates.Unmask)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Unmask([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Unmask)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<UnmaskUpload, UnmaskResponse>(request, client, federation, round, stage, RoundPhase.Unmasking, u => u.Message, m => m.ClientId, ct);
 
     [Function("PostPlainUpdate")]
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
-    public Task<IResult> Upload([HttpTrigger("post", Route = RoundRoutes.Templates.Upload)] HttpRequest request, string federation, int round, string stage,
+    public Task<IResult> Upload([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = RoundRoutes.Templates.Upload)] HttpRequest request, string federation, int round, string stage,
         [DurableClient] DurableTaskClient client, CancellationToken ct) =>
         SubmitAsync<PlainUpdateUpload, PlainUpdateUpload>(request, client, federation, round, stage, RoundPhase.Upload, u => u, _ => null, ct);
+
+    /// <summary>202 with the status-query URLs Durable Functions returns for a started instance (Location: its status).</summary>
+    private static async Task<IResult> CheckStatusAsync(DurableTaskClient client, FunctionContext context, string instanceId)
+    {
+        var request = await context.GetHttpRequestDataAsync() ?? throw new InvalidOperationException("not an HTTP invocation");
+        var payload = client.CreateHttpManagementPayload(instanceId, request);
+        context.GetHttpContext()!.Response.Headers.Location = payload.StatusQueryGetUri;
+        return Results.Json(payload, statusCode: StatusCodes.Status202Accepted);
+    }
 
     /// <summary>A 403 when the caller's client token is not bound to this federation and its current certificate (<see cref="ClientTokenBinding"/>).</summary>
     private async Task<IResult?> UnboundAsync(HttpRequest request, string federation, CancellationToken ct)

@@ -1,8 +1,9 @@
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Privacy.SecureAggregation;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 
 namespace Serverless.Functions.Federations;
 
@@ -176,7 +177,8 @@ public static class RoundOrchestration
                 var arrival = await context.WaitForExternalEvent<PhaseArrival>(name, remaining);
                 if (arrival is not null) collector.Arrived(arrival.SecAggId);
             }
-            catch (TimeoutException)
+            // Microsoft.DurableTask ends a wait that times out with TaskCanceledException.
+            catch (TaskCanceledException)
             {
                 if (collector.DeadlineObserved(context.CurrentUtcDateTime)) break;
             }

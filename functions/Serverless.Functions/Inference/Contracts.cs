@@ -86,3 +86,13 @@ public static partial class InferenceNames
     [GeneratedRegex("^[0-9a-f]{64}$")]
     private static partial Regex Sha256Pattern();
 }
+
+/// <summary>
+/// What a refused <c>partner-batches</c> message becomes on <c>partner-batches-poison</c>: the reason with the
+/// original body (its token redacted), so an operator can see why without re-running it.
+/// </summary>
+public sealed record PoisonMessage(string Queue, string MessageId, int DequeueCount, DateTimeOffset InsertedAt, DateTimeOffset FailedAt,
+    string LastError, byte[] Body)
+{
+    public static string PoisonQueueName(string queue) => queue + "-poison";
+}

@@ -2,7 +2,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
 using Serverless.Functions.Inference.Services;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 
@@ -19,9 +19,10 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
     [Function("PublishInferenceModel")]
     [RequirePermission(Permissions.ModelPromote)]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Publish([HttpTrigger("put", Route = "inference/models/{version}")] HttpRequest request, string version,
-        ClaimsPrincipal user, CancellationToken cancellationToken)
+    public async Task<IResult> Publish([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "inference/models/{version}")] HttpRequest request, string version,
+        CancellationToken cancellationToken)
     {
+        var user = request.HttpContext.User;
         if (!InferenceNames.IsValidId(version))
             return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the model version must be 1-64 letters, digits, '.', '_' or '-'");
         var body = await BoundedBody.ReadAsync(request, options.Value.MaxModelBytes, cancellationToken);
@@ -40,7 +41,7 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
     /// <summary>GET the version's partner package (JSON: info, evaluation plan, preprocessing statistics); 404 when unknown.</summary>
     [Function("GetInferenceModel")]
     [RequirePermission(Permissions.InferenceRead)]
-    public async Task<IResult> Get([HttpTrigger("get", Route = "inference/models/{version}")] HttpRequest request, string version, CancellationToken cancellationToken)
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "inference/models/{version}")] HttpRequest request, string version, CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(version))
             return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the model version must be 1-64 letters, digits, '.', '_' or '-'");
@@ -65,9 +66,10 @@ public sealed class PartnerKeyFunctions(PartnerKeyStore keys, InferenceAudit aud
     [Function("RegisterPartnerKeys")]
     [RequirePermission(Permissions.InferenceSubmit, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Register([HttpTrigger("put", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
-        ClaimsPrincipal user, CancellationToken cancellationToken)
+    public async Task<IResult> Register([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
+        CancellationToken cancellationToken)
     {
+        var user = request.HttpContext.User;
         var actor = SubmissionAuthenticator.Subject(user);
         var resource = $"keys/{tenant}/{version}";
         if (!InferenceNames.IsValidId(tenant) || !InferenceNames.IsValidId(version))
@@ -89,7 +91,7 @@ public sealed class PartnerKeyFunctions(PartnerKeyStore keys, InferenceAudit aud
     /// <summary>GET the registration (key id, parameter hash, size, when and by whom); 404 when none.</summary>
     [Function("GetPartnerKeys")]
     [RequirePermission(Permissions.InferenceRead, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
-    public async Task<IResult> Get([HttpTrigger("get", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
         CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(tenant) || !InferenceNames.IsValidId(version))

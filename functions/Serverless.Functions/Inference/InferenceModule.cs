@@ -1,20 +1,22 @@
 using Serverless.Functions.Inference;
 using Serverless.Functions.Inference.Services;
-using Serverless.Runtime.Hosting.HostJson;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Options;
 
 // In the DI namespace, as AddXxx extensions conventionally are, so Program.cs needs no extra using.
 namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>
 /// Encrypted inference in the function app: <c>builder.Services.AddInference();</c> (after
-/// <c>AddServerlessSecurity()</c> and <c>AddDurableTask()</c>, whose audit log, access policy and
-/// durable client it uses). The functions themselves are indexed with the app's assembly.
+/// the security layer, whose audit log and access policy it uses; settings <c>Inference__*</c>). The functions themselves are indexed with the app's assembly.
 /// </summary>
 public static class InferenceModule
 {
-    public static IServiceCollection AddInference(this IServiceCollection services)
+    public static IServiceCollection AddInference(this IServiceCollection services, IConfiguration settings)
     {
-        services.AddHostJsonSection<InferenceOptions>("extensions.inference", InferenceOptions.Validate);
+        services.AddOptions<InferenceOptions>().Bind(settings.GetSection("Inference"))
+            .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<InferenceOptions>>(new InferenceOptionsValidation());
         services.AddSingleton<InferenceBlobs>();
         services.AddSingleton<InferenceAudit>();
         services.AddSingleton<SubmissionAuthenticator>();
@@ -25,4 +27,11 @@ public static class InferenceModule
         services.AddSingleton<BatchProcessor>();
         return services;
     }
+}
+
+/// <summary>Names every wrong Inference__* setting at start.</summary>
+internal sealed class InferenceOptionsValidation : IValidateOptions<InferenceOptions>
+{
+    public ValidateOptionsResult Validate(string? name, InferenceOptions options) =>
+        options.Problems().ToList() is { Count: > 0 } problems ? ValidateOptionsResult.Fail(problems) : ValidateOptionsResult.Success;
 }

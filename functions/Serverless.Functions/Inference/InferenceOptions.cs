@@ -1,9 +1,7 @@
-using Serverless.Runtime.Hosting.HostJson;
-
 namespace Serverless.Functions.Inference;
 
 /// <summary>
-/// host.json <c>extensions.inference</c>: limits of encrypted inference. Every limit is checked before
+/// App settings <c>Inference__*</c> (e.g. <c>Inference__MaxBatchBytes</c>): limits of encrypted inference. Every limit is checked before
 /// any ciphertext is parsed, so an oversized or malformed batch costs the server a header read only.
 /// </summary>
 public sealed class InferenceOptions
@@ -26,11 +24,12 @@ public sealed class InferenceOptions
     /// <summary>Accept CKKS parameter sets above the 128-bit security bound (small rings in tests only; never in production).</summary>
     public bool AllowInsecureParametersForTests { get; set; }
 
-    internal static void Validate(InferenceOptions o, HostJsonValidator v)
+    /// <summary>What is wrong with the settings, each naming the setting (never its value), or nothing.</summary>
+    internal IEnumerable<string> Problems()
     {
-        v.Require(o.MaxBatchBytes is >= 1024 and <= int.MaxValue, "maxBatchBytes", "must be between 1024 and 2147483647");
-        v.Require(o.MaxKeyBundleBytes is >= 1024 and <= int.MaxValue, "maxKeyBundleBytes", "must be between 1024 and 2147483647");
-        v.Require(o.MaxModelBytes is >= 1024 and <= 1024L * 1024 * 1024, "maxModelBytes", "must be between 1024 and 1073741824");
-        v.Require(o.MaxRecordsPerPartnerPerDay >= 1, "maxRecordsPerPartnerPerDay", "must be at least 1");
+        if (MaxBatchBytes is < 1024 or > int.MaxValue) yield return "Inference__MaxBatchBytes must be between 1024 and 2147483647";
+        if (MaxKeyBundleBytes is < 1024 or > int.MaxValue) yield return "Inference__MaxKeyBundleBytes must be between 1024 and 2147483647";
+        if (MaxModelBytes is < 1024 or > 1024L * 1024 * 1024) yield return "Inference__MaxModelBytes must be between 1024 and 1073741824";
+        if (MaxRecordsPerPartnerPerDay < 1) yield return "Inference__MaxRecordsPerPartnerPerDay must be at least 1";
     }
 }

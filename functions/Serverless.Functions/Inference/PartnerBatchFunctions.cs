@@ -3,10 +3,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Functions.Inference.Services;
-using Serverless.Runtime.Functions;
-using Serverless.Runtime.Queues;
+using Microsoft.Azure.Functions.Worker;
 using Serverless.Runtime.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
@@ -27,12 +27,11 @@ public sealed class PartnerBatchFunctions
     private readonly InferenceBlobs _blobs;
     private readonly InferenceAudit _audit;
     private readonly IQueueStore _queues;
-    private readonly DurableTaskClient _durable;
     private readonly InferenceOptions _options;
     private readonly TimeProvider _time;
 
     public PartnerBatchFunctions(BatchSubmissions submissions, BatchProcessor processor, SubmissionAuthenticator authenticator, InferenceBlobs blobs,
-        InferenceAudit audit, IQueueStore queues, DurableTaskClient durable, IOptions<InferenceOptions> options, TimeProvider time)
+        InferenceAudit audit, IQueueStore queues, IOptions<InferenceOptions> options, TimeProvider time)
     {
         _submissions = submissions;
         _processor = processor;
@@ -40,7 +39,6 @@ public sealed class PartnerBatchFunctions
         _blobs = blobs;
         _audit = audit;
         _queues = queues;
-        _durable = durable;
         _options = options.Value;
         _time = time;
     }
@@ -52,8 +50,10 @@ public sealed class PartnerBatchFunctions
     /// the host retries the message and poisons it only after maxDequeueCount attempts.
     /// </summary>
     [Function("PartnerBatchQueue")]
-    public async Task OnMessage([QueueTrigger(InferenceBlobs.BatchQueue)] QueueMessage message, CancellationToken cancellationToken)
+    public async Task OnMessage([QueueTrigger(InferenceBlobs.BatchQueue)] string body, [DurableClient] DurableTaskClient durable, FunctionContext context,
+        CancellationToken cancellationToken)
     {
+        var message = ReceivedMessage.From(body, context.BindingContext.BindingData);
         PartnerBatchMessage? batch;
         try
         {
@@ -84,7 +84,7 @@ public sealed class PartnerBatchFunctions
 
         var request = new BatchRequest(batch.BatchId, batch.Tenant, batch.ModelVersion, batch.Blob, batch.Sha256,
             SubmissionAuthenticator.Subject(principal), "queue", message.Id);
-        var result = await _submissions.SubmitAsync(request, cancellationToken);
+        var result = await _submissions.SubmitAsync(durable, request, cancellationToken);
         if (result.Kind == SubmissionKind.Conflict)
             await PoisonAsync(message, batch, request.SubmittedBy, resource, RefusalCodes.Conflict, result.Detail!, audited: true);
     }
@@ -97,10 +97,11 @@ public sealed class PartnerBatchFunctions
     [Function("SubmitPartnerBatch")]
     [RequirePermission(Permissions.InferenceSubmit, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Submit([HttpTrigger("post", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
-        string tenant, string batchId, string? modelVersion, ClaimsPrincipal user, CancellationToken cancellationToken)
+    public async Task<IResult> Submit([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
+        string tenant, string batchId, [DurableClient] DurableTaskClient durable, CancellationToken cancellationToken)
     {
-        var actor = SubmissionAuthenticator.Subject(user);
+        string? modelVersion = request.Query["modelVersion"];
+        var actor = SubmissionAuthenticator.Subject(request.HttpContext.User);
         var resource = InferenceAudit.BatchResource(tenant, batchId);
         if (!InferenceNames.IsValidId(tenant) || !InferenceNames.IsValidId(batchId) || !InferenceNames.IsValidId(modelVersion))
             return await RefuseAsync(actor, resource, RefusalCodes.BadMessage,
@@ -115,20 +116,20 @@ public sealed class PartnerBatchFunctions
 
         // A used id is answered before anything is written: the first run's status, or a conflict.
         var instanceId = InferenceNames.InstanceId(tenant, batchId);
-        if (await _durable.GetInstanceAsync(instanceId, getInputsAndOutputs: true, cancellationToken) is not null
+        if (await durable.GetInstanceAsync(instanceId, getInputsAndOutputs: true, cancellationToken) is not null
             || await _submissions.ReadEarlyRefusalAsync(tenant, batchId, cancellationToken) is not null)
-            return await AnswerSubmissionAsync(submission, request, cancellationToken);
+            return await AnswerSubmissionAsync(durable, submission, request, cancellationToken);
 
         await _blobs.Batches.PutAsync(submission.Blob, new MemoryStream(body, writable: false), cancellationToken: cancellationToken);
         var validation = await _processor.ValidateAsync(submission, cancellationToken);
         if (!validation.Accepted)
             return await RefuseAsync(actor, resource, validation.ErrorCode!, validation.Reason!, request);
-        return await AnswerSubmissionAsync(submission, request, cancellationToken);
+        return await AnswerSubmissionAsync(durable, submission, request, cancellationToken);
     }
 
-    private async Task<IResult> AnswerSubmissionAsync(BatchRequest submission, HttpRequest request, CancellationToken cancellationToken)
+    private async Task<IResult> AnswerSubmissionAsync(DurableTaskClient durable, BatchRequest submission, HttpRequest request, CancellationToken cancellationToken)
     {
-        var result = await _submissions.SubmitAsync(submission, cancellationToken);
+        var result = await _submissions.SubmitAsync(durable, submission, cancellationToken);
         if (result.Kind == SubmissionKind.Conflict) return InferenceRefusedException.Problem(RefusalCodes.Conflict, result.Detail!);
         var statusUri = StatusPath(submission.Tenant, submission.BatchId);
         request.HttpContext.Response.Headers.RetryAfter = "1";
@@ -142,12 +143,13 @@ public sealed class PartnerBatchFunctions
     /// </summary>
     [Function("GetPartnerBatch")]
     [RequirePermission(Permissions.InferenceRead, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
-    public async Task<IResult> Poll([HttpTrigger("get", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
-        string tenant, string batchId, ClaimsPrincipal user, CancellationToken cancellationToken)
+    public async Task<IResult> Poll([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
+        string tenant, string batchId, [DurableClient] DurableTaskClient durable, CancellationToken cancellationToken)
     {
+        var user = request.HttpContext.User;
         if (!InferenceNames.IsValidId(tenant) || !InferenceNames.IsValidId(batchId))
             return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "tenant and batch id must each be 1-64 letters, digits, '.', '_' or '-'");
-        var instance = await _durable.GetInstanceAsync(InferenceNames.InstanceId(tenant, batchId), getInputsAndOutputs: true, cancellationToken);
+        var instance = await durable.GetInstanceAsync(InferenceNames.InstanceId(tenant, batchId), getInputsAndOutputs: true, cancellationToken);
         if (instance is null)
         {
             if (await _submissions.ReadEarlyRefusalAsync(tenant, batchId, cancellationToken) is { } early)
@@ -176,6 +178,18 @@ public sealed class PartnerBatchFunctions
         return Results.Stream(download.Content, "application/octet-stream");
     }
 
+    /// <summary>The trigger's message as the queue store describes it (binding data Id, DequeueCount, InsertionTime).</summary>
+    private sealed record ReceivedMessage(string Id, ReadOnlyMemory<byte> Body, int DequeueCount, DateTimeOffset InsertedAt)
+    {
+        public static ReceivedMessage From(string body, IReadOnlyDictionary<string, object?> data)
+        {
+            string? Text(string key) => data.TryGetValue(key, out var v) ? Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture)?.Trim('"') : null;
+            return new ReceivedMessage(Text("Id") ?? "", System.Text.Encoding.UTF8.GetBytes(body),
+                int.TryParse(Text("DequeueCount"), System.Globalization.CultureInfo.InvariantCulture, out var count) ? count : 1,
+                DateTimeOffset.TryParse(Text("InsertionTime"), System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at) ? at : DateTimeOffset.MinValue);
+        }
+    }
+
     internal static string StatusPath(string tenant, string batchId) => $"/api/partners/{tenant}/batches/{batchId}";
 
     private static string? ShapeProblem(PartnerBatchMessage m)
@@ -195,7 +209,7 @@ public sealed class PartnerBatchFunctions
     }
 
     /// <summary>Moves a message that can never succeed to the poison queue with the reason; the token is redacted, the rest kept.</summary>
-    private async Task PoisonAsync(QueueMessage message, PartnerBatchMessage? parsed, string actor, string resource, string code, string reason, bool audited = false)
+    private async Task PoisonAsync(ReceivedMessage message, PartnerBatchMessage? parsed, string actor, string resource, string code, string reason, bool audited = false)
     {
         var body = message.Body.ToArray();
         if (parsed is not null && JsonNode.Parse(body) is JsonObject json)

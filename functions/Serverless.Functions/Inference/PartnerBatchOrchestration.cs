@@ -1,6 +1,7 @@
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Functions.Inference.Services;
-using Serverless.Runtime.Functions;
+using Microsoft.Azure.Functions.Worker;
 
 namespace Serverless.Functions.Inference;
 

@@ -77,7 +77,7 @@ internal sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, Funct
                 size.MaxRequestBodySize = bodyLimit.MaxBytes;
         }
 
-        using var lease = limiter.Acquire(http, context.Definition);
+        using var lease = limiter.Acquire(http, context.Definition.Name, context.Definition.GetAttribute<EndpointRateLimitAttribute>()?.PermitsPerWindow);
         if (!lease.IsAcquired)
         {
             var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? wait : limiter.Options.Window;
@@ -106,31 +106,4 @@ internal sealed class FunctionAuthorizationMiddleware(AccessPolicy policy, Funct
 public sealed class RequestBodyLimitAttribute(long maxBytes) : Attribute
 {
     public long MaxBytes { get; } = maxBytes > 0 ? maxBytes : throw new ArgumentOutOfRangeException(nameof(maxBytes));
-}
-
-/// <summary>Per-principal and per-function fixed windows for function invocations (no queueing).</summary>
-internal sealed class FunctionRateLimiter : IDisposable
-{
-    private readonly PartitionedRateLimiter<(HttpContext Http, FunctionDefinition Function)> _limiter;
-
-    public FunctionRateLimiter(RateLimitOptions options)
-    {
-        Options = options ?? throw new ArgumentNullException(nameof(options));
-        _limiter = PartitionedRateLimiter.CreateChained(
-            PartitionedRateLimiter.Create<(HttpContext Http, FunctionDefinition Function), string>(key =>
-                RateLimitPartition.GetFixedWindowLimiter("principal:" + RateLimits.PrincipalKey(key.Http), _ => Window(options.PermitsPerPrincipal))),
-            PartitionedRateLimiter.Create<(HttpContext Http, FunctionDefinition Function), string>(key =>
-            {
-                var permits = key.Function.GetAttribute<EndpointRateLimitAttribute>()?.PermitsPerWindow ?? options.PermitsPerEndpoint;
-                return RateLimitPartition.GetFixedWindowLimiter($"function:{key.Function.Name}|{RateLimits.PrincipalKey(key.Http)}", _ => Window(permits));
-            }));
-    }
-
-    public RateLimitOptions Options { get; }
-
-    public RateLimitLease Acquire(HttpContext http, FunctionDefinition function) => _limiter.AttemptAcquire((http, function));
-
-    private FixedWindowRateLimiterOptions Window(int permits) => new() { PermitLimit = permits, Window = Options.Window, QueueLimit = 0, AutoReplenishment = true };
-
-    public void Dispose() => _limiter.Dispose();
 }

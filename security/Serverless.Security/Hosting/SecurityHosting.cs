@@ -112,6 +112,20 @@ public static class SecurityHosting
 {
     public static IServiceCollection AddServerlessSecurity(this IServiceCollection services, Action<SecurityOptions>? configure = null)
     {
+        var options = AddSecurityServices(services, configure);
+        services.AddFunctionsMiddleware<FunctionAuthorizationMiddleware>();
+        services.AddHostedService<SecurityBootstrapper>();
+        if (options.AddSecurityFunctions) services.AddFunctionsFromAssembly(typeof(SecurityHosting).Assembly);
+        return services;
+    }
+
+    /// <summary>
+    /// The security services without any function host's pieces (the isolated-worker app adds its own
+    /// middleware and functions): needs a <see cref="DataDirectory"/> and, to encrypt containers, an
+    /// <see cref="IBlobStoreProvider"/> registered first. Call <see cref="EnsureKeysAsync"/> before serving.
+    /// </summary>
+    public static SecurityOptions AddSecurityServices(this IServiceCollection services, Action<SecurityOptions>? configure = null)
+    {
         var options = new SecurityOptions();
         configure?.Invoke(options);
         services.AddSingleton(options);
@@ -156,10 +170,21 @@ public static class SecurityHosting
         services.AddServerlessAuthorization(denyUndeclaredEndpoints: false);
         services.AddSingleton(sp => new FunctionRateLimiter(options.RateLimits));
         services.Configure<Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions>(k => k.Limits.MaxRequestBodySize = options.MaxRequestBodyBytes);
-        services.AddFunctionsMiddleware<FunctionAuthorizationMiddleware>();
-        services.AddHostedService<SecurityBootstrapper>();
-        if (options.AddSecurityFunctions) services.AddFunctionsFromAssembly(typeof(SecurityHosting).Assembly);
-        return services;
+        return options;
+    }
+
+    /// <summary>Creates the keys that are missing, loads the token validation keys and opens the audit log.</summary>
+    public static async Task EnsureKeysAsync(IServiceProvider services, CancellationToken cancellationToken)
+    {
+        var options = services.GetRequiredService<SecurityOptions>();
+        var vault = services.GetRequiredService<IKeyVault>();
+        foreach (var (name, kind) in new[] { (options.CheckpointKeyName, KeyKind.Wrapping), (options.PseudonymizationKeyName, KeyKind.Wrapping),
+                     (options.Tokens.SigningKeyName, KeyKind.Signing), (options.AuditSigningKeyName, KeyKind.Signing) })
+        {
+            if (await vault.GetCurrentVersionAsync(name, cancellationToken) is null) await vault.CreateKeyAsync(name, kind, cancellationToken);
+        }
+        await services.GetRequiredService<VaultSigningKeys>().RefreshAsync(cancellationToken);
+        services.GetRequiredService<IAuditLog>();
     }
 
     /// <summary>Problems with the functions' permission declarations: unknown permissions, and (when required) HTTP functions that declare none.</summary>
@@ -190,15 +215,7 @@ internal sealed class SecurityBootstrapper(IServiceProvider services, SecurityOp
         var problems = SecurityHosting.CheckDeclarations(services.GetRequiredService<IFunctionCatalog>(), services.GetRequiredService<RolePermissionTable>(),
             options.RequirePermissionOnEveryHttpFunction);
         if (problems.Count > 0) throw new FunctionIndexException("security: " + string.Join(Environment.NewLine + "security: ", problems));
-
-        var vault = services.GetRequiredService<IKeyVault>();
-        foreach (var (name, kind) in new[] { (options.CheckpointKeyName, KeyKind.Wrapping), (options.PseudonymizationKeyName, KeyKind.Wrapping),
-                     (options.Tokens.SigningKeyName, KeyKind.Signing), (options.AuditSigningKeyName, KeyKind.Signing) })
-        {
-            if (await vault.GetCurrentVersionAsync(name, cancellationToken) is null) await vault.CreateKeyAsync(name, kind, cancellationToken);
-        }
-        await services.GetRequiredService<VaultSigningKeys>().RefreshAsync(cancellationToken);
-        services.GetRequiredService<IAuditLog>();
+        await SecurityHosting.EnsureKeysAsync(services, cancellationToken);
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -1,5 +1,6 @@
 using NCrontab;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Security.Audit;
 

@@ -1,4 +1,5 @@
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Privacy.SecureAggregation;
 using Serverless.Security.Audit;
@@ -61,8 +62,10 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
                     await client.ScheduleNewOrchestrationInstanceAsync(OrchestratorName, new RoundInput(federation, round, actor, reason),
                         new StartOrchestrationOptions(instanceId), ct);
                 }
-                catch (OrchestrationAlreadyExistsException)
+                // The backend refuses an id in use (how depends on the backend): another starter won the race.
+                catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    if (await client.GetInstanceAsync(instanceId, getInputsAndOutputs: false, ct) is null) throw;
                     throw new RoundConflictException($"Round {round} of federation '{federation}' is already starting.", instanceId);
                 }
             }

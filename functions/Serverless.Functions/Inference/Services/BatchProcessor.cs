@@ -2,7 +2,6 @@ using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Serverless.Inference;
 using Serverless.Privacy.Serialization;
-using Serverless.Runtime.Queues;
 using Serverless.Runtime.Storage;
 using Serverless.Security.Audit;
 

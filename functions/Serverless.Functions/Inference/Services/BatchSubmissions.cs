@@ -1,5 +1,6 @@
 using System.Text.Json;
-using Serverless.Durable;
+using Microsoft.DurableTask;
+using Microsoft.DurableTask.Client;
 using Serverless.Runtime.Storage;
 using Serverless.Security.Audit;
 
@@ -20,11 +21,11 @@ internal sealed record SubmissionResult(SubmissionKind Kind, string InstanceId, 
 /// content again (a replayed queue message, a retried POST) is answered by the first run, never
 /// recomputed; other content under a used id is a conflict. Both queue and HTTP submissions come here.
 /// </summary>
-public sealed class BatchSubmissions(DurableTaskClient client, InferenceBlobs blobs, InferenceAudit audit, ILogger<BatchSubmissions> logger)
+public sealed class BatchSubmissions(InferenceBlobs blobs, InferenceAudit audit, ILogger<BatchSubmissions> logger)
 {
     public const string Orchestrator = "PartnerBatch";
 
-    internal async Task<SubmissionResult> SubmitAsync(BatchRequest request, CancellationToken cancellationToken)
+    internal async Task<SubmissionResult> SubmitAsync(DurableTaskClient client, BatchRequest request, CancellationToken cancellationToken)
     {
         var instanceId = InferenceNames.InstanceId(request.Tenant, request.BatchId);
         var resource = InferenceAudit.BatchResource(request.Tenant, request.BatchId);
@@ -49,9 +50,11 @@ public sealed class BatchSubmissions(DurableTaskClient client, InferenceBlobs bl
                 logger.LogInformation("Batch {BatchId} of {Tenant} submitted via {Channel} as {InstanceId}", request.BatchId, request.Tenant, request.Channel, instanceId);
                 return new SubmissionResult(SubmissionKind.Started, instanceId);
             }
-            catch (OrchestrationAlreadyExistsException) when (attempt == 0)
+            catch (Exception e) when (attempt == 0 && e is not OperationCanceledException)
             {
-                // Another submission of the same id won the race: answer from it.
+                // Another submission of the same id won the race (the backend refuses the id): answer from it. Anything
+                // else fails the same way again and is thrown then.
+                logger.LogInformation("Starting {InstanceId} failed ({Error}); looking for a run that won the race", instanceId, e.GetType().Name);
             }
         }
     }

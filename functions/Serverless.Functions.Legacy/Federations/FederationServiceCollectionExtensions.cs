@@ -1,0 +1,32 @@
+using Serverless.Functions.Federations.Services;
+using Serverless.Security.Authorization;
+using Serverless.Security.Hosting;
+
+// In the DI namespace, as AddXxx extensions conventionally are, so Program.cs needs no extra using.
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registration of the federations module: its services; the functions are this assembly's.</summary>
+public static class FederationServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the federation store, enrollment, rounds and the schedule, and the persisted roster as the
+    /// tenant check for federations. Call after <c>AddServerlessSecurity()</c>: the hold-out container
+    /// <c>datasets</c> joins its envelope-encrypted containers.
+    /// </summary>
+    public static IServiceCollection AddFederations(this IServiceCollection services, Action<FederationOptions>? configure = null)
+    {
+        var options = new FederationOptions();
+        configure?.Invoke(options);
+        var security = services.LastOrDefault(d => d.ServiceType == typeof(SecurityOptions))?.ImplementationInstance as SecurityOptions
+            ?? throw new InvalidOperationException("AddFederations needs AddServerlessSecurity() first (checkpoints and hold-out sets are stored encrypted).");
+        security.EncryptedContainers.Add(FederationStore.DatasetsContainer);
+        security.EncryptedContainers.Add(FederationStore.ModelsContainer);
+        services.AddSingleton(options);
+        services.AddSingleton<FederationStore>();
+        services.AddSingleton<EnrollmentService>();
+        services.AddSingleton<RoundService>();
+        services.AddSingleton<FederationScheduler>();
+        services.AddSingleton<IResourceOwnership>(sp => new FederationOwnership(sp.GetRequiredService<FederationStore>(), sp.GetRequiredService<InMemoryResourceOwnership>()));
+        return services;
+    }
+}

@@ -1,0 +1,32 @@
+using Microsoft.Azure.Functions.Worker;
+using Microsoft.Azure.Functions.Worker.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Serverless.Security.Hosting;
+
+namespace Serverless.Functions.Hosting;
+
+/// <summary>
+/// The security layer in the worker: key vault (Azure Key Vault when the app setting
+/// <c>SERVERLESS_KEY_VAULT_URI</c> is set, else the local keyring in the data directory), audit log,
+/// envelope encryption of the encrypted containers, tokens, access policy, and
+/// <see cref="AuthorizationMiddleware"/> in front of every HTTP function.
+/// </summary>
+internal static class AppSecurity
+{
+    public const string KeyVaultSetting = "SERVERLESS_KEY_VAULT_URI";
+
+    public static FunctionsApplicationBuilder AddAppSecurity(this FunctionsApplicationBuilder builder, Action<SecurityOptions>? configure = null)
+    {
+        var vault = builder.Configuration[KeyVaultSetting];
+        builder.Services.AddSecurityServices(options =>
+        {
+            if (vault is { Length: > 0 }) options.AzureKeyVaultUri = new Uri(vault, UriKind.Absolute);
+            configure?.Invoke(options);
+        });
+        builder.Services.AddHostedService<SecurityStartup>();
+        builder.UseMiddleware<AuthorizationMiddleware>();
+        return builder;
+    }
+}
