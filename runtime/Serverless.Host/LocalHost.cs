@@ -27,6 +27,12 @@ public sealed record LocalHostOptions
     /// <summary>The address HTTP triggers listen on (default loopback).</summary>
     public IPAddress HttpAddress { get; init; } = IPAddress.Loopback;
 
+    /// <summary>
+    /// When set, HTTP triggers are served over HTTPS with this server certificate (with its private key), as
+    /// the Functions front end terminates TLS in Azure; null serves plain HTTP, as Core Tools does.
+    /// </summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? HttpsCertificate { get; init; }
+
     /// <summary>The HTTP port; 0 picks a free one (see <see cref="LocalHost.HttpAddress"/>).</summary>
     public int HttpPort { get; init; } = 7071;
 
@@ -206,7 +212,13 @@ public sealed class LocalHost : IAsyncDisposable
         long maxBody = HostProblems.MaxRequestBodySize(options.MaxRequestBodySize);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(options.HttpAddress, options.HttpPort);
+            kestrel.Listen(options.HttpAddress, options.HttpPort, listen =>
+            {
+                if (options.HttpsCertificate is { } certificate)
+                {
+                    listen.UseHttps(certificate);
+                }
+            });
             kestrel.Limits.MaxRequestBodySize = maxBody;
         });
         WebApplication app = builder.Build();

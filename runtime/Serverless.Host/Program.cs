@@ -5,7 +5,7 @@ using Serverless.Host.Http;
 // serverless-host: runs an isolated-worker Functions app's build output locally (docs/host-next.md).
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR]");
+    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR] [--cert SERVER.pfx]");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -13,6 +13,7 @@ string appDirectory = args[0];
 int port = 7071;
 string? keysFile = null;
 string dataDirectory = ".serverless-data";
+string? certificateFile = null;
 for (int i = 1; i < args.Length; i++)
 {
     switch (args[i])
@@ -27,6 +28,9 @@ for (int i = 1; i < args.Length; i++)
         case "--data-dir" when i + 1 < args.Length:
             dataDirectory = args[++i];
             break;
+        case "--cert" when i + 1 < args.Length:
+            certificateFile = args[++i];
+            break;
         default:
             Console.Error.WriteLine($"serverless-host: unknown or incomplete option '{args[i]}'");
             return 2;
@@ -39,18 +43,26 @@ using ILoggerFactory loggers = LoggerFactory.Create(logging => logging
 try
 {
     keysFile ??= Path.Combine(appDirectory, ".serverless-host", "keys.json");
+    using var certificate = certificateFile is null ? null : LoadCertificate(certificateFile);
     await using LocalHost host = await LocalHost.StartAsync(new LocalHostOptions
     {
         AppDirectory = appDirectory,
         HttpPort = port,
         DataDirectory = dataDirectory,
         Keys = FunctionKeys.LoadOrCreate(keysFile),
+        HttpsCertificate = certificate,
         LoggerFactory = loggers,
     });
     Console.WriteLine($"Listening on {host.HttpAddress} ({host.FunctionNames.Count} functions; keys in {keysFile})");
     var stop = new TaskCompletionSource();
-    Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.TrySetResult(); };
-    AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
+    // SIGINT and SIGTERM stop the host in order (listeners, HTTP, durable engine, worker) and exit 0.
+    using var sigint = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, Stop);
+    using var sigterm = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, Stop);
+    void Stop(System.Runtime.InteropServices.PosixSignalContext signal)
+    {
+        signal.Cancel = true;
+        stop.TrySetResult();
+    }
     // A worker that exits is restarted by the host (with back-off); only Ctrl+C or SIGTERM stops it.
     await stop.Task;
     return 0;
@@ -60,3 +72,13 @@ catch (HostStartException e)
     Console.Error.WriteLine($"serverless-host: {e.Message}");
     return 1;
 }
+catch (System.Security.Cryptography.CryptographicException e)
+{
+    Console.Error.WriteLine($"serverless-host: --cert {certificateFile}: {e.Message}");
+    return 1;
+}
+
+static System.Security.Cryptography.X509Certificates.X509Certificate2 LoadCertificate(string path) =>
+    File.Exists(path)
+        ? System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(path, password: null)
+        : throw new HostStartException($"--cert {path}: no such file");

@@ -81,7 +81,7 @@ internal sealed partial class ChildProcess : IDisposable
     {
         try
         {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: false);
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true); // the local host's worker process goes with it
             _process.WaitForExit(10_000);
         }
         catch (InvalidOperationException)
@@ -108,6 +108,6 @@ internal sealed partial class ChildProcess : IDisposable
         try { return p.ExitCode; } catch (InvalidOperationException) { return -1; }
     }
 
-    [GeneratedRegex(@"listening on (https?://127\.0\.0\.1:\d+)")]
+    [GeneratedRegex(@"[Ll]istening on (https?://127\.0\.0\.1:\d+)")]
     private static partial Regex ListeningLine();
 }

@@ -119,8 +119,11 @@ internal sealed record SimulationOptions
 
     public bool Keep { get; init; }
 
-    /// <summary>The built function host (Serverless.Functions.dll); default: found or built next to this repository.</summary>
+    /// <summary>The local Functions host (serverless-host.dll); default: found or built in this repository.</summary>
     public string? HostDll { get; init; }
+
+    /// <summary>The function app's build output; default: found or built in this repository.</summary>
+    public string? AppDirectory { get; init; }
 
     /// <summary>Longest wait for one round.</summary>
     public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(3);
@@ -233,7 +236,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
     private async Task StartCoreAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(DataDirectory);
-        var hostDll = HostLocator.Find(_o.HostDll, _log);
+        var launch = HostLocator.Find(_o.HostDll, _o.AppDirectory, _log);
         var clientDll = typeof(SimulationRunner).Assembly.Location;
 
         // Certificates and tokens come from the host's data directory, as the CLI's 'ca' and 'token' commands make them.
@@ -242,15 +245,11 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var operatorToken = await DevTools.IssueTokenAsync(DataDirectory, "simulation-operator", ["operator", "data-scientist", "auditor"], lifetime: TimeSpan.FromHours(12), cancellationToken: ct);
 
         var scheme = _o.Https ? "https" : "http";
-        var args = new List<string> { "--data-dir", DataDirectory, "--urls", $"{scheme}://127.0.0.1:0" };
-        _log.WriteLine($"starting the function host ({Path.GetFileName(hostDll)}) on {scheme}://127.0.0.1 ...");
-        _host = ChildProcess.StartDotnet("function host", hostDll, args, Path.Combine(WorkDirectory, "host.log"), Path.GetDirectoryName(hostDll)!,
-            new Dictionary<string, string?>
-            {
-                // Kestrel's default certificate for the https:// URL (ASP.NET Core configuration from the environment).
-                ["Kestrel__Certificates__Default__Path"] = _o.Https ? serverPfx : null,
-                ["AzureFunctionsJobHost__extensions__durableTask__maxPollingInterval"] = "00:00:00.250",
-            });
+        var args = new List<string> { launch.AppDirectory, "--port", "0", "--data-dir", DataDirectory, "--keys", Path.Combine(DataDirectory, "host-keys.json") };
+        if (_o.Https) args.AddRange(["--cert", serverPfx]);
+        _log.WriteLine($"starting the local Functions host with the function app on {scheme}://127.0.0.1 ...");
+        _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), DataDirectory,
+            new Dictionary<string, string?>());
         BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
         _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
 

@@ -190,7 +190,8 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
             return Problem(StatusCodes.Status400BadRequest, "Invalid message", invalid);
 
         var instanceId = RoundRoutes.InstanceId(federation, round);
-        var instance = await client.GetInstanceAsync(instanceId, getInputsAndOutputs: false, ct);
+        // The custom status is read with the inputs and outputs (Microsoft.DurableTask refuses it otherwise).
+        var instance = await client.GetInstanceAsync(instanceId, getInputsAndOutputs: true, ct);
         var progress = instance?.ReadCustomStatusAs<RoundProgress>();
         if (instance is null || !instance.IsRunning || progress is null || progress.Stage != stage || progress.Phase != phase)
             return Conflict($"Phase {stage}/{phase} is not open: the round is {(instance is null || !instance.IsRunning ? "not running" : $"in {progress?.Stage}/{progress?.Phase}")}.");

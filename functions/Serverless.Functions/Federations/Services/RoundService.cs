@@ -112,7 +112,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
         var status = await GetStatusAsync(client, federation, round, ct);
         if (status is null) return null;
         var plan = await store.GetPlanAsync(federation, round, ct);
-        var instance = await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, round), getInputsAndOutputs: false, ct);
+        var instance = await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, round), getInputsAndOutputs: true, ct);
         var progress = instance?.ReadCustomStatusAs<RoundProgress>() ?? new RoundProgress();
         ClientTask Task(ClientAction action, int secAggId = 0, string? reason = null) =>
             new(federation, round, status.Stage, status.Phase, action, status.PhaseDeadline, secAggId, null, null, null, null, null, null, false, reason);
