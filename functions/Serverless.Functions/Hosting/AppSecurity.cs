@@ -25,7 +25,8 @@ internal static class AppSecurity
             if (vault is { Length: > 0 }) options.AzureKeyVaultUri = new Uri(vault, UriKind.Absolute);
             configure?.Invoke(options);
         });
-        builder.Services.AddHostedService<SecurityStartup>();
+        // First of the hosted services: the keys exist before the worker connects to the host and takes invocations.
+        builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, SecurityStartup>());
         builder.UseMiddleware<AuthorizationMiddleware>();
         return builder;
     }

@@ -1,0 +1,156 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Reflection;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Azure.Functions.Worker;
+using Serverless.Functions.Hosting;
+using Serverless.Security.Audit;
+using Serverless.Security.Authorization;
+
+namespace Serverless.Functions.Tests.App;
+
+/// <summary>The app as built: what the worker's indexing wrote, and what it declares.</summary>
+public sealed class FunctionAppBuildTests
+{
+    private static readonly Dictionary<Type, string> TriggerTypes = new()
+    {
+        [typeof(HttpTriggerAttribute)] = "httpTrigger",
+        [typeof(QueueTriggerAttribute)] = "queueTrigger",
+        [typeof(TimerTriggerAttribute)] = "timerTrigger",
+        [typeof(OrchestrationTriggerAttribute)] = "orchestrationTrigger",
+        [typeof(ActivityTriggerAttribute)] = "activityTrigger",
+    };
+
+    [Fact]
+    public void FunctionsMetadataListsEveryFunctionWithItsRealTrigger()
+    {
+        using var metadata = JsonDocument.Parse(File.ReadAllText(Path.Combine(FunctionAppHost.AppDirectory, "functions.metadata")));
+        var written = metadata.RootElement.EnumerateArray().ToDictionary(
+            f => f.GetProperty("name").GetString()!,
+            f => f.GetProperty("bindings").EnumerateArray().Select(b => b.GetProperty("type").GetString()!).Single(t => t.EndsWith("Trigger", StringComparison.Ordinal)));
+        var declared = FunctionMethods.All().ToDictionary(f => f.Name, f => TriggerTypes[f.Method.GetParameters()
+            .SelectMany(p => p.GetCustomAttributes()).Select(a => a.GetType()).Single(TriggerTypes.ContainsKey)]);
+        Assert.Equal(declared.OrderBy(kv => kv.Key), written.OrderBy(kv => kv.Key));
+        Assert.True(declared.Count >= 50, $"only {declared.Count} functions");
+        foreach (var kind in TriggerTypes.Values) Assert.Contains(kind, written.Values);
+    }
+
+    [Fact]
+    public void TheAppUsesNoLookAlikeOfTheWorkerOrDurableTask()
+    {
+        var app = typeof(FunctionMethods).Assembly;
+        Assert.DoesNotContain(app.GetReferencedAssemblies(), a => a.Name is "Serverless.Durable");
+        var used = app.GetTypes()
+            .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly))
+            .SelectMany(m => m.GetParameters().Select(p => p.ParameterType).Concat(m.GetCustomAttributes().Select(a => a.GetType())).Append(m.ReturnType))
+            .Select(t => t.Namespace ?? "")
+            .Where(ns => ns.StartsWith("Serverless.Runtime", StringComparison.Ordinal) && ns != "Serverless.Runtime.Storage")
+            .Distinct().ToList();
+        Assert.Empty(used);
+        Assert.All(FunctionMethods.All(), f => Assert.Equal(typeof(FunctionAttribute), f.Method.GetCustomAttribute<FunctionAttribute>()!.GetType()));
+    }
+
+    [Fact]
+    public void EveryHttpFunctionDeclaresAKnownPermissionOrIsAnonymous() =>
+        Assert.Empty(SecurityStartup.DeclarationProblems(RolePermissionTable.Default));
+}
+
+/// <summary>The app running under the local host: health, the security gate, a queue trigger.</summary>
+[Collection(FunctionAppCollection.Name)]
+public sealed class FunctionAppTests(FunctionAppFixture app)
+{
+    [Fact]
+    public async Task HealthReportsEachBackend()
+    {
+        using var response = await app.Host.Http.GetAsync("api/health");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal("Healthy", body.RootElement.GetProperty("status").GetString());
+        foreach (var check in new[] { "blob", "queue", "durable" })
+            Assert.Equal("Healthy", body.RootElement.GetProperty("checks").GetProperty(check).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task NoTokenIs401ProblemDetailsAndAudited()
+    {
+        using var response = await app.Host.Http.GetAsync("api/federations");
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Equal("Bearer", response.Headers.WwwAuthenticate.Single().Scheme);
+        Assert.Contains(await AuditAsync(), e => e.Action == AuditActions.AuthenticationFailed && e.Resource == "ListFederations");
+    }
+
+    [Fact]
+    public async Task APermissionTheRoleLacksIs403AndAudited()
+    {
+        var auditor = await app.Host.TokenAsync("auditor-1", "auditor");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "api/federations") { Content = new StringContent("{}", Encoding.UTF8, "application/json") };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", auditor);
+        using var response = await app.Host.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        Assert.Contains(await AuditAsync(), e => e.Action == AuditActions.AccessDenied && e.Actor == "auditor-1" && e.Outcome == AuditOutcome.Denied);
+    }
+
+    [Fact]
+    public async Task AGrantedTokenReachesTheFunction()
+    {
+        var operatorToken = await app.Host.TokenAsync("operator-1", "operator");
+        using var request = new HttpRequestMessage(HttpMethod.Get, "api/federations");
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", operatorToken);
+        using var response = await app.Host.Http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(JsonValueKind.Array, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.ValueKind);
+    }
+
+    [Fact]
+    public async Task SampleEchoRoundTripsAndABadBodyIs400()
+    {
+        using var ok = await app.Host.Http.PostAsJsonAsync("api/samples/echo", new { message = "hello" });
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal("hello", JsonDocument.Parse(await ok.Content.ReadAsStringAsync()).RootElement.GetProperty("message").GetString());
+        using var bad = await app.Host.Http.PostAsync("api/samples/echo", new StringContent("not json", Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+    }
+
+    [Fact]
+    public async Task AQueueJobThatAlwaysFailsEndsOnThePoisonQueue()
+    {
+        using var enqueue = await app.Host.Http.PostAsJsonAsync("api/samples/jobs", new { message = "fail" });
+        Assert.Equal(HttpStatusCode.Accepted, enqueue.StatusCode);
+        var queues = (Serverless.Runtime.Storage.IQueueStore)app.Host.Services.GetService(typeof(Serverless.Runtime.Storage.IQueueStore))!;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (await queues.GetApproximateCountAsync("sample-jobs-poison") == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the failing job never reached sample-jobs-poison");
+            await Task.Delay(200);
+        }
+        var poisoned = await queues.GetAsync("sample-jobs-poison", 8, TimeSpan.FromSeconds(30));
+        Assert.Contains(poisoned, m => Encoding.UTF8.GetString(m.Body.Span) == "fail");
+    }
+
+    private async Task<List<AuditEntry>> AuditAsync()
+    {
+        var entries = new List<AuditEntry>();
+        await foreach (var e in app.Host.Audit.ReadAsync()) entries.Add(e);
+        return entries;
+    }
+}
+
+/// <summary>One running app for a collection of tests (a worker process takes seconds to start).</summary>
+public sealed class FunctionAppFixture : IAsyncLifetime
+{
+    public FunctionAppHost Host { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Host = await FunctionAppHost.StartAsync();
+
+    public async Task DisposeAsync() => await Host.DisposeAsync();
+}
+
+[CollectionDefinition(Name)]
+public sealed class FunctionAppCollection : ICollectionFixture<FunctionAppFixture>
+{
+    public const string Name = "function app under the local host";
+}
