@@ -1,9 +1,7 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 
 namespace Serverless.Functions.Tests.Client;
 
@@ -11,44 +9,21 @@ namespace Serverless.Functions.Tests.Client;
 /// What the CLI makes, the host accepts: a token issued from the host's data directory opens an
 /// auditor-only function of the running app, and <c>audit verify</c> reads the log the app writes.
 /// </summary>
-public sealed partial class HostAcceptanceTests : IAsyncLifetime
+public sealed class HostAcceptanceTests : IAsyncLifetime
 {
     private readonly TempDir _data = new();
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
-    private Process _app = null!;
+    private App.LocalHostProcess _app = null!;
 
     public async Task InitializeAsync()
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { Path.Combine(AppContext.BaseDirectory, "Serverless.Functions.dll"), "--port", "0", "--data-dir", _data.Path },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        _app = Process.Start(start)!;
-        _app.ErrorDataReceived += (_, _) => { };
-        _app.BeginErrorReadLine();
-        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        var seen = new StringBuilder();
-        while (await _app.StandardOutput.ReadLineAsync(cancel.Token) is { } line)
-        {
-            seen.AppendLine(line);
-            if (ListeningLine().Match(line) is { Success: true } match)
-            {
-                _ = _app.StandardOutput.ReadToEndAsync(CancellationToken.None); // keep draining so the app never blocks
-                _http.BaseAddress = new Uri(match.Groups[1].Value);
-                return;
-            }
-        }
-        throw new InvalidOperationException($"the app exited before listening:\n{seen}");
+        _app = await App.LocalHostProcess.StartAsync(_data.Path);
+        _http.BaseAddress = _app.Address;
     }
 
     public async Task DisposeAsync()
     {
-        if (!_app.HasExited) _app.Kill(entireProcessTree: true);
-        await _app.WaitForExitAsync();
-        _app.Dispose();
+        await _app.DisposeAsync();
         _http.Dispose();
         _data.Dispose();
     }
@@ -81,7 +56,4 @@ public sealed partial class HostAcceptanceTests : IAsyncLifetime
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return _http.SendAsync(request);
     }
-
-    [GeneratedRegex(@"listening on (http://127\.0\.0\.1:\d+)")]
-    private static partial Regex ListeningLine();
 }

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Serverless.Functions.Tests.App;
+
+/// <summary>
+/// <c>dotnet serverless-host.dll &lt;app build output&gt; --port 0 --data-dir DIR</c> as its own process, as the
+/// README runs it: the URL it prints, a graceful stop (SIGTERM) and a crash (SIGKILL of the whole tree).
+/// </summary>
+public sealed partial class LocalHostProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    private LocalHostProcess(Process process, Uri address)
+    {
+        _process = process;
+        Address = address;
+    }
+
+    public Uri Address { get; }
+
+    public int ProcessId => _process.Id;
+
+    /// <summary>Everything the host printed so far (its log and the worker's).</summary>
+    public string Output
+    {
+        get { lock (_output) return _output.ToString(); }
+    }
+
+    public static async Task<LocalHostProcess> StartAsync(string dataDirectory, TimeSpan? timeout = null, params string[] extraArguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = dataDirectory,
+        };
+        foreach (var a in new[] { FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, "--port", "0", "--data-dir", dataDirectory,
+                     "--keys", Path.Combine(dataDirectory, "host-keys.json") }.Concat(extraArguments))
+            start.ArgumentList.Add(a);
+        var process = Process.Start(start) ?? throw new InvalidOperationException("could not start serverless-host");
+        var listening = new TaskCompletionSource<Uri>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var output = new StringBuilder();
+        void Line(string? line)
+        {
+            if (line is null) return;
+            lock (output) output.AppendLine(line);
+            if (ListeningLine().Match(line) is { Success: true } m) listening.TrySetResult(new Uri(m.Groups[1].Value));
+        }
+        process.OutputDataReceived += (_, e) => Line(e.Data);
+        process.ErrorDataReceived += (_, e) => Line(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        var exited = process.WaitForExitAsync();
+        var first = await Task.WhenAny(listening.Task, exited, Task.Delay(timeout ?? TimeSpan.FromMinutes(2)));
+        if (first != listening.Task)
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+            lock (output) throw new InvalidOperationException($"serverless-host did not start listening:\n{output}");
+        }
+        var host = new LocalHostProcess(process, listening.Task.Result);
+        lock (output) host._output.Append(output);
+        process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (host._output) host._output.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (host._output) host._output.AppendLine(e.Data); };
+        return host;
+    }
+
+    /// <summary>SIGTERM, as a platform stops an instance; the exit code once it has stopped.</summary>
+    public async Task<int> StopAsync(TimeSpan timeout)
+    {
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!) await kill.WaitForExitAsync();
+        using var cancel = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cancel.Token);
+        return _process.ExitCode;
+    }
+
+    /// <summary>A crash: SIGKILL of the host and its worker at once.</summary>
+    public void Crash()
+    {
+        if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        _process.WaitForExit();
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        Crash();
+        _process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    [GeneratedRegex(@"Listening on (https?://127\.0\.0\.1:\d+)")]
+    private static partial Regex ListeningLine();
+}
