@@ -429,7 +429,9 @@ public static class RoundCoordinator
         {
             if (sum.Length != StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length))
                 throw new ArgumentException($"Expected {StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length)} ring entries, got {sum.Length}.", nameof(sum));
-            stats = mechanism.Release(plan.StatisticsColumns, StatisticsEncoding.Decode(sum, StatisticsFractionBits));
+            // At most every selected client's share is in the sum: the largest noise the release can carry sets the variance floor.
+            stats = mechanism.Release(plan.StatisticsColumns, StatisticsEncoding.Decode(sum, StatisticsFractionBits),
+                sumNoiseStd: mechanism.TargetStd * Math.Sqrt(plan.Selected.Length));
         }
         else
         {

@@ -170,11 +170,18 @@ public sealed record StatisticsMechanism(StatisticsRange[] Ranges, double NoiseM
     /// <summary>
     /// The federation's statistics from the noised sum (post-processing only: no patient value is read). Per column,
     /// mean = S / C and E[u^2] = Q / C, each clamped to what bounded values allow; a count below 1 (no one observed, or noise
-    /// swamped it) gives the range's midpoint and the sd of a uniform over it; the variance is floored at 10^-6 of the
-    /// half-range squared so that noise never turns a column off.
+    /// swamped it) gives the range's midpoint and the sd of a uniform over it. The variance (in u) is floored at the standard
+    /// error the noise gives it, <paramref name="sumNoiseStd"/> * sqrt(1 + 4 mean^2) / C (and at 10^-6): where the noise
+    /// swamps the spread, the column is scaled down rather than blown up by a near-zero sd (which would send every value to
+    /// the outlier cap).
     /// </summary>
-    public FeatureStatistics Release(IReadOnlyList<string> columns, ReadOnlySpan<double> noisySum, double outlierZ = FeatureStatistics.DefaultOutlierZ)
+    /// <param name="columns">Column names, in the ranges' order.</param>
+    /// <param name="noisySum">The decoded sum [counts | sums of u | sums of u^2].</param>
+    /// <param name="outlierZ">The preprocessor's outlier cap.</param>
+    /// <param name="sumNoiseStd">Std of the noise on each entry of the sum (0 = exact sums).</param>
+    public FeatureStatistics Release(IReadOnlyList<string> columns, ReadOnlySpan<double> noisySum, double outlierZ = FeatureStatistics.DefaultOutlierZ, double sumNoiseStd = 0)
     {
+        if (!(sumNoiseStd >= 0) || !double.IsFinite(sumNoiseStd)) throw new ArgumentOutOfRangeException(nameof(sumNoiseStd));
         ArgumentNullException.ThrowIfNull(columns);
         var d = Ranges.Length;
         if (columns.Count != d) throw new ArgumentException($"{columns.Count} columns for {d} ranges.", nameof(columns));
@@ -196,7 +203,7 @@ public sealed record StatisticsMechanism(StatisticsRange[] Ranges, double NoiseM
             }
             var mean = Math.Clamp(noisySum[d + c] / count, -1, 1);
             var second = Math.Clamp(noisySum[2 * d + c] / count, 0, 1);
-            var variance = Math.Max(second - mean * mean, 1e-6);
+            var variance = Math.Max(second - mean * mean, Math.Max(1e-6, sumNoiseStd * Math.Sqrt(1 + 4 * mean * mean) / count));
             means[c] = mid + mean * half;
             sds[c] = Math.Sqrt(variance) * half;
             counts[c] = Math.Round(count);
