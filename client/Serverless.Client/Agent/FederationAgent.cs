@@ -510,7 +510,12 @@ internal sealed class FederationAgent : IDisposable
         var columns = _pipeline.Schema.NumericColumns();
         if (!columns.SequenceEqual(spec.Columns ?? [], StringComparer.Ordinal))
             throw new InvalidDataException($"the server asks for statistics of [{string.Join(", ", spec.Columns ?? [])}], the local data has [{string.Join(", ", columns)}]");
-        return StatisticsEncoding.Encode(_pipeline.StatisticsVector(), spec.FractionBits);
+        if (spec.Privacy is not { } mechanism) return StatisticsEncoding.Encode(_pipeline.StatisticsVector(), spec.FractionBits);
+        // Private statistics: the noise share follows from the threshold this agent accepted for the stage (checked against its
+        // floor in the active-server variant) and from z; it is sized for t - 1 colluders, so no server-chosen survivor count shrinks it.
+        if (mechanism.Ranges?.Length != columns.Count) throw new InvalidDataException($"the statistics task names {mechanism.Ranges?.Length ?? 0} ranges for {columns.Count} columns");
+        var threshold = task.Parameters?.Threshold ?? throw new InvalidDataException("the statistics task carries no secure-aggregation parameters");
+        return _pipeline.PrivateStatisticsInput(mechanism, threshold, spec.FractionBits, _options.Randomness());
     }
 
     private async Task<uint[]> TrainingInputAsync(Session session, AgentRoundState progress, ClientTask task, CancellationToken ct)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Serverless.Federation.Compression;
+using Serverless.Federation.Rounds;
 using Serverless.Model.Data;
 using Serverless.Model.Nn;
 using Serverless.Model.Preprocessing;
@@ -142,6 +143,16 @@ internal sealed class LocalUpdatePipeline
 
     /// <summary>This client's [counts | sums | sums of squares] per numeric column, to be securely summed across the federation.</summary>
     public double[] StatisticsVector() => FeatureSums.Accumulate(_cohort.Schema, _cohort.Patients).ToVector();
+
+    /// <summary>
+    /// The private statistics-stage input (decision 0023): each patient's values clipped to the public ranges and counted
+    /// once per column, plus this client's Gaussian noise share, sized from the stage's threshold by the client itself.
+    /// </summary>
+    public uint[] PrivateStatisticsInput(StatisticsMechanism mechanism, int threshold, int fractionBits, Random noise)
+    {
+        ArgumentNullException.ThrowIfNull(mechanism);
+        return mechanism.Validated().ClientInput(_cohort.Schema, _cohort.Patients, threshold, fractionBits, noise);
+    }
 
     /// <summary>The local records preprocessed with the federation's statistics (cached per preprocessor).</summary>
     public SequenceDataset Prepare(Preprocessor preprocessor)

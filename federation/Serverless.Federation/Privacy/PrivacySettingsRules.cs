@@ -34,6 +34,8 @@ public static class PrivacySettingsRules
             errors.Add(("privacy.epsilonBudget", string.Create(CultureInfo.InvariantCulture, $"may only be lowered once privacy has been spent (it is {current.EpsilonBudget:G6})")));
         if (next.Delta > current.Delta)
             errors.Add(("privacy.delta", string.Create(CultureInfo.InvariantCulture, $"may only be lowered once privacy has been spent (it is {current.Delta:G6}): a larger delta would report a smaller epsilon for the same noise")));
+        if (next.StatisticsNoiseMultiplier < current.StatisticsNoiseMultiplier)
+            errors.Add(("privacy.statisticsNoiseMultiplier", string.Create(CultureInfo.InvariantCulture, $"may only be raised once privacy has been spent (it is {current.StatisticsNoiseMultiplier:G6})")));
         return errors;
     }
 

@@ -93,6 +93,15 @@ public static partial class FederationRules
             Check(p.Delta is > 0 and < 1, "privacy.delta", "must be in (0, 1)");
             Check(p.NoiseMultiplier is > 0 and <= 1000, "privacy.noiseMultiplier", "must be in (0, 1000] when privacy is enabled");
             Check(p.ClipNorm is > 0 and <= 1e6, "privacy.clipNorm", "must be positive when privacy is enabled");
+            Check(p.StatisticsNoiseMultiplier is > 0 and <= 1000, "privacy.statisticsNoiseMultiplier", "must be in (0, 1000] when privacy is enabled");
+            if (p.StatisticsRanges is { } ranges)
+                foreach (var (name, range) in ranges)
+                    Check(range is { IsValid: true }, "privacy.statisticsRanges", $"the range of '{name}' must be finite with lower < upper");
+            if (!errors.Any(e => e.Item1 == "schema" || e.Item1.StartsWith("schema.", StringComparison.Ordinal)))
+            {
+                var missing = StatisticsMechanism.MissingRanges(p, SchemaOf(config).NumericColumns());
+                Check(missing.Count == 0, "privacy.statisticsRanges", $"numeric columns need a public range for the private statistics stage: {string.Join(", ", missing)}");
+            }
         }
         else
         {

@@ -161,6 +161,23 @@ public sealed record FederationPrivacy
 
     /// <summary>S: each client clips its update (delta) to this L2 norm; with DP off, 0 = no clipping.</summary>
     public double ClipNorm { get; init; } = 0.5;
+
+    /// <summary>
+    /// z of the statistics stage (added 2026-12-04, issue 20; decision 0023): the standardization sums carry Gaussian noise
+    /// of std z times their L2 sensitivity for one patient (<see cref="StatisticsMechanism.L2Sensitivity"/>), and the release is
+    /// charged to the accountant as one Gaussian step at this z. Larger than the training z because the sums tolerate noise: at
+    /// 4 the release costs 1/16 of a full-participation round at z = 1 in RDP, and moves a mean over 2,000 patients by about 1 %
+    /// of its public range.
+    /// </summary>
+    public double StatisticsNoiseMultiplier { get; init; } = 4.0;
+
+    /// <summary>
+    /// Public bounds of the numeric columns (column name to [lower, upper]), to which every value is clipped before it enters the
+    /// statistics, so one patient's contribution is bounded whatever its values. Columns not named here take
+    /// <see cref="StatisticsMechanism.DefaultRanges"/> (the generator's and cohort CSV schema); with privacy on, a numeric column
+    /// without either is a configuration error. Ranges are public: they must come from clinical knowledge, never from the data.
+    /// </summary>
+    public Dictionary<string, StatisticsRange>? StatisticsRanges { get; init; }
 }
 
 /// <summary>Secure aggregation settings.</summary>
@@ -381,8 +398,13 @@ public sealed record TrainingTask(string BaseVersion, FitConfig Fit, int BatchSi
 /// <summary>Fixed-point encoding of the weighted update (use <see cref="UpdateEncoding"/>): vector [w * delta (ParameterCount entries) | w * CoordinateBound / 2], codec RingCodec(RingBits, CoordinateBound, MaxClients), stochastic rounding.</summary>
 public sealed record UpdateRingEncoding(int RingBits, float CoordinateBound, int MaxClients, int ParameterCount);
 
-/// <summary>Statistics instructions (statistics stage): FeatureSums over these columns, encoded by <see cref="StatisticsEncoding"/>.</summary>
-public sealed record StatisticsTask(string[] Columns, int FractionBits);
+/// <summary>
+/// Statistics instructions (statistics stage): sums over these columns, encoded by <see cref="StatisticsEncoding"/>. Without
+/// <paramref name="Privacy"/>, the exact FeatureSums (privacy off). With it (added 2026-12-04, issue 20): the bounded, noised
+/// contributions of <see cref="StatisticsMechanism.ClientInput"/>, whose noise share the client derives itself from the stage's
+/// secure-aggregation threshold.
+/// </summary>
+public sealed record StatisticsTask(string[] Columns, int FractionBits, StatisticsMechanism? Privacy = null);
 
 /// <summary>
 /// Answer of <c>GET .../rounds/{round}/task</c>: everything the calling client needs to act in the open phase.

@@ -153,7 +153,10 @@ public static class RoundCoordinator
         if (!config.Privacy.Enabled) return;
         var budget = BudgetOf(state);
         var q = AccountedSamplingRate(SelectionSize(config, enrolled), enrolled);
-        var after = budget.EpsilonAfter(q, config.Privacy.NoiseMultiplier);
+        // A round that gathers the statistics releases them too: both Gaussian steps must fit.
+        var after = state.PreprocessorJson is null
+            ? budget.EpsilonAfter([(1.0, config.Privacy.StatisticsNoiseMultiplier), (q, config.Privacy.NoiseMultiplier)])
+            : budget.EpsilonAfter(q, config.Privacy.NoiseMultiplier);
         if (after > config.Privacy.EpsilonBudget)
             throw new RoundRefusedException("Privacy budget exhausted",
                 string.Create(CultureInfo.InvariantCulture, $"The next round would bring epsilon to {after:F4} (at delta {config.Privacy.Delta:G3}), over the budget of {config.Privacy.EpsilonBudget:G6}; epsilon spent so far is {budget.EpsilonSpent:F4}."),
@@ -201,8 +204,19 @@ public static class RoundCoordinator
         var secure = config.SecureAggregation;
         var stages = new List<RoundStagePlan>();
         var needStatistics = state.PreprocessorJson is null;
+        StatisticsMechanism? statisticsPrivacy = null;
         if (needStatistics)
+        {
+            try
+            {
+                statisticsPrivacy = StatisticsMechanism.Of(config.Privacy, columns);
+            }
+            catch (ArgumentException e)
+            {
+                throw new RoundRefusedException("Statistics without public ranges", $"Federation '{config.Id}': the private statistics stage needs privacy.statisticsRanges; {e.Message}.");
+            }
             stages.Add(new RoundStagePlan(RoundStages.Statistics, true, Parameters(config, ids, StatisticsEncoding.VectorLength(columns.Length), StatisticsEncoding.RingBits)));
+        }
         var trainingParameters = secure.Enabled ? Parameters(config, ids, parameterCount + 1, TrainingRingBits(secure, size)) : null;
         stages.Add(new RoundStagePlan(RoundStages.Training, secure.Enabled, trainingParameters));
 
@@ -237,6 +251,7 @@ public static class RoundCoordinator
             Fit = fit,
             Encoding = encoding,
             StatisticsColumns = columns,
+            StatisticsPrivacy = statisticsPrivacy,
             SamplingRate = AccountedSamplingRate(size, population),
             CentralNoiseStd = centralNoise,
             MinSurvivors = Math.Min(minSurvivors, size),
@@ -391,12 +406,37 @@ public static class RoundCoordinator
         throw new ArgumentOutOfRangeException(nameof(phase), phase, "not a secure-aggregation phase");
     }
 
-    /// <summary>The federation's preprocessor from the securely aggregated statistics.</summary>
+    /// <summary>
+    /// What a selected client is asked to compute in the statistics stage: the columns, the encoding and, with privacy on,
+    /// the mechanism (public ranges, z) whose noise share the client adds before masking.
+    /// </summary>
+    public static StatisticsTask StatisticsTaskOf(RoundPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        return new StatisticsTask(plan.StatisticsColumns, StatisticsFractionBits, plan.StatisticsPrivacy);
+    }
+
+    /// <summary>
+    /// The federation's preprocessor from the securely aggregated statistics: with privacy on, the noised bounded sums of
+    /// <see cref="StatisticsMechanism"/> (post-processing only; charge the release with <see cref="ChargeStatistics"/> before
+    /// the sum is stored), else the exact FeatureSums.
+    /// </summary>
     public static Preprocessor PreprocessorFromSum(RoundPlan plan, ReadOnlySpan<uint> sum)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        var sums = StatisticsEncoding.DecodeSums(plan.StatisticsColumns, sum, StatisticsFractionBits);
-        var stats = FeatureStatistics.FromSums(sums);
+        FeatureStatistics stats;
+        if (plan.StatisticsPrivacy is { } mechanism)
+        {
+            if (sum.Length != StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length))
+                throw new ArgumentException($"Expected {StatisticsEncoding.VectorLength(plan.StatisticsColumns.Length)} ring entries, got {sum.Length}.", nameof(sum));
+            // At most every selected client's share is in the sum: the largest noise the release can carry sets the variance floor.
+            stats = mechanism.Release(plan.StatisticsColumns, StatisticsEncoding.Decode(sum, StatisticsFractionBits),
+                sumNoiseStd: mechanism.TargetStd * Math.Sqrt(plan.Selected.Length));
+        }
+        else
+        {
+            stats = FeatureStatistics.FromSums(StatisticsEncoding.DecodeSums(plan.StatisticsColumns, sum, StatisticsFractionBits));
+        }
         return new Preprocessor(FederationRules.SchemaOf(plan.Config), stats, plan.Config.Model.Steps).Validated();
     }
 
@@ -563,23 +603,44 @@ public static class RoundCoordinator
             : (true, $"passed: hold-out AUROC {candidateAuroc:F4} vs current {currentAuroc:F4} (allowed drop {promotion.MaxAurocDrop:F4})");
     }
 
-    /// <summary>Charges one round to the accountant (once per round number).</summary>
+    /// <summary>
+    /// Charges one round's training step to the accountant (once per round number). A round whose statistics release is not
+    /// accounted yet (<see cref="ChargeStatistics"/> was not called before its sum was stored) pays for it here as well, so
+    /// no release goes uncharged.
+    /// </summary>
     public static FederationState Charge(FederationState state, RoundPlan plan)
     {
         ArgumentNullException.ThrowIfNull(state);
         ArgumentNullException.ThrowIfNull(plan);
+        state = ChargeStatistics(state, plan);
         if (!plan.Config.Privacy.Enabled || state.AccountedRounds.Contains(plan.Round)) return state;
+        return Spend(state, plan, plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier) with { AccountedRounds = [.. state.AccountedRounds, plan.Round] };
+    }
+
+    /// <summary>
+    /// Charges the round's statistics release to the accountant: one Gaussian step at q = 1 and z =
+    /// <see cref="StatisticsMechanism.NoiseMultiplier"/>, composed with the training rounds in RDP. Call it before the
+    /// statistics sum is stored for anyone to read; once per round (a retried close charges nothing); a no-op when the
+    /// plan has no private statistics stage.
+    /// </summary>
+    public static FederationState ChargeStatistics(FederationState state, RoundPlan plan)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ArgumentNullException.ThrowIfNull(plan);
+        if (!plan.Config.Privacy.Enabled || plan.StatisticsPrivacy is not { } mechanism || plan.StageOf(RoundStages.Statistics) is null
+            || state.AccountedStatistics.Contains(plan.Round)) return state;
+        return Spend(state, plan, 1.0, mechanism.NoiseMultiplier) with { AccountedStatistics = [.. state.AccountedStatistics, plan.Round] };
+    }
+
+    private static FederationState Spend(FederationState state, RoundPlan plan, double q, double z)
+    {
         // The round was admitted against the budget when it started; what it spent is spent even if the
         // operator lowered the budget meanwhile, so the charge itself is never refused.
         // The operator may have tightened delta since the round started (never loosened: PrivacySettingsRules); report at the tighter one.
         var delta = Math.Min(plan.Config.Privacy.Delta, state.Config.Privacy.Delta);
         var budget = state.Accountant is { } a ? new PrivacyBudget(double.MaxValue, delta, a.Orders, a.RdpSpent) : new PrivacyBudget(double.MaxValue, delta);
-        budget.Spend(plan.SamplingRate, plan.Config.Privacy.NoiseMultiplier);
+        budget.Spend(q, z);
         var steps = (state.Accountant?.Steps ?? 0) + 1;
-        return state with
-        {
-            Accountant = new AccountantState(budget.Orders.ToArray(), budget.RdpSpent.ToArray(), steps, budget.EpsilonSpent),
-            AccountedRounds = [.. state.AccountedRounds, plan.Round],
-        };
+        return state with { Accountant = new AccountantState(budget.Orders.ToArray(), budget.RdpSpent.ToArray(), steps, budget.EpsilonSpent) };
     }
 }

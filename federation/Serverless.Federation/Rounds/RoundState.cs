@@ -41,6 +41,9 @@ public sealed record FederationState
     /// <summary>Rounds whose privacy cost is in <see cref="Accountant"/> (so a retried commit charges once).</summary>
     public int[] AccountedRounds { get; init; } = [];
 
+    /// <summary>Rounds whose statistics release is in <see cref="Accountant"/> (charged once each, before the sum is stored; added 2026-12-04).</summary>
+    public int[] AccountedStatistics { get; init; } = [];
+
     /// <summary>Model versions, oldest first.</summary>
     public ModelVersionInfo[] Versions { get; init; } = [];
 
@@ -108,6 +111,12 @@ public sealed record RoundPlan
 
     /// <summary>Numeric columns of the statistics stage.</summary>
     public required string[] StatisticsColumns { get; init; }
+
+    /// <summary>
+    /// The statistics stage's Gaussian mechanism (public ranges, z) when privacy is on; null: exact sums (privacy off, or a plan
+    /// written before 2026-12-04).
+    /// </summary>
+    public StatisticsMechanism? StatisticsPrivacy { get; init; }
 
     /// <summary>Sampling rate q the accountant is charged at (<see cref="RoundCoordinator.AccountedSamplingRate"/>: 1 while selection is fixed-size).</summary>
     public required double SamplingRate { get; init; }

@@ -38,11 +38,23 @@ public static class GaussianMechanism
         return s;
     }
 
-    /// <summary>Per-client noise std for distributed DP: z*S/sqrt(minSurvivors).</summary>
-    public static double DistributedStd(double noiseMultiplier, double clipNorm, int minSurvivors)
+    /// <summary>
+    /// Per-client noise std for distributed DP: z*S/sqrt(minSurvivors - colluding). Under secure aggregation
+    /// the sum holds the noise shares of every survivor, at least <paramref name="minSurvivors"/> of them; a
+    /// server that colludes with <paramref name="colluding"/> of those clients learns their shares and can
+    /// subtract them, so only minSurvivors - colluding honest shares are certain to remain, and those must
+    /// carry the full variance (z*S)^2 on their own. An honest client's own share always remains, so the
+    /// divisor is never below 1 (with every other survivor colluding, each client adds the full z*S).
+    /// </summary>
+    /// <param name="noiseMultiplier">z: the sum's noise std over the L2 sensitivity.</param>
+    /// <param name="clipNorm">S: the L2 sensitivity of the sum (one contribution's bound).</param>
+    /// <param name="minSurvivors">The fewest clients whose shares the sum can hold.</param>
+    /// <param name="colluding">Clients whose shares an adversary may know and subtract (0 = honest-but-curious server only; t - 1 for a server that colludes with fewer clients than the secure-aggregation threshold t).</param>
+    public static double DistributedStd(double noiseMultiplier, double clipNorm, int minSurvivors, int colluding = 0)
     {
         if (minSurvivors < 1) throw new ArgumentOutOfRangeException(nameof(minSurvivors));
-        return noiseMultiplier * clipNorm / Math.Sqrt(minSurvivors);
+        if (colluding < 0) throw new ArgumentOutOfRangeException(nameof(colluding));
+        return noiseMultiplier * clipNorm / Math.Sqrt(Math.Max(1, minSurvivors - colluding));
     }
 
     /// <summary>Adds i.i.d. N(0, std^2) to every entry, drawing from <paramref name="random"/>
@@ -53,13 +65,35 @@ public static class GaussianMechanism
         if (std == 0) return;
         for (var i = 0; i < values.Length; i += 2)
         {
-            // Box-Muller: two independent normals per pair of uniforms.
-            var u1 = 1.0 - random.NextDouble();
-            var u2 = random.NextDouble();
-            var r = Math.Sqrt(-2 * Math.Log(u1)) * std;
-            values[i] += (float)(r * Math.Cos(2 * Math.PI * u2));
-            if (i + 1 < values.Length) values[i + 1] += (float)(r * Math.Sin(2 * Math.PI * u2));
+            var (a, b) = StandardNormalPair(random);
+            values[i] += (float)(a * std);
+            if (i + 1 < values.Length) values[i + 1] += (float)(b * std);
         }
+    }
+
+    /// <summary>
+    /// The same Gaussian noise on double-precision values (the statistics stage's counts and sums, which a float
+    /// would round at a few million).
+    /// </summary>
+    public static void AddGaussianNoise(Span<double> values, double std, Random random)
+    {
+        if (!(std >= 0)) throw new ArgumentOutOfRangeException(nameof(std));
+        if (std == 0) return;
+        for (var i = 0; i < values.Length; i += 2)
+        {
+            var (a, b) = StandardNormalPair(random);
+            values[i] += a * std;
+            if (i + 1 < values.Length) values[i + 1] += b * std;
+        }
+    }
+
+    // Box-Muller: two independent standard normals per pair of uniforms.
+    private static (double, double) StandardNormalPair(Random random)
+    {
+        var u1 = 1.0 - random.NextDouble();
+        var u2 = random.NextDouble();
+        var r = Math.Sqrt(-2 * Math.Log(u1));
+        return (r * Math.Cos(2 * Math.PI * u2), r * Math.Sin(2 * Math.PI * u2));
     }
 }
 

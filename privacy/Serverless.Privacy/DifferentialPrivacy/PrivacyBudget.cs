@@ -58,6 +58,20 @@ public sealed class PrivacyBudget
         return SampledGaussianRdp.Epsilon(_orders, next, Delta).Epsilon;
     }
 
+    /// <summary>
+    /// Epsilon after one step of each of several mechanisms (a round's statistics release and its training
+    /// step, each a Gaussian with its own sampling rate and noise multiplier), without spending them: RDP adds
+    /// per order (Mironov 2017, Proposition 1), so the composition is the sum of the curves.
+    /// </summary>
+    public double EpsilonAfter(IReadOnlyList<(double SamplingRate, double NoiseMultiplier)> steps)
+    {
+        ArgumentNullException.ThrowIfNull(steps);
+        var next = _rdp.ToArray();
+        foreach (var (q, z) in steps)
+            for (var i = 0; i < next.Length; i++) next[i] += SampledGaussianRdp.RdpPerStep(q, z, _orders[i]);
+        return SampledGaussianRdp.Epsilon(_orders, next, Delta).Epsilon;
+    }
+
     /// <summary>Spends the steps if the budget allows; returns false (and spends nothing) otherwise.</summary>
     public bool TrySpend(double q, double noiseMultiplier, long steps, out double epsilonAfter)
     {

@@ -57,7 +57,10 @@ public sealed class RoundCoordinatorTests
         Assert.Equal("Privacy budget exhausted", budget.Title);
         Assert.Equal(0, budget.EpsilonSpent);
         Assert.Equal(0.1, budget.EpsilonBudget);
-        Assert.Equal(new PrivacyBudget(0.1, 1e-5).EpsilonAfter(1, 1), budget.EpsilonAfterRound!.Value, 12);
+        // The first round releases the statistics as well: both steps are in the figure (z = 4 for the statistics by default).
+        Assert.Equal(new PrivacyBudget(0.1, 1e-5).EpsilonAfter([(1, 4.0), (1, 1)]), budget.EpsilonAfterRound!.Value, 12);
+        var later = Assert.Throws<RoundRefusedException>(() => RoundCoordinator.CheckCanStart(tight with { PreprocessorJson = "{}" }));
+        Assert.Equal(new PrivacyBudget(0.1, 1e-5).EpsilonAfter(1, 1), later.EpsilonAfterRound!.Value, 12);
         // With privacy off there is no budget.
         RoundCoordinator.CheckCanStart(tight with { Config = tight.Config with { Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0 } } });
     }
@@ -79,7 +82,10 @@ public sealed class RoundCoordinatorTests
             Assert.Equal(3, plan.Selected.Length);
             state = RoundCoordinator.Charge(state, plan);
             Assert.Same(state, RoundCoordinator.Charge(state, plan));   // a retried commit charges nothing
+            // Round 1 also released the statistics (one Gaussian step at z = 4), charged with it.
+            if (plan.StageOf(RoundStages.Statistics) is not null) independent.Spend(1.0, config.Privacy.StatisticsNoiseMultiplier);
             Assert.Equal(independent.Spend(1.0, 1.5), state.EpsilonSpent, 12);
+            state = state with { PreprocessorJson = state.PreprocessorJson ?? "{}", CurrentVersion = state.CurrentVersion ?? "v0" };
             Assert.True(round < 500);
         }
         Assert.True(round > 2);
@@ -87,13 +93,14 @@ public sealed class RoundCoordinatorTests
         // A round admitted before the operator lowered the budget is still charged (what was spent is spent).
         var admitted = RoundCoordinator.Plan(State(6, config), 1, DateTimeOffset.UnixEpoch, "test", new Random(1));
         var lowered = State(6, config with { Privacy = config.Privacy with { EpsilonBudget = 0.01 } });
-        Assert.Equal(new PrivacyBudget(5, 1e-5).EpsilonAfter(1.0, 1.5), RoundCoordinator.Charge(lowered, admitted).EpsilonSpent, 12);
+        Assert.Equal(new PrivacyBudget(5, 1e-5).EpsilonAfter([(1.0, 4.0), (1.0, 1.5)]), RoundCoordinator.Charge(lowered, admitted).EpsilonSpent, 12);
         Assert.True(independent.EpsilonAfter(1.0, 1.5) > 5);
         var fits = 0;
         var counter = new PrivacyBudget(5, 1e-5);
+        counter.Spend(1.0, 4.0);
         while (counter.EpsilonAfter(1.0, 1.5) <= 5) { counter.Spend(1.0, 1.5); fits++; }
         Assert.Equal(fits + 1, round);   // refused at the first round that would exceed the budget
-        Assert.Equal(round - 1, state.Accountant!.Steps);
+        Assert.Equal(round, state.Accountant!.Steps);   // round - 1 training steps and the statistics step
     }
 
     [Fact]
@@ -360,7 +367,8 @@ public sealed class RoundCoordinatorTests
         var plan = RoundCoordinator.Plan(State(30, config), 1, DateTimeOffset.UnixEpoch, "test", new Random(1));
         Assert.Equal(3, plan.Selected.Length);
         Assert.Equal(1.0, plan.SamplingRate);
-        var charged = RoundCoordinator.Charge(State(30, config), plan).EpsilonSpent;
+        var charged = RoundCoordinator.Charge(State(30, config) with { PreprocessorJson = "{}", CurrentVersion = "v0" },
+            RoundCoordinator.Plan(State(30, config) with { PreprocessorJson = "{}", CurrentVersion = "v0" }, 1, DateTimeOffset.UnixEpoch, "test", new Random(1))).EpsilonSpent;
         Assert.Equal(new PrivacyBudget(50, 1e-5).EpsilonAfter(1.0, 1.0), charged, 12);
         Assert.True(charged > new PrivacyBudget(50, 1e-5).EpsilonAfter(0.1, 1.0), "no amplification is claimed for 3 of 30");
     }
