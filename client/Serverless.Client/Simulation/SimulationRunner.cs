@@ -338,6 +338,18 @@ internal sealed class SimulationRunner : IAsyncDisposable
     /// <summary>Patient mode: an agent's DP-SGD noise multiplier, calibrated for its own records.</summary>
     internal double PatientNoiseOf(AgentProcess agent) => _o.PatientNoiseMultiplier(agent.Records);
 
+    /// <summary>
+    /// An independent accountant's figure for the completed rounds (q = 1, z each) and, once the federation has statistics,
+    /// their release (one Gaussian step at the statistics z; decision 0023).
+    /// </summary>
+    private static double ClientLevelEpsilon(FederationView view, int completed)
+    {
+        var p = view.Config.Privacy;
+        var steps = Enumerable.Repeat((1.0, p.NoiseMultiplier), completed).ToList();
+        if (view.StatisticsReady) steps.Add((1.0, p.StatisticsNoiseMultiplier));
+        return new PrivacyBudget(double.MaxValue, p.Delta).EpsilonAfter(steps);
+    }
+
     /// <summary>Patient mode: the largest per-patient epsilon any agent's own account shows.</summary>
     private double PatientEpsilonSpent()
     {
@@ -482,7 +494,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
         var completed = main.Count(r => r.Status.Phase == RoundPhase.Completed);
         var epsilonAccountant = _o.DifferentialPrivacy && completed > 0
-            ? _o.PatientLevelDp ? PatientEpsilonSpent() : SampledGaussianRdp.Epsilon(1.0, view.Config.Privacy.NoiseMultiplier, completed, view.Config.Privacy.Delta)
+            ? _o.PatientLevelDp ? PatientEpsilonSpent() : ClientLevelEpsilon(view, completed)
             : 0;
         double? Metric(IEnumerable<ObservedRound> rs, string key)
         {

@@ -1,3 +1,4 @@
+using Serverless.Functions.Hosting;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using NCrontab;
@@ -93,7 +94,7 @@ public sealed class FederationFunctions(FederationStore store, FederationOptions
     {
         var state = await store.TryGetStateAsync(federation, ct);
         if (state is null) return NotFound($"Federation '{federation}' does not exist.");
-        if (state.LastRound > 0 && await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, state.LastRound), false, ct) is { IsRunning: true })
+        if (state.LastRound > 0 && await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, state.LastRound), false, ct) is { } running && running.IsActive())
             return Conflict($"Round {state.LastRound} is running; delete the federation when it has finished.");
         await store.DeleteAsync(federation, ct);
         await audit.AppendAsync(new AuditEvent(Actor(request), "federation.delete", $"federation/{federation}", AuditOutcome.Success, context.InvocationId), ct);

@@ -89,8 +89,9 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
                     await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "unmask-signed", result.Unmask!, ct);
                     break;
                 case RoundPhase.Unmasking:
-                    // The training sum is the released quantity: its privacy is charged before it is stored for anyone to read.
+                    // Each sum is a released quantity: its privacy is charged before it is stored for anyone to read.
                     if (input.Stage == RoundStages.Training) await ChargeAsync(plan, ct);
+                    else if (input.Stage == RoundStages.Statistics) await ChargeStatisticsAsync(plan, ct);
                     await store.PutOutputAsync(input.Federation, input.Round, input.Stage, "sum", result.Result!, ct);
                     break;
             }
@@ -151,6 +152,26 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
             await audit.AppendAsync(new AuditEvent(Platform, "privacy.charge", $"federation/{plan.Federation}/round/{plan.Round}", AuditOutcome.Success,
                 RoundRoutes.InstanceId(plan.Federation, plan.Round),
                 string.Create(System.Globalization.CultureInfo.InvariantCulture, $"round {plan.Round}: q={plan.SamplingRate:G4} z={plan.Config.Privacy.NoiseMultiplier:G4}; epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released")), ct);
+    }
+
+    /// <summary>
+    /// Charges the statistics release (one Gaussian step at privacy.statisticsNoiseMultiplier; decision 0023) once, before the
+    /// statistics sum is stored, and audits the first charge.
+    /// </summary>
+    private async Task ChargeStatisticsAsync(RoundPlan plan, CancellationToken ct)
+    {
+        if (plan.StatisticsPrivacy is not { } mechanism) return;
+        var charged = false;
+        var updated = await store.UpdateAsync(plan.Federation, s =>
+        {
+            var next = RoundCoordinator.ChargeStatistics(s, plan);
+            charged = !ReferenceEquals(next, s);
+            return next;
+        }, ct) ?? throw new InvalidOperationException($"Federation '{plan.Federation}' no longer exists.");
+        if (charged)
+            await audit.AppendAsync(new AuditEvent(Platform, "privacy.charge", $"federation/{plan.Federation}/round/{plan.Round}", AuditOutcome.Success,
+                RoundRoutes.InstanceId(plan.Federation, plan.Round),
+                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"round {plan.Round} statistics: q=1 z={mechanism.NoiseMultiplier:G4} (noise std {mechanism.TargetStd:G4} per share); epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released")), ct);
     }
 
     private async Task<MessageSource> LoadAsync(RoundCloseInput input, CancellationToken ct)

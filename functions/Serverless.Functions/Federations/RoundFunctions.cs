@@ -1,3 +1,4 @@
+using Serverless.Functions.Hosting;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.DurableTask;
@@ -193,8 +194,8 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         // The custom status is read with the inputs and outputs (Microsoft.DurableTask refuses it otherwise).
         var instance = await client.GetInstanceAsync(instanceId, getInputsAndOutputs: true, ct);
         var progress = instance?.ReadCustomStatusAs<RoundProgress>();
-        if (instance is null || !instance.IsRunning || progress is null || progress.Stage != stage || progress.Phase != phase)
-            return Conflict($"Phase {stage}/{phase} is not open: the round is {(instance is null || !instance.IsRunning ? "not running" : $"in {progress?.Stage}/{progress?.Phase}")}.");
+        if (instance is null || !instance.IsActive() || progress is null || progress.Stage != stage || progress.Phase != phase)
+            return Conflict($"Phase {stage}/{phase} is not open: the round is {(instance is null || !instance.IsActive() ? "not running" : $"in {progress?.Stage}/{progress?.Phase}")}.");
         if (!progress.Active.Contains(me.SecAggId))
             return Conflict($"Client '{caller}' is no longer in the {stage} stage of round {round} (dropped out or excluded).");
 

@@ -1,3 +1,4 @@
+using Serverless.Functions.Hosting;
 using System.Security.Claims;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -156,7 +157,7 @@ public sealed class PartnerBatchFunctions
                 return InferenceRefusedException.Problem(early.Code, early.Reason, StatusCodes.Status422UnprocessableEntity);
             return Results.Problem(statusCode: StatusCodes.Status404NotFound, title: "No such batch.", detail: $"no batch '{batchId}' was submitted for tenant '{tenant}'");
         }
-        if (instance.IsRunning)
+        if (instance.IsActive())
         {
             request.HttpContext.Response.Headers.RetryAfter = "1";
             return Results.Json(new { batchId, tenant, status = instance.RuntimeStatus.ToString(), progress = instance.ReadCustomStatusAs<JsonElement?>() },

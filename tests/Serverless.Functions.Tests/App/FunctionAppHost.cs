@@ -71,7 +71,7 @@ public sealed class FunctionAppHost : IAsyncDisposable
 
     public LocalHost Host => _host;
 
-    public IServiceProvider Services => _services ??= OpenServices(DataDirectory);
+    public IServiceProvider Services => _services ??= OpenServices(DataDirectory, _options.Settings);
 
     public FederationStore Store => Services.GetRequiredService<FederationStore>();
 
@@ -137,13 +137,17 @@ public sealed class FunctionAppHost : IAsyncDisposable
     }
 
     /// <summary>The app's stores, audit log and key vault over its data directory, as the app registers them.</summary>
-    private static ServiceProvider OpenServices(string dataDirectory)
+    private static ServiceProvider OpenServices(string dataDirectory, IReadOnlyDictionary<string, string>? appSettings)
     {
-        var settings = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        var values = new Dictionary<string, string?>
         {
             [AppStorage.DataDirectorySetting] = dataDirectory,
             [AppStorage.BackendSetting] = "embedded",
-        }).Build();
+        };
+        // The same stores the app settled on (Azurite when the test gave the app an AzureWebJobsStorage).
+        foreach (var key in new[] { AppStorage.BackendSetting, AppStorage.ConnectionSetting })
+            if (appSettings?.TryGetValue(key, out var value) == true) values[key] = value;
+        var settings = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddSingleton(TimeProvider.System);

@@ -158,7 +158,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
                     break;
             }
         }
-        var statistics = stage.Stage == RoundStages.Statistics ? new StatisticsTask(plan.StatisticsColumns, RoundCoordinator.StatisticsFractionBits) : null;
+        var statistics = stage.Stage == RoundStages.Statistics ? RoundCoordinator.StatisticsTaskOf(plan) : null;
         var training = stage.Stage == RoundStages.Training
             ? new TrainingTask(plan.BaseVersion, plan.Fit with { Seed = plan.Fit.Seed * 100_003 + me.SecAggId }, plan.Config.Training.BatchSize, plan.Config.Training.WeightCap, plan.Encoding)
             : null;

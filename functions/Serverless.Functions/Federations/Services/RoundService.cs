@@ -1,3 +1,4 @@
+using Serverless.Functions.Hosting;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
@@ -39,7 +40,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
             if (state.LastRound > 0)
             {
                 var last = await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, state.LastRound), getInputsAndOutputs: false, ct);
-                if (last is null || last.IsRunning)
+                if (last is null || last.IsActive())
                     throw new RoundConflictException($"Round {state.LastRound} of federation '{federation}' is {(last is null ? "starting" : "running")}; one round runs at a time.",
                         RoundRoutes.InstanceId(federation, state.LastRound));
             }
@@ -77,7 +78,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
                     reason is null ? instanceId : $"{instanceId}: {reason}"), ct);
                 return (instanceId, round);
             }
-            if (existing.IsRunning) throw new RoundConflictException($"Round {round} of federation '{federation}' is running.", instanceId);
+            if (existing.IsActive()) throw new RoundConflictException($"Round {round} of federation '{federation}' is running.", instanceId);
             // A finished round whose number was never recorded: recorded now; try the next number.
         }
         throw new RoundConflictException($"Could not allocate a round number for federation '{federation}'.");
@@ -161,7 +162,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
                     break;
             }
         }
-        var statistics = stage.Stage == RoundStages.Statistics ? new StatisticsTask(plan.StatisticsColumns, RoundCoordinator.StatisticsFractionBits) : null;
+        var statistics = stage.Stage == RoundStages.Statistics ? RoundCoordinator.StatisticsTaskOf(plan) : null;
         var training = stage.Stage == RoundStages.Training
             ? new TrainingTask(plan.BaseVersion, plan.Fit with { Seed = plan.Fit.Seed * 100_003 + me.SecAggId }, plan.Config.Training.BatchSize, plan.Config.Training.WeightCap, plan.Encoding)
             : null;

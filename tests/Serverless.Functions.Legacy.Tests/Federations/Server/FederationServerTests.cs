@@ -47,19 +47,28 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         Assert.Equal(fixture.Cohort.Hospitals[4].Patients.Count, status.Metrics["holdoutPatients"]);
         Assert.InRange(status.Metrics["auroc"], 0, 1);
 
-        // Statistics: the v0 preprocessor's statistics are exactly those of the securely summed encodings of all four hospitals,
-        // and agree with the pooled (central) statistics up to the fixed-point resolution.
+        // Statistics (decision 0023): the v0 preprocessor's statistics are exactly the release of the securely summed, noised
+        // inputs of all four hospitals, and agree with the noise-free bounded statistics to within the calibrated noise.
         var plan = (await Host.Store.GetPlanAsync(Ward, 1))!;
+        var mechanism = plan.StatisticsPrivacy!;
         var v0 = ModelCheckpoint.FromJson((await Host.Store.GetCheckpointAsync(Ward, "v0"))!);
         var statsSum = RingSum(fixture.Agents.Select(a => a.Inputs[(1, RoundStages.Statistics)]));
-        var expected = FeatureStatistics.FromSums(StatisticsEncoding.DecodeSums(plan.StatisticsColumns, statsSum));
+        var expected = RoundCoordinator.PreprocessorFromSum(plan, statsSum).Statistics;
         Assert.Equal(expected.Means, v0.Preprocessor.Statistics.Means);
         Assert.Equal(expected.StandardDeviations, v0.Preprocessor.Statistics.StandardDeviations);
-        var central = FeatureStatistics.FromSums(FeatureSums.Accumulate(CohortGenerator.Schema, fixture.Cohort.Hospitals.Take(4).SelectMany(h => h.Patients)));
+        var bounded = new double[3 * plan.StatisticsColumns.Length];
+        foreach (var h in fixture.Cohort.Hospitals.Take(4))
+        {
+            var c = mechanism.Contributions(CohortGenerator.Schema, h.Patients);
+            for (var i = 0; i < c.Length; i++) bounded[i] += c[i];
+        }
+        var central = mechanism.Release(plan.StatisticsColumns, bounded);
+        var sumNoise = mechanism.TargetStd * 2;   // four shares of the full std
         for (var i = 0; i < central.Means.Count; i++)
         {
-            Assert.Equal(central.Means[i], v0.Preprocessor.Statistics.Means[i], 1e-3 * Math.Max(1, Math.Abs(central.Means[i])));
-            Assert.Equal(central.StandardDeviations[i], v0.Preprocessor.Statistics.StandardDeviations[i], 1e-3 * Math.Max(1, central.StandardDeviations[i]));
+            var width = mechanism.Ranges[i].Upper - mechanism.Ranges[i].Lower;
+            Assert.Equal(central.Means[i], v0.Preprocessor.Statistics.Means[i], 5 * sumNoise / central.Counts[i] * width);
+            Assert.NotEqual(central.Means[i], v0.Preprocessor.Statistics.Means[i]);   // noised, not exact
         }
 
         // Training: v1 = v0 + the decoded mean of the three survivors' ring inputs, bit for bit (the dropout's masks were removed).
@@ -72,7 +81,9 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         Assert.False(fixture.Agents[3].Inputs.ContainsKey((1, RoundStages.Training)));
 
         // Epsilon is what an independent accountant gives for one round of q = 1, z = 1.0 at delta 1e-5.
+        // The first round also released the statistics: one Gaussian step at the statistics z, composed with the training step.
         var accountant = new PrivacyBudget(fixture.Config.Privacy.EpsilonBudget, fixture.Config.Privacy.Delta);
+        accountant.Spend(1.0, fixture.Config.Privacy.StatisticsNoiseMultiplier);
         var epsilon = accountant.Spend(1.0, fixture.Config.Privacy.NoiseMultiplier);
         Assert.Equal(epsilon, status.EpsilonSpent, 9);
         using var view = await Host.Http.SendAsync(HttpMethod.Get, RoundRoutes.Federation(Ward), fixture.OperatorToken);
@@ -191,7 +202,8 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
         Assert.Equal("Privacy budget exhausted", problem.GetProperty("title").GetString());
         Assert.Equal(0.5, problem.GetProperty("epsilonBudget").GetDouble());
         Assert.Equal(0, problem.GetProperty("epsilonSpent").GetDouble());
-        var after = new PrivacyBudget(0.5, 1e-5).EpsilonAfter(1.0, 1.0);
+        // A new federation's first round releases the statistics too (z = 4 by default): both steps are in the figure.
+        var after = new PrivacyBudget(0.5, 1e-5).EpsilonAfter([(1.0, 4.0), (1.0, 1.0)]);
         Assert.Equal(after, problem.GetProperty("epsilonAfterRound").GetDouble(), 9);
         Assert.Contains("epsilon spent so far is 0.0000", problem.GetProperty("detail").GetString());
 
@@ -409,7 +421,7 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
             var v0 = ModelCheckpoint.FromJson((await Host.Store.GetCheckpointAsync(fed, "v0"))!);
             var plan = (await Host.Store.GetPlanAsync(fed, 1))!;
             var three = RingSum(new[] { 0, 1, 3 }.Select(i => agents[i].Inputs[(1, RoundStages.Statistics)]));
-            Assert.Equal(FeatureStatistics.FromSums(StatisticsEncoding.DecodeSums(plan.StatisticsColumns, three)).Means, v0.Preprocessor.Statistics.Means);
+            Assert.Equal(RoundCoordinator.PreprocessorFromSum(plan, three).Statistics.Means, v0.Preprocessor.Statistics.Means);
         }
         finally
         {

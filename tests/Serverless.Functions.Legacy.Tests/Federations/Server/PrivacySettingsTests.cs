@@ -101,11 +101,14 @@ public sealed class PrivacySettingsTests(CompletedRoundFixture fixture)
         var entries = new List<AuditEntry>();
         await foreach (var e in Host.Audit.ReadAsync())
             if (e.Resource.StartsWith($"federation/{CompletedRoundFixture.Federation}/round/1", StringComparison.Ordinal)) entries.Add(e);
-        var charge = entries.FindIndex(e => e.Action == "privacy.charge");
+        // Two releases, two charges (decision 0023): the statistics sum, then the training sum, each charged before it is stored.
+        var charges = entries.Select((e, i) => (e, i)).Where(x => x.e.Action == "privacy.charge").Select(x => x.i).ToArray();
+        Assert.Equal(2, charges.Length);
+        var statistics = entries.FindIndex(e => e.Action == "round.phase" && e.Detail!.StartsWith("statistics/Unmasking closed", StringComparison.Ordinal));
         var release = entries.FindIndex(e => e.Action == "round.phase" && e.Detail!.StartsWith("training/Unmasking closed", StringComparison.Ordinal));
-        Assert.True(charge >= 0, "the round's privacy charge is audited");
-        Assert.True(release > charge, $"charged at entry {charge}, the sum released at entry {release}");
-        Assert.Single(entries, e => e.Action == "privacy.charge");
+        Assert.StartsWith("round 1 statistics", entries[charges[0]].Detail);
+        Assert.True(charges[0] < statistics && statistics < charges[1] && charges[1] < release,
+            $"charged at entries {charges[0]} and {charges[1]}, the sums released at entries {statistics} and {release}");
         Assert.Equal(fixture.Status.EpsilonSpent, (await Host.Store.TryGetStateAsync(CompletedRoundFixture.Federation))!.EpsilonSpent, 9);
     }
 }

@@ -200,6 +200,8 @@ public sealed class TestAgent : IDisposable
     {
         var schema = CohortGenerator.Schema;
         Assert.Equal(schema.NumericColumns(), task.Statistics!.Columns);
+        if (task.Statistics.Privacy is { } mechanism)
+            return mechanism.ClientInput(schema, _patients, task.Parameters!.Threshold, task.Statistics.FractionBits, new Random(task.SecAggId * 7919 + task.Round));
         return StatisticsEncoding.Encode(FeatureSums.Accumulate(schema, _patients), task.Statistics.FractionBits);
     }
 

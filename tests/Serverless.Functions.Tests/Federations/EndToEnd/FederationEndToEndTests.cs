@@ -196,12 +196,14 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         var view = await e2e.Sim.GetAsync<FederationView>(RoundRoutes.Federation(Fed), default);
         Assert.Equal(3, view.RoundsCompleted);
         var z = view.Config.Privacy.NoiseMultiplier;
-        var expected = SampledGaussianRdp.Epsilon(1.0, z, 3, view.Config.Privacy.Delta);
+        // Three training steps and, in round 1, the statistics release (one Gaussian step at the statistics z; decision 0023).
+        var zs = view.Config.Privacy.StatisticsNoiseMultiplier;
+        var expected = new PrivacyBudget(double.MaxValue, view.Config.Privacy.Delta).EpsilonAfter([(1.0, zs), (1.0, z), (1.0, z), (1.0, z)]);
         Assert.Equal(expected, view.EpsilonSpent, 1e-9);
         Assert.Equal(expected, e2e.Round(3).Status.EpsilonSpent, 1e-9);
         Assert.True(view.EpsilonSpent <= view.EpsilonBudget);
         // After one round the spend is the one-round figure: the accountant composes per round.
-        Assert.Equal(SampledGaussianRdp.Epsilon(1.0, z, 1, view.Config.Privacy.Delta), e2e.Round(1).Status.EpsilonSpent, 1e-9);
+        Assert.Equal(new PrivacyBudget(double.MaxValue, view.Config.Privacy.Delta).EpsilonAfter([(1.0, zs), (1.0, z)]), e2e.Round(1).Status.EpsilonSpent, 1e-9);
     }
 
     private static async Task<List<RoundLogEntry>> ReadLogAsync(string path)

@@ -1,100 +1,56 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using Serverless.Durable;
 using Serverless.Functions.Inference;
-using Serverless.Runtime.Hosting;
-using Serverless.Runtime.Queues;
+using Serverless.Functions.Tests.App;
 using Serverless.Runtime.Storage;
 using Serverless.Security.Audit;
-using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
 using Serverless.Testing;
 
 namespace Serverless.Functions.Tests.Inference;
 
 /// <summary>
-/// The function app with the inference functions, in this process, on a real Kestrel port at
-/// 127.0.0.1 (so the CLI, in or out of process, can reach it), over embedded storage or Azurite.
+/// The function app with its inference functions under the local host (<see cref="FunctionAppHost"/>), over
+/// embedded storage or Azurite, with the partner's steps (publish, enqueue, poll, read poison) a test needs.
 /// </summary>
 public sealed class InferenceHost : IAsyncDisposable
 {
-    public const string AzuriteKeyVariable = "SERVERLESS_TEST_INFERENCE_AZURITE_KEY";
+    private readonly FunctionAppHost _app;
 
-    private readonly WebApplication _app;
-    private readonly string _dataDirectory;
+    private InferenceHost(FunctionAppHost app) => _app = app;
 
-    private InferenceHost(WebApplication app, string dataDirectory, Uri address)
-    {
-        _app = app;
-        _dataDirectory = dataDirectory;
-        Address = address;
-        Http = new HttpClient { BaseAddress = address, Timeout = TimeSpan.FromMinutes(3) };
-    }
-
-    public Uri Address { get; }
-    public HttpClient Http { get; }
-    public string DataDirectory => _dataDirectory;
+    public Uri Address => _app.Address;
+    public HttpClient Http => _app.Http;
+    public string DataDirectory => _app.DataDirectory;
     public IServiceProvider Services => _app.Services;
     public IQueueStore Queues => Services.GetRequiredService<IQueueStore>();
     public IBlobStore Batches => Services.GetRequiredService<IBlobStoreProvider>().GetContainer("partner-batches");
     public IBlobStore Results => Services.GetRequiredService<IBlobStoreProvider>().GetContainer("partner-results");
-    public IAuditLog Audit => Services.GetRequiredService<IAuditLog>();
+    public IAuditLog Audit => _app.Audit;
 
-    /// <param name="azurite">Blob and queue storage on Azurite (TestServers endpoints) instead of the data directory.</param>
-    /// <param name="maxBatchBytes">host.json extensions.inference.maxBatchBytes.</param>
-    public static async Task<InferenceHost> StartAsync(bool azurite = false, long maxBatchBytes = 1L << 30, string? dataDirectory = null)
+    /// <param name="azurite">The app's blobs and queues (and the host's queue triggers) on Azurite instead of the data directory.</param>
+    /// <param name="maxBatchBytes">App setting Inference__MaxBatchBytes.</param>
+    public static async Task<InferenceHost> StartAsync(bool azurite = false, long maxBatchBytes = 1L << 30)
     {
-        var dir = dataDirectory ?? Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "inference-host-" + Guid.NewGuid().ToString("N"))).FullName;
-        var storage = "";
+        var settings = new Dictionary<string, string>
+        {
+            ["Inference__MaxBatchBytes"] = maxBatchBytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        };
+        IQueueStore? queues = null;
         if (azurite)
         {
-            Environment.SetEnvironmentVariable(AzuriteKeyVariable, TestServers.AzuriteAccountKey);
-            storage = $$"""
-                , "storage": {
-                    "blob":  { "backend": "azure", "endpoint": "{{TestServers.AzuriteBlobEndpoint}}", "accountName": "{{TestServers.AzuriteAccountName}}", "authentication": "sharedKey", "accountKeyEnvironmentVariable": "{{AzuriteKeyVariable}}" },
-                    "queue": { "backend": "azure", "endpoint": "{{TestServers.AzuriteQueueEndpoint}}", "accountName": "{{TestServers.AzuriteAccountName}}", "authentication": "sharedKey", "accountKeyEnvironmentVariable": "{{AzuriteKeyVariable}}" }
-                  }
-                """;
+            settings["SERVERLESS_STORAGE"] = "azure";
+            settings["AzureWebJobsStorage"] = TestServers.AzuriteConnectionString;
+            queues = Stores.OpenAzureQueues(TestServers.AzuriteConnectionString);
         }
-        var hostJson = $$"""
-            {
-              "version": "2.0",
-              "functionTimeout": "00:05:00",
-              "logging": { "logLevel": { "default": "Warning" } },
-              "extensions": {
-                "queues": { "batchSize": 4, "maxDequeueCount": 3, "visibilityTimeout": "00:00:01", "maxPollingInterval": "00:00:00.200", "messageLease": "00:01:00" },
-                "durableTask": { "hubName": "inference", "minPollingInterval": "00:00:00.010", "maxPollingInterval": "00:00:00.100", "leaseDuration": "00:00:10",
-                                 "storageProvider": { "type": "sqlite", "durability": "normal" } },
-                "inference": { "allowInsecureParametersForTests": true, "maxBatchBytes": {{maxBatchBytes}} }
-              }
-              {{storage}}
-            }
-            """;
-        var builder = FunctionsApplication.CreateBuilder(new FunctionsApplicationOptions
-        {
-            Args = ["--port", "0"],
-            HostJson = hostJson,
-            DataDirectory = dir,
-            HostJsonOverrides = new Dictionary<string, string>(),
-        });
-        builder.Services.AddServerlessSecurity();
-        builder.Services.AddDurableTask();
-        builder.Services.AddInference();
-        builder.AddFunctions(typeof(PartnerBatchFunctions), typeof(PartnerBatchOrchestration), typeof(InferenceModelFunctions), typeof(PartnerKeyFunctions));
-        var app = builder.Build();
-        await app.StartAsync();
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new InferenceHost(app, dir, new Uri(address.TrimEnd('/') + "/"));
+        return new InferenceHost(await FunctionAppHost.StartAsync(new FunctionAppHostOptions { Settings = settings, Queues = queues }));
     }
 
-    public Task<string> TokenAsync(string subject, string role, string? tenant = null) =>
-        Services.GetRequiredService<DevTokenIssuer>().IssueAsync(new TokenRequest(subject, [role], tenant));
+    /// <summary>Stops the host and its worker and starts them again on the same data directory.</summary>
+    public Task RestartAsync() => _app.RestartAsync();
+
+    public Task<string> TokenAsync(string subject, string role, string? tenant = null) => _app.TokenAsync(subject, role, tenant);
 
     public async Task<HttpResponseMessage> SendAsync(HttpMethod method, string path, string token, byte[]? body = null, string mediaType = "application/octet-stream")
     {
@@ -168,7 +124,7 @@ public sealed class InferenceHost : IAsyncDisposable
             foreach (var m in messages)
             {
                 if (!seen.Add(m.Id)) continue;
-                var poison = PoisonMessage.Parse(m.Body.Span);
+                var poison = JsonSerializer.Deserialize<PoisonMessage>(m.Body.Span, JsonSerializerOptions.Web)!;
                 if (match(poison)) found.Add(poison);
             }
             if (found.Count < expected) await Task.Delay(200);
@@ -183,22 +139,5 @@ public sealed class InferenceHost : IAsyncDisposable
         return entries;
     }
 
-    private bool _stopped;
-
-    /// <summary>Stops the host; with <paramref name="keepData"/> the data directory stays for a host started after it.</summary>
-    public async Task StopAsync(bool keepData)
-    {
-        if (_stopped) return;
-        _stopped = true;
-        Http.Dispose();
-        await _app.StopAsync();
-        await _app.DisposeAsync();
-        SqliteConnection.ClearAllPools();
-        if (!keepData)
-        {
-            try { Directory.Delete(_dataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
-        }
-    }
-
-    public async ValueTask DisposeAsync() => await StopAsync(keepData: false);
+    public ValueTask DisposeAsync() => _app.DisposeAsync();
 }

@@ -32,37 +32,28 @@ public sealed class EncryptedInferenceEndToEndTests(InferenceScenario scenario, 
         var batch = BatchEncryptor.Encrypt(records, keys).ToBytes();
         const string tenant = "insurer-restart", version = "he-restart", batchId = "survives-1";
 
-        var first = await InferenceHost.StartAsync();
-        var dataDirectory = first.DataDirectory;
-        string token;
-        try
+        await using var host = await InferenceHost.StartAsync();
+        await host.PublishAsync(scenario, version);
+        var token = await host.TokenAsync("svc-r", "partner", tenant);
+        using (var r = await host.SendAsync(HttpMethod.Put, $"api/partners/{tenant}/keys/{version}", token, keys.EvaluationKeys.ToBytes()))
+            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+        await host.EnqueueAsync(tenant, batchId, version, batch, token);
+        // Stop as soon as the batch is acknowledged (its orchestration exists), typically mid-validation or mid-evaluation.
+        var deadline = DateTime.UtcNow.AddMinutes(2);
+        while (DateTime.UtcNow < deadline)
         {
-            await first.PublishAsync(scenario, version);
-            token = await first.TokenAsync("svc-r", "partner", tenant);
-            using (var r = await first.SendAsync(HttpMethod.Put, $"api/partners/{tenant}/keys/{version}", token, keys.EvaluationKeys.ToBytes()))
-                Assert.Equal(HttpStatusCode.Created, r.StatusCode);
-            await first.EnqueueAsync(tenant, batchId, version, batch, token);
-            // Stop as soon as the batch is acknowledged (its orchestration exists), typically mid-validation or mid-evaluation.
-            var deadline = DateTime.UtcNow.AddMinutes(2);
-            while (DateTime.UtcNow < deadline)
-            {
-                using var poll = await first.SendAsync(HttpMethod.Get, $"api/partners/{tenant}/batches/{batchId}", token);
-                if (poll.StatusCode != HttpStatusCode.NotFound) break;
-                await Task.Delay(50);
-            }
+            using var poll = await host.SendAsync(HttpMethod.Get, $"api/partners/{tenant}/batches/{batchId}", token);
+            if (poll.StatusCode != HttpStatusCode.NotFound) break;
+            await Task.Delay(50);
         }
-        finally
-        {
-            await first.StopAsync(keepData: true);
-        }
+        await host.RestartAsync();
 
-        await using var second = await InferenceHost.StartAsync(dataDirectory: dataDirectory);
-        using var done = await second.WaitAsync(tenant, batchId, token);
+        using var done = await host.WaitAsync(tenant, batchId, token);
         Assert.True(done.StatusCode == HttpStatusCode.OK, await done.Content.ReadAsStringAsync());
         var scores = ScoreDecryptor.Decrypt(await done.Content.ReadAsByteArrayAsync(), keys);
         var expected = scenario.Model.PredictPlain(records);
         for (var i = 0; i < scores.Length; i++) Assert.True(Math.Abs(scores[i] - expected[i]) < 1e-3, $"record {i}");
-        Assert.Single(await second.AuditAsync(e => e.Action == "inference.batch.complete" && e.Resource == $"batch/{tenant}/{batchId}"));
+        Assert.Single(await host.AuditAsync(e => e.Action == "inference.batch.complete" && e.Resource == $"batch/{tenant}/{batchId}"));
     }
 
     private async Task RunAsync(bool azurite)
