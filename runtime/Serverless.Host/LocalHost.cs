@@ -103,10 +103,17 @@ public sealed class LocalHost : IAsyncDisposable
         _listeners = listeners;
         Functions = functions;
         HttpAddress = httpAddress;
+        RpcAddress = new Uri(ListeningAddress(rpcServer));
     }
 
     /// <summary>Where HTTP triggers are served, e.g. http://127.0.0.1:7071/.</summary>
     public Uri HttpAddress { get; }
+
+    /// <summary>
+    /// The loopback gRPC server of the worker channel and the durable sidecar (TaskHubSidecarService): where a
+    /// Microsoft.DurableTask gRPC client on this machine manages the app's orchestrations, as a durableClient binding does.
+    /// </summary>
+    public Uri RpcAddress { get; }
 
     /// <summary>The function names the worker indexed.</summary>
     public IReadOnlyList<string> FunctionNames => Functions.Select(f => f.Name).ToArray();

@@ -1,7 +1,6 @@
-using System.Diagnostics;
 using System.Net;
-using System.Text.RegularExpressions;
 using Serverless.Federation.Rounds;
+using Serverless.Functions.Tests.App;
 using Serverless.Model.Data;
 using Serverless.Security;
 
@@ -12,10 +11,10 @@ namespace Serverless.Functions.Tests.Federations.Server;
 /// and started again on the same data directory: the durable round resumes where its history ends and
 /// completes with every client, nothing lost.
 /// </summary>
-public sealed partial class RoundRestartTests : IAsyncLifetime
+public sealed class RoundRestartTests : IAsyncLifetime
 {
     private readonly string _dataDirectory = Directory.CreateTempSubdirectory("federation-restart-").FullName;
-    private Process? _app;
+    private LocalHostProcess? _app;
 
     public Task InitializeAsync() => Task.CompletedTask;
 
@@ -81,48 +80,15 @@ public sealed partial class RoundRestartTests : IAsyncLifetime
 
     private async Task<HttpClient> StartAsync()
     {
-        var appDll = Path.Combine(AppContext.BaseDirectory, "Serverless.Functions.dll");
-        var start = new ProcessStartInfo("dotnet")
-        {
-            ArgumentList = { appDll, "--port", "0", "--data-dir", _dataDirectory },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            WorkingDirectory = AppContext.BaseDirectory,
-        };
-        // A dead host's claims are taken over after the lease; keep it short so the test does not wait 30 s.
-        start.Environment["AzureFunctionsJobHost__extensions__durableTask__leaseDuration"] = "00:00:03";
-        _app = Process.Start(start)!;
-        _app.ErrorDataReceived += (_, _) => { };
-        _app.BeginErrorReadLine();
-        var url = await ReadListeningUrlAsync(_app, TimeSpan.FromSeconds(180));
-        return new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromMinutes(1) };
+        _app = await LocalHostProcess.StartAsync(_dataDirectory);
+        return new HttpClient { BaseAddress = _app.Address, Timeout = TimeSpan.FromMinutes(1) };
     }
 
+    /// <summary>SIGKILL of the host and its worker: no clean shutdown.</summary>
     private async Task StopAsync()
     {
         if (_app is null) return;
-        if (!_app.HasExited) _app.Kill(entireProcessTree: true);
-        await _app.WaitForExitAsync();
-        _app.Dispose();
+        await _app.DisposeAsync();
         _app = null;
-    }
-
-    [GeneratedRegex(@"listening on (http://127\.0\.0\.1:\d+)")]
-    private static partial Regex ListeningLine();
-
-    private static async Task<Uri> ReadListeningUrlAsync(Process app, TimeSpan timeout)
-    {
-        using var cts = new CancellationTokenSource(timeout);
-        while (true)
-        {
-            var line = await app.StandardOutput.ReadLineAsync(cts.Token) ?? throw new InvalidOperationException("The app exited before listening.");
-            var match = ListeningLine().Match(line);
-            if (match.Success)
-            {
-                // Keep draining stdout so the app never blocks on a full pipe.
-                _ = Task.Run(async () => { while (await app.StandardOutput.ReadLineAsync() is not null) { } });
-                return new Uri(match.Groups[1].Value + "/");
-            }
-        }
     }
 }
