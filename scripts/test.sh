@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test in the solution. Installs and starts what the tests need when it is missing:
 #   - Azurite (npm, tools/package.json) for the Azure Blob / Queue backends,
-#   - PostgreSQL (Debian's package) for the durable engine's shared backend,
 #   - python3-onnx (Debian), the ONNX checker for exported files (ONNX Runtime itself runs in process,
 #     from the Microsoft.ML.OnnxRuntime NuGet package),
 # all on 127.0.0.1, and stops them on exit. Extra arguments go to `dotnet test`
@@ -29,11 +28,9 @@ PY
 }
 
 pids=()
-pg_ctl_cmd=""
 cleanup() {
   local code=$?
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  if [ -n "$pg_ctl_cmd" ]; then eval "$pg_ctl_cmd stop -m fast" >/dev/null 2>&1 || true; fi
   [ -n "${work:-}" ] && rm -rf "$work"
   exit $code
 }
@@ -67,35 +64,12 @@ if [ "${SERVERLESS_TESTS_LOCAL_ONLY:-0}" != "1" ]; then
   export SERVERLESS_TEST_AZURITE_QUEUE="http://127.0.0.1:$queue_port/devstoreaccount1"
   export SERVERLESS_TEST_AZURITE_TABLE="http://127.0.0.1:$table_port/devstoreaccount1"
 
-  # --- PostgreSQL --------------------------------------------------------------------------
-  pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
-    log "installing postgresql (Debian)"
-    apt_install postgresql
-    pg_bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
-  fi
-  pg_port=$(free_port)
-  pg_data="$work/pg"
-  run_pg=""
-  if [ "$(id -u)" -eq 0 ]; then
-    # PostgreSQL refuses to run as root: run it as the postgres user Debian's package creates.
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    run_pg="runuser -u postgres --"
-  fi
-  mkdir -p "$pg_data"; [ -n "$run_pg" ] && chown postgres "$pg_data"
-  $run_pg "$pg_bin/initdb" -D "$pg_data" -A trust -U postgres --no-sync >"$work/initdb.log" 2>&1 \
-    || { cat "$work/initdb.log" >&2; exit 1; }
-  pg_ctl_cmd="$run_pg $pg_bin/pg_ctl -D $pg_data"
-  $run_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_data/server.log" -w \
-    -o "-p $pg_port -k $pg_data -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
-  export SERVERLESS_TEST_POSTGRES="Host=127.0.0.1;Port=$pg_port;Username=postgres;Database=postgres"
-
   # Wait for Azurite to accept connections.
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$queue_port") 2>/dev/null && break
     sleep 0.2
   done
-  log "azurite on $blob_port/$queue_port, postgresql on $pg_port"
+  log "azurite on $blob_port/$queue_port/$table_port"
 fi
 
 # --- the tests ---------------------------------------------------------------------------

@@ -8,8 +8,8 @@ using Serverless.Fraud.Training;
 using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
 using Serverless.Model.Nn;
-using Serverless.Runtime.Storage;
-using Serverless.Runtime.Storage.Embedded;
+using Serverless.Storage;
+using Serverless.Storage.Embedded;
 
 namespace Serverless.Bench.Suites;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using DurableTask.Core;
-using Serverless.Durable;
+using Microsoft.Extensions.Logging.Abstractions;
+using Serverless.Host.Durable;
 using Serverless.TaskHub.Sqlite;
 
 namespace Serverless.Bench.Suites;
@@ -8,10 +9,10 @@ namespace Serverless.Bench.Suites;
 /// <summary>
 /// DurableTask.Core (TaskHubWorker + TaskHubClient, in process) on our SQLite orchestration
 /// service: HelloSequence5 orchestrations per second (many instances at once) and activities per
-/// second in one fan-out/fan-in. DurableTask.Core ships no in-memory service (its emulator is a
-/// separate package that is not served), so the peer in the same run is today's engine
-/// (runtime/Serverless.Durable) on its SQLite backend, same workload, same file settings (WAL,
-/// synchronous=NORMAL). Keys: <c>taskhub_sqlite_*</c> and <c>old_engine_sqlite_*</c>.
+/// second in one fan-out/fan-in. The peer in the same run is Microsoft's in-memory orchestration service
+/// (Microsoft.DurableTask.InProcessTestHost, the local host's <c>memory</c> backend) under the same
+/// TaskHubWorker and workload: the ceiling without any storage, so the ratio is what durability costs.
+/// Keys: <c>taskhub_sqlite_*</c>, <c>taskhub_memory_*</c> and <c>sqlite_vs_memory_seq5</c>.
 /// </summary>
 internal sealed class TaskHubSuite : IBenchSuite
 {
@@ -25,37 +26,38 @@ internal sealed class TaskHubSuite : IBenchSuite
         var rounds = options.Quick ? 1 : 3;
         Console.WriteLine($"taskhub: {Environment.ProcessorCount} cores; seq5 x {seqInstances} instances, fan-out of {fanOut}; {rounds} round(s), medians");
         var ours = new List<(double Seq, double Fan)>();
-        var old = new List<(double Seq, double Fan)>();
+        var memory = new List<(double Seq, double Fan)>();
         for (var round = 0; round < rounds; round++)
         {
             // Alternate which runs first, so drift in the shared machine's load hits both alike.
             if (round % 2 == 0)
             {
-                ours.Add(await RunTaskHubAsync(seqInstances, fanOut));
-                old.Add(await RunOldEngineAsync(seqInstances, fanOut));
+                ours.Add(await RunSqliteAsync(seqInstances, fanOut));
+                memory.Add(await RunMemoryAsync(seqInstances, fanOut));
             }
             else
             {
-                old.Add(await RunOldEngineAsync(seqInstances, fanOut));
-                ours.Add(await RunTaskHubAsync(seqInstances, fanOut));
+                memory.Add(await RunMemoryAsync(seqInstances, fanOut));
+                ours.Add(await RunSqliteAsync(seqInstances, fanOut));
             }
         }
         var oursSeq = Measure.Median(ours.Select(r => r.Seq).ToArray());
         var oursFan = Measure.Median(ours.Select(r => r.Fan).ToArray());
-        var oldSeq = Measure.Median(old.Select(r => r.Seq).ToArray());
-        var oldFan = Measure.Median(old.Select(r => r.Fan).ToArray());
-        Console.WriteLine($"medians: DurableTask.Core on SQLite seq5 {oursSeq:F1}/s, fan-out {oursFan:F0}/s; old engine on SQLite seq5 {oldSeq:F1}/s, fan-out {oldFan:F0}/s");
+        var memSeq = Measure.Median(memory.Select(r => r.Seq).ToArray());
+        var memFan = Measure.Median(memory.Select(r => r.Fan).ToArray());
+        Console.WriteLine($"medians: DurableTask.Core on SQLite seq5 {oursSeq:F1}/s, fan-out {oursFan:F0}/s; on the in-memory service seq5 {memSeq:F1}/s, fan-out {memFan:F0}/s");
         Console.WriteLine("goal (issue 13): >= 50 HelloSequence5 orchestrations/s on SQLite on 2 cores; published MSSQL provider figure ~21");
         Console.WriteLine(Measure.Result(Name, [
             ("taskhub_sqlite_seq5_orch_per_s", oursSeq),
             ("taskhub_sqlite_fanout_act_per_s", oursFan),
-            ("old_engine_sqlite_seq5_orch_per_s", oldSeq),
-            ("old_engine_sqlite_fanout_act_per_s", oldFan),
+            ("taskhub_memory_seq5_orch_per_s", memSeq),
+            ("taskhub_memory_fanout_act_per_s", memFan),
+            ("sqlite_vs_memory_seq5", oursSeq / memSeq),
         ]));
         return 0;
     }
 
-    private static async Task<(double Seq, double Fan)> RunTaskHubAsync(int seqInstances, int fanOut)
+    private static async Task<(double Seq, double Fan)> RunSqliteAsync(int seqInstances, int fanOut)
     {
         var path = Path.Combine(BenchDirectory, "taskhub-" + Guid.NewGuid().ToString("N")[..12] + ".db");
         var service = new SqliteOrchestrationService(new SqliteOrchestrationServiceOptions
@@ -66,14 +68,36 @@ internal sealed class TaskHubSuite : IBenchSuite
             MaxConcurrentOrchestrations = 32,
             MaxConcurrentActivities = 32,
         });
-        var worker = new TaskHubWorker(service);
         try
         {
             await service.CreateIfNotExistsAsync();
+            return await RunAsync("DurableTask.Core on SQLite", service, service, seqInstances, fanOut);
+        }
+        finally
+        {
+            await service.DisposeAsync();
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            foreach (var suffix in new[] { "", "-wal", "-shm" })
+                try { File.Delete(path + suffix); } catch (IOException) { }
+        }
+    }
+
+    private static async Task<(double Seq, double Fan)> RunMemoryAsync(int seqInstances, int fanOut)
+    {
+        await using var backend = DurableBackend.InMemory(NullLoggerFactory.Instance, "bench");
+        return await RunAsync("DurableTask.Core in memory", backend.Service, backend.Client, seqInstances, fanOut);
+    }
+
+    private static async Task<(double Seq, double Fan)> RunAsync(string label, IOrchestrationService service, IOrchestrationServiceClient serviceClient,
+        int seqInstances, int fanOut)
+    {
+        var worker = new TaskHubWorker(service);
+        try
+        {
             worker.AddTaskOrchestrations(typeof(HelloSequence5), typeof(FanOut));
             worker.AddTaskActivities(typeof(Hello), typeof(Increment));
             await worker.StartAsync();
-            var client = new TaskHubClient(service);
+            var client = new TaskHubClient(serviceClient);
             var patience = TimeSpan.FromMinutes(5);
 
             async Task<OrchestrationState> RunOne(Type orchestration, object input) =>
@@ -98,61 +122,12 @@ internal sealed class TaskHubSuite : IBenchSuite
             if (fan?.Output != expected.ToString(System.Globalization.CultureInfo.InvariantCulture))
                 throw new InvalidOperationException($"fan-out sum {fan?.Output} != {expected}");
             var fanPerSecond = fanOut / sw.Elapsed.TotalSeconds;
-            Console.WriteLine($"DurableTask.Core on SQLite: seq5 {seq:F1} orchestrations/s ({seq * 5:F0} activities/s); fan-out {fanPerSecond:F0} activities/s");
+            Console.WriteLine($"{label}: seq5 {seq:F1} orchestrations/s ({seq * 5:F0} activities/s); fan-out {fanPerSecond:F0} activities/s");
             return (seq, fanPerSecond);
         }
         finally
         {
             await worker.StopAsync(isForced: true);
-            await service.DisposeAsync();
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            foreach (var suffix in new[] { "", "-wal", "-shm" })
-                try { File.Delete(path + suffix); } catch (IOException) { }
-        }
-    }
-
-    private static async Task<(double Seq, double Fan)> RunOldEngineAsync(int seqInstances, int fanOut)
-    {
-        var hub = "bench" + Guid.NewGuid().ToString("N")[..12];
-        var path = Path.Combine(BenchDirectory, hub + ".db");
-        var options = new DurableTaskOptions
-        {
-            StorageProvider = DurableStorageProvider.Sqlite,
-            SqliteDurability = Serverless.Durable.Backends.Sqlite.SqliteDurability.Normal,
-            HubName = hub,
-            SqlitePath = path,
-            MinPollingInterval = TimeSpan.FromMilliseconds(5),
-            MaxPollingInterval = TimeSpan.FromMilliseconds(100),
-        };
-        var registry = DurableSuite.Registry();
-        try
-        {
-            await using var host = await DurableTaskHost.StartAsync(options, registry);
-            var client = host.Client;
-            for (var i = 0; i < 3; i++) await client.WaitForInstanceCompletionAsync(await client.ScheduleNewOrchestrationInstanceAsync("HelloSequence5"));
-            await client.WaitForInstanceCompletionAsync(await client.ScheduleNewOrchestrationInstanceAsync("FanOut", 20));
-
-            var sw = Stopwatch.StartNew();
-            var ids = new string[seqInstances];
-            for (var i = 0; i < seqInstances; i++) ids[i] = await client.ScheduleNewOrchestrationInstanceAsync("HelloSequence5");
-            foreach (var id in ids)
-            {
-                var m = await client.WaitForInstanceCompletionAsync(id, getInputsAndOutputs: false);
-                if (m.RuntimeStatus != OrchestrationRuntimeStatus.Completed) throw new InvalidOperationException($"{id} ended {m.RuntimeStatus}");
-            }
-            var seq = seqInstances / sw.Elapsed.TotalSeconds;
-
-            sw.Restart();
-            var done = await client.WaitForInstanceCompletionAsync(await client.ScheduleNewOrchestrationInstanceAsync("FanOut", fanOut));
-            if (done.ReadOutputAs<long>() != (long)fanOut * (fanOut + 1) / 2) throw new InvalidOperationException("fan-out sum wrong");
-            var fanPerSecond = fanOut / sw.Elapsed.TotalSeconds;
-            Console.WriteLine($"old engine on SQLite: seq5 {seq:F1} orchestrations/s; fan-out {fanPerSecond:F0} activities/s");
-            return (seq, fanPerSecond);
-        }
-        finally
-        {
-            foreach (var suffix in new[] { "", "-wal", "-shm" })
-                try { File.Delete(path + suffix); } catch (IOException) { }
         }
     }
 

@@ -13,7 +13,7 @@ using Serverless.Host.Functions;
 using Serverless.Host.Http;
 using Serverless.Host.Queues;
 using Serverless.Host.Timers;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Host.Worker;
 
 namespace Serverless.Host;

@@ -76,9 +76,8 @@ public static class SecurityServiceCollectionExtensions
     /// registered, and a fallback policy that refuses endpoints declaring no permission.
     /// </summary>
     /// <param name="denyUndeclaredEndpoints">
-    /// Install the deny-by-default fallback policy for ASP.NET Core endpoints. The function host passes
-    /// false: its endpoints are guarded per function by <c>FunctionAuthorizationMiddleware</c>, and host
-    /// endpoints such as /api/health stay open.
+    /// Install the deny-by-default fallback policy for ASP.NET Core endpoints. The function app passes
+    /// false: its functions are guarded by the app's worker middleware (functions/Serverless.Functions/Hosting/AuthorizationMiddleware.cs).
     /// </param>
     public static IServiceCollection AddServerlessAuthorization(this IServiceCollection services, RolePermissionTable? table = null, bool denyUndeclaredEndpoints = true)
     {

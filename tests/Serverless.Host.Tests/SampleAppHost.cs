@@ -2,7 +2,7 @@ using System.Reflection;
 using Microsoft.Extensions.Logging;
 using Serverless.Host;
 using Serverless.Host.Http;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Tests;
 

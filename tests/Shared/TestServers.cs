@@ -23,9 +23,6 @@ public static class TestServers
         $"DefaultEndpointsProtocol=http;AccountName={AzuriteAccountName};AccountKey={AzuriteAccountKey};" +
         $"BlobEndpoint={AzuriteBlobEndpoint};QueueEndpoint={AzuriteQueueEndpoint};TableEndpoint={AzuriteTableEndpoint};";
 
-    /// <summary>An Npgsql connection string to a scratch PostgreSQL server.</summary>
-    public static string PostgresConnectionString => Require("SERVERLESS_TEST_POSTGRES");
-
     /// <summary>A python3 with Debian's python3-onnx installed (the ONNX checker).</summary>
     public static string OnnxCheckerPython => Require("ONNX_CHECKER_PYTHON");
 

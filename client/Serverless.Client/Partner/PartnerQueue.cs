@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Client.Partner;
 

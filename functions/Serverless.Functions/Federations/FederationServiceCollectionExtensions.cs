@@ -10,7 +10,7 @@ public static class FederationServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the federation store, enrollment, rounds and the schedule, and the persisted roster as the
-    /// tenant check for federations. Call after <c>AddServerlessSecurity()</c>: the hold-out container
+    /// tenant check for federations. Call after <c>AddSecurityServices()</c>: the hold-out container
     /// <c>datasets</c> joins its envelope-encrypted containers.
     /// </summary>
     public static IServiceCollection AddFederations(this IServiceCollection services, Action<FederationOptions>? configure = null)
@@ -18,7 +18,7 @@ public static class FederationServiceCollectionExtensions
         var options = new FederationOptions();
         configure?.Invoke(options);
         var security = services.LastOrDefault(d => d.ServiceType == typeof(SecurityOptions))?.ImplementationInstance as SecurityOptions
-            ?? throw new InvalidOperationException("AddFederations needs AddServerlessSecurity() first (checkpoints and hold-out sets are stored encrypted).");
+            ?? throw new InvalidOperationException("AddFederations needs AddSecurityServices() first (checkpoints and hold-out sets are stored encrypted).");
         security.EncryptedContainers.Add(FederationStore.DatasetsContainer);
         security.EncryptedContainers.Add(FederationStore.ModelsContainer);
         services.AddSingleton(options);

@@ -1,7 +1,7 @@
 using Azure.Identity;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Functions.Hosting;
 
@@ -33,7 +33,7 @@ internal static class AppStorage
         switch (backend)
         {
             case "embedded":
-                services.AddSingleton<IBlobStoreProvider>(sp => new EmbeddedBlobs(Path.Combine(dataDirectory, "blobs"), sp.GetService<TimeProvider>()));
+                services.AddSingleton(sp => Stores.OpenEmbeddedBlobs(Path.Combine(dataDirectory, "blobs"), sp.GetService<TimeProvider>()));
                 services.AddSingleton(sp => Stores.OpenEmbeddedQueues(Path.Combine(dataDirectory, "queues.db"), sp.GetService<TimeProvider>()));
                 break;
             case "azure" when connection is { Length: > 0 }:
@@ -52,17 +52,5 @@ internal static class AppStorage
         }
         services.AddSingleton(new AppStorageBackends(backend, backend));
         return services;
-    }
-
-    /// <summary>One directory per container under <c>blobs/</c> of the data directory.</summary>
-    private sealed class EmbeddedBlobs(string root, TimeProvider? time) : IBlobStoreProvider
-    {
-        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, IBlobStore> _containers = new(StringComparer.Ordinal);
-
-        public string BackendName => "embedded";
-
-        public IBlobStore GetContainer(string container) => StorageNames.IsValidContainerName(container)
-            ? _containers.GetOrAdd(container, c => Stores.OpenEmbeddedBlobContainer(Path.Combine(root, c), time))
-            : throw new ArgumentException($"'{container}' is not a valid container name (3-63 lower-case letters, digits and single hyphens).", nameof(container));
     }
 }

@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Azure.Functions.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using Serverless.Security.Compliance;

@@ -8,7 +8,7 @@ using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Functions.Inference.Services;
 using Microsoft.Azure.Functions.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;

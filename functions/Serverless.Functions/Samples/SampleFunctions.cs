@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Azure.Functions.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Functions.Samples;
 

@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Functions;
 using Serverless.Host.Queues;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Host.Rpc;
 using Serverless.Host.Worker;
 

@@ -5,7 +5,7 @@ using Serverless.Host.Functions;
 using Serverless.Host.Queues;
 using Serverless.Host.Rpc;
 using Serverless.Host.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Http;
 

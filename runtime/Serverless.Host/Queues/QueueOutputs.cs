@@ -1,6 +1,6 @@
 using Serverless.Host.Functions;
 using Serverless.Host.Rpc;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Queues;
 

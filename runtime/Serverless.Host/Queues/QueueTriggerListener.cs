@@ -4,8 +4,8 @@ using Microsoft.Extensions.Logging;
 using Serverless.Host.Functions;
 using Serverless.Host.Rpc;
 using Serverless.Host.Worker;
-using Serverless.Runtime.Storage;
-using StoredMessage = Serverless.Runtime.Storage.QueueMessage;
+using Serverless.Storage;
+using StoredMessage = Serverless.Storage.QueueMessage;
 
 namespace Serverless.Host.Queues;
 

@@ -4,7 +4,7 @@ using Serverless.Host.Functions;
 using Serverless.Host.Rpc;
 using Serverless.Host.Queues;
 using Serverless.Host.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Timers;
 

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Functions;
 using Serverless.Host.Worker;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Timers;
 

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Keys;
 
 namespace Serverless.Security.Audit;

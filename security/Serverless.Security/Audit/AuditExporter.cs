@@ -3,7 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Keys;
 
 namespace Serverless.Security.Audit;

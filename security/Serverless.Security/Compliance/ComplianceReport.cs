@@ -1,4 +1,4 @@
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using Serverless.Security.Envelope;

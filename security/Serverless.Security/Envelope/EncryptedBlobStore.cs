@@ -1,4 +1,4 @@
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Security.Envelope;
 

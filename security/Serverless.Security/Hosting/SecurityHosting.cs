@@ -1,9 +1,6 @@
 using Azure.Identity;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
-using Serverless.Runtime.Functions;
-using Serverless.Runtime.Hosting;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using Serverless.Security.Envelope;
@@ -14,7 +11,7 @@ using Serverless.Security.RateLimiting;
 
 namespace Serverless.Security.Hosting;
 
-/// <summary>Settings of the security module (<see cref="SecurityHosting.AddServerlessSecurity"/>).</summary>
+/// <summary>Settings of the security module (<see cref="SecurityHosting.AddSecurityServices"/>).</summary>
 public sealed class SecurityOptions
 {
     public TokenOptions Tokens { get; set; } = new();
@@ -51,9 +48,6 @@ public sealed class SecurityOptions
     /// </summary>
     public string AuditAnchorContainer { get; set; } = "audit-anchors";
 
-    /// <summary>Refuse to start when an HTTP function declares neither a permission nor [AllowAnonymous].</summary>
-    public bool RequirePermissionOnEveryHttpFunction { get; set; } = true;
-
     /// <summary>Trust root for federation clients' certificates (mutual TLS); null disables the certificate scheme.</summary>
     public CertificateTrust? ClientCertificateTrust { get; set; }
 
@@ -61,9 +55,6 @@ public sealed class SecurityOptions
 
     /// <summary>Kestrel's limit on any request body (functions may lower it with <see cref="RequestBodyLimitAttribute"/>); 64 MiB leaves room for encrypted batches.</summary>
     public long MaxRequestBodyBytes { get; set; } = 64L * 1024 * 1024;
-
-    /// <summary>Index the module's own functions (audit verify / entries / export, compliance, key rotation, checkpoint timer).</summary>
-    public bool AddSecurityFunctions { get; set; } = true;
 }
 
 /// <summary>The undecorated key vault (local keyring or Azure Key Vault) behind the audited <see cref="IKeyVault"/>.</summary>
@@ -96,29 +87,13 @@ public sealed class EncryptingBlobStoreProvider(IBlobStoreProvider inner, Envelo
 }
 
 /// <summary>
-/// One call wires the security layer into the function host:
-/// <code>
-/// var builder = FunctionsApplication.CreateBuilder(args);
-/// builder.Services.AddServerlessSecurity();
-/// builder.AddFunctions(typeof(Program).Assembly);
-/// </code>
-/// Registers: <see cref="IKeyVault"/> (local keyring or Azure Key Vault), <see cref="IAuditLog"/>
-/// (SQLite in the data directory), <see cref="EnvelopeEncryptor"/> and <see cref="CheckpointStore"/>,
-/// <see cref="DevTokenIssuer"/>, <see cref="Pseudonymizer"/>, authentication (bearer + client
-/// certificates), <see cref="AccessPolicy"/> with <see cref="IResourceOwnership"/>, the
-/// <see cref="FunctionAuthorizationMiddleware"/> and the security functions.
+/// The security layer's services, for the function app (which adds its own worker middleware and functions):
+/// <see cref="IKeyVault"/> (local keyring or Azure Key Vault), <see cref="IAuditLog"/> (SQLite in the data
+/// directory), <see cref="EnvelopeEncryptor"/> and <see cref="CheckpointStore"/>, <see cref="DevTokenIssuer"/>,
+/// <see cref="Pseudonymizer"/>, authentication (bearer + client certificates) and <see cref="AccessPolicy"/>.
 /// </summary>
 public static class SecurityHosting
 {
-    public static IServiceCollection AddServerlessSecurity(this IServiceCollection services, Action<SecurityOptions>? configure = null)
-    {
-        var options = AddSecurityServices(services, configure);
-        services.AddFunctionsMiddleware<FunctionAuthorizationMiddleware>();
-        services.AddHostedService<SecurityBootstrapper>();
-        if (options.AddSecurityFunctions) services.AddFunctionsFromAssembly(typeof(SecurityHosting).Assembly);
-        return services;
-    }
-
     /// <summary>
     /// The security services without any function host's pieces (the isolated-worker app adds its own
     /// middleware and functions): needs a <see cref="DataDirectory"/> and, to encrypt containers, an
@@ -186,41 +161,4 @@ public static class SecurityHosting
         await services.GetRequiredService<VaultSigningKeys>().RefreshAsync(cancellationToken);
         services.GetRequiredService<IAuditLog>();
     }
-
-    /// <summary>Problems with the functions' permission declarations: unknown permissions, and (when required) HTTP functions that declare none.</summary>
-    public static IReadOnlyList<string> CheckDeclarations(IFunctionCatalog catalog, RolePermissionTable table, bool requireOnHttp = true)
-    {
-        var problems = new List<string>();
-        foreach (var function in catalog.Functions)
-        {
-            var declared = function.GetAttribute<RequirePermissionAttribute>();
-            if (declared is not null && !table.IsKnownPermission(declared.Permission))
-                problems.Add($"function '{function.Name}' requires unknown permission '{declared.Permission}'");
-            var anonymous = function.Attributes.OfType<Microsoft.AspNetCore.Authorization.IAllowAnonymous>().Any();
-            if (requireOnHttp && function.TriggerKind == "http" && declared is null && !anonymous)
-                problems.Add($"HTTP function '{function.Name}' declares no permission: add [RequirePermission(Permissions.X)] or [AllowAnonymous]");
-        }
-        return problems;
-    }
-}
-
-/// <summary>
-/// Before anything listens: creates missing keys, loads the token validation keys, and refuses to
-/// start when a function's permission declaration is missing or unknown.
-/// </summary>
-internal sealed class SecurityBootstrapper(IServiceProvider services, SecurityOptions options) : IHostedLifecycleService
-{
-    public async Task StartingAsync(CancellationToken cancellationToken)
-    {
-        var problems = SecurityHosting.CheckDeclarations(services.GetRequiredService<IFunctionCatalog>(), services.GetRequiredService<RolePermissionTable>(),
-            options.RequirePermissionOnEveryHttpFunction);
-        if (problems.Count > 0) throw new FunctionIndexException("security: " + string.Join(Environment.NewLine + "security: ", problems));
-        await SecurityHosting.EnsureKeysAsync(services, cancellationToken);
-    }
-
-    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -2,7 +2,7 @@ using System.Buffers.Text;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Keys;
 
 namespace Serverless.Security.Pseudonymization;

@@ -9,7 +9,7 @@ using Serverless.Functions.Hosting;
 using Serverless.Host;
 using Serverless.Host.Durable;
 using Serverless.Host.Http;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security;
 using Serverless.Security.Audit;
 using Serverless.Security.Hosting;

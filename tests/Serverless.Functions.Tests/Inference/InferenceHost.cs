@@ -4,7 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Serverless.Functions.Inference;
 using Serverless.Functions.Tests.App;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Testing;
 

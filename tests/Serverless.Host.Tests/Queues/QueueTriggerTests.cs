@@ -1,5 +1,5 @@
 using System.Text;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Tests.Queues;
 

@@ -3,7 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Http;
 using Serverless.Host.Timers;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Tests.Timers;
 

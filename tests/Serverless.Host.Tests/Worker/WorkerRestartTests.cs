@@ -3,7 +3,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Serverless.Host.Tests.Queues;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Host.Tests.Worker;
 

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Envelope;
 using Serverless.Security.Keys;
 using Serverless.Security.Tests.Support;

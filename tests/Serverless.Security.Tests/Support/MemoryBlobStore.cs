@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Security.Tests.Support;
 

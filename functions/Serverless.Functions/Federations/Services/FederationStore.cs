@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using Serverless.Federation.Rounds;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,5 +1,5 @@
 using System.Security.Cryptography;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Functions.Inference.Services;
 

@@ -8,7 +8,7 @@ using Serverless.Inference;
 using Serverless.Model.Training;
 using Serverless.Privacy.Ckks;
 using Serverless.Privacy.Serialization;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Inference.Services;

@@ -3,7 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Serverless.Inference;
 using Serverless.Privacy.Serialization;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Inference.Services;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.Extensions.Options;
-using Serverless.Runtime.Storage;
+using Serverless.Storage;
 
 namespace Serverless.Functions.Inference.Services;
 

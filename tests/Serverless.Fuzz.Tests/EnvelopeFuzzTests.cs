@@ -1,0 +1,70 @@
+using System.Security.Cryptography;
+using System.Text;
+using Serverless.Client.Agent;
+using Serverless.Security.Envelope;
+
+namespace Serverless.Fuzz.Tests;
+
+/// <summary>Envelope headers (<see cref="CryptographicException"/>); the local host's host.json readers are fuzzed in <see cref="HostReaderFuzzTests"/>.</summary>
+public sealed class EnvelopeFuzzTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void Envelope_header()
+    {
+        var header = new EnvelopeHeader(64 * 1024, Enumerable.Range(0, 8).Select(i => (byte)i).ToArray(),
+            new Serverless.Security.Keys.WrappedKey(new Serverless.Security.Keys.KeyId("data-kek", "v1"), "A256GCMKW", new byte[40]), new byte[32]);
+        var sample = header.ToBytes();
+        // 8 × input + 64 KiB: the fixed part and the key part are read into arrays of their declared
+        // sizes, bounded by the format (key part ≤ MaxKeyPartLength) and only read after it; names are
+        // decoded once (UTF-16, 2 ×). The intercept is the largest key part the format allows plus the
+        // async state machine.
+        var spec = new LoaderSpec("envelope header", [typeof(CryptographicException)], 8, 64 << 10);
+        var report = Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
+        Assert.True(report.Inputs >= Fuzzer.Iterations);
+    }
+}
+
+/// <summary>
+/// The agent's sealed state (<see cref="CryptographicException"/>, <see cref="InvalidDataException"/>). Its reads are
+/// async, so its allocations are measured process-wide; it runs alone, after the parallel fuzz classes, or their
+/// allocations would be counted as its own.
+/// </summary>
+[Collection(ProcessWideAllocationCollection.Name)]
+public sealed class SealedStateFuzzTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Sealed_agent_state()
+    {
+        var directory = Directory.CreateTempSubdirectory("fuzz-agent-").FullName;
+        try
+        {
+            using var keys = await AgentKeys.OpenAsync(directory, masterKeyVariable: "SERVERLESS_FUZZ_UNSET_MASTER_KEY");
+            var file = new SealedStateFile<AgentRoundState>(Path.Combine(directory, "progress-fed.json"), keys.Encryptor);
+            var state = new AgentRoundState { Federation = "fed", Round = 3, Outcome = "committed", Restarts = 1 };
+            state.Stage("training");
+            await file.SaveAsync(state);
+            var sample = await File.ReadAllBytesAsync(file.Path);
+            // 32 × input + 1 MiB, measured process-wide (the file and envelope reads are async): the
+            // file is read into a buffer and the plaintext into a MemoryStream (2 ×, doubling growth 2 ×),
+            // then the JSON document (UTF-16 and objects, a few ×). The intercept is the keyring's unwrap
+            // of the data key, AES-GCM state, FileStream buffers and the serializer's metadata.
+            var spec = new LoaderSpec("sealed agent state", [typeof(CryptographicException), typeof(InvalidDataException)], 32, 1 << 20, MeasureAllThreads: true);
+            var report = Fuzzer.Run(spec, [sample], b =>
+            {
+                File.WriteAllBytes(file.Path, b);
+                file.LoadAsync().GetAwaiter().GetResult();
+            }, output);
+            Assert.True(report.Inputs >= Fuzzer.Iterations);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class ProcessWideAllocationCollection
+{
+    public const string Name = "process-wide allocation";
+}
