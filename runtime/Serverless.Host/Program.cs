@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 using Serverless.Host;
 using Serverless.Host.Http;
 
-// serverless-host: runs an isolated-worker Functions app's build output locally (docs/host-next.md).
+// serverless-host: runs an isolated-worker Functions app's build output locally (docs/host.md).
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
     Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR] [--cert SERVER.pfx]");
