@@ -138,40 +138,38 @@ public sealed class RoundActivities(FederationStore store, IAuditLog audit, Time
     /// already accounted) and audits the first charge. Runs before the training sum can be released, so
     /// a round that fails after the release (or is retried) has still paid for it.
     /// </summary>
-    private async Task ChargeAsync(RoundPlan plan, CancellationToken ct)
-    {
-        if (!plan.Config.Privacy.Enabled) return;
-        var charged = false;
-        var updated = await store.UpdateAsync(plan.Federation, s =>
-        {
-            var next = RoundCoordinator.Charge(s, plan);
-            charged = !ReferenceEquals(next, s);
-            return next;
-        }, ct) ?? throw new InvalidOperationException($"Federation '{plan.Federation}' no longer exists.");
-        if (charged)
-            await audit.AppendAsync(new AuditEvent(Platform, "privacy.charge", $"federation/{plan.Federation}/round/{plan.Round}", AuditOutcome.Success,
-                RoundRoutes.InstanceId(plan.Federation, plan.Round),
-                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"round {plan.Round}: q={plan.SamplingRate:G4} z={plan.Config.Privacy.NoiseMultiplier:G4}; epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released")), ct);
-    }
+    private Task ChargeAsync(RoundPlan plan, CancellationToken ct) => plan.Config.Privacy.Enabled
+        ? ChargeOnceAsync(plan, RoundCoordinator.Charge, spent => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"round {plan.Round}: q={plan.SamplingRate:G4} z={plan.Config.Privacy.NoiseMultiplier:G4}; {spent}"), ct)
+        : Task.CompletedTask;
 
     /// <summary>
     /// Charges the statistics release (one Gaussian step at privacy.statisticsNoiseMultiplier; decision 0023) once, before the
     /// statistics sum is stored, and audits the first charge.
     /// </summary>
-    private async Task ChargeStatisticsAsync(RoundPlan plan, CancellationToken ct)
+    private Task ChargeStatisticsAsync(RoundPlan plan, CancellationToken ct) => plan.StatisticsPrivacy is { } mechanism
+        ? ChargeOnceAsync(plan, RoundCoordinator.ChargeStatistics, spent => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"round {plan.Round} statistics: q=1 z={mechanism.NoiseMultiplier:G4} (noise std {mechanism.TargetStd:G4} per share); {spent}"), ct)
+        : Task.CompletedTask;
+
+    /// <summary>
+    /// Applies <paramref name="charge"/> to the federation's account (a replayed activity finds it charged and changes nothing)
+    /// and audits the first application, with the epsilon now spent.
+    /// </summary>
+    private async Task ChargeOnceAsync(RoundPlan plan, Func<FederationState, RoundPlan, FederationState> charge, Func<string, string> detail, CancellationToken ct)
     {
-        if (plan.StatisticsPrivacy is not { } mechanism) return;
         var charged = false;
         var updated = await store.UpdateAsync(plan.Federation, s =>
         {
-            var next = RoundCoordinator.ChargeStatistics(s, plan);
+            var next = charge(s, plan);
             charged = !ReferenceEquals(next, s);
             return next;
         }, ct) ?? throw new InvalidOperationException($"Federation '{plan.Federation}' no longer exists.");
         if (charged)
             await audit.AppendAsync(new AuditEvent(Platform, "privacy.charge", $"federation/{plan.Federation}/round/{plan.Round}", AuditOutcome.Success,
                 RoundRoutes.InstanceId(plan.Federation, plan.Round),
-                string.Create(System.Globalization.CultureInfo.InvariantCulture, $"round {plan.Round} statistics: q=1 z={mechanism.NoiseMultiplier:G4} (noise std {mechanism.TargetStd:G4} per share); epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released")), ct);
+                detail(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"epsilon now {updated.EpsilonSpent:F4} at delta {updated.Config.Privacy.Delta:G3}, before the sum is released"))), ct);
     }
 
     private async Task<MessageSource> LoadAsync(RoundCloseInput input, CancellationToken ct)
