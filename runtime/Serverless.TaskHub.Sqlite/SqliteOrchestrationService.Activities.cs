@@ -18,7 +18,7 @@ public sealed partial class SqliteOrchestrationService
     private async Task<(TaskActivityWorkItem? Item, long NextDueTicks)> TryLockActivityAsync(CancellationToken cancellationToken)
     {
         var now = UtcNow;
-        var token = Guid.NewGuid().ToString("N");
+        var token = _owners.NewToken();
         var expires = now + _options.WorkItemLockTimeout;
         await using var scope = await _store.BeginWriteAsync(cancellationToken).ConfigureAwait(false);
         long rowId;

@@ -48,7 +48,7 @@ public sealed partial class SqliteOrchestrationService
         while (true)
         {
             var now = UtcNow;
-            var token = Guid.NewGuid().ToString("N");
+            var token = _owners.NewToken();
             var expires = now + _options.WorkItemLockTimeout;
             await using var scope = await _store.BeginWriteAsync(cancellationToken).ConfigureAwait(false);
             string instanceId, executionId;

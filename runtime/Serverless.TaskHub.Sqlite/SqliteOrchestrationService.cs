@@ -10,7 +10,9 @@ namespace Serverless.TaskHub.Sqlite;
 /// and orchestrator messages, the instance state) is one SQLite transaction; orchestration and
 /// activity work items are leased and delivered again after their lease expires; a completion
 /// under a lost lease is refused with <see cref="DurableTask.Core.Exceptions.SessionAbortedException"/>.
-/// One instance per process and file; several processes may share a file.
+/// One instance per process and file; several processes may share a file. An instance that starts releases
+/// at once the leases of instances whose process has died (<see cref="LeaseOwners"/>); a live one's leases
+/// are only ever taken over once they expire.
 /// </summary>
 public sealed partial class SqliteOrchestrationService :
     IOrchestrationService, IOrchestrationServiceClient, IOrchestrationServicePurgeClient, IOrchestrationServiceQueryClient, IAsyncDisposable, IDisposable
@@ -25,6 +27,7 @@ public sealed partial class SqliteOrchestrationService :
     private readonly WorkSignal _activityWork = new();
     private readonly WorkSignal _instanceChanged = new();
     private readonly HistoryCache _historyCache = new();
+    private readonly LeaseOwners _owners;
     private CancellationTokenSource _stopping = new();
 
     public SqliteOrchestrationService(SqliteOrchestrationServiceOptions options)
@@ -34,6 +37,7 @@ public sealed partial class SqliteOrchestrationService :
         _options = options;
         _time = options.TimeProvider;
         _store = new SqliteStore(options);
+        _owners = new LeaseOwners(options.DataSource);
     }
 
     /// <summary>The options this service was made with.</summary>
@@ -43,10 +47,35 @@ public sealed partial class SqliteOrchestrationService :
 
     // ---- lifecycle -----------------------------------------------------------------------
 
-    public Task StartAsync()
+    public async Task StartAsync()
     {
         if (_stopping.IsCancellationRequested) _stopping = new CancellationTokenSource();
-        return _store.EnsureSchemaAsync(recreate: false, CancellationToken.None);
+        await _store.EnsureSchemaAsync(recreate: false, CancellationToken.None).ConfigureAwait(false);
+        await ReleaseDeadOwnersLeasesAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Makes the work items a crashed instance held deliverable now. Their messages were never consumed (a
+    /// checkpoint deletes them in the same transaction that records its results), so nothing is lost, and an
+    /// activity that was running is run again: activities are at-least-once.
+    /// </summary>
+    private async Task ReleaseDeadOwnersLeasesAsync()
+    {
+        foreach (var (id, handle) in _owners.FindDead())
+        {
+            await using (var scope = await _store.BeginWriteAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                foreach (var table in new[] { "instances", "activities" })
+                {
+                    await scope.Command($"UPDATE {table} SET lock_token = NULL, lock_expires = NULL WHERE lock_token LIKE @owner")
+                        .With("@owner", LeaseOwners.TokenPattern(id)).ExecuteNonQueryAsync().ConfigureAwait(false);
+                }
+                await scope.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            _owners.Forget(id, handle);
+        }
+        _orchestrationWork.Set();
+        _activityWork.Set();
     }
 
     public Task StopAsync() => StopAsync(isForced: false);
@@ -73,6 +102,7 @@ public sealed partial class SqliteOrchestrationService :
     {
         _stopping.Cancel();
         await _store.DisposeAsync().ConfigureAwait(false);
+        _owners.Dispose();
     }
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -156,6 +156,41 @@ public static class DurableFunctions
         return attempt;
     }
 
+    /// <summary>
+    /// The crash trials' orchestration: twenty activities in a row, each appending "step N" to the marker file
+    /// named by the input, so the test can see every effect, in order, and any step a crash made run twice.
+    /// The output is 1 + 2 + ... + 20 = 210.
+    /// </summary>
+    [Function(nameof(Sequence20))]
+    public static async Task<int> Sequence20([OrchestrationTrigger] TaskOrchestrationContext context)
+    {
+        string marker = context.GetInput<string>()!;
+        int total = 0;
+        for (int step = 1; step <= 20; step++)
+        {
+            total += await context.CallActivityAsync<int>(nameof(AppendStep), new StepInput(marker, step));
+        }
+        return total;
+    }
+
+    public sealed record StepInput(string Marker, int Step);
+
+    /// <summary>An at-least-once effect: one line per execution, flushed before the activity answers.</summary>
+    [Function(nameof(AppendStep))]
+    public static int AppendStep([ActivityTrigger] StepInput input)
+    {
+        using (var file = new FileStream(input.Marker, FileMode.Append, FileAccess.Write, FileShare.ReadWrite))
+        using (var writer = new StreamWriter(file))
+        {
+            writer.WriteLine($"step {input.Step}");
+            writer.Flush();
+            file.Flush(flushToDisk: true);
+        }
+        // A little work per step, so a kill at a random moment lands inside the orchestration, not after it.
+        Thread.Sleep(25);
+        return input.Step;
+    }
+
     /// <summary>Custom status while it waits for "Go" (forever: terminate ends it).</summary>
     [Function(nameof(Waiting))]
     public static async Task<string> Waiting([OrchestrationTrigger] TaskOrchestrationContext context)

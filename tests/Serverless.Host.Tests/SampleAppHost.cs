@@ -40,6 +40,9 @@ public class SampleAppHost : IAsyncLifetime
 
     public static string AppDirectory => BuildOutput("SampleAppDirectory");
 
+    /// <summary>The local host's command (serverless-host.dll), for tests that run it as a process.</summary>
+    public static string LocalHostDll => BuildOutput("LocalHostDll");
+
     /// <summary>The build output this fixture runs (a derived fixture runs another sample app).</summary>
     protected virtual string BuildOutputDirectory => AppDirectory;
 

@@ -148,6 +148,69 @@ public sealed class CrashTests
         Assert.Null(await a.LockNextTaskActivityWorkItem(TimeSpan.FromMilliseconds(50), CancellationToken.None));
     }
 
+    /// <summary>
+    /// A restart after a crash: the leases of an instance whose process is gone are released when the next
+    /// instance starts, long before they would expire (the clock never moves here); the leases of an instance
+    /// that is alive are left alone.
+    /// </summary>
+    [Fact]
+    public async Task A_starting_instance_releases_a_dead_instances_leases_at_once_and_never_a_live_ones()
+    {
+        await using var hub = new TaskHubHarness();
+        var clock = new ManualClock(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var options = hub.Options(TimeSpan.FromMinutes(10)) with { TimeProvider = clock };
+        var a = new SqliteOrchestrationService(options);
+        await a.CreateIfNotExistsAsync();
+        await a.StartAsync();
+        var running = await StartInstanceAsync(a, "held-activity");
+        var waiting = await StartInstanceAsync(a, "held-episode");
+
+        // A: one instance's first episode done and its activity locked, the other's episode locked.
+        var first = await a.LockNextTaskOrchestrationWorkItemAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.Equal(running.InstanceId, first.InstanceId);
+        var (state, scheduled) = FirstEpisode(first, running, "Held");
+        await a.CompleteTaskOrchestrationWorkItemAsync(first, first.OrchestrationRuntimeState, [scheduled], [], [], null!, state);
+        await a.ReleaseTaskOrchestrationWorkItemAsync(first);
+        var activity = await a.LockNextTaskActivityWorkItem(TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.NotNull(activity);
+        var episode = await a.LockNextTaskOrchestrationWorkItemAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.Equal(waiting.InstanceId, episode.InstanceId);
+
+        // While A lives, an instance that starts beside it takes none of A's work.
+        await using (var beside = new SqliteOrchestrationService(options))
+        {
+            await beside.StartAsync();
+            Assert.Null(await beside.LockNextTaskOrchestrationWorkItemAsync(TimeSpan.FromMilliseconds(100), CancellationToken.None));
+            Assert.Null(await beside.LockNextTaskActivityWorkItem(TimeSpan.FromMilliseconds(100), CancellationToken.None));
+        }
+
+        // The crash: A's file handles (and with them its owner lock) go, its leases stay in the file.
+        await a.DisposeAsync();
+        await using var b = new SqliteOrchestrationService(options);
+        await b.StartAsync();
+
+        var retaken = await b.LockNextTaskOrchestrationWorkItemAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.NotNull(retaken);
+        Assert.Equal(waiting.InstanceId, retaken.InstanceId);
+        var rerun = await b.LockNextTaskActivityWorkItem(TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.NotNull(rerun);
+        Assert.Equal("Held", ((TaskScheduledEvent)rerun.TaskMessage.Event).Name);
+        await b.CompleteTaskActivityWorkItemAsync(rerun, Result(running, "after the restart"));
+        // The episode's messages were not consumed under A: B sees the instance's start again.
+        Assert.Contains(retaken.NewMessages, m => m.Event is ExecutionStartedEvent);
+    }
+
+    private static async Task<OrchestrationInstance> StartInstanceAsync(SqliteOrchestrationService service, string name)
+    {
+        var instance = new OrchestrationInstance { InstanceId = name + "-" + Guid.NewGuid().ToString("N"), ExecutionId = Guid.NewGuid().ToString("N") };
+        await service.CreateTaskOrchestrationAsync(new TaskMessage
+        {
+            OrchestrationInstance = instance,
+            Event = new ExecutionStartedEvent(-1, "\"in\"") { Name = "Stale", Version = "", OrchestrationInstance = instance },
+        });
+        return instance;
+    }
+
     /// <summary>What a first episode that schedules one activity would hand the service.</summary>
     private static (OrchestrationState State, TaskMessage Scheduled) FirstEpisode(TaskOrchestrationWorkItem item, OrchestrationInstance instance, string activityName)
     {

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Serverless.Testing;
 
 namespace Serverless.Functions.Tests.App;
 
@@ -17,7 +18,7 @@ public sealed class FunctionAppProcessTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _app = await LocalHostProcess.StartAsync(_dataDirectory);
+        _app = await LocalHostProcess.StartAsync(FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, _dataDirectory);
         _http.BaseAddress = _app.Address;
     }
 

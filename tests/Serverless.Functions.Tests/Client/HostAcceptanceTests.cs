@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Serverless.Functions.Tests.App;
+using Serverless.Testing;
 
 namespace Serverless.Functions.Tests.Client;
 
@@ -17,7 +19,7 @@ public sealed class HostAcceptanceTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _app = await App.LocalHostProcess.StartAsync(_data.Path);
+        _app = await LocalHostProcess.StartAsync(FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, _data.Path);
         _http.BaseAddress = _app.Address;
     }
 

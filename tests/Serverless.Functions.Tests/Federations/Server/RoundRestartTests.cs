@@ -3,6 +3,7 @@ using Serverless.Federation.Rounds;
 using Serverless.Functions.Tests.App;
 using Serverless.Model.Data;
 using Serverless.Security;
+using Serverless.Testing;
 
 namespace Serverless.Functions.Tests.Federations.Server;
 
@@ -80,7 +81,7 @@ public sealed class RoundRestartTests : IAsyncLifetime
 
     private async Task<HttpClient> StartAsync()
     {
-        _app = await LocalHostProcess.StartAsync(_dataDirectory);
+        _app = await LocalHostProcess.StartAsync(FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, _dataDirectory);
         return new HttpClient { BaseAddress = _app.Address, Timeout = TimeSpan.FromMinutes(1) };
     }
 

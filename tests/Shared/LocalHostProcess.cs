@@ -2,11 +2,12 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Serverless.Functions.Tests.App;
+namespace Serverless.Testing;
 
 /// <summary>
 /// <c>dotnet serverless-host.dll &lt;app build output&gt; --port 0 --data-dir DIR</c> as its own process, as the
-/// README runs it: the URL it prints, a graceful stop (SIGTERM) and a crash (SIGKILL of the whole tree).
+/// README runs it: the URL it prints, a graceful stop (SIGTERM), a crash (SIGKILL of the whole tree) and a
+/// worker crash (SIGKILL of the worker alone, which the host restarts).
 /// </summary>
 public sealed partial class LocalHostProcess : IAsyncDisposable
 {
@@ -23,13 +24,20 @@ public sealed partial class LocalHostProcess : IAsyncDisposable
 
     public int ProcessId => _process.Id;
 
+    public bool HasExited => _process.HasExited;
+
     /// <summary>Everything the host printed so far (its log and the worker's).</summary>
     public string Output
     {
         get { lock (_output) return _output.ToString(); }
     }
 
-    public static async Task<LocalHostProcess> StartAsync(string dataDirectory, TimeSpan? timeout = null, params string[] extraArguments)
+    /// <param name="hostDll">serverless-host.dll of this build.</param>
+    /// <param name="appDirectory">The function app's build output.</param>
+    /// <param name="dataDirectory">The host's data directory (its durable store, queues, schedules).</param>
+    /// <param name="environment">Extra environment for the host (and so for its worker).</param>
+    public static async Task<LocalHostProcess> StartAsync(string hostDll, string appDirectory, string dataDirectory,
+        TimeSpan? timeout = null, IReadOnlyDictionary<string, string>? environment = null, params string[] extraArguments)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -37,7 +45,8 @@ public sealed partial class LocalHostProcess : IAsyncDisposable
             RedirectStandardError = true,
             WorkingDirectory = dataDirectory,
         };
-        foreach (var a in new[] { FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, "--port", "0", "--data-dir", dataDirectory,
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+        foreach (var a in new[] { hostDll, appDirectory, "--port", "0", "--data-dir", dataDirectory,
                      "--keys", Path.Combine(dataDirectory, "host-keys.json") }.Concat(extraArguments))
             start.ArgumentList.Add(a);
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start serverless-host");
@@ -74,6 +83,37 @@ public sealed partial class LocalHostProcess : IAsyncDisposable
         using var cancel = new CancellationTokenSource(timeout);
         await _process.WaitForExitAsync(cancel.Token);
         return _process.ExitCode;
+    }
+
+    /// <summary>
+    /// The worker process the host started (its child), or null while there is none (e.g. between a worker
+    /// crash and its restart). Read from /proc: the host does not print its worker's pid.
+    /// </summary>
+    public int? WorkerProcessId()
+    {
+        foreach (string task in Directory.EnumerateDirectories($"/proc/{_process.Id}/task"))
+        {
+            string children;
+            try { children = File.ReadAllText(Path.Combine(task, "children")); }
+            catch (IOException) { continue; }
+            foreach (string child in children.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                return int.Parse(child, System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return null;
+    }
+
+    /// <summary>A worker crash: SIGKILL of the worker alone. False when there was no worker to kill.</summary>
+    public bool CrashWorker()
+    {
+        if (WorkerProcessId() is not int pid) return false;
+        try
+        {
+            using var worker = Process.GetProcessById(pid);
+            worker.Kill();
+            worker.WaitForExit();
+            return true;
+        }
+        catch (ArgumentException) { return false; }   // it exited between the two reads
     }
 
     /// <summary>A crash: SIGKILL of the host and its worker at once.</summary>

@@ -1,0 +1,158 @@
+using System.Net;
+using System.Text.Json;
+using Serverless.Testing;
+
+namespace Serverless.Host.Tests.Durable;
+
+/// <summary>
+/// Crash trials: serverless-host runs the sample app as its own process, on the embedded SQLite task hub of
+/// its data directory. Each seeded trial starts a 20-activity orchestration and, once a seeded number of
+/// steps has run (plus a seeded few milliseconds), sends SIGKILL either to the host and its worker at once,
+/// after which a new host starts on the same data directory, or to the worker alone, which the host
+/// restarts. Every orchestration must complete with the right output, every step's effect must be there in
+/// order, and the only step allowed to run twice is the one the kill cut (activities are at-least-once).
+/// </summary>
+public sealed class CrashTrialTests(CrashTrialTests.HostUnderTrial host, Xunit.Abstractions.ITestOutputHelper output)
+    : IClassFixture<CrashTrialTests.HostUnderTrial>
+{
+    private const int Seed = 20261204;
+    private const int Steps = 20;
+    private static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
+
+    public static TheoryData<int> Trials()
+    {
+        var trials = new TheoryData<int>();
+        for (int trial = 0; trial < 20; trial++) trials.Add(trial);
+        return trials;
+    }
+
+    [Theory]
+    [MemberData(nameof(Trials))]
+    public async Task A_kill_at_a_seeded_point_of_a_20_activity_orchestration_loses_nothing_and_repeats_only_the_cut_step(int trial)
+    {
+        var random = new Random(Seed + trial);
+        // Alternate the two crashes so each kind gets ten trials; the cut point is the seeded part.
+        bool killHost = trial % 2 == 0;
+        int cutAfterSteps = random.Next(1, Steps);
+        int jitterMs = random.Next(0, 40);
+        string marker = Path.Combine(host.DataDirectory, $"trial-{trial}.log");
+        LocalHostProcess process = await host.RunningAsync();
+
+        string instanceId = await StartAsync(process.Address, marker);
+        await EventuallyAsync(() => StepsIn(marker).Count >= cutAfterSteps,
+            $"trial {trial}: the orchestration never reached step {cutAfterSteps}\n{process.Output}");
+        await Task.Delay(jitterMs);
+        if (killHost)
+        {
+            process.Crash();
+        }
+        else
+        {
+            Assert.True(process.CrashWorker(), $"trial {trial}: the host had no worker to kill");
+        }
+        List<int> atKill = StepsIn(marker);
+
+        process = await host.RunningAsync();
+        JsonElement status = await WaitForCompletionAsync(process, instanceId, $"trial {trial} (seed {Seed + trial}, {(killHost ? "host" : "worker")} killed after {atKill.Count} lines)");
+
+        Assert.Equal("Completed", status.GetProperty("status").GetString());
+        Assert.Equal("210", status.GetProperty("output").GetString());
+        List<int> effects = StepsIn(marker);
+        // Every step ran, in order: removing repeats of the same step leaves exactly 1..20.
+        Assert.Equal(Enumerable.Range(1, Steps), effects.Where((step, i) => i == 0 || effects[i - 1] != step));
+        // At most one step ran twice, and only the one whose effect was the last before the kill (its result
+        // was not yet recorded): a recorded completion is never run again.
+        int[] repeated = effects.GroupBy(step => step).Where(g => g.Count() > 1).Select(g => g.Key).ToArray();
+        Assert.True(effects.Count - Steps <= 1, $"trial {trial}: {effects.Count - Steps} extra executions: {string.Join(",", effects)}");
+        output.WriteLine($"trial {trial}: {(killHost ? "host" : "worker")} killed after {atKill.Count} steps; repeated: {(repeated.Length == 0 ? "none" : repeated[0])}");
+        if (repeated.Length == 1)
+        {
+            Assert.NotEmpty(atKill);
+            Assert.Equal(atKill[^1], repeated[0]);
+        }
+    }
+
+    private static async Task<string> StartAsync(Uri address, string marker)
+    {
+        using var http = new HttpClient { BaseAddress = address, Timeout = Patience };
+        return (await DurableConformanceTests.StartAsync(http, "Sequence20", JsonSerializer.Serialize(marker))).Id;
+    }
+
+    /// <summary>Polls the sample app's status function until the instance is no longer running.</summary>
+    private static async Task<JsonElement> WaitForCompletionAsync(LocalHostProcess process, string instanceId, string what)
+    {
+        using var http = new HttpClient { BaseAddress = process.Address, Timeout = Patience };
+        DateTime deadline = DateTime.UtcNow + Patience;
+        string last = "no answer";
+        while (DateTime.UtcNow < deadline)
+        {
+            try
+            {
+                using HttpResponseMessage response = await http.GetAsync($"api/durable-status/{instanceId}");
+                last = $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}";
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    JsonElement status = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+                    if (status.GetProperty("status").GetString() is not ("Running" or "Pending")) return status;
+                }
+            }
+            catch (HttpRequestException e)
+            {
+                // The worker is restarting: the host answers 503 or the connection is refused for a moment.
+                last = e.Message;
+            }
+            await Task.Delay(100);
+        }
+        throw new Xunit.Sdk.XunitException($"{what}: the orchestration did not finish; last status: {last}\n{process.Output}");
+    }
+
+    /// <summary>The steps whose effect is in the marker file, in the order they ran.</summary>
+    private static List<int> StepsIn(string marker)
+    {
+        if (!File.Exists(marker)) return [];
+        using var file = new FileStream(marker, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(file);
+        var steps = new List<int>();
+        while (reader.ReadLine() is { } line)
+        {
+            // A line the kill cut short mid-write would not parse; the assertions then show it.
+            steps.Add(line.StartsWith("step ", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5), out int step) ? step : -1);
+        }
+        return steps;
+    }
+
+    private static async Task EventuallyAsync(Func<bool> condition, string what)
+    {
+        DateTime deadline = DateTime.UtcNow + Patience;
+        while (!condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException(what);
+            await Task.Delay(2);
+        }
+    }
+
+    /// <summary>The host process the trials share, restarted on the same data directory after a host kill.</summary>
+    public sealed class HostUnderTrial : IAsyncLifetime
+    {
+        private LocalHostProcess? _process;
+
+        public string DataDirectory { get; } = Directory.CreateTempSubdirectory("serverless-crash-trials-").FullName;
+
+        /// <summary>The running host, or a new one on the same data directory when the last one was killed.</summary>
+        public async Task<LocalHostProcess> RunningAsync()
+        {
+            if (_process is { HasExited: false }) return _process;
+            if (_process is not null) await _process.DisposeAsync();
+            _process = await LocalHostProcess.StartAsync(SampleAppHost.LocalHostDll, SampleAppHost.AppDirectory, DataDirectory);
+            return _process;
+        }
+
+        public Task InitializeAsync() => Task.CompletedTask;
+
+        public async Task DisposeAsync()
+        {
+            if (_process is not null) await _process.DisposeAsync();
+            try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+}
