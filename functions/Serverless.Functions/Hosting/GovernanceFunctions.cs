@@ -67,10 +67,12 @@ public sealed class GovernanceFunctions(IAuditLog audit, IKeyVault vault, Securi
 
     [Function("ComplianceReport")]
     [RequirePermission(Permissions.ComplianceRead)]
-    public async Task<ComplianceReport> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "compliance")] HttpRequest request, CancellationToken cancellationToken) =>
-        await new ComplianceReporter(vault, audit, roles, time).BuildAsync(checkpoints.Raw,
+    public async Task<IResult> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "compliance")] HttpRequest request, CancellationToken cancellationToken) =>
+        // An IResult, not the report itself: with the ASP.NET Core integration only an IResult (or IActionResult)
+        // is written to the response; a plain return value was dropped and the caller got an empty 200.
+        Results.Ok(await new ComplianceReporter(vault, audit, roles, time).BuildAsync(checkpoints.Raw,
             new ComplianceOptions { Keys = [options.CheckpointKeyName, options.PseudonymizationKeyName, options.Tokens.SigningKeyName, options.AuditSigningKeyName], AuditSigningKeyName = options.AuditSigningKeyName },
-            cancellationToken);
+            cancellationToken));
 
     [Function("KeyRotate")]
     [RequirePermission(Permissions.KeysManage)]

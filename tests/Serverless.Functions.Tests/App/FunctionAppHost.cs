@@ -31,6 +31,9 @@ public sealed record FunctionAppHostOptions
 
     /// <summary>The durable task hub; null: the embedded SQLite hub of the data directory.</summary>
     public DurableBackend? Durable { get; init; }
+
+    /// <summary>The local host's limit on a request body (413 above it); null: its default (100 MiB, as on Azure).</summary>
+    public long? MaxRequestBodySize { get; init; }
 }
 
 /// <summary>
@@ -128,6 +131,7 @@ public sealed class FunctionAppHost : IAsyncDisposable
             Settings = settings,
             Queues = options.Queues,
             Durable = options.Durable,
+            MaxRequestBodySize = options.MaxRequestBodySize,
             QueueMessageLease = TimeSpan.FromSeconds(30),
             // SERVERLESS_HOST_TEST_LOG=1 prints the host's and the worker's log (for a failing test).
             LoggerFactory = Environment.GetEnvironmentVariable("SERVERLESS_HOST_TEST_LOG") == "1"
