@@ -15,7 +15,7 @@ public sealed class HostAcceptanceTests : IAsyncLifetime
 {
     private readonly TempDir _data = new();
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
-    private App.LocalHostProcess _app = null!;
+    private LocalHostProcess _app = null!;
 
     public async Task InitializeAsync()
     {
