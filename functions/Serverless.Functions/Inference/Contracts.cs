@@ -58,6 +58,8 @@ public static class RefusalCodes
     public const string Conflict = "batch-id-conflict";
     public const string EvaluationFailed = "evaluation-failed";
     public const string QuotaExceeded = "quota-exceeded";
+    /// <summary>Every delivery of a queue message failed (storage, the task hub): poisoned on the last one.</summary>
+    public const string ProcessingFailed = "processing-failed";
 }
 
 /// <summary>Answer of a partner's key registration.</summary>

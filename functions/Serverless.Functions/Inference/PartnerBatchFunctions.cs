@@ -30,6 +30,7 @@ public sealed class PartnerBatchFunctions
     private readonly IQueueStore _queues;
     private readonly InferenceOptions _options;
     private readonly TimeProvider _time;
+    private readonly int _maxDequeueCount = QueueRetries.MaxDequeueCount(AppContext.BaseDirectory);
 
     public PartnerBatchFunctions(BatchSubmissions submissions, BatchProcessor processor, SubmissionAuthenticator authenticator, InferenceBlobs blobs,
         InferenceAudit audit, IQueueStore queues, IOptions<InferenceOptions> options, TimeProvider time)
@@ -48,7 +49,8 @@ public sealed class PartnerBatchFunctions
     /// A message on <c>partner-batches</c>: checked (shape, token, role, tenant), then one orchestration
     /// per batch id is started. A message that can never succeed goes to <c>partner-batches-poison</c>
     /// at once with the reason (token redacted) and is audited; a failure of storage itself throws, so
-    /// the host retries the message and poisons it only after maxDequeueCount attempts.
+    /// the host retries the message, and on its last attempt (maxDequeueCount) the function poisons it itself,
+    /// token redacted, rather than let the host poison it with the token in it.
     /// </summary>
     [Function("PartnerBatchQueue")]
     public async Task OnMessage([QueueTrigger(InferenceBlobs.BatchQueue)] string body, [DurableClient] DurableTaskClient durable, FunctionContext context,
@@ -62,24 +64,40 @@ public sealed class PartnerBatchFunctions
         }
         catch (JsonException e)
         {
-            await PoisonAsync(message, null, "anonymous", "queue/" + InferenceBlobs.BatchQueue, RefusalCodes.BadMessage, "the message is not a batch message: " + e.Message);
+            await PoisonAsync(message, "anonymous", "queue/" + InferenceBlobs.BatchQueue, RefusalCodes.BadMessage, "the message is not a batch message: " + e.Message);
             return;
         }
         var problem = batch is null ? "the message is JSON null" : ShapeProblem(batch);
         if (problem is not null)
         {
-            await PoisonAsync(message, batch, "anonymous", "queue/" + InferenceBlobs.BatchQueue, RefusalCodes.BadMessage, problem);
+            await PoisonAsync(message, "anonymous", "queue/" + InferenceBlobs.BatchQueue, RefusalCodes.BadMessage, problem);
             return;
         }
 
-        var resource = InferenceAudit.BatchResource(batch!.Tenant, batch.BatchId);
+        try
+        {
+            await SubmitFromQueueAsync(message, batch!, durable, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException && message.DequeueCount >= _maxDequeueCount)
+        {
+            // The host would now move the message to partner-batches-poison as it is, bearer token and all. On the
+            // last attempt the function poisons it itself, token redacted, and completes it. The reason names the
+            // failure's type only: an exception's message may carry data.
+            await PoisonAsync(message, "anonymous", InferenceAudit.BatchResource(batch!.Tenant, batch.BatchId), RefusalCodes.ProcessingFailed,
+                $"attempt {message.DequeueCount} of {_maxDequeueCount} failed ({e.GetType().Name})");
+        }
+    }
+
+    private async Task SubmitFromQueueAsync(ReceivedMessage message, PartnerBatchMessage batch, DurableTaskClient durable, CancellationToken cancellationToken)
+    {
+        var resource = InferenceAudit.BatchResource(batch.Tenant, batch.BatchId);
         var (principal, code, reason) = await _authenticator.AuthorizeAsync(batch.Token, batch.Tenant, cancellationToken);
         if (code is not null)
         {
             // Only an authentic caller of that very tenant may leave a refusal record the tenant's poll will see.
             if (principal?.FindFirst(SecurityClaims.Tenant)?.Value == batch.Tenant)
                 await _submissions.RecordEarlyRefusalAsync(batch.Tenant, batch.BatchId, code, reason!, cancellationToken);
-            await PoisonAsync(message, batch, SubmissionAuthenticator.Subject(principal), resource, code, reason!);
+            await PoisonAsync(message, SubmissionAuthenticator.Subject(principal), resource, code, reason!);
             return;
         }
 
@@ -87,7 +105,7 @@ public sealed class PartnerBatchFunctions
             SubmissionAuthenticator.Subject(principal), "queue", message.Id);
         var result = await _submissions.SubmitAsync(durable, request, cancellationToken);
         if (result.Kind == SubmissionKind.Conflict)
-            await PoisonAsync(message, batch, request.SubmittedBy, resource, RefusalCodes.Conflict, result.Detail!, audited: true);
+            await PoisonAsync(message, request.SubmittedBy, resource, RefusalCodes.Conflict, result.Detail!, audited: true);
     }
 
     /// <summary>
@@ -210,10 +228,11 @@ public sealed class PartnerBatchFunctions
     }
 
     /// <summary>Moves a message that can never succeed to the poison queue with the reason; the token is redacted, the rest kept.</summary>
-    private async Task PoisonAsync(ReceivedMessage message, PartnerBatchMessage? parsed, string actor, string resource, string code, string reason, bool audited = false)
+    private async Task PoisonAsync(ReceivedMessage message, string actor, string resource, string code, string reason, bool audited = false)
     {
         var body = message.Body.ToArray();
-        if (parsed is not null && JsonNode.Parse(body) is JsonObject json)
+        // Any JSON object loses its token, also one that is not a valid batch message (a token of the wrong type).
+        if (TryParseObject(body) is { } json)
         {
             foreach (var key in json.Select(p => p.Key).Where(k => k.Equals("token", StringComparison.OrdinalIgnoreCase)).ToList()) json[key] = "[redacted]";
             body = JsonSerializer.SerializeToUtf8Bytes(json);
@@ -221,6 +240,12 @@ public sealed class PartnerBatchFunctions
         var poison = new PoisonMessage(InferenceBlobs.BatchQueue, message.Id, message.DequeueCount, message.InsertedAt, _time.GetUtcNow(), $"{code}: {reason}", body);
         await _queues.PutAsync(PoisonMessage.PoisonQueueName(InferenceBlobs.BatchQueue), JsonSerializer.SerializeToUtf8Bytes(poison, JsonSerializerOptions.Web));
         if (!audited) await _audit.RefusedAsync(actor, resource, code, reason, message.Id);
+    }
+
+    private static JsonObject? TryParseObject(byte[] body)
+    {
+        try { return JsonNode.Parse(body) as JsonObject; }
+        catch (JsonException) { return null; }
     }
 }
 

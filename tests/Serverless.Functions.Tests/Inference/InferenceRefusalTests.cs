@@ -196,6 +196,37 @@ public sealed class InferenceRefusalTests : IClassFixture<RefusalHost>
         Assert.Single(await Host.AuditAsync(e => e.Action == "inference.batch.complete" && e.Resource == $"batch/{RefusalHost.TenantA}/reused"));
     }
 
+    /// <summary>
+    /// A message that fails on every delivery (here a truncated refusal record makes each attempt throw) is not
+    /// left for the host to poison as it is: on the last attempt the function poisons it itself, with its
+    /// token redacted and the failure's type as the reason, and audits it.
+    /// </summary>
+    [Fact]
+    public async Task A_message_that_fails_on_every_attempt_is_poisoned_on_the_last_one_with_its_token_redacted()
+    {
+        await _fixture.EnsureStartedAsync();
+        const string batchId = "always-fails";
+        string corrupt = Path.Combine(Host.DataDirectory, "blobs", "partner-results", RefusalHost.TenantA, batchId, "refusal.json.blob");
+        Directory.CreateDirectory(Path.GetDirectoryName(corrupt)!);
+        await File.WriteAllBytesAsync(corrupt, [1, 2, 3]);
+        var batch = BatchEncryptor.Encrypt(_fixture.Records.Subset([0]), _fixture.KeysA).ToBytes();
+
+        var messageId = await Host.EnqueueAsync(RefusalHost.TenantA, batchId, RefusalHost.Version, batch, _fixture.TokenA);
+
+        var poison = Assert.Single(await Host.PoisonAsync(p => p.MessageId == messageId));
+        Assert.Equal("processing-failed: attempt 5 of 5 failed (EndOfStreamException)", poison.LastError);
+        Assert.Equal(5, poison.DequeueCount);
+        string kept = Encoding.UTF8.GetString(poison.Body);
+        Assert.DoesNotContain(_fixture.TokenA, kept);
+        Assert.Contains("[redacted]", kept);
+        Assert.Contains(batchId, kept);
+        Assert.Single(await Host.AuditAsync(e => e.Action == "inference.batch.refused" && e.Resource == $"batch/{RefusalHost.TenantA}/{batchId}"));
+        // The function completed the message, so the host did not poison it as well, token and all.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        foreach (var m in await Host.Queues.GetAsync("partner-batches-poison", 32, TimeSpan.FromSeconds(1)))
+            Assert.DoesNotContain(_fixture.TokenA, Encoding.UTF8.GetString(m.Body.Span));
+    }
+
     [Fact]
     public async Task A_blob_that_changed_after_submission_is_refused_as_a_digest_mismatch()
     {
