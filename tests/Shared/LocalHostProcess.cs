@@ -110,17 +110,41 @@ public sealed partial class LocalHostProcess : IAsyncDisposable
         {
             using var worker = Process.GetProcessById(pid);
             worker.Kill();
-            worker.WaitForExit();
-            return true;
         }
         catch (ArgumentException) { return false; }   // it exited between the two reads
+        WaitUntilGone(pid);
+        return true;
+    }
+
+    /// <summary>
+    /// Until the process no longer runs (gone, or a zombie: killed, not yet reaped). Process.WaitForExit only
+    /// works for our own children, and the worker is the host's.
+    /// </summary>
+    private static void WaitUntilGone(int pid)
+    {
+        DateTime deadline = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < deadline)
+        {
+            string stat;
+            try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
+            catch (IOException) { return; }
+            // "pid (comm) S ...": the state is the first field after the command name.
+            int close = stat.LastIndexOf(')');
+            if (close < 0 || close + 2 >= stat.Length || stat[close + 2] is 'Z' or 'X') return;
+            Thread.Sleep(5);
+        }
+        throw new TimeoutException($"process {pid} did not die");
     }
 
     /// <summary>A crash: SIGKILL of the host and its worker at once.</summary>
     public void Crash()
     {
+        int? worker = _process.HasExited ? null : WorkerProcessId();
         if (!_process.HasExited) _process.Kill(entireProcessTree: true);
         _process.WaitForExit();
+        // The host's exit does not mean its worker has stopped: a test that reads the effects "at the kill" must
+        // read them once both are dead.
+        if (worker is int pid) WaitUntilGone(pid);
     }
 
     public ValueTask DisposeAsync()

@@ -56,7 +56,8 @@ public sealed class DurableBackend : IAsyncDisposable
     /// Azurite locally). The hub's queues, tables and containers are created here, as the Functions host does.
     /// </summary>
     public static async Task<DurableBackend> AzureStorageAsync(string connectionString, string hubName, ILoggerFactory loggers,
-        TimeSpan? maxQueuePollingInterval = null, int partitionCount = 4)
+        TimeSpan? maxQueuePollingInterval = null, int partitionCount = 4,
+        TimeSpan? controlQueueVisibilityTimeout = null, TimeSpan? workItemQueueVisibilityTimeout = null)
     {
         var settings = new AzureStorageOrchestrationServiceSettings
         {
@@ -67,6 +68,9 @@ public sealed class DurableBackend : IAsyncDisposable
             // The Functions default is 30 s: fine for a cloud bill, slow for a local loop.
             MaxQueuePollingInterval = maxQueuePollingInterval ?? TimeSpan.FromSeconds(1),
         };
+        // The extension's defaults (5 minutes) stand unless host.json sets them.
+        if (controlQueueVisibilityTimeout is { } control) settings.ControlQueueVisibilityTimeout = control;
+        if (workItemQueueVisibilityTimeout is { } workItem) settings.WorkItemQueueVisibilityTimeout = workItem;
         var service = new AzureStorageOrchestrationService(settings);
         await service.CreateIfNotExistsAsync();
         return new DurableBackend("AzureStorage", hubName, service, service);
@@ -88,7 +92,8 @@ public sealed class DurableBackend : IAsyncDisposable
                 string connection = Environment.GetEnvironmentVariable(setting) is { Length: > 0 } value
                     ? value
                     : throw new HostStartException($"host.json: durableTask.storageProvider is AzureStorage but the setting {setting} is not set");
-                return await AzureStorageAsync(connection, settings.HubName, loggers, settings.MaxQueuePollingInterval);
+                return await AzureStorageAsync(connection, settings.HubName, loggers, settings.MaxQueuePollingInterval,
+                    controlQueueVisibilityTimeout: settings.ControlQueueVisibilityTimeout, workItemQueueVisibilityTimeout: settings.WorkItemQueueVisibilityTimeout);
             case "memory":
                 return InMemory(loggers, settings.HubName);
             case "embedded":
@@ -116,6 +121,12 @@ public sealed class DurableBackend : IAsyncDisposable
 /// <summary>host.json's <c>extensions.durableTask</c>: the settings this host reads.</summary>
 internal sealed record DurableHostJson(string HubName, string StorageType, string? ConnectionName, TimeSpan? MaxQueuePollingInterval)
 {
+    /// <summary>How long a dequeued control (orchestration) message stays hidden: after a crash, how soon it is seen again.</summary>
+    public TimeSpan? ControlQueueVisibilityTimeout { get; init; }
+
+    /// <summary>The same for work-item (activity) messages.</summary>
+    public TimeSpan? WorkItemQueueVisibilityTimeout { get; init; }
+
     public static DurableHostJson Read(string appDirectory)
     {
         var result = new DurableHostJson(DurableBackend.DefaultHubName, "embedded", null, null);
@@ -157,14 +168,12 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
                 {
                     result = result with { ConnectionName = connection.GetString() };
                 }
-                if (TryGet(provider, "maxQueuePollingInterval", out JsonElement polling))
+                result = result with
                 {
-                    if (!TimeSpan.TryParse(polling.GetString(), System.Globalization.CultureInfo.InvariantCulture, out TimeSpan interval) || interval <= TimeSpan.Zero)
-                    {
-                        throw new HostStartException("host.json: durableTask.storageProvider.maxQueuePollingInterval must be a positive hh:mm:ss");
-                    }
-                    result = result with { MaxQueuePollingInterval = interval };
-                }
+                    MaxQueuePollingInterval = PositiveTime(provider, "maxQueuePollingInterval"),
+                    ControlQueueVisibilityTimeout = PositiveTime(provider, "controlQueueVisibilityTimeout"),
+                    WorkItemQueueVisibilityTimeout = PositiveTime(provider, "workItemQueueVisibilityTimeout"),
+                };
             }
             return result;
         }
@@ -172,6 +181,16 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
         {
             throw new HostStartException($"host.json: extensions.durableTask: {e.Message}");
         }
+    }
+
+    private static TimeSpan? PositiveTime(JsonElement provider, string property)
+    {
+        if (!TryGet(provider, property, out JsonElement value)) return null;
+        if (!TimeSpan.TryParse(value.GetString(), System.Globalization.CultureInfo.InvariantCulture, out TimeSpan time) || time <= TimeSpan.Zero)
+        {
+            throw new HostStartException($"host.json: durableTask.storageProvider.{property} must be a positive hh:mm:ss");
+        }
+        return time;
     }
 
     private static bool TryGet(JsonElement json, string property, out JsonElement value)

@@ -6,32 +6,46 @@ namespace Serverless.Host.Tests.Durable;
 
 /// <summary>
 /// Crash trials: serverless-host runs the sample app as its own process, on the embedded SQLite task hub of
-/// its data directory. Each seeded trial starts a 20-activity orchestration and, once a seeded number of
+/// its data directory (20 trials) or on DurableTask.AzureStorage against Azurite (2 trials, one of each kind: a
+/// restart there waits for the dead host's partition leases and hidden messages to expire, so each takes tens
+/// of seconds). Each seeded trial starts a 20-activity orchestration and, once a seeded number of
 /// steps has run (plus a seeded few milliseconds), sends SIGKILL either to the host and its worker at once,
 /// after which a new host starts on the same data directory, or to the worker alone, which the host
 /// restarts. Every orchestration must complete with the right output, every step's effect must be there in
 /// order, and the only step allowed to run twice is the one the kill cut (activities are at-least-once).
 /// </summary>
-public sealed class CrashTrialTests(CrashTrialTests.HostUnderTrial host, Xunit.Abstractions.ITestOutputHelper output)
-    : IClassFixture<CrashTrialTests.HostUnderTrial>
+public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit.Abstractions.ITestOutputHelper output)
+    : IClassFixture<CrashTrialTests.HostsUnderTrial>
 {
     private const int Seed = 20261204;
     private const int Steps = 20;
     private static readonly TimeSpan Patience = TimeSpan.FromMinutes(2);
 
-    public static TheoryData<int> Trials()
+    public static TheoryData<int> SqliteTrials() => Numbers(20);
+
+    public static TheoryData<int> AzuriteTrials() => Numbers(2);
+
+    [Theory]
+    [MemberData(nameof(SqliteTrials))]
+    public Task On_SQLite_a_kill_at_a_seeded_point_of_a_20_activity_orchestration_loses_nothing_and_repeats_only_the_cut_step(int trial) =>
+        TrialAsync(hosts.Sqlite, trial);
+
+    [ServerTheory]
+    [MemberData(nameof(AzuriteTrials))]
+    public Task On_Azurite_a_kill_at_a_seeded_point_of_a_20_activity_orchestration_loses_nothing_and_repeats_only_the_cut_step(int trial) =>
+        TrialAsync(hosts.Azurite, trial);
+
+    private static TheoryData<int> Numbers(int count)
     {
         var trials = new TheoryData<int>();
-        for (int trial = 0; trial < 20; trial++) trials.Add(trial);
+        for (int trial = 0; trial < count; trial++) trials.Add(trial);
         return trials;
     }
 
-    [Theory]
-    [MemberData(nameof(Trials))]
-    public async Task A_kill_at_a_seeded_point_of_a_20_activity_orchestration_loses_nothing_and_repeats_only_the_cut_step(int trial)
+    private async Task TrialAsync(HostUnderTrial host, int trial)
     {
         var random = new Random(Seed + trial);
-        // Alternate the two crashes so each kind gets ten trials; the cut point is the seeded part.
+        // Alternate the two crashes so each kind gets half the trials; the cut point is the seeded part.
         bool killHost = trial % 2 == 0;
         int cutAfterSteps = random.Next(1, Steps);
         int jitterMs = random.Next(0, 40);
@@ -64,7 +78,7 @@ public sealed class CrashTrialTests(CrashTrialTests.HostUnderTrial host, Xunit.A
         // was not yet recorded): a recorded completion is never run again.
         int[] repeated = effects.GroupBy(step => step).Where(g => g.Count() > 1).Select(g => g.Key).ToArray();
         Assert.True(effects.Count - Steps <= 1, $"trial {trial}: {effects.Count - Steps} extra executions: {string.Join(",", effects)}");
-        output.WriteLine($"trial {trial}: {(killHost ? "host" : "worker")} killed after {atKill.Count} steps; repeated: {(repeated.Length == 0 ? "none" : repeated[0])}");
+        output.WriteLine($"{host.Backend} trial {trial}: {(killHost ? "host" : "worker")} killed after {atKill.Count} steps; repeated: {(repeated.Length == 0 ? "none" : repeated[0])}");
         if (repeated.Length == 1)
         {
             Assert.NotEmpty(atKill);
@@ -131,10 +145,31 @@ public sealed class CrashTrialTests(CrashTrialTests.HostUnderTrial host, Xunit.A
         }
     }
 
-    /// <summary>The host process the trials share, restarted on the same data directory after a host kill.</summary>
-    public sealed class HostUnderTrial : IAsyncLifetime
+    /// <summary>One host process per backend, shared by its trials.</summary>
+    public sealed class HostsUnderTrial : IAsyncLifetime
+    {
+        private HostUnderTrial? _azurite;
+
+        public HostUnderTrial Sqlite { get; } = new("sqlite", SampleAppHost.AppDirectory, new Dictionary<string, string>());
+
+        /// <summary>A copy of the sample app whose host.json asks for DurableTask.AzureStorage (a fresh hub), with short visibility timeouts.</summary>
+        public HostUnderTrial Azurite => _azurite ??= HostUnderTrial.OnAzurite();
+
+        public Task InitializeAsync() => Task.CompletedTask;
+
+        public async Task DisposeAsync()
+        {
+            await Sqlite.DisposeAsync();
+            if (_azurite is not null) await _azurite.DisposeAsync();
+        }
+    }
+
+    /// <summary>The host process a backend's trials share, restarted on the same data directory after a host kill.</summary>
+    public sealed class HostUnderTrial(string backend, string appDirectory, IReadOnlyDictionary<string, string> environment, Func<Task>? cleanUp = null) : IAsyncDisposable
     {
         private LocalHostProcess? _process;
+
+        public string Backend => backend;
 
         public string DataDirectory { get; } = Directory.CreateTempSubdirectory("serverless-crash-trials-").FullName;
 
@@ -143,15 +178,47 @@ public sealed class CrashTrialTests(CrashTrialTests.HostUnderTrial host, Xunit.A
         {
             if (_process is { HasExited: false }) return _process;
             if (_process is not null) await _process.DisposeAsync();
-            _process = await LocalHostProcess.StartAsync(SampleAppHost.LocalHostDll, SampleAppHost.AppDirectory, DataDirectory);
+            _process = await LocalHostProcess.StartAsync(SampleAppHost.LocalHostDll, appDirectory, DataDirectory, environment: environment);
             return _process;
         }
 
-        public Task InitializeAsync() => Task.CompletedTask;
+        public static HostUnderTrial OnAzurite()
+        {
+            string app = Directory.CreateTempSubdirectory("serverless-crash-app-").FullName;
+            foreach (string file in Directory.EnumerateFiles(SampleAppHost.AppDirectory, "*", SearchOption.AllDirectories))
+            {
+                string target = Path.Combine(app, Path.GetRelativePath(SampleAppHost.AppDirectory, file));
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Copy(file, target);
+            }
+            string hub = "crash" + Guid.NewGuid().ToString("N")[..12];
+            var hostJson = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(app, "host.json")))!.AsObject();
+            hostJson["extensions"]!["durableTask"] = new System.Text.Json.Nodes.JsonObject
+            {
+                ["hubName"] = hub,
+                ["storageProvider"] = new System.Text.Json.Nodes.JsonObject
+                {
+                    ["type"] = "AzureStorage",
+                    ["maxQueuePollingInterval"] = "00:00:00.500",
+                    // A message a killed host had dequeued is seen again after this (the extension's default is 5 minutes).
+                    ["controlQueueVisibilityTimeout"] = "00:00:05",
+                    ["workItemQueueVisibilityTimeout"] = "00:00:05",
+                },
+            };
+            File.WriteAllText(Path.Combine(app, "host.json"), hostJson.ToJsonString());
+            return new HostUnderTrial("azurite", app, new Dictionary<string, string> { ["AzureWebJobsStorage"] = TestServers.AzuriteConnectionString }, async () =>
+            {
+                var loggers = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+                await using var backend = await Serverless.Host.Durable.DurableBackend.AzureStorageAsync(TestServers.AzuriteConnectionString, hub, loggers);
+                await backend.Service.DeleteAsync();
+                try { Directory.Delete(app, recursive: true); } catch (IOException) { }
+            });
+        }
 
-        public async Task DisposeAsync()
+        public async ValueTask DisposeAsync()
         {
             if (_process is not null) await _process.DisposeAsync();
+            if (cleanUp is not null) await cleanUp();
             try { Directory.Delete(DataDirectory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
