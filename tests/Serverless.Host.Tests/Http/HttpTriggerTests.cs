@@ -13,8 +13,8 @@ public sealed class HttpTriggerTests(SampleAppHost host)
     [Fact]
     public void The_host_loads_every_function_the_worker_indexed()
     {
-        string[] durable = ["Approval", "Counter", "DurableTimer", "FailTwice", "FanOutFanIn", "GetOrchestrationStatus", "HelloSequence", "HelloSequence5",
-            "Parent", "Retrying", "SayHello", "Square", "StartOrchestration", "Waiting"];
+        string[] durable = ["AppendStep", "Approval", "Counter", "DurableTimer", "FailTwice", "FanOutFanIn", "GetOrchestrationStatus", "HelloSequence", "HelloSequence5",
+            "Parent", "Retrying", "SayHello", "Sequence20", "Square", "StartOrchestration", "Waiting"];
         string[] expected = ["Default", "Doomed", "Echo", "Flaky", "Hang", "OnStartup", "Secret", "Stall", "Status", "Throws", "Upper", "Yearly", .. durable];
         Assert.Equal(expected.Order(StringComparer.Ordinal), host.FunctionNames.Order(StringComparer.Ordinal));
     }
