@@ -53,8 +53,9 @@ public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit
         LocalHostProcess process = await host.RunningAsync();
 
         string instanceId = await StartAsync(process.Address, marker);
-        await EventuallyAsync(() => StepsIn(marker).Count >= cutAfterSteps,
-            $"trial {trial}: the orchestration never reached step {cutAfterSteps}\n{process.Output}");
+        // Polled every 2 ms, so the kill lands close to the seeded step.
+        await Waits.UntilAsync(() => StepsIn(marker).Count >= cutAfterSteps, Patience,
+            $"trial {trial}: the orchestration never reached step {cutAfterSteps}\n{process.Output}", TimeSpan.FromMilliseconds(2));
         await Task.Delay(jitterMs);
         if (killHost)
         {
@@ -133,16 +134,6 @@ public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit
             steps.Add(line.StartsWith("step ", StringComparison.Ordinal) && int.TryParse(line.AsSpan(5), out int step) ? step : -1);
         }
         return steps;
-    }
-
-    private static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        DateTime deadline = DateTime.UtcNow + Patience;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new Xunit.Sdk.XunitException(what);
-            await Task.Delay(2);
-        }
     }
 
     /// <summary>One host process per backend, shared by its trials.</summary>

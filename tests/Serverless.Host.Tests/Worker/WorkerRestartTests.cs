@@ -60,14 +60,7 @@ public sealed class WorkerRestartTests(SampleAppHost host) : IDisposable
         Assert.NotEqual(killed, host.WorkerProcessId);
     }
 
-    private static async Task EventuallyAsync(Func<bool> condition)
-    {
-        using var timeout = new CancellationTokenSource(Patience);
-        while (!condition())
-        {
-            await Task.Delay(50, timeout.Token);
-        }
-    }
+    private static Task EventuallyAsync(Func<bool> condition) => Waits.UntilAsync(condition, Patience, "the expected effect never appeared");
 
     public void Dispose() => Directory.Delete(_markers, recursive: true);
 }
