@@ -17,4 +17,5 @@ builder.Services.AddAppStorage(builder.Configuration);
 builder.AddAppSecurity();
 builder.Services.AddInference(builder.Configuration);
 builder.Services.AddFederations();
+builder.Services.AddFraud(builder.Configuration);
 builder.Build().Run();

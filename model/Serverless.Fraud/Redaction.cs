@@ -6,7 +6,7 @@ namespace Serverless.Fraud;
 /// Text that may reach an error message or a log passes through here: any run of six or more digits
 /// (spaces and dashes inside allowed) becomes '#', so a card number pasted into the wrong field is never echoed.
 /// </summary>
-internal static class Redaction
+public static class Redaction
 {
     public static string Digits(string? text)
     {

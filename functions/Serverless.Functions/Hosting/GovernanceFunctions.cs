@@ -15,7 +15,7 @@ namespace Serverless.Functions.Hosting;
 /// and exports the trail. Every function declares its permission.
 /// </summary>
 public sealed class GovernanceFunctions(IAuditLog audit, IKeyVault vault, SecurityOptions options, IBlobStoreProvider blobs, CheckpointStore checkpoints,
-    RolePermissionTable roles, VaultSigningKeys signingKeys, TimeProvider time)
+    RolePermissionTable roles, VaultSigningKeys signingKeys, TimeProvider time, IEnumerable<IComplianceCheckSource> moduleChecks)
 {
     [Function("AuditVerify")]
     [RequirePermission(Permissions.AuditVerify)]
@@ -67,12 +67,17 @@ public sealed class GovernanceFunctions(IAuditLog audit, IKeyVault vault, Securi
 
     [Function("ComplianceReport")]
     [RequirePermission(Permissions.ComplianceRead)]
-    public async Task<IResult> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "compliance")] HttpRequest request, CancellationToken cancellationToken) =>
+    public async Task<IResult> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "compliance")] HttpRequest request, CancellationToken cancellationToken)
+    {
+        var report = await new ComplianceReporter(vault, audit, roles, time).BuildAsync(checkpoints.Raw,
+            new ComplianceOptions { Keys = [options.CheckpointKeyName, options.PseudonymizationKeyName, options.Tokens.SigningKeyName, options.AuditSigningKeyName], AuditSigningKeyName = options.AuditSigningKeyName },
+            cancellationToken);
+        var extra = new List<ComplianceCheck>();
+        foreach (var source in moduleChecks) extra.AddRange(await source.ChecksAsync(cancellationToken));
         // An IResult, not the report itself: with the ASP.NET Core integration only an IResult (or IActionResult)
         // is written to the response; a plain return value was dropped and the caller got an empty 200.
-        Results.Ok(await new ComplianceReporter(vault, audit, roles, time).BuildAsync(checkpoints.Raw,
-            new ComplianceOptions { Keys = [options.CheckpointKeyName, options.PseudonymizationKeyName, options.Tokens.SigningKeyName, options.AuditSigningKeyName], AuditSigningKeyName = options.AuditSigningKeyName },
-            cancellationToken));
+        return Results.Ok(report with { Checks = [.. report.Checks, .. extra], Compliant = report.Compliant && extra.TrueForAll(c => c.Passed) });
+    }
 
     [Function("KeyRotate")]
     [RequirePermission(Permissions.KeysManage)]

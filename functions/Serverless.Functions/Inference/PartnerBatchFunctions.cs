@@ -197,18 +197,6 @@ public sealed class PartnerBatchFunctions
         return Results.Stream(download.Content, "application/octet-stream");
     }
 
-    /// <summary>The trigger's message as the queue store describes it (binding data Id, DequeueCount, InsertionTime).</summary>
-    private sealed record ReceivedMessage(string Id, ReadOnlyMemory<byte> Body, int DequeueCount, DateTimeOffset InsertedAt)
-    {
-        public static ReceivedMessage From(string body, IReadOnlyDictionary<string, object?> data)
-        {
-            string? Text(string key) => data.TryGetValue(key, out var v) ? Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture)?.Trim('"') : null;
-            return new ReceivedMessage(Text("Id") ?? "", System.Text.Encoding.UTF8.GetBytes(body),
-                int.TryParse(Text("DequeueCount"), System.Globalization.CultureInfo.InvariantCulture, out var count) ? count : 1,
-                DateTimeOffset.TryParse(Text("InsertionTime"), System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at) ? at : DateTimeOffset.MinValue);
-        }
-    }
-
     internal static string StatusPath(string tenant, string batchId) => $"/api/partners/{tenant}/batches/{batchId}";
 
     private static string? ShapeProblem(PartnerBatchMessage m)

@@ -365,8 +365,8 @@ public sealed class MicroBatchScorer : IDisposable
         _explain += Stopwatch.GetTimestamp() - t3;
     }
 
-    /// <summary>Field checks before anything is stored; the reason names the field, never its value.</summary>
-    internal static string? Validate(CardEvent t)
+    /// <summary>Field checks before anything is stored; the reason names the field, never its value (null when the event is well formed).</summary>
+    public static string? Validate(CardEvent t)
     {
         if (!ValidId(t.TransactionId)) return "transaction id must be 1-64 printable ASCII characters without a run of 12 or more digits";
         if (t.Card == default) return "card token is missing";

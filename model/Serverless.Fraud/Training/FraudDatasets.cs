@@ -66,6 +66,41 @@ public static class FraudDatasets
         return new FraudDataset(data, patterns.ToArray(), banks.ToArray());
     }
 
+    /// <summary>
+    /// Windows of already tokenized events with their labels (1 = fraud), replayed in the given order through
+    /// a fresh history, as the scorer would see them: what a labelled evaluation set posted to the app becomes.
+    /// </summary>
+    public static SequenceDataset BuildLabelled(IReadOnlyList<CardEvent> events, IReadOnlyList<int> labels, int steps)
+    {
+        ArgumentNullException.ThrowIfNull(events);
+        ArgumentNullException.ThrowIfNull(labels);
+        if (events.Count != labels.Count) throw new ArgumentException($"{events.Count} events but {labels.Count} labels", nameof(labels));
+        const int f = EventFeatures.Count;
+        var store = new InMemoryCardHistoryStore(steps);
+        var values = new float[events.Count * steps * f];
+        var masks = new float[events.Count * steps];
+        var scratch = new float[WindowBuilder.ScratchLength(steps)];
+        var y = new int[events.Count];
+        for (var i = 0; i < events.Count; i++)
+        {
+            if (labels[i] is not (0 or 1)) throw new ArgumentException($"label {i} is {labels[i]}: it must be 0 or 1", nameof(labels));
+            WindowBuilder.Append(store, events[i], values.AsSpan(i * steps * f, steps * f), masks.AsSpan(i * steps, steps), scratch);
+            y[i] = labels[i];
+        }
+        return new SequenceDataset(events.Count, steps, f, 2, values, masks, y);
+    }
+
+    /// <summary>Each window's latest real step [rows, F]: the drift monitor's reference population.</summary>
+    public static float[] LatestSteps(SequenceDataset data)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        var f = data.Features;
+        var rows = new float[data.Count * f];
+        for (var i = 0; i < data.Count; i++)
+            data.SequenceValues(i).Slice((data.Length(i) - 1) * f, f).CopyTo(rows.AsSpan(i * f));
+        return rows;
+    }
+
     /// <summary>Cards split by token (a stable hash): a card is entirely in train or entirely in test.</summary>
     public static bool IsTestCard(CardToken card, double testFraction) => card.Bucket < testFraction;
 }

@@ -92,6 +92,8 @@ public static class Permissions
     public const string InferenceRead = "inference.read";
     public const string RiskScore = "risk.score";
     public const string RiskExplain = "risk.explain";
+    public const string FraudSubmit = "fraud.submit";
+    public const string FraudAlerts = "fraud.alerts";
     public const string AuditRead = "audit.read";
     public const string AuditVerify = "audit.verify";
     public const string ComplianceRead = "compliance.read";
@@ -108,6 +110,7 @@ public static class Roles
     public const string Operator = "operator";
     public const string FederationClient = "federation-client";
     public const string Partner = "partner";
+    public const string Bank = "bank";
     public const string Clinician = "clinician";
     public const string DataScientist = "data-scientist";
     public const string Auditor = "auditor";

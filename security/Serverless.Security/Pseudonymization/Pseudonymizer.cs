@@ -30,39 +30,8 @@ public sealed class Pseudonymizer : IDisposable
     /// Loads the pseudonymization key wrapped at <paramref name="blobName"/>, creating it on first use
     /// (If-None-Match: *, so two processes starting together end with one key).
     /// </summary>
-    public static async Task<Pseudonymizer> OpenAsync(IKeyVault vault, string kekName, IBlobStore store, string blobName = "keys/pseudonymization.key.json", CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(vault);
-        ArgumentNullException.ThrowIfNull(store);
-        for (var attempt = 0; attempt < 2; attempt++)
-        {
-            await using (var existing = await store.GetAsync(blobName, cancellationToken))
-            {
-                if (existing is not null)
-                {
-                    var stored = await JsonSerializer.DeserializeAsync<StoredKey>(existing.Content, cancellationToken: cancellationToken)
-                        ?? throw new CryptographicException($"'{blobName}' is empty.");
-                    var wrapped = new WrappedKey(KeyId.Parse(stored.KeyId), stored.Algorithm, Base64Url.DecodeFromChars(stored.Wrapped));
-                    var key = await vault.UnwrapKeyAsync(wrapped, cancellationToken);
-                    if (key.Length != 32) throw new CryptographicException("The pseudonymization key has the wrong length.");
-                    return new Pseudonymizer(key);
-                }
-            }
-            var fresh = RandomNumberGenerator.GetBytes(32);
-            var wrap = await vault.WrapKeyAsync(kekName, fresh, cancellationToken);
-            var json = JsonSerializer.SerializeToUtf8Bytes(new StoredKey(wrap.KeyId.ToString(), wrap.Algorithm, Base64Url.EncodeToString(wrap.Ciphertext)));
-            try
-            {
-                await store.PutAsync(blobName, new MemoryStream(json), BlobCondition.MustNotExist, cancellationToken);
-                return new Pseudonymizer(fresh);
-            }
-            catch (BlobConditionFailedException)
-            {
-                CryptographicOperations.ZeroMemory(fresh); // another process won the race: use its key
-            }
-        }
-        throw new CryptographicException($"Could not create or load '{blobName}'.");
-    }
+    public static async Task<Pseudonymizer> OpenAsync(IKeyVault vault, string kekName, IBlobStore store, string blobName = "keys/pseudonymization.key.json", CancellationToken cancellationToken = default) =>
+        new(await WrappedDataKey.LoadOrCreateAsync(vault, kekName, store, blobName, cancellationToken));
 
     /// <summary>For tests and tools that hold a key already (32 bytes).</summary>
     internal static Pseudonymizer FromKey(byte[] key) =>
@@ -103,5 +72,4 @@ public sealed class Pseudonymizer : IDisposable
 
     public void Dispose() => CryptographicOperations.ZeroMemory(_key);
 
-    private sealed record StoredKey(string KeyId, string Algorithm, string Wrapped);
 }

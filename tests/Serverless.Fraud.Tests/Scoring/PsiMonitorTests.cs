@@ -14,12 +14,7 @@ public sealed class PsiMonitorTests
     /// <summary>Current-step features of every event whose card is (or is not) in the first half of the token space.</summary>
     private static float[] LastSteps(IReadOnlyList<Transaction> stream, CardTokenizer tokenizer, bool firstHalf)
     {
-        var data = FraudDatasets.Build(stream, tokenizer, K, include: (_, c) => c.Bucket < 0.5 == firstHalf).Data;
-        const int f = EventFeatures.Count;
-        var rows = new float[data.Count * f];
-        for (var i = 0; i < data.Count; i++)
-            data.SequenceValues(i).Slice((data.Length(i) - 1) * f, f).CopyTo(rows.AsSpan(i * f));
-        return rows;
+        return FraudDatasets.LatestSteps(FraudDatasets.Build(stream, tokenizer, K, include: (_, c) => c.Bucket < 0.5 == firstHalf).Data);
     }
 
     private static IReadOnlyList<Transaction> Stream() =>

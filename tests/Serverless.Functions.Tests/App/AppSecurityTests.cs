@@ -154,9 +154,11 @@ public sealed class AppSecurityTests(AppSecurityFixture app) : IClassFixture<App
         var functions = HttpFunctions();
         Assert.True(functions.Count >= 40, $"only {functions.Count} HTTP functions found");
         Assert.All(functions, f => Assert.True(f.Permission is not null || f.Anonymous, $"{f.Name} declares no permission"));
-        Assert.Equal(7, Table.Roles.Count);
+        Assert.Equal(8, Table.Roles.Count);
         // Spot checks of the derived matrix, written out by hand, so a wrong derivation cannot pass unnoticed.
         var byName = functions.ToDictionary(f => f.Name);
+        Assert.True(Expected(byName["SubmitFraudTransactions"], Roles.Bank));
+        Assert.False(Expected(byName["PromoteFraudModel"], Roles.Bank));
         Assert.False(Expected(byName["KeyRotate"], Roles.Operator));
         Assert.False(Expected(byName["AuditEntries"], Roles.DataScientist));
         Assert.True(Expected(byName["AuditVerify"], Roles.Auditor));

@@ -23,6 +23,7 @@ public sealed class RolePermissionTests(SecuredAppFixture fixture) : IClassFixtu
         ["operator"] = ["federation.create", "federation.manage", "federation.read", "round.start", "round.read", "model.promote", "model.read", "metrics.read", "compliance.read", "orchestration.read", "orchestration.manage"],
         ["federation-client"] = ["federation.read", "round.read", "round.participate"],
         ["partner"] = ["inference.submit", "inference.read"],
+        ["bank"] = ["fraud.submit", "fraud.alerts"],
         ["clinician"] = ["risk.score", "risk.explain"],
         ["data-scientist"] = ["federation.read", "round.read", "model.read", "model.export", "metrics.read", "risk.explain", "data.export"],
         ["auditor"] = ["federation.read", "round.read", "model.read", "audit.read", "audit.verify", "compliance.read", "orchestration.read"],
