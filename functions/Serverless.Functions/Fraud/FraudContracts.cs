@@ -8,6 +8,8 @@ namespace Serverless.Functions.Fraud;
 /// <summary>
 /// One transaction as a bank's gateway posts it. The card number travels only in this request: the
 /// intake tokenizes it before anything is queued, stored or logged, and <see cref="ToString"/> leaves it out.
+/// It repeats <see cref="Transaction"/>'s fields on purpose: nothing here is <c>required</c>, so one transaction
+/// with a missing field is refused by its index instead of failing the whole request in the deserializer.
 /// </summary>
 public sealed record TransactionSubmission
 {

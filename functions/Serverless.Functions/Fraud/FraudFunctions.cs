@@ -42,8 +42,7 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
         CancellationToken cancellationToken)
     {
         var o = options.Value;
-        if (!FraudStore.IsValidTenant(tenant))
-            return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "a fraud tenant is 1-40 lower-case letters, digits and single inner hyphens");
+        if (TenantProblem(tenant) is { } invalid) return invalid;
         // A transaction in JSON is well under 1 KiB; the limit follows the count limit.
         var body = await BoundedBody.ReadAsync(request, o.MaxTransactionsPerRequest * 1024L, cancellationToken);
         if (body is null)
@@ -169,8 +168,7 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
         CancellationToken cancellationToken)
     {
         var o = options.Value;
-        if (!FraudStore.IsValidTenant(tenant))
-            return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "a fraud tenant is 1-40 lower-case letters, digits and single inner hyphens");
+        if (TenantProblem(tenant) is { } invalid) return invalid;
         var max = o.MaxAlertsPerRead;
         if (request.Query["max"] is { Count: > 0 } text && (!int.TryParse(text, out max) || max < 1 || max > o.MaxAlertsPerRead))
             return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, $"max must be within 1..{o.MaxAlertsPerRead}");
@@ -191,12 +189,8 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
     public async Task<IResult> Acknowledge([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = "fraud/{tenant}/alerts/ack")] HttpRequest request, string tenant,
         CancellationToken cancellationToken)
     {
-        if (!FraudStore.IsValidTenant(tenant))
-            return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "a fraud tenant is 1-40 lower-case letters, digits and single inner hyphens");
-        var body = await BoundedBody.ReadAsync(request, 256 * 1024, cancellationToken);
-        AlertAcks? acks = null;
-        try { if (body is not null) acks = JsonSerializer.Deserialize<AlertAcks>(body, FraudJson.Options); }
-        catch (JsonException) { }
+        if (TenantProblem(tenant) is { } invalid) return invalid;
+        var acks = ParseJson<AlertAcks>(await BoundedBody.ReadAsync(request, 256 * 1024, cancellationToken));
         if (acks?.AckIds is not { } ids || ids.Count > 1024 || ids.Any(id => id is null))
             return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "the body must be {\"ackIds\": [...]} with at most 1024 ack ids from a read");
         var acknowledged = 0;
@@ -207,6 +201,18 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
             else stale.Add(id);
         }
         return Results.Ok(new { tenant, acknowledged, stale });
+    }
+
+    /// <summary>400 unless <paramref name="tenant"/> is a fraud tenant name (the route is the only place a tenant comes from).</summary>
+    internal static IResult? TenantProblem(string tenant) => FraudStore.IsValidTenant(tenant) ? null
+        : FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "a fraud tenant is 1-40 lower-case letters, digits and single inner hyphens");
+
+    /// <summary>A JSON body as <typeparamref name="T"/>, or null when it is absent, over its limit (null bytes) or not that shape.</summary>
+    internal static T? ParseJson<T>(byte[]? body) where T : class
+    {
+        if (body is not { Length: > 0 }) return null;
+        try { return JsonSerializer.Deserialize<T>(body, FraudJson.Options); }
+        catch (JsonException) { return null; }
     }
 
     /// <summary>The event a submission becomes, or why it is refused (never quoting a value).</summary>

@@ -80,13 +80,11 @@ public sealed class FraudModelFunctions(FraudModelRegistry registry, FraudScorin
         CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(version)) return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, VersionRule);
+        // An empty body keeps the threshold; one over the limit or not {"threshold": t} is refused rather than ignored.
         var body = await BoundedBody.ReadAsync(request, 4096, cancellationToken);
-        PromotionRequest? promotion = null;
-        if (body is { Length: > 0 })
-        {
-            try { promotion = System.Text.Json.JsonSerializer.Deserialize<PromotionRequest>(body, FraudJson.Options); }
-            catch (System.Text.Json.JsonException) { return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "the body must be {\"threshold\": t} or empty"); }
-        }
+        var promotion = FraudFunctions.ParseJson<PromotionRequest>(body);
+        if (body is not { Length: 0 } && promotion is null)
+            return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "the body must be {\"threshold\": t} or empty");
         return await Answer(async () =>
         {
             var (deployment, gate) = await registry.PromoteAsync(version, promotion?.Threshold, FraudFunctions.Subject(request.HttpContext.User), cancellationToken);
@@ -110,10 +108,7 @@ public sealed class FraudModelFunctions(FraudModelRegistry registry, FraudScorin
     public async Task<IResult> SetChallenger([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "fraud/deployment/challenger")] HttpRequest request,
         CancellationToken cancellationToken)
     {
-        var body = await BoundedBody.ReadAsync(request, 4096, cancellationToken);
-        ChallengerRequest? challenger = null;
-        try { if (body is not null) challenger = System.Text.Json.JsonSerializer.Deserialize<ChallengerRequest>(body, FraudJson.Options); }
-        catch (System.Text.Json.JsonException) { }
+        var challenger = FraudFunctions.ParseJson<ChallengerRequest>(await BoundedBody.ReadAsync(request, 4096, cancellationToken));
         if (challenger is null || (challenger.Version is not null && !InferenceNames.IsValidId(challenger.Version)))
             return FraudRefusedException.Problem(FraudRefusalCodes.BadRequest, "the body must be {\"version\": v or null, \"fraction\": f, \"experiment\": name}");
         return await Answer(async () => Results.Ok(await registry.SetChallengerAsync(challenger, FraudFunctions.Subject(request.HttpContext.User), cancellationToken)));
