@@ -192,8 +192,10 @@ public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit
                     ["type"] = "AzureStorage",
                     ["maxQueuePollingInterval"] = "00:00:00.500",
                     // A message a killed host had dequeued is seen again after this (the extension's default is 5 minutes).
-                    ["controlQueueVisibilityTimeout"] = "00:00:05",
-                    ["workItemQueueVisibilityTimeout"] = "00:00:05",
+                    // At 5 s a loaded machine let a live host's step outlast its lease: the step was delivered again
+                    // and ran twice out of order, which is at-least-once delivery, not a lost checkpoint.
+                    ["controlQueueVisibilityTimeout"] = "00:00:15",
+                    ["workItemQueueVisibilityTimeout"] = "00:00:15",
                 },
             };
             File.WriteAllText(Path.Combine(app, "host.json"), hostJson.ToJsonString());
