@@ -3,7 +3,11 @@ using System.Text;
 using Serverless.Client.Commands;
 
 // serverless-client: command-line client of the platform. One file per command group in Commands/.
-return await Serverless.Client.ClientProgram.RunAsync(args, Console.Out, Console.Error);
+// Spans and metrics go out only when OTEL_EXPORTER_OTLP_ENDPOINT (or the Application Insights connection string) is set.
+using (var telemetry = Serverless.Telemetry.TelemetrySetup.Start(args is ["agent", ..] ? "serverless-agent" : "serverless-client"))
+{
+    return await Serverless.Client.ClientProgram.RunAsync(args, Console.Out, Console.Error);
+}
 
 namespace Serverless.Client
 {

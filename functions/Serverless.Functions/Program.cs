@@ -2,7 +2,9 @@ using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Azure.Functions.Worker.OpenTelemetry;
 using Serverless.Functions.Hosting;
+using Serverless.Telemetry;
 
 // The function app on the Azure Functions isolated worker, with the ASP.NET Core integration for HTTP
 // (HttpRequest in, IResult out). The same build output runs on Azure Functions and under the local host
@@ -12,6 +14,9 @@ builder.ConfigureFunctionsWebApplication();
 // Kestrel logs each request line at Information, query string included, and a function key can be in
 // the query (?code=): ASP.NET Core's own logs stay at warnings.
 builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+// Export only when OTEL_EXPORTER_OTLP_ENDPOINT or APPLICATIONINSIGHTS_CONNECTION_STRING is set (docs/telemetry.md);
+// the worker's invocation spans continue the host's trace context.
+builder.Services.AddServerlessTelemetry(builder.Configuration, "serverless-functions")?.UseFunctionsWorkerDefaults();
 builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddAppStorage(builder.Configuration);
 builder.AddAppSecurity();

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Serverless.Host;
 using Serverless.Host.Http;
+using Serverless.Telemetry;
 
 // serverless-host: runs an isolated-worker Functions app's build output locally (docs/host.md).
 if (args.Length == 0 || args[0] is "-h" or "--help")
@@ -37,9 +38,15 @@ for (int i = 1; i < args.Length; i++)
     }
 }
 
-using ILoggerFactory loggers = LoggerFactory.Create(logging => logging
-    .AddSimpleConsole(console => { console.SingleLine = true; console.TimestampFormat = "HH:mm:ss "; })
-    .AddFilter("Microsoft", LogLevel.Warning));
+// Traces, metrics and logs go out only when OTEL_EXPORTER_OTLP_ENDPOINT or APPLICATIONINSIGHTS_CONNECTION_STRING is set
+// (docs/telemetry.md); the worker inherits the variables and exports on its own.
+using TelemetryProviders? telemetry = TelemetrySetup.Start("serverless-host", serverSpans: true);
+using ILoggerFactory loggers = LoggerFactory.Create(logging =>
+{
+    logging.AddSimpleConsole(console => { console.SingleLine = true; console.TimestampFormat = "HH:mm:ss "; })
+        .AddFilter("Microsoft", LogLevel.Warning);
+    telemetry?.AddLogging(logging);
+});
 try
 {
     keysFile ??= Path.Combine(appDirectory, ".serverless-host", "keys.json");

@@ -110,6 +110,9 @@ internal sealed class AgentRoundState
     /// <summary>Times the agent process restarted during this round.</summary>
     public int Restarts { get; set; }
 
+    /// <summary>The round's trace context as the server announced it (ids only): this agent's spans of the round join that trace.</summary>
+    public string? TraceParent { get; set; }
+
     public StageProgress Stage(string stage)
     {
         if (!Stages.TryGetValue(stage, out var s)) Stages[stage] = s = new StageProgress();

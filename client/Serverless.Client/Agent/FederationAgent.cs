@@ -1,8 +1,10 @@
+using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Serverless.Federation.Rounds;
+using Serverless.Telemetry;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
@@ -224,7 +226,7 @@ internal sealed class FederationAgent : IDisposable
         {
             var status = await _client.ActiveRoundAsync(session.Federation, ct);
             if (status is null || (progress is not null && progress.Round == status.Round)) return false;
-            progress = session.Progress = new AgentRoundState { Federation = session.Federation, Round = status.Round };
+            progress = session.Progress = new AgentRoundState { Federation = session.Federation, Round = status.Round, TraceParent = status.TraceParent };
             session.DisposeClients();
             await session.StateFile.SaveAsync(progress, ct);
         }
@@ -268,6 +270,10 @@ internal sealed class FederationAgent : IDisposable
             }
             if (!(task.Phase == RoundPhase.AdvertiseKeys && stage.LastSent == RoundPhase.AdvertiseKeys && !session.Clients.ContainsKey(task.Stage))) return false;
         }
+        // One span per phase this agent acts in, inside the round's trace; its requests (and training) are below it.
+        ActivityContext.TryParse(progress.TraceParent, null, out var round);
+        using var span = ServerlessTelemetry.Source.StartActivity($"agent {task.Stage}/{task.Phase}", ActivityKind.Client, round,
+            [new("serverless.federation", session.Federation), new("serverless.round", progress.Round), new("serverless.agent", task.SecAggId)]);
         return task.Phase switch
         {
             RoundPhase.AdvertiseKeys => await AdvertiseAsync(session, progress, stage, task, ct),

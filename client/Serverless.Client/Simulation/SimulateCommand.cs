@@ -39,10 +39,11 @@ internal static class SimulateCommand
         var keep = new Option<DirectoryInfo?>("--keep") { Description = "Keep everything (host data, agent directories, logs) in this directory" };
         var agents = new Option<string>("--agents") { Description = "Run each agent as its own process, or all inside this process (many agents on few cores)", DefaultValueFactory = _ => "process" }.AcceptOnlyFromAmong("process", "in-process");
         var timingOnly = new Option<bool>("--timing-only") { Description = "Only the two clean federations with and without secure aggregation (round wall time; what 'bench federation' runs)" };
+        var trace = OnOff("--trace", "Trace the run to a receiver in this process (nothing leaves the machine) and print each main round's critical path", true);
         var hostDll = new Option<FileInfo?>("--host-dll") { Description = "The local Functions host, serverless-host.dll (default: found, or built, in this repository)" };
         var appDir = new Option<DirectoryInfo?>("--app-dir") { Description = "The function app's build output (default: found, or built, in this repository)" };
         var cmd = new Command("simulate", "Run the host and N hospital agents as processes over generated non-IID cohorts for R rounds, then print centralized vs federated results")
-            { clients, rounds, dropout, attackers, attackFactor, dp, dpMode, dpBatch, dpClip, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, hostDll, appDir };
+            { clients, rounds, dropout, attackers, attackFactor, dp, dpMode, dpBatch, dpClip, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, trace, hostDll, appDir };
         cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
         {
             var patientMode = r.GetValue(dp) == "on" && r.GetValue(dpMode) == "patient";
@@ -56,6 +57,7 @@ internal static class SimulateCommand
                 TimingLocalEpochs = patientMode && r.GetValue(localEpochs) is null ? 1 : null, ProximalMu = patientMode ? 0 : 0.01,
                 Compare = r.GetValue(compare) == "on", Https = !r.GetValue(http), WorkDirectory = r.GetValue(keep)?.FullName, Keep = r.GetValue(keep) is not null,
                 HostDll = r.GetValue(hostDll)?.FullName, AppDirectory = r.GetValue(appDir)?.FullName, AgentsInProcess = r.GetValue(agents) == "in-process", TimingOnly = r.GetValue(timingOnly),
+                Trace = r.GetValue(trace) == "on",
             }.Validated();
             if (!(options.AttackFactor > 0)) throw new ArgumentException("--attack-factor must be positive");
             if (options.LocalEpochs is < 1 or > 100) throw new ArgumentException("--local-epochs must be between 1 and 100");

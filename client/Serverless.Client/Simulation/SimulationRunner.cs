@@ -18,6 +18,9 @@ using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Security;
 using Serverless.Security.Identity;
 
+using Serverless.Telemetry;
+using Serverless.Telemetry.Collection;
+
 namespace Serverless.Client.Simulation;
 
 /// <summary>What <c>simulate</c> runs.</summary>
@@ -37,6 +40,12 @@ internal sealed record SimulationOptions
 
     /// <summary>Run every agent inside this process (a task each, same code and HTTPS) instead of one process each: for many agents on few cores.</summary>
     public bool AgentsInProcess { get; init; }
+
+    /// <summary>
+    /// Trace the run: a loopback OTLP receiver in this process takes the spans of the operator, the host, the worker and
+    /// the agents, and each round's critical path is printed from them. Nothing leaves the machine.
+    /// </summary>
+    public bool Trace { get; init; }
 
     /// <summary>Only the two clean timing federations (with and without secure aggregation): the benchmark's round wall time.</summary>
     public bool TimingOnly { get; init; }
@@ -186,6 +195,8 @@ internal sealed class SimulationRunner : IAsyncDisposable
     private readonly List<AgentProcess> _agents = [];
     private ChildProcess? _host;
     private HttpClient? _operator;
+    private OtlpReceiver? _receiver;
+    private TelemetryProviders? _telemetry;
     private PatientCohort? _pooledTrain;
     private IReadOnlyList<PatientRecord>? _holdOut;
 
@@ -209,6 +220,13 @@ internal sealed class SimulationRunner : IAsyncDisposable
     public string CaPem => Path.Combine(DataDirectory, "dev-ca", "ca.pem");
 
     public IReadOnlyList<AgentProcess> Agents => _agents;
+
+    /// <summary>The run's telemetry (with <see cref="SimulationOptions.Trace"/>), else null.</summary>
+    public OtlpReceiver? Telemetry => _receiver;
+
+    /// <summary>What a child process needs to export to <see cref="Telemetry"/> (empty without tracing).</summary>
+    private IEnumerable<KeyValuePair<string, string?>> TelemetryEnvironment =>
+        _receiver?.ExporterEnvironment.Select(kv => new KeyValuePair<string, string?>(kv.Key, kv.Value)) ?? [];
 
     /// <summary>Operator client (bearer token, dev CA trust).</summary>
     public HttpClient Operator => _operator ?? throw new InvalidOperationException("not started");
@@ -244,12 +262,17 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var serverPfx = DevTools.IssueServerCertificate(DataDirectory);
         var operatorToken = await DevTools.IssueTokenAsync(DataDirectory, "simulation-operator", ["operator", "data-scientist", "auditor"], lifetime: TimeSpan.FromHours(12), cancellationToken: ct);
 
+        if (_o.Trace)
+        {
+            _receiver = await OtlpReceiver.StartAsync(ct);
+            _telemetry = TelemetrySetup.Start("serverless-operator", export: TelemetryExport.ToReceiver(_receiver.Endpoint));
+        }
         var scheme = _o.Https ? "https" : "http";
         var args = new List<string> { launch.AppDirectory, "--port", "0", "--data-dir", DataDirectory, "--keys", Path.Combine(DataDirectory, "host-keys.json") };
         if (_o.Https) args.AddRange(["--cert", serverPfx]);
         _log.WriteLine($"starting the local Functions host with the function app on {scheme}://127.0.0.1 ...");
         _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), DataDirectory,
-            new Dictionary<string, string?>());
+            new Dictionary<string, string?>(TelemetryEnvironment));
         BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
         _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
 
@@ -392,6 +415,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 var why = s.Reason is { Length: > 0 } reason ? "; " + reason : "";
                 progress.Note(string.Create(CultureInfo.InvariantCulture,
                     $"{federation} round {r}: {s.Phase.ToString().ToLowerInvariant()} in {observed.WallTime.TotalSeconds:F1} s; version {s.NewVersion ?? "-"}{(s.Promoted ? " promoted" : "")}; dropouts {s.Dropouts.Length}; excluded {s.Excluded.Length}; epsilon {s.EpsilonSpent:F3}{why}"));
+                if (_receiver is not null && federation == MainFederation && await CriticalPathAsync(federation, r, ct) is { } path) progress.Note(path.TrimEnd());
                 if (s.Phase == RoundPhase.Refused) break;
             }
         }
@@ -431,6 +455,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 Content = JsonContent.Create(new StartRoundRequest("simulation"), options: RoundJson.Options),
             };
             start = Stopwatch.GetTimestamp();
+            // The round's trace starts here: the host, the worker, the orchestration and the agents continue it.
+            using var span = ServerlessTelemetry.Source.StartActivity("operator start round", ActivityKind.Client, default(ActivityContext),
+                [new("serverless.federation", federation), new("serverless.round", round)]);
             using var response = await Operator.SendAsync(request, ct);
             if (response.StatusCode == HttpStatusCode.Accepted) break;
             var text = await response.Content.ReadAsStringAsync(ct);
@@ -578,11 +605,34 @@ internal sealed class SimulationRunner : IAsyncDisposable
         return http;
     }
 
+    /// <summary>
+    /// The critical path of a round, from the spans of its trace (the orchestration emits the round's span when
+    /// it ends; its export may take a moment), or null when they did not arrive.
+    /// </summary>
+    private async Task<string?> CriticalPathAsync(string federation, int round, CancellationToken ct)
+    {
+        var until = Stopwatch.GetTimestamp() + 10 * Stopwatch.Frequency;
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            var root = _receiver!.Spans.FirstOrDefault(s => s.Name == "round" && s.Attribute("serverless.federation") == federation
+                && s.Attribute("serverless.round") == round.ToString(CultureInfo.InvariantCulture));
+            if (root is not null)
+            {
+                var trace = _receiver.Spans.Where(s => s.TraceId == root.TraceId).ToList();
+                return "critical path of " + CriticalPath.Format(root, CriticalPath.Of(trace, root));
+            }
+            await Task.Delay(200, ct);
+        }
+        return null;
+    }
+
     public async ValueTask DisposeAsync()
     {
         foreach (var a in _agents) a.Dispose();
         _host?.Dispose();
         _operator?.Dispose();
+        _telemetry?.Dispose();
+        if (_receiver is not null) await _receiver.DisposeAsync();
         await Task.Yield();
         if (_ownsWork && !_o.Keep)
         {
@@ -658,7 +708,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                 args.AddRange(string.Create(CultureInfo.InvariantCulture,
                     $"--dp-mode patient --patient-epsilon {owner._o.EpsilonBudget} --patient-delta 1e-5 --dp-clip {owner._o.DpClipNorm} --dp-noise {owner.PatientNoiseOf(this)} --dp-batch {owner._o.DpBatchSize}").Split(' '));
             _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
-                new Dictionary<string, string?> { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
+                new Dictionary<string, string?>(owner.TelemetryEnvironment) { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
             Starts++;
         }
 

@@ -385,7 +385,7 @@ public sealed record RoundExcludedClient(string ClientId, string Stage, string R
 /// <param name="Reason">Why the round failed, was refused, or why the gate rejected the version.</param>
 public sealed record RoundStatus(string Federation, int Round, string InstanceId, RoundPhase Phase, string Stage, DateTimeOffset? PhaseDeadline,
     string[] Selected, string[] Seen, RoundDropout[] Dropouts, RoundExcludedClient[] Excluded, IReadOnlyDictionary<string, double> Metrics,
-    double EpsilonSpent, double EpsilonBudget, string? BaseVersion, string? NewVersion, bool Promoted, string? Reason);
+    double EpsilonSpent, double EpsilonBudget, string? BaseVersion, string? NewVersion, bool Promoted, string? Reason, string? TraceParent = null);
 
 /// <summary>Training instructions (training stage).</summary>
 /// <param name="BaseVersion">Model version to train from (download it with <c>GET .../rounds/{round}/model</c>).</param>

@@ -199,4 +199,7 @@ public sealed record RoundProgress
 
     /// <summary>Failure, refusal or gate reason.</summary>
     public string? Reason { get; init; }
+
+    /// <summary>The round's W3C trace context (<c>traceparent</c>): agents put their spans of the round in its trace. Ids only.</summary>
+    public string? TraceParent { get; init; }
 }

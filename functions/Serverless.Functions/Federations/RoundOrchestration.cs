@@ -49,19 +49,21 @@ public static class RoundOrchestration
     {
         var input = context.GetInput<RoundInput>() ?? throw new InvalidOperationException("The round orchestration needs a RoundInput.");
         var started = context.CurrentUtcDateTime;
-        var progress = new RoundProgress { Phase = RoundPhase.Starting };
+        var timeline = new RoundTimeline(context);
+        var progress = new RoundProgress { Phase = RoundPhase.Starting, TraceParent = input.TraceParent };
         context.SetCustomStatus(progress);
         RoundPrepared prepared;
         try
         {
             prepared = await context.CallActivityAsync<RoundPrepared>(RoundActivities.Prepare, input, Retry);
+            timeline.Add(RoundActivities.Prepare, started);
         }
         catch (TaskFailedException e)
         {
-            return await End(context, input, progress with { Phase = RoundPhase.Failed, Reason = "prepare: " + e.FailureDetails.ErrorMessage });
+            return await End(context, timeline, started, input, progress with { Phase = RoundPhase.Failed, Reason = "prepare: " + e.FailureDetails.ErrorMessage });
         }
         if (prepared.Refused is not null)
-            return await End(context, input, progress with { Phase = RoundPhase.Refused, Reason = prepared.Refused });
+            return await End(context, timeline, started, input, progress with { Phase = RoundPhase.Refused, Reason = prepared.Refused });
 
         var byId = prepared.Selected.ToDictionary(c => c.SecAggId, c => c.ClientId);
         var seen = new SortedSet<string>(StringComparer.Ordinal);
@@ -75,27 +77,34 @@ public static class RoundOrchestration
             {
                 if (!stage.Secure)
                 {
-                    var deadline = context.CurrentUtcDateTime + prepared.Deadlines.Upload;
+                    var uploadStart = context.CurrentUtcDateTime;
+                    var deadline = uploadStart + prepared.Deadlines.Upload;
                     progress = progress with { Stage = stage.Stage, Phase = RoundPhase.Upload, Deadline = Utc(deadline), Active = stage.ClientIds };
                     context.SetCustomStatus(progress);
                     plainArrivals = await Collect(context, stage.Stage, RoundPhase.Upload, stage.ClientIds, prepared.Deadlines.Upload);
+                    timeline.Add($"phase {stage.Stage}/{RoundPhase.Upload}", uploadStart, RoundTimeline.Arrivals(stage.ClientIds.Length, plainArrivals.Length));
                     foreach (var id in plainArrivals) seen.Add(byId[id]);
                     foreach (var id in stage.ClientIds.Except(plainArrivals)) dropouts.Add(new RoundDropout(byId[id], stage.Stage, RoundPhase.Upload));
                     progress = progress with { Seen = [.. seen], Dropouts = [.. dropouts], Active = plainArrivals };
                     if (plainArrivals.Length < prepared.MinSurvivors)
-                        return await End(context, input, progress with { Phase = RoundPhase.Failed, Reason = $"{stage.Stage}/Upload: only {plainArrivals.Length} updates arrived; the round needs {prepared.MinSurvivors}" });
+                        return await End(context, timeline, started, input, progress with { Phase = RoundPhase.Failed, Reason = $"{stage.Stage}/Upload: only {plainArrivals.Length} updates arrived; the round needs {prepared.MinSurvivors}" });
                     continue;
                 }
                 var arrivals = StageArrivals.Empty;
                 var active = stage.ClientIds;
                 foreach (var phase in stage.Phases ?? RoundCoordinator.SecurePhases)
                 {
-                    var deadline = context.CurrentUtcDateTime + DeadlineOf(prepared.Deadlines, phase);
+                    var phaseStart = context.CurrentUtcDateTime;
+                    var deadline = phaseStart + DeadlineOf(prepared.Deadlines, phase);
                     progress = progress with { Stage = stage.Stage, Phase = phase, Deadline = Utc(deadline), Active = active };
                     context.SetCustomStatus(progress);
                     var got = await Collect(context, stage.Stage, phase, active, DeadlineOf(prepared.Deadlines, phase));
+                    var collected = context.CurrentUtcDateTime;
                     var closed = await context.CallActivityAsync<RoundClosed>(RoundActivities.ClosePhase,
                         new RoundCloseInput(input.Federation, input.Round, stage.Stage, phase, arrivals.With(phase, got)), Retry);
+                    var phaseStep = timeline.Add($"phase {stage.Stage}/{phase}", phaseStart, RoundTimeline.Arrivals(active.Length, got.Length));
+                    timeline.AddWithin(phaseStep, "clients", phaseStart, collected);
+                    timeline.AddWithin(phaseStep, RoundActivities.ClosePhase, collected, timeline.Now);
                     // The close also counts messages stored before it whose events the orchestration had not processed.
                     arrivals = arrivals.With(phase, closed.Arrived ?? got);
                     foreach (var id in arrivals.Of(phase)) seen.Add(byId[id]);
@@ -108,9 +117,9 @@ public static class RoundOrchestration
                             dropouts.Add(new RoundDropout(byId[id], stage.Stage, phase));
                     progress = progress with { Seen = [.. seen], Dropouts = [.. dropouts], Excluded = [.. excluded], Active = closed.Next };
                     if (closed.AbortReason is not null)
-                        return await End(context, input, progress with { Phase = RoundPhase.Failed, Deadline = null, Reason = $"{stage.Stage}/{phase}: {closed.AbortReason}" });
+                        return await End(context, timeline, started, input, progress with { Phase = RoundPhase.Failed, Deadline = null, Reason = $"{stage.Stage}/{phase}: {closed.AbortReason}" });
                     if (phase == RoundPhase.MaskedInput && stage.Stage == RoundStages.Training && closed.Next.Length < prepared.MinSurvivors)
-                        return await End(context, input, progress with
+                        return await End(context, timeline, started, input, progress with
                         {
                             Phase = RoundPhase.Failed, Deadline = null,
                             Reason = $"{stage.Stage}/{phase}: {closed.Next.Length} masked inputs survived; the round needs {prepared.MinSurvivors} (the distributed noise is calibrated for that many)",
@@ -118,11 +127,17 @@ public static class RoundOrchestration
                     active = closed.Next;
                 }
                 if (stage.Stage == RoundStages.Statistics)
+                {
+                    var finishing = context.CurrentUtcDateTime;
                     await context.CallActivityAsync<string>(RoundActivities.FinishStatistics, new RoundStageInput(input.Federation, input.Round, []), Retry);
+                    timeline.Add(RoundActivities.FinishStatistics, finishing);
+                }
             }
             progress = progress with { Phase = RoundPhase.Aggregating, Deadline = null, Active = [] };
             context.SetCustomStatus(progress);
+            var committing = context.CurrentUtcDateTime;
             var committed = await context.CallActivityAsync<RoundCommitted>(RoundActivities.Commit, new RoundStageInput(input.Federation, input.Round, plainArrivals), Retry);
+            timeline.Add(RoundActivities.Commit, committing);
             foreach (var e in committed.Excluded) excluded.Add(e);
             var metrics = new Dictionary<string, double>(committed.Metrics)
             {
@@ -131,7 +146,7 @@ public static class RoundOrchestration
                 ["dropouts"] = dropouts.Count,
                 ["excluded"] = excluded.Count,
             };
-            return await End(context, input, progress with
+            return await End(context, timeline, started, input, progress with
             {
                 Phase = RoundPhase.Completed, Excluded = [.. excluded], Metrics = metrics, EpsilonSpent = committed.EpsilonSpent,
                 NewVersion = committed.Version, Promoted = committed.Promoted, Reason = committed.GateReason,
@@ -139,7 +154,7 @@ public static class RoundOrchestration
         }
         catch (TaskFailedException e)
         {
-            return await End(context, input, progress with { Phase = RoundPhase.Failed, Deadline = null, Reason = $"{e.TaskName}: {e.FailureDetails.ErrorMessage}" });
+            return await End(context, timeline, started, input, progress with { Phase = RoundPhase.Failed, Deadline = null, Reason = $"{e.TaskName}: {e.FailureDetails.ErrorMessage}" });
         }
     }
 
@@ -186,14 +201,17 @@ public static class RoundOrchestration
         return collector.Got;
     }
 
-    private static async Task<RoundProgress> End(TaskOrchestrationContext context, RoundInput input, RoundProgress progress)
+    private static async Task<RoundProgress> End(TaskOrchestrationContext context, RoundTimeline timeline, DateTime started, RoundInput input, RoundProgress progress)
     {
         progress = progress with { Deadline = null, Active = [] };
         // round.finish is written before the status says the round ended: whoever sees Completed (or Failed,
         // Refused) also finds the audit entry, and the instance finishes in the same step as the final status.
+        var auditing = context.CurrentUtcDateTime;
         await context.CallActivityAsync<bool>(RoundActivities.Audit,
             new RoundAuditInput(input.Federation, input.Round, input.Actor, progress.Phase, progress.Reason, progress.NewVersion, progress.Promoted), Retry);
+        timeline.Add(RoundActivities.Audit, auditing);
         context.SetCustomStatus(progress);
+        timeline.Emit(input, progress, started);
         return progress;
     }
 }

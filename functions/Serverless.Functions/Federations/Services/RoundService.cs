@@ -8,7 +8,8 @@ using Serverless.Security.Audit;
 namespace Serverless.Functions.Federations.Services;
 
 /// <summary>The input of the round orchestration.</summary>
-public sealed record RoundInput(string Federation, int Round, string Actor, string? Reason);
+/// <param name="TraceParent">The trace context of the request (or timer) that started the round: the round's spans join its trace.</param>
+public sealed record RoundInput(string Federation, int Round, string Actor, string? Reason, string? TraceParent = null);
 
 /// <summary>A round cannot start because another is running or starting.</summary>
 internal sealed class RoundConflictException(string message, string? runningInstance = null) : Exception(message)
@@ -60,7 +61,7 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
             {
                 try
                 {
-                    await client.ScheduleNewOrchestrationInstanceAsync(OrchestratorName, new RoundInput(federation, round, actor, reason),
+                    await client.ScheduleNewOrchestrationInstanceAsync(OrchestratorName, new RoundInput(federation, round, actor, reason, System.Diagnostics.Activity.Current?.Id),
                         new StartOrchestrationOptions(instanceId), ct);
                 }
                 // The backend refuses an id in use (how depends on the backend): another starter won the race.
@@ -104,7 +105,9 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
         return new RoundStatus(federation, round, instance.InstanceId, progress.Phase, progress.Stage, open ? progress.Deadline : null,
             progress.Selected, progress.Seen, progress.Dropouts, progress.Excluded, progress.Metrics,
             progress.Phase is RoundPhase.Completed ? progress.EpsilonSpent : Math.Max(progress.EpsilonSpent, state.EpsilonSpent), budget,
-            progress.BaseVersion, progress.NewVersion, progress.Promoted, progress.Reason);
+            progress.BaseVersion, progress.NewVersion, progress.Promoted, progress.Reason,
+            // Before the orchestration's first step publishes its status, the trace context is only in its input.
+            progress.TraceParent ?? instance.ReadInputAs<RoundInput>()?.TraceParent);
     }
 
     /// <summary>What the calling client should do in round <paramref name="round"/>.</summary>
