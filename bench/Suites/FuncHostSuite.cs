@@ -102,6 +102,9 @@ internal sealed class FuncHostSuite : IBenchSuite
                 ("rpchttp_ratio", Measure.Median(rpcRatios)),
                 ("aspnetcore_ratio", Measure.Median(aspNetRatios)),
             };
+            (double traced, double overhead) = await TracingAsync(aspNetApp, data, path, runs, runTime, warmUp);
+            figures.Add(("http_rps_traced", traced));
+            figures.Add(("tracing_overhead_ratio", overhead));
             int sequences = options.Quick ? 40 : 200;
             int fanOut = options.Quick ? 200 : 1000;
             await using (DurableBackend sqlite = await DurableBackend.SqliteAsync(Path.Combine(data, "bench-durable.db")))
@@ -142,6 +145,78 @@ internal sealed class FuncHostSuite : IBenchSuite
             catch (IOException)
             {
             }
+        }
+    }
+
+    /// <summary>
+    /// The cost of tracing: two serverless-host processes with the ASP.NET sample app, one exporting every span
+    /// (host and worker) over OTLP/HTTP to a receiver in this process that decodes it, one with export off (the
+    /// default). Taking turns in every run; the ratio is untraced over traced, the median of the runs' ratios.
+    /// </summary>
+    private static async Task<(double TracedRps, double OverheadRatio)> TracingAsync(string app, string data, string path, int runs, TimeSpan runTime, TimeSpan warmUp)
+    {
+        await using var receiver = await Serverless.Telemetry.Collection.OtlpReceiver.StartAsync();
+        using var plain = HostProcess.Start(app, Path.Combine(data, "untraced"), new Dictionary<string, string>());
+        using var traced = HostProcess.Start(app, Path.Combine(data, "traced"), receiver.ExporterEnvironment);
+        string plainUrl = await plain.AddressAsync() + path;
+        string tracedUrl = await traced.AddressAsync() + path;
+        await LoadAsync(plainUrl, warmUp);
+        await LoadAsync(tracedUrl, warmUp);
+        var tracedSamples = new double[runs];
+        var ratios = new double[runs];
+        for (int r = 0; r < runs; r++)
+        {
+            double untraced;
+            if (r % 2 == 0)
+            {
+                untraced = await LoadAsync(plainUrl, runTime);
+                tracedSamples[r] = await LoadAsync(tracedUrl, runTime);
+            }
+            else
+            {
+                tracedSamples[r] = await LoadAsync(tracedUrl, runTime);
+                untraced = await LoadAsync(plainUrl, runTime);
+            }
+            ratios[r] = untraced / tracedSamples[r];
+            Console.WriteLine($"  tracing run {r + 1}: untraced {untraced:F0} req/s, traced {tracedSamples[r]:F0} req/s ({receiver.Spans.Count} spans received so far)");
+        }
+        if (receiver.Spans.Count == 0) throw new InvalidOperationException("the traced host exported no spans");
+        return (Measure.Median(tracedSamples), Measure.Median(ratios));
+    }
+
+    /// <summary>serverless-host as a process of its own (its telemetry is process-wide, so a traced and an untraced host cannot share one).</summary>
+    private sealed class HostProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly TaskCompletionSource<string> _address = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        private HostProcess(Process process) => _process = process;
+
+        public static HostProcess Start(string app, string dataDirectory, IReadOnlyDictionary<string, string> environment)
+        {
+            Directory.CreateDirectory(dataDirectory);
+            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { typeof(LocalHost).Assembly.Location, app, "--port", "0", "--data-dir", dataDirectory, "--keys", Path.Combine(dataDirectory, "keys.json") })
+                start.ArgumentList.Add(a);
+            foreach (var (k, v) in environment) start.Environment[k] = v;
+            var host = new HostProcess(Process.Start(start) ?? throw new InvalidOperationException("dotnet did not start"));
+            host._process.OutputDataReceived += (_, e) =>
+            {
+                if (e.Data is { } line && line.StartsWith("Listening on ", StringComparison.Ordinal)) host._address.TrySetResult(line.Split(' ')[2]);
+            };
+            host._process.ErrorDataReceived += (_, _) => { };
+            host._process.BeginOutputReadLine();
+            host._process.BeginErrorReadLine();
+            return host;
+        }
+
+        public Task<string> AddressAsync() => _address.Task.WaitAsync(TimeSpan.FromSeconds(90));
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.WaitForExit(10_000);
+            _process.Dispose();
         }
     }
 

@@ -29,7 +29,7 @@ public sealed record TelemetryExport(bool Otlp, string? AzureMonitorConnectionSt
 
     public static TelemetryExport From(Func<string, string?> setting) => new(
         !string.IsNullOrWhiteSpace(setting(OtlpEndpointSetting)),
-        setting(AzureMonitorSetting) is { Length: > 0 } cs ? cs : null);
+        string.IsNullOrWhiteSpace(setting(AzureMonitorSetting)) ? null : setting(AzureMonitorSetting));
 
     public static TelemetryExport FromEnvironment() => From(Environment.GetEnvironmentVariable);
 

@@ -7,6 +7,8 @@ using Serverless.Host.Worker;
 using Serverless.Storage;
 using StoredMessage = Serverless.Storage.QueueMessage;
 
+using Serverless.Telemetry;
+
 namespace Serverless.Host.Queues;
 
 /// <summary>
@@ -39,6 +41,7 @@ internal sealed class QueueTriggerListener(
         await store.CreateQueueAsync(PoisonQueue, stopping);
         var running = new List<Task>();
         TimeSpan delay = MinimumPollingInterval;
+        long depthSampledAt = 0;
         try
         {
             while (!stopping.IsCancellationRequested)
@@ -68,6 +71,15 @@ internal sealed class QueueTriggerListener(
                     continue;
                 }
                 delay = MinimumPollingInterval;
+                var queueTag = new KeyValuePair<string, object?>("serverless.queue", queue);
+                // The depth costs a storage call: sampled at most every 5 s while messages flow.
+                if (System.Diagnostics.Stopwatch.GetElapsedTime(depthSampledAt) > TimeSpan.FromSeconds(5))
+                {
+                    depthSampledAt = System.Diagnostics.Stopwatch.GetTimestamp();
+                    try { ServerlessTelemetry.QueueDepth.Record(await store.GetApproximateCountAsync(queue, stopping), queueTag); }
+                    catch (Exception e) when (e is not OperationCanceledException) { Logs.QueueReceiveFailed(log, queue, e.GetType().Name); }
+                }
+                foreach (var m in messages) ServerlessTelemetry.QueueMessageAge.Record(Math.Max(0, (DateTimeOffset.UtcNow - m.InsertedAt).TotalSeconds), queueTag);
                 foreach (StoredMessage message in messages)
                 {
                     Interlocked.Increment(ref _inFlight);

@@ -1,7 +1,10 @@
+using System.Diagnostics;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Serverless.Host.Rpc;
+
+using Serverless.Telemetry;
 
 namespace Serverless.Host.Worker;
 
@@ -116,6 +119,36 @@ internal sealed class WorkerChannel
     /// for a ready worker; startup requests go to the current worker at once.
     /// </summary>
     public async Task<StreamingMessage> SendAsync(string correlationKey, StreamingMessage request, TimeSpan readyWait, CancellationToken cancel)
+    {
+        if (request.ContentCase == StreamingMessage.ContentOneofCase.FunctionLoadRequest && request.FunctionLoadRequest.Metadata is { } loaded)
+            _functions[request.FunctionLoadRequest.FunctionId] = (loaded.Name, loaded.Bindings.Values.FirstOrDefault(b => b.Type.EndsWith("Trigger", StringComparison.OrdinalIgnoreCase))?.Type ?? "");
+        if (request.ContentCase != StreamingMessage.ContentOneofCase.InvocationRequest) return await SendCoreAsync(correlationKey, request, readyWait, cancel);
+        // Every invocation, whatever its trigger, passes here: one place for the function duration and failure metrics.
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
+        string outcome = "failed";
+        try
+        {
+            StreamingMessage reply = await SendCoreAsync(correlationKey, request, readyWait, cancel);
+            outcome = reply.InvocationResponse?.Result?.Status switch
+            {
+                StatusResult.Types.Status.Success => "succeeded",
+                StatusResult.Types.Status.Cancelled => "cancelled",
+                _ => "failed",
+            };
+            return reply;
+        }
+        finally
+        {
+            var (name, trigger) = _functions.TryGetValue(request.InvocationRequest.FunctionId, out var f) ? f : ("", "");
+            var tags = new TagList { { "faas.name", name }, { "faas.trigger", trigger }, { "serverless.outcome", outcome } };
+            ServerlessTelemetry.FunctionDuration.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, tags);
+            if (outcome == "failed") ServerlessTelemetry.FunctionFailures.Add(1, tags);
+        }
+    }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (string Name, string Trigger)> _functions = new();
+
+    private async Task<StreamingMessage> SendCoreAsync(string correlationKey, StreamingMessage request, TimeSpan readyWait, CancellationToken cancel)
     {
         Generation generation = request.ContentCase == StreamingMessage.ContentOneofCase.InvocationRequest
             ? await WaitReadyAsync(readyWait, cancel)

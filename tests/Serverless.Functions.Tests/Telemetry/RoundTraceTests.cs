@@ -100,6 +100,13 @@ public sealed class RoundTraceTests(ITestOutputHelper output)
         // Metrics came with the round: its outcome and phase durations.
         Assert.Contains(receiver.Metrics, m => m.Metric == "serverless.rounds" && m.Attributes.GetValueOrDefault("serverless.outcome") == "Completed");
         Assert.Contains(receiver.Metrics, m => m.Metric == "serverless.round.phase.duration" && m.Count > 0);
+        Assert.Contains(receiver.Metrics, m => m.Metric == "serverless.secagg.bytes" && m.Value > 0);
+        Assert.Contains(receiver.Metrics, m => m.Service == "serverless-host" && m.Metric == "serverless.function.duration"
+            && m.Attributes.GetValueOrDefault("faas.name") == "RoundCommit" && m.Attributes.GetValueOrDefault("serverless.outcome") == "succeeded");
+
+        // Logs written inside the round carry its trace id, and only templates: no rendered value.
+        Assert.True(receiver.Logs.Any(l => l.TraceId == root.TraceId && l.SpanId is not null),
+            $"no log record in the round's trace among {receiver.Logs.Count} ({string.Join(", ", receiver.Logs.Select(l => l.Service).Distinct())})");
     }
 
     private static IEnumerable<CollectedSpan> Ancestors(CollectedSpan span, Dictionary<string, CollectedSpan> byId)

@@ -154,6 +154,8 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
         }
         await audit.RecordAsync(batch.SubmittedBy, InferenceAuditActions.BatchComplete, InferenceAudit.BatchResource(batch.Tenant, batch.BatchId), AuditOutcome.Success,
             $"{assembly.Records} records, {assembly.GroupResults.Count} groups, result sha256 {outcome.ResultSha256}");
+        Serverless.Telemetry.ServerlessTelemetry.InferenceBatches.Add(1);
+        Serverless.Telemetry.ServerlessTelemetry.InferenceRecords.Add(assembly.Records);
         return outcome;
     }
 
