@@ -45,7 +45,21 @@ public sealed record TelemetryExport(bool Otlp, string? AzureMonitorConnectionSt
             .AddProcessor(new SpanAttributeFilter());
         if (OtlpEndpoint is { } endpoint) tracing.AddOtlpExporter(o => { Point(o, endpoint, "v1/traces"); o.BatchExportProcessorOptions.ScheduledDelayMilliseconds = 200; });
         else if (Otlp) tracing.AddOtlpExporter();
-        if (AzureMonitorConnectionString is { } cs) tracing.AddAzureMonitorTraceExporter(o => o.ConnectionString = cs);
+        if (AzureMonitorConnectionString is { } cs) tracing.AddAzureMonitorTraceExporter(o => AzureMonitor(o, cs));
+    }
+
+    /// <summary>
+    /// The connection string, and Entra ID authentication when the app setting asks for it (bicep sets
+    /// <c>APPLICATIONINSIGHTS_AUTHENTICATION_STRING=ClientId=...;Authorization=AAD</c>: local auth is off on the component).
+    /// </summary>
+    private static void AzureMonitor(AzureMonitorExporterOptions o, string connectionString)
+    {
+        o.ConnectionString = connectionString;
+        var auth = Environment.GetEnvironmentVariable("APPLICATIONINSIGHTS_AUTHENTICATION_STRING") ?? "";
+        if (!auth.Contains("Authorization=AAD", StringComparison.OrdinalIgnoreCase)) return;
+        var clientId = auth.Split(';').Select(p => p.Split('=', 2)).FirstOrDefault(kv => kv.Length == 2 && kv[0].Trim().Equals("ClientId", StringComparison.OrdinalIgnoreCase))?[1].Trim();
+        o.Credential = clientId is { Length: > 0 } ? new Azure.Identity.ManagedIdentityCredential(Azure.Identity.ManagedIdentityId.FromUserAssignedClientId(clientId))
+            : new Azure.Identity.DefaultAzureCredential();
     }
 
     private static void Point(OpenTelemetry.Exporter.OtlpExporterOptions o, Uri endpoint, string signal)
@@ -62,7 +76,7 @@ public sealed record TelemetryExport(bool Otlp, string? AzureMonitorConnectionSt
         if (OtlpEndpoint is { } endpoint)
             metrics.AddOtlpExporter((o, reader) => { Point(o, endpoint, "v1/metrics"); reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = 1000; });
         else if (Otlp) metrics.AddOtlpExporter();
-        if (AzureMonitorConnectionString is { } cs) metrics.AddAzureMonitorMetricExporter(o => o.ConnectionString = cs);
+        if (AzureMonitorConnectionString is { } cs) metrics.AddAzureMonitorMetricExporter(o => AzureMonitor(o, cs));
     }
 
     internal void Configure(OpenTelemetryLoggerOptions logs)
@@ -72,7 +86,7 @@ public sealed record TelemetryExport(bool Otlp, string? AzureMonitorConnectionSt
         logs.AddProcessor(new LogAttributeFilter());
         if (OtlpEndpoint is { } endpoint) logs.AddOtlpExporter(o => { Point(o, endpoint, "v1/logs"); o.BatchExportProcessorOptions.ScheduledDelayMilliseconds = 200; });
         else if (Otlp) logs.AddOtlpExporter();
-        if (AzureMonitorConnectionString is { } cs) logs.AddAzureMonitorLogExporter(o => o.ConnectionString = cs);
+        if (AzureMonitorConnectionString is { } cs) logs.AddAzureMonitorLogExporter(o => AzureMonitor(o, cs));
     }
 }
 
