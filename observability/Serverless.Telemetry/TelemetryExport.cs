@@ -34,7 +34,7 @@ public sealed record TelemetryExport(bool Otlp, string? AzureMonitorConnectionSt
     public static TelemetryExport FromEnvironment() => From(Environment.GetEnvironmentVariable);
 
     /// <summary>Every source the product traces: its own, the Functions worker's invocations and Durable Task's.</summary>
-    public static readonly string[] Sources = [ServerlessTelemetry.Name, "Serverless.Host", "Microsoft.Azure.Functions.Worker", "Microsoft.DurableTask", "DurableTask.Core"];
+    public static readonly string[] Sources = [ServerlessTelemetry.Name, "Microsoft.Azure.Functions.Worker", "Microsoft.DurableTask", "DurableTask.Core"];
 
     internal void Configure(TracerProviderBuilder tracing)
     {

@@ -44,3 +44,42 @@ public sealed class CriticalPathTests
         Assert.Equal(["wait"], CriticalPath.Of([root], root).Select(p => p.Name));
     }
 }
+
+public sealed class MessageTraceContextTests
+{
+    [Theory]
+    [InlineData("{\"traceParent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\",\"blob\":\"x\"}", true)]
+    [InlineData("{\"blob\":{\"traceParent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"},\"n\":[1,2]}", false)]   // nested: not the message's
+    [InlineData("{\"traceParent\":\"not a traceparent\"}", false)]
+    [InlineData("{\"traceParent\":42}", false)]
+    [InlineData("[\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\"]", false)]
+    [InlineData("{\"traceParent\":", false)]
+    [InlineData("plain text", false)]
+    [InlineData("", false)]
+    public void Only_a_valid_top_level_traceParent_of_a_JSON_object_is_read(string body, bool found)
+    {
+        Assert.Equal(found, MessageTraceContext.TryRead(System.Text.Encoding.UTF8.GetBytes(body), out var context));
+        if (found) Assert.Equal("0af7651916cd43dd8448eb211c80319c", context.TraceId.ToHexString());
+    }
+
+    [Fact]
+    public void A_seeded_run_of_mutated_messages_never_throws()
+    {
+        var random = new Random(17);
+        var valid = System.Text.Encoding.UTF8.GetBytes("{\"batchId\":\"b\",\"traceParent\":\"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\",\"n\":[1,{\"a\":null}]}");
+        var intact = 0;
+        for (var i = 0; i < 5000; i++)
+        {
+            var bytes = valid.AsSpan(0, random.Next(valid.Length + 1)).ToArray();
+            for (var flips = random.Next(4); flips > 0 && bytes.Length > 0; flips--) bytes[random.Next(bytes.Length)] ^= (byte)(1 << random.Next(8));
+            var found = MessageTraceContext.TryRead(bytes, out var context);
+            if (found) Assert.NotEqual(default, context.TraceId);
+            if (bytes.AsSpan().SequenceEqual(valid))
+            {
+                Assert.True(found);
+                intact++;
+            }
+        }
+        Assert.True(intact > 0, "the seed never produced the intact message");
+    }
+}

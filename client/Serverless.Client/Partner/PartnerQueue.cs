@@ -53,6 +53,8 @@ internal sealed class PartnerQueue(IBlobStore batches, IQueueStore queues) : IDi
         var message = JsonSerializer.SerializeToUtf8Bytes(new
         {
             batchId, tenant, modelVersion = version, blob, sha256 = sha, token,
+            // The submission's trace context (ids only, null outside a trace): the batch's processing joins it.
+            traceParent = Serverless.Telemetry.MessageTraceContext.Current(),
         }, JsonSerializerOptions.Web);
         if (message.Length > IQueueStore.MaxMessageBytes) throw new ArgumentException($"the message is {message.Length} bytes, over the queue's 64 KB (is the token that long?)");
         return await queues.PutAsync(Queue, message, cancellationToken: cancellationToken);

@@ -48,7 +48,8 @@ public sealed record IntakeReceipt(string Tenant, int Accepted, int Messages, IR
 /// A message on <c>fraud-transactions</c>: one intake request's tokenized events, in a blob (a claim check:
 /// a request's events stay one unit in order, and a queue message is at most 64 KiB), scored in micro-batches.
 /// </summary>
-public sealed record FraudEventsMessage(string? Tenant, string? Blob, int Events, string? Sha256);
+/// <param name="TraceParent">The intake request's trace context (<see cref="Serverless.Telemetry.MessageTraceContext"/>): scoring joins its trace.</param>
+public sealed record FraudEventsMessage(string? Tenant, string? Blob, int Events, string? Sha256, string? TraceParent = null);
 
 /// <summary>An alert as the bank reads it: <see cref="AckId"/> acknowledges it (until then it comes back after the lease).</summary>
 public sealed record AlertDelivery(string AckId, int DeliveryCount, FraudAlert Alert);

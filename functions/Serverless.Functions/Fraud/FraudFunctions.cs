@@ -5,6 +5,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.Extensions.Options;
+using Serverless.Telemetry;
 using Serverless.Fraud;
 using Serverless.Fraud.Data;
 using Serverless.Fraud.Scoring;
@@ -65,7 +66,7 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
             var blob = store.IntakeBlob(tenant, Guid.NewGuid().ToString("n"));
             await store.PutIntakeAsync(blob, events, cancellationToken);
             await queues.PutAsync(FraudStore.TransactionsQueue,
-                JsonSerializer.SerializeToUtf8Bytes(new FraudEventsMessage(tenant, blob, accepted.Count, InferenceBlobs.Sha256Hex(events)), FraudJson.Options), cancellationToken: cancellationToken);
+                JsonSerializer.SerializeToUtf8Bytes(new FraudEventsMessage(tenant, blob, accepted.Count, InferenceBlobs.Sha256Hex(events), MessageTraceContext.Current()), FraudJson.Options), cancellationToken: cancellationToken);
             messages = 1;
         }
         if (refused.Count > 0)

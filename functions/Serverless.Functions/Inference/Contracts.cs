@@ -8,7 +8,7 @@ namespace Serverless.Functions.Inference;
 /// <c>partner-batches</c> under its own tenant prefix, with the blob's SHA-256, and carries the
 /// partner's bearer token, because a queue has no request headers.
 /// </summary>
-public sealed record PartnerBatchMessage(string BatchId, string Tenant, string ModelVersion, string Blob, string Sha256, string Token);
+public sealed record PartnerBatchMessage(string BatchId, string Tenant, string ModelVersion, string Blob, string Sha256, string Token, string? TraceParent = null);
 
 /// <summary>
 /// One batch as the orchestration sees it (its input): who submitted what, never the token nor a

@@ -125,6 +125,10 @@ internal sealed class QueueTriggerListener(
         Task renewal = RenewAsync(message.Id, receipt, renewing.Token);
         InvocationResponse? response = null;
         bool workerGone = false;
+        // The consumer span continues the producer's trace when the message names it (MessageTraceContext).
+        MessageTraceContext.TryRead(message.Body.Span, out var producer);
+        using var span = ServerlessTelemetry.Source.StartActivity($"queue {queue}", System.Diagnostics.ActivityKind.Consumer, producer,
+            [new("serverless.queue", queue), new("faas.trigger", "queue")]);
         try
         {
             string invocationId = Guid.NewGuid().ToString();

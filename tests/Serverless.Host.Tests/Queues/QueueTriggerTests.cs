@@ -50,6 +50,30 @@ public sealed class QueueTriggerTests(SampleAppHost host)
         await AssertEmptyEventuallyAsync("doomed");
     }
 
+    [Fact]
+    public async Task A_message_that_names_its_producers_trace_context_is_consumed_in_that_trace()
+    {
+        var trace = System.Diagnostics.ActivityTraceId.CreateRandom();
+        var producer = System.Diagnostics.ActivitySpanId.CreateRandom();
+        var consumed = new System.Collections.Concurrent.ConcurrentQueue<System.Diagnostics.Activity>();
+        using var listener = new System.Diagnostics.ActivityListener
+        {
+            ShouldListenTo = source => source.Name == Serverless.Telemetry.ServerlessTelemetry.Name,
+            Sample = (ref System.Diagnostics.ActivityCreationOptions<System.Diagnostics.ActivityContext> _) => System.Diagnostics.ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = a => { if (a.TraceId == trace) consumed.Enqueue(a); },
+        };
+        System.Diagnostics.ActivitySource.AddActivityListener(listener);
+        string body = $"{{\"traceParent\":\"00-{trace.ToHexString()}-{producer.ToHexString()}-01\",\"n\":\"{Guid.NewGuid():N}\"}}";
+        await host.Queues.PutAsync("upper", Encoding.UTF8.GetBytes(body));
+
+        Assert.Equal(body.ToUpperInvariant() + " 1", await ReceiveOneAsync("upper-done"));
+        var span = Assert.Single(consumed);
+        Assert.Equal("queue upper", span.DisplayName);
+        Assert.Equal(System.Diagnostics.ActivityKind.Consumer, span.Kind);
+        Assert.Equal(producer, span.ParentSpanId);
+        Assert.Equal("upper", span.GetTagItem("serverless.queue"));
+    }
+
     private Task<string> ReceiveOneAsync(string queue) => ReceiveOneAsync(host.Queues, queue, Patience);
 
     private Task AssertEmptyEventuallyAsync(string queue) => AssertEmptyEventuallyAsync(host.Queues, queue, Patience);
