@@ -30,8 +30,16 @@ PY
 pids=()
 cleanup() {
   local code=$?
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  [ -n "${work:-}" ] && rm -rf "$work"
+  set +e
+  # Wait for the servers to exit before removing their directories: Azurite still writes its
+  # files for a moment after SIGTERM, and removing them under it fails (a red run with every
+  # test passed). A leftover temporary directory is not a failure of the tests.
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
+  if [ -n "${work:-}" ]; then
+    for _ in 1 2 3 4 5; do rm -rf "$work" 2>/dev/null && break; sleep 1; done
+    [ -d "$work" ] && log "left $work behind: it could not be removed"
+  fi
   exit $code
 }
 trap cleanup EXIT INT TERM
