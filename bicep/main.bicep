@@ -294,6 +294,11 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Federation agents on mutual TLS: the front end asks every caller for a client certificate (Optional, since
+    // operators, auditors and partners call with a bearer token alone) and forwards it as X-ARR-ClientCert; the
+    // app validates it against the federation's CA (SERVERLESS_FEDERATION_CLIENT_CERTIFICATE below).
+    clientCertEnabled: true
+    clientCertMode: 'Optional'
     functionAppConfig: {
       deployment: {
         storage: {
@@ -333,6 +338,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AzureWebJobsStorage__clientId'
           value: identity.properties.clientId
+        }
+        {
+          name: 'SERVERLESS_FEDERATION_CLIENT_CERTIFICATE'
+          value: 'required'
         }
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Azure.Functions.Worker.OpenTelemetry;
+using Serverless.Functions.Federations.Services;
 using Serverless.Functions.Hosting;
 using Serverless.Telemetry;
 
@@ -21,6 +22,7 @@ builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddAppStorage(builder.Configuration);
 builder.AddAppSecurity();
 builder.Services.AddInference(builder.Configuration);
-builder.Services.AddFederations();
+builder.Services.AddFederations(o => o.RequireClientCertificate =
+    FederationOptions.ParseClientCertificateSetting(builder.Configuration[FederationOptions.ClientCertificateSetting]));
 builder.Services.AddFraud(builder.Configuration);
 builder.Build().Run();

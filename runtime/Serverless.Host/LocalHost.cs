@@ -4,7 +4,9 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using System.Security.Authentication;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -32,6 +34,14 @@ public sealed record LocalHostOptions
     /// the Functions front end terminates TLS in Azure; null serves plain HTTP, as Core Tools does.
     /// </summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate2? HttpsCertificate { get; init; }
+
+    /// <summary>
+    /// Whether HTTPS asks callers for a TLS client certificate, as the Functions front end's client-certificate
+    /// mode does (NoCertificate: clientCertEnabled false; AllowCertificate: Optional; RequireCertificate: Required).
+    /// Like the front end, the host does not judge the certificate: it forwards it to the app as
+    /// <see cref="Http.ClientCertificateHeader.Name"/> (base64 DER), and the app validates it.
+    /// </summary>
+    public ClientCertificateMode ClientCertificates { get; init; }
 
     /// <summary>The HTTP port; 0 picks a free one (see <see cref="LocalHost.HttpAddress"/>).</summary>
     public int HttpPort { get; init; } = 7071;
@@ -223,7 +233,17 @@ public sealed class LocalHost : IAsyncDisposable
             {
                 if (options.HttpsCertificate is { } certificate)
                 {
-                    listen.UseHttps(certificate);
+                    listen.UseHttps(https =>
+                    {
+                        https.ServerCertificate = certificate;
+                        // TLS 1.3 (RFC 8446), 1.2 (RFC 5246) as the floor, as the Functions front end's minimum TLS setting allows.
+                        https.SslProtocols = SslProtocols.Tls13 | SslProtocols.Tls12;
+                        https.ClientCertificateMode = options.ClientCertificates;
+                        if (options.ClientCertificates != ClientCertificateMode.NoCertificate)
+                        {
+                            https.AllowAnyClientCertificate();   // the app's certificate handler decides, behind the front end as here
+                        }
+                    });
                 }
             });
             kestrel.Limits.MaxRequestBodySize = maxBody;

@@ -6,7 +6,7 @@ using Serverless.Telemetry;
 // serverless-host: runs an isolated-worker Functions app's build output locally (docs/host.md).
 if (args.Length == 0 || args[0] is "-h" or "--help")
 {
-    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR] [--cert SERVER.pfx]");
+    Console.WriteLine("usage: serverless-host <app build output directory> [--port N] [--keys FILE] [--data-dir DIR] [--cert SERVER.pfx [--client-cert optional|required]]");
     return args.Length == 0 ? 2 : 0;
 }
 
@@ -15,6 +15,7 @@ int port = 7071;
 string? keysFile = null;
 string dataDirectory = ".serverless-data";
 string? certificateFile = null;
+var clientCertificates = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.NoCertificate;
 for (int i = 1; i < args.Length; i++)
 {
     switch (args[i])
@@ -32,6 +33,13 @@ for (int i = 1; i < args.Length; i++)
         case "--cert" when i + 1 < args.Length:
             certificateFile = args[++i];
             break;
+        // As the Functions front end's clientCertMode: the certificate is asked for (optional) or demanded (required)
+        // in the TLS handshake and forwarded to the app, which validates it.
+        case "--client-cert" when i + 1 < args.Length && args[i + 1] is "optional" or "required":
+            clientCertificates = args[++i] == "required"
+                ? Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate
+                : Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.AllowCertificate;
+            break;
         default:
             Console.Error.WriteLine($"serverless-host: unknown or incomplete option '{args[i]}'");
             return 2;
@@ -47,6 +55,11 @@ using ILoggerFactory loggers = LoggerFactory.Create(logging =>
         .AddFilter("Microsoft", LogLevel.Warning);
     telemetry?.AddLogging(logging);
 });
+if (clientCertificates != Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.NoCertificate && certificateFile is null)
+{
+    Console.Error.WriteLine("serverless-host: --client-cert needs --cert (client certificates exist only over HTTPS)");
+    return 2;
+}
 try
 {
     keysFile ??= Path.Combine(appDirectory, ".serverless-host", "keys.json");
@@ -58,6 +71,7 @@ try
         DataDirectory = dataDirectory,
         Keys = FunctionKeys.LoadOrCreate(keysFile),
         HttpsCertificate = certificate,
+        ClientCertificates = clientCertificates,
         LoggerFactory = loggers,
     });
     Console.WriteLine($"Listening on {host.HttpAddress} ({host.FunctionNames.Count} functions; keys in {keysFile})");

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Certificate;
 using Microsoft.AspNetCore.Authentication.JwtBearer;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Authorization.Policy;
@@ -31,7 +32,7 @@ public static class SecurityServiceCollectionExtensions
         var builder = services.AddAuthentication(DefaultScheme);
         builder.AddPolicyScheme(DefaultScheme, "Bearer token or client certificate", o =>
             o.ForwardDefaultSelector = context => clientTrust is not null && context.Connection.ClientCertificate is not null
-                ? ClientCertificateAuthenticationOptions.Scheme
+                ? ClientCertificateAuthentication.Scheme
                 : JwtBearerDefaults.AuthenticationScheme);
         builder.AddJwtBearer(o =>
         {
@@ -61,10 +62,11 @@ public static class SecurityServiceCollectionExtensions
         }
         if (clientTrust is not null)
         {
-            builder.AddScheme<ClientCertificateAuthenticationOptions, ClientCertificateAuthenticationHandler>(ClientCertificateAuthenticationOptions.Scheme, o =>
+            var registry = clientRegistry ?? new ClientCertificateRegistry();
+            builder.AddCertificate(ClientCertificateAuthentication.Scheme, o =>
             {
-                o.Trust = clientTrust;
-                o.Registry = clientRegistry ?? new ClientCertificateRegistry();
+                ClientCertificateAuthentication.Configure(o, clientTrust.Root);
+                o.Events = new CertificateAuthenticationEvents { OnCertificateValidated = c => ClientCertificateAuthentication.ResolveRegisteredClient(c, registry) };
             });
         }
         return builder;

@@ -32,7 +32,8 @@ public sealed class HttpFunctions
             request.Query.TryGetValue("q", out var q) ? q.ToString() : null,
             request.Headers.TryGetValue("x-sample", out var header) ? header.ToString() : null,
             body,
-            $"{request.Scheme}://{request.Host}{request.Path}{request.QueryString}"));
+            $"{request.Scheme}://{request.Host}{request.Path}{request.QueryString}",
+            request.Headers.TryGetValue("X-ARR-ClientCert", out var certificate) ? certificate.ToString() : null));
     }
 
     /// <summary>The status code comes from the route.</summary>
@@ -141,7 +142,7 @@ public sealed class HttpFunctions
         string id) =>
         Results.Text(SlowStates.TryGetValue(id, out string? state) ? state : "unknown");
 
-    public sealed record EchoReply(string Method, string Category, int Id, string? Query, string? Header, string Body, string Url);
+    public sealed record EchoReply(string Method, string Category, int Id, string? Query, string? Header, string Body, string Url, string? ClientCertificate);
 
     public sealed record UploadReply(long Length, string Sha256);
 }

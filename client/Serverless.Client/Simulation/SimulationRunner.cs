@@ -269,10 +269,16 @@ internal sealed class SimulationRunner : IAsyncDisposable
         }
         var scheme = _o.Https ? "https" : "http";
         var args = new List<string> { launch.AppDirectory, "--port", "0", "--data-dir", DataDirectory, "--keys", Path.Combine(DataDirectory, "host-keys.json") };
-        if (_o.Https) args.AddRange(["--cert", serverPfx]);
-        _log.WriteLine($"starting the local Functions host with the function app on {scheme}://127.0.0.1 ...");
-        _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), DataDirectory,
-            new Dictionary<string, string?>(TelemetryEnvironment));
+        var environment = new Dictionary<string, string?>(TelemetryEnvironment);
+        if (_o.Https)
+        {
+            // Mutual TLS for the agents: the host asks for client certificates (operators call with a token alone) and
+            // forwards them, and the app refuses a round call without the enrolled one.
+            args.AddRange(["--cert", serverPfx, "--client-cert", "optional"]);
+            environment["SERVERLESS_FEDERATION_CLIENT_CERTIFICATE"] = "required";
+        }
+        _log.WriteLine($"starting the local Functions host with the function app on {scheme}://127.0.0.1{(_o.Https ? " (agents on mutual TLS)" : "")} ...");
+        _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), DataDirectory, environment);
         BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
         _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
 
@@ -595,10 +601,11 @@ internal sealed class SimulationRunner : IAsyncDisposable
     }
 
     /// <summary>An operator HTTP client: trusts only the dev CA (HTTPS) and sends the bearer token.</summary>
-    internal static HttpClient CreateHttp(Uri baseAddress, string token, string caPem)
+    /// <param name="clientCertificate">Presented over HTTPS: an agent's calls need it on mutual TLS; an operator's go without.</param>
+    internal static HttpClient CreateHttp(Uri baseAddress, string token, string caPem, X509Certificate2? clientCertificate = null)
     {
         HttpMessageHandler handler = baseAddress.Scheme == Uri.UriSchemeHttps
-            ? MutualTls.CreateClientHandler(new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))))
+            ? MutualTls.CreateClientHandler(new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))), clientCertificate)
             : new SocketsHttpHandler();
         var http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);

@@ -1,5 +1,7 @@
 using Serverless.Functions.Federations.Services;
+using Microsoft.AspNetCore.Authentication.Certificate;
 using Serverless.Security.Authorization;
+using Serverless.Security.Identity;
 using Serverless.Security.Hosting;
 
 // In the DI namespace, as AddXxx extensions conventionally are, so Program.cs needs no extra using.
@@ -23,6 +25,12 @@ public static class FederationServiceCollectionExtensions
         security.EncryptedContainers.Add(FederationStore.ModelsContainer);
         services.AddSingleton(options);
         services.AddSingleton<FederationStore>();
+        services.AddSingleton<FederationCertificateAuthority>();
+        // The certificate a client presents over mutual TLS (forwarded by the front end), checked against the federation's CA;
+        // ClientTokenBinding asks for it only once the CA exists, so its options are never built without one.
+        services.AddAuthentication().AddCertificate(ClientCertificateAuthentication.Scheme, _ => { });
+        services.AddOptions<CertificateAuthenticationOptions>(ClientCertificateAuthentication.Scheme)
+            .Configure<FederationCertificateAuthority>((o, ca) => ClientCertificateAuthentication.Configure(o, ca.TryGetTrust()!.Root));
         services.AddSingleton<EnrollmentService>();
         services.AddSingleton<RoundService>();
         services.AddSingleton<FederationScheduler>();

@@ -14,7 +14,7 @@ using static Serverless.Functions.Federations.Services.FederationHttp;
 namespace Serverless.Functions.Federations;
 
 /// <summary>Starting rounds, their status, and the client protocol of each phase (docs/rounds.md, "Protocol").</summary>
-public sealed class RoundFunctions(RoundService rounds, FederationStore store, FederationOptions options)
+public sealed class RoundFunctions(RoundService rounds, FederationStore store, FederationOptions options, FederationCertificateAuthority ca)
 {
     private const string Fed = ResourceRef.Federation;
 
@@ -152,11 +152,11 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         return Results.Json(payload, statusCode: StatusCodes.Status202Accepted);
     }
 
-    /// <summary>A 403 when the caller's client token is not bound to this federation and its current certificate (<see cref="ClientTokenBinding"/>).</summary>
+    /// <summary>A refusal when the caller's client token, or its TLS certificate, is not bound to this federation and its current enrollment (<see cref="ClientTokenBinding"/>).</summary>
     private async Task<IResult?> UnboundAsync(HttpRequest request, string federation, CancellationToken ct)
     {
         if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
-        return ClientTokenBinding.Check(request.HttpContext.User, state) is { } why ? Problem(StatusCodes.Status403Forbidden, "Token not bound to this client", why) : null;
+        return await ClientTokenBinding.CheckAsync(request.HttpContext, state, options, ca) is { } why ? Problem(why.Status, why.Title, why.Detail) : null;
     }
 
     /// <summary>

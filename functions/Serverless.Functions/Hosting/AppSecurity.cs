@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Builder;
 using Microsoft.Extensions.Configuration;
@@ -11,7 +12,8 @@ namespace Serverless.Functions.Hosting;
 /// The security layer in the worker: key vault (Azure Key Vault when the app setting
 /// <c>SERVERLESS_KEY_VAULT_URI</c> is set, else the local keyring in the data directory), audit log,
 /// envelope encryption of the encrypted containers, tokens, access policy, and
-/// <see cref="AuthorizationMiddleware"/> in front of every HTTP function.
+/// <see cref="AuthorizationMiddleware"/> in front of every HTTP function, and the forwarded TLS client
+/// certificate (<see cref="ForwardedClientCertificate"/>).
 /// </summary>
 internal static class AppSecurity
 {
@@ -27,6 +29,8 @@ internal static class AppSecurity
         });
         // First of the hosted services: the keys exist before the worker connects to the host and takes invocations.
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, SecurityStartup>());
+        builder.Services.AddCertificateForwarding(o => o.CertificateHeader = ForwardedClientCertificate.Header);
+        builder.Services.AddSingleton<IStartupFilter, ForwardedClientCertificate>();
         builder.UseMiddleware<AuthorizationMiddleware>();
         return builder;
     }

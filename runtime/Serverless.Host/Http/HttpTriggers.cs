@@ -136,7 +136,17 @@ internal sealed class HttpTriggers(WorkerChannel channel, FunctionKeys keys, IQu
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach ((string name, var values) in request.Headers)
         {
-            string value = values.ToString();
+            if (!name.Equals(ClientCertificateHeader.Name, StringComparison.OrdinalIgnoreCase))
+            {
+                AddHeader(name, values.ToString());
+            }
+        }
+        if (ClientCertificateHeader.ValueOf(context) is { } certificate)
+        {
+            AddHeader(ClientCertificateHeader.Name, certificate);
+        }
+        void AddHeader(string name, string value)
+        {
             if (full)
             {
                 http.Headers[name.ToLowerInvariant()] = value;

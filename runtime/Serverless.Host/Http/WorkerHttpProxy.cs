@@ -31,6 +31,7 @@ internal sealed class WorkerHttpProxy : IDisposable
         "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
         "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
         "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix", InvocationIdHeader,
+        ClientCertificateHeader.Name,
     };
 
     private static readonly TimeSpan[] ConnectRetries =
@@ -154,6 +155,10 @@ internal sealed class WorkerHttpProxy : IDisposable
         if (request.Host.HasValue)
         {
             message.Headers.TryAddWithoutValidation("X-Forwarded-Host", request.Host.ToUriComponent());
+        }
+        if (ClientCertificateHeader.ValueOf(context) is { } certificate)
+        {
+            message.Headers.TryAddWithoutValidation(ClientCertificateHeader.Name, certificate);
         }
         message.Headers.TryAddWithoutValidation(InvocationIdHeader, invocationId);
         return message;

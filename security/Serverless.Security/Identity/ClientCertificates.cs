@@ -2,10 +2,7 @@ using System.Collections.Concurrent;
 using System.Security.Claims;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text.Encodings.Web;
-using Microsoft.AspNetCore.Authentication;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
+using Microsoft.AspNetCore.Authentication.Certificate;
 
 namespace Serverless.Security.Identity;
 
@@ -38,34 +35,41 @@ public sealed class ClientCertificateRegistry
         Convert.ToHexStringLower(certificate.GetCertHash(HashAlgorithmName.SHA256));
 }
 
-/// <summary>Options of the client-certificate scheme: the trust root and the registry.</summary>
-public sealed class ClientCertificateAuthenticationOptions : AuthenticationSchemeOptions
-{
-    public const string Scheme = "ClientCertificate";
-    public CertificateTrust? Trust { get; set; }
-    public ClientCertificateRegistry? Registry { get; set; }
-}
-
 /// <summary>
-/// Authenticates the TLS client certificate of the connection: it must chain to the configured
-/// root with the clientAuth usage and be registered; the principal carries the registered client
-/// id, tenant and roles (amr = "mtls").
+/// The client-certificate scheme, on ASP.NET Core's certificate authentication handler: the
+/// certificate must chain to the federation's CA (a custom root, not the system store), carry the
+/// clientAuth extended key usage (RFC 5280 section 4.2.1.12) and be within its validity period.
+/// Revocation is the product's own (a removed client's thumbprint), not CRL or OCSP, which the dev
+/// CA does not publish.
 /// </summary>
-internal sealed class ClientCertificateAuthenticationHandler(
-    IOptionsMonitor<ClientCertificateAuthenticationOptions> options, ILoggerFactory logger, UrlEncoder encoder)
-    : AuthenticationHandler<ClientCertificateAuthenticationOptions>(options, logger, encoder)
+public static class ClientCertificateAuthentication
 {
-    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
-    {
-        var certificate = await Context.Connection.GetClientCertificateAsync(Context.RequestAborted);
-        if (certificate is null) return AuthenticateResult.NoResult();
-        var trust = Options.Trust ?? throw new InvalidOperationException("ClientCertificateAuthenticationOptions.Trust is not set.");
-        var registry = Options.Registry ?? throw new InvalidOperationException("ClientCertificateAuthenticationOptions.Registry is not set.");
-        if (!trust.IsTrusted(certificate, DevCertificateAuthority.ClientAuthOid, out var reason))
-            return AuthenticateResult.Fail($"Client certificate is not trusted: {reason}");
-        if (!registry.TryResolve(certificate, out var identity))
-            return AuthenticateResult.Fail("Client certificate is not registered to any client.");
+    public const string Scheme = CertificateAuthenticationDefaults.AuthenticationScheme;
 
+    /// <summary>The chain and usage checks every use of the scheme shares.</summary>
+    public static void Configure(CertificateAuthenticationOptions options, X509Certificate2 root)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(root);
+        options.AllowedCertificateTypes = CertificateTypes.Chained;
+        options.ChainTrustValidationMode = X509ChainTrustMode.CustomRootTrust;
+        options.CustomTrustStore = [root];
+        options.RevocationMode = X509RevocationMode.NoCheck;
+        options.ValidateCertificateUse = true;
+        options.ValidateValidityPeriod = true;
+    }
+
+    /// <summary>
+    /// Replaces the handler's principal (the certificate's own fields) with the registered client's:
+    /// its id, tenant and roles (amr = "mtls"). A trusted but unregistered certificate authenticates nobody.
+    /// </summary>
+    public static Task ResolveRegisteredClient(CertificateValidatedContext context, ClientCertificateRegistry registry)
+    {
+        if (!registry.TryResolve(context.ClientCertificate, out var identity))
+        {
+            context.Fail("Client certificate is not registered to any client.");
+            return Task.CompletedTask;
+        }
         var claims = new List<Claim>
         {
             new(SecurityClaims.Subject, identity.ClientId),
@@ -73,7 +77,8 @@ internal sealed class ClientCertificateAuthenticationHandler(
             new(SecurityClaims.AuthenticationMethod, "mtls"),
         };
         foreach (var role in identity.Roles) claims.Add(new Claim(SecurityClaims.Role, role));
-        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, Scheme.Name, SecurityClaims.Subject, SecurityClaims.Role));
-        return AuthenticateResult.Success(new AuthenticationTicket(principal, Scheme.Name));
+        context.Principal = new ClaimsPrincipal(new ClaimsIdentity(claims, context.Scheme.Name, SecurityClaims.Subject, SecurityClaims.Role));
+        context.Success();
+        return Task.CompletedTask;
     }
 }

@@ -1,6 +1,8 @@
 using System.Net.Http.Headers;
 using System.Reflection;
 using System.Text.Json;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -34,6 +36,12 @@ public sealed record FunctionAppHostOptions
 
     /// <summary>The local host's limit on a request body (413 above it); null: its default (100 MiB, as on Azure).</summary>
     public long? MaxRequestBodySize { get; init; }
+
+    /// <summary>
+    /// HTTPS with a server certificate of the data directory's dev CA, asking callers for client certificates
+    /// in this mode (the front end's clientCertMode); null: plain HTTP.
+    /// </summary>
+    public ClientCertificateMode? Https { get; init; }
 }
 
 /// <summary>
@@ -57,7 +65,7 @@ public sealed class FunctionAppHost : IAsyncDisposable
         _options = options;
         _ownsDataDirectory = ownsDataDirectory;
         DataDirectory = dataDirectory;
-        Http = NewClient(host.HttpAddress);
+        Http = CreateClient();
     }
 
     /// <summary>The app's build output, built before this test project.</summary>
@@ -96,7 +104,7 @@ public sealed class FunctionAppHost : IAsyncDisposable
         Http.Dispose();
         await _host.DisposeAsync();
         _host = await StartHostAsync(DataDirectory, _options);
-        Http = NewClient(_host.HttpAddress);
+        Http = CreateClient();
     }
 
     /// <summary>A bearer token issued by the app's own signing key (as the CLI's <c>token</c> command does).</summary>
@@ -132,6 +140,9 @@ public sealed class FunctionAppHost : IAsyncDisposable
             Queues = options.Queues,
             Durable = options.Durable,
             MaxRequestBodySize = options.MaxRequestBodySize,
+            HttpsCertificate = options.Https is null ? null
+                : X509CertificateLoader.LoadPkcs12FromFile(DevTools.IssueServerCertificate(dataDirectory), password: null),
+            ClientCertificates = options.Https ?? ClientCertificateMode.NoCertificate,
             QueueMessageLease = TimeSpan.FromSeconds(30),
             // SERVERLESS_HOST_TEST_LOG=1 prints the host's and the worker's log (for a failing test).
             LoggerFactory = Environment.GetEnvironmentVariable("SERVERLESS_HOST_TEST_LOG") == "1"
@@ -162,7 +173,14 @@ public sealed class FunctionAppHost : IAsyncDisposable
         return services.BuildServiceProvider();
     }
 
-    private static HttpClient NewClient(Uri address) => new() { BaseAddress = address, Timeout = TimeSpan.FromMinutes(3) };
+    /// <summary>A client of the host; over HTTPS it trusts the dev CA and presents <paramref name="clientCertificate"/> when given.</summary>
+    public HttpClient CreateClient(X509Certificate2? clientCertificate = null)
+    {
+        HttpMessageHandler handler = _options.Https is null
+            ? new SocketsHttpHandler()
+            : MutualTls.CreateClientHandler(new CertificateTrust(X509CertificateLoader.LoadCertificateFromFile(Path.Combine(DataDirectory, "dev-ca", "ca.pem"))), clientCertificate);
+        return new HttpClient(handler) { BaseAddress = _host.HttpAddress, Timeout = TimeSpan.FromMinutes(3) };
+    }
 
     private static string Metadata(string key) =>
         typeof(FunctionAppHost).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>().Single(a => a.Key == key).Value!;

@@ -49,6 +49,19 @@ public sealed class AspNetCoreIntegrationTests(AspNetSampleAppHost host)
     }
 
     [Fact]
+    public async Task A_callers_own_forwarded_client_certificate_header_never_reaches_the_worker()
+    {
+        // Only the front end may say which certificate the caller presented; over plain HTTP there is none.
+        using var request = new HttpRequestMessage(HttpMethod.Get, "api/items/books/1");
+        request.Headers.TryAddWithoutValidation("X-ARR-ClientCert", Convert.ToBase64String(RandomNumberGenerator.GetBytes(64)));
+        using HttpResponseMessage response = await Client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using JsonDocument echo = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(JsonValueKind.Null, echo.RootElement.GetProperty("clientCertificate").ValueKind);
+    }
+
+    [Fact]
     public async Task A_get_without_query_header_or_body_binds_nulls_and_an_empty_body()
     {
         using HttpResponseMessage response = await Client.GetAsync("api/items/tools/7");

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Serverless.Federation.Rounds;
-using Serverless.Storage;
 using Serverless.Security.Audit;
 using Serverless.Security.Identity;
 
@@ -21,12 +20,10 @@ internal sealed class EnrollmentRefusedException(int status, string title, strin
 /// the dev CA, the CN, the federation's allow list and the signature, binds the client id to the
 /// certificate's thumbprint, and issues a bearer token (role federation-client, tenant = client id).
 /// </summary>
-public sealed class EnrollmentService(FederationStore store, FederationOptions options, DataDirectory data, DevTokenIssuer tokens,
+public sealed class EnrollmentService(FederationStore store, FederationOptions options, FederationCertificateAuthority ca, DevTokenIssuer tokens,
     IAuditLog audit, TimeProvider time)
 {
     public const string ClientRole = "federation-client";
-
-    private CertificateTrust? _trust;
 
     public async Task<EnrollmentChallenge?> ChallengeAsync(string federation, CancellationToken ct)
     {
@@ -144,15 +141,7 @@ public sealed class EnrollmentService(FederationStore store, FederationOptions o
 
     private static EnrollmentRefusedException Refuse(int status, string title, string message) => new(status, title, message);
 
-    private CertificateTrust Trust()
-    {
-        if (_trust is not null) return _trust;
-        var path = options.CaCertificatePath ?? Path.Combine(data.Path, "dev-ca", "ca.pem");
-        if (!File.Exists(path))
-            throw Refuse(503, "No certificate authority", $"The host has no client CA at '{path}' (create one with: serverless-client ca create --out {Path.GetDirectoryName(path)}).");
-        var root = X509CertificateLoader.LoadCertificateFromFile(path);
-        return _trust = new CertificateTrust(root, time);
-    }
+    private CertificateTrust Trust() => ca.TryGetTrust() ?? throw Refuse(503, "No certificate authority", ca.MissingReason);
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
 }

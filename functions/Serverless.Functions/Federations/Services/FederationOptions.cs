@@ -3,8 +3,26 @@ namespace Serverless.Functions.Federations.Services;
 /// <summary>Settings of the federations module (<see cref="FederationServiceCollectionExtensions.AddFederations"/>).</summary>
 public sealed class FederationOptions
 {
+    /// <summary>The app setting of <see cref="RequireClientCertificate"/>: <c>required</c>, or <c>off</c> (the default).</summary>
+    public const string ClientCertificateSetting = "SERVERLESS_FEDERATION_CLIENT_CERTIFICATE";
+
+    /// <summary>Reads <see cref="ClientCertificateSetting"/>; any other value than the two stops the app at start, with the setting named.</summary>
+    public static bool ParseClientCertificateSetting(string? value) => value switch
+    {
+        null or "" or "off" => false,
+        "required" => true,
+        _ => throw new InvalidOperationException($"App setting {ClientCertificateSetting} must be 'required' or 'off'."),
+    };
+
     /// <summary>PEM of the CA whose client certificates may enroll; default <c>&lt;data&gt;/dev-ca/ca.pem</c> (what <c>serverless-client ca create --out &lt;data&gt;/dev-ca</c> writes).</summary>
     public string? CaCertificatePath { get; set; }
+
+    /// <summary>
+    /// Federation clients must present their enrolled certificate over mutual TLS on every round call, as
+    /// well as their bearer token (app setting <c>SERVERLESS_FEDERATION_CLIENT_CERTIFICATE=required</c>; the
+    /// host or the front end forwards the certificate as X-ARR-ClientCert). Off, the token alone is checked.
+    /// </summary>
+    public bool RequireClientCertificate { get; set; }
 
     /// <summary>How long an enrollment nonce stays valid.</summary>
     public TimeSpan NonceLifetime { get; set; } = TimeSpan.FromMinutes(5);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Serverless.Client.Agent;
@@ -144,7 +145,12 @@ public sealed class FederationEndToEndTests(FederationEndToEndFixture e2e) : ICl
         Assert.Contains("SLENV", text);
 
         // The plaintext checkpoint, as an enrolled agent downloads it for round 3 (it trains from the current version).
-        using var agent = SimulationRunner.CreateHttp(e2e.Sim.BaseAddress!, await e2e.AgentTokenAsync("hospital-2"), e2e.Sim.CaPem);
+        // Over mutual TLS, with the agent's own certificate: its token alone is refused (401).
+        using var certificate = X509CertificateLoader.LoadPkcs12FromFile(Path.Combine(e2e.Sim.Agents.Single(a => a.Id == "hospital-2").Directory, "client.pfx"), password: null);
+        using (var tokenOnly = SimulationRunner.CreateHttp(e2e.Sim.BaseAddress!, await e2e.AgentTokenAsync("hospital-2"), e2e.Sim.CaPem))
+        using (var refused = await tokenOnly.GetAsync(RoundRoutes.Model(Fed, 3)))
+            Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        using var agent = SimulationRunner.CreateHttp(e2e.Sim.BaseAddress!, await e2e.AgentTokenAsync("hospital-2"), e2e.Sim.CaPem, certificate);
         var model = await agent.GetFromJsonAsync<RoundModel>(RoundRoutes.Model(Fed, 3), RoundJson.Options);
         var plain = model!.Checkpoint;
         Assert.Contains("parameters", plain, StringComparison.OrdinalIgnoreCase);

@@ -395,7 +395,12 @@ public sealed class FederationServerTests(CompletedRoundFixture fixture)
     public async Task A_client_that_misses_the_statistics_stage_is_asked_again_for_training()
     {
         const string fed = "late-joiner";
-        await Host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with { Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0.5 } });
+        await Host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with
+        {
+            Privacy = new FederationPrivacy { Enabled = false, ClipNorm = 0.5 },
+            // The round waits out MaskedInput for the skipper; 30 s is still ample for the others' small models.
+            Deadlines = CompletedRoundFixture.NewConfig(fed).Deadlines with { MaskedInput = TimeSpan.FromSeconds(30) },
+        });
         var agents = new List<TestAgent>();
         try
         {

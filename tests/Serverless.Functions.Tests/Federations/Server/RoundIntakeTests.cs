@@ -26,8 +26,9 @@ public sealed class RoundIntakeTests : IAsyncLifetime
         {
             Deadlines = new FederationDeadlines
             {
-                // ShareKeys is short: the statistics ShareKeys phase waits for the silent sender until then.
-                AdvertiseKeys = TimeSpan.FromSeconds(90), ShareKeys = TimeSpan.FromSeconds(20),
+                // ShareKeys and AdvertiseKeys are short: the statistics ShareKeys phase and the training stage's
+                // AdvertiseKeys wait for the silent sender until then.
+                AdvertiseKeys = TimeSpan.FromSeconds(40), ShareKeys = TimeSpan.FromSeconds(20),
                 MaskedInput = TimeSpan.FromSeconds(90), Unmasking = TimeSpan.FromSeconds(90),
             },
         };
