@@ -25,4 +25,6 @@ builder.Services.AddInference(builder.Configuration);
 builder.Services.AddFederations(o => o.RequireClientCertificate =
     FederationOptions.ParseClientCertificateSetting(builder.Configuration[FederationOptions.ClientCertificateSetting]));
 builder.Services.AddFraud(builder.Configuration);
+// After the authorization gate: a federation client's every call is bound to its enrollment (and certificate).
+builder.UseMiddleware<FederationClientMiddleware>();
 builder.Build().Run();

@@ -13,8 +13,11 @@ using static Serverless.Functions.Federations.Services.FederationHttp;
 
 namespace Serverless.Functions.Federations;
 
-/// <summary>Starting rounds, their status, and the client protocol of each phase (docs/rounds.md, "Protocol").</summary>
-public sealed class RoundFunctions(RoundService rounds, FederationStore store, FederationOptions options, FederationCertificateAuthority ca)
+/// <summary>
+/// Starting rounds, their status, and the client protocol of each phase (docs/rounds.md, "Protocol").
+/// A federation client's calls are bound to its enrollment before they get here (<see cref="FederationClientMiddleware"/>).
+/// </summary>
+public sealed class RoundFunctions(RoundService rounds, FederationStore store, FederationOptions options)
 {
     private const string Fed = ResourceRef.Federation;
 
@@ -89,7 +92,6 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
     public async Task<IResult> Task([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Task)] HttpRequest request, string federation, int round,
         [DurableClient] DurableTaskClient client, CancellationToken ct)
     {
-        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         return await rounds.GetTaskAsync(client, federation, round, Actor(request), ct) is { } task ? Json(task) : NotFound($"Round {round} of federation '{federation}' does not exist.");
     }
 
@@ -97,7 +99,6 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
     [RequirePermission(Permissions.RoundParticipate, ResourceKind = Fed, ResourceParameter = "federation")]
     public async Task<IResult> Model([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = RoundRoutes.Templates.Model)] HttpRequest request, string federation, int round, CancellationToken ct)
     {
-        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         if (plan.ClientById(Actor(request)) is null) return Problem(StatusCodes.Status403Forbidden, "Not selected", $"'{Actor(request)}' is not selected for round {round}.");
@@ -152,13 +153,6 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         return Results.Json(payload, statusCode: StatusCodes.Status202Accepted);
     }
 
-    /// <summary>A refusal when the caller's client token, or its TLS certificate, is not bound to this federation and its current enrollment (<see cref="ClientTokenBinding"/>).</summary>
-    private async Task<IResult?> UnboundAsync(HttpRequest request, string federation, CancellationToken ct)
-    {
-        if (await store.TryGetStateAsync(federation, ct) is not { } state) return NotFound($"Federation '{federation}' does not exist.");
-        return await ClientTokenBinding.CheckAsync(request.HttpContext, state, options, ca) is { } why ? Problem(why.Status, why.Title, why.Detail) : null;
-    }
-
     /// <summary>
     /// The common path of every phase POST: the caller must be selected and still in the stage, the
     /// phase must be open, the message's client id must be the caller's, the message must pass
@@ -170,7 +164,6 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         where TMessage : class
     {
         if (!RoundStages.IsKnown(stage)) return NotFound($"Unknown stage '{stage}' (statistics or training).");
-        if (await UnboundAsync(request, federation, ct) is { } refused) return refused;
         var plan = await store.GetPlanAsync(federation, round, ct);
         if (plan is null) return NotFound($"Round {round} of federation '{federation}' does not exist (or is not planned yet).");
         var caller = Actor(request);

@@ -20,13 +20,16 @@ internal sealed record ClientRefusal(int Status, string Title, string Detail);
 /// </summary>
 internal static class ClientTokenBinding
 {
+    /// <summary>Whether the caller acts as a federation client (an enrolled client's token), and so is bound.</summary>
+    public static bool IsClient(ClaimsPrincipal user) => user.FindAll(SecurityClaims.Role).Any(r => r.Value == EnrollmentService.ClientRole);
+
     /// <summary>Null when the caller may act as a client of <paramref name="state"/>; else why not. Callers without the client role are not bound (operators, auditors).</summary>
     public static async Task<ClientRefusal?> CheckAsync(HttpContext http, FederationState state, FederationOptions options, FederationCertificateAuthority ca)
     {
         ArgumentNullException.ThrowIfNull(http);
         ArgumentNullException.ThrowIfNull(state);
         var user = http.User;
-        if (!user.FindAll(SecurityClaims.Role).Any(r => r.Value == EnrollmentService.ClientRole)) return null;
+        if (!IsClient(user)) return null;
         if (Check(user, state) is { } why) return new ClientRefusal(StatusCodes.Status403Forbidden, "Token not bound to this client", why);
         if (!options.RequireClientCertificate) return null;
 

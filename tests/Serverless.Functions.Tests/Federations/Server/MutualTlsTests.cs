@@ -51,10 +51,13 @@ public sealed class MutualTlsTests(MutualTlsFixture fixture) : IClassFixture<Mut
         return agent.Token;
     }
 
-    private async Task<(HttpStatusCode Status, string Body)> TaskCallAsync(string token, X509Certificate2? presented, Action<HttpRequestMessage>? edit = null)
+    private Task<(HttpStatusCode Status, string Body)> TaskCallAsync(string token, X509Certificate2? presented, Action<HttpRequestMessage>? edit = null) =>
+        GetAsync(RoundRoutes.Task(Fed, 1), token, presented, edit);
+
+    private async Task<(HttpStatusCode Status, string Body)> GetAsync(string path, string token, X509Certificate2? presented, Action<HttpRequestMessage>? edit = null)
     {
         using var http = fixture.App.CreateClient(presented);
-        using var request = new HttpRequestMessage(HttpMethod.Get, RoundRoutes.Task(Fed, 1));
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
         request.Headers.Authorization = new("Bearer", token);
         edit?.Invoke(request);
         using var response = await http.SendAsync(request);
@@ -93,6 +96,28 @@ public sealed class MutualTlsTests(MutualTlsFixture fixture) : IClassFixture<Mut
             Assert.True(swapped.Status == HttpStatusCode.Forbidden, $"{(int)swapped.Status} {swapped.Body}");
             Assert.Contains("not the one client 'lab-a' is enrolled with", swapped.Body);
         }
+    }
+
+    [Fact]
+    public async Task The_read_only_routes_need_the_certificate_too()
+    {
+        using var certificate = Issue("lab-read");
+        var token = await EnrollAsync("lab-read", certificate);
+        string[] reads = [RoundRoutes.Federations(), RoundRoutes.Federation(Fed), RoundRoutes.Rounds(Fed), RoundRoutes.ActiveRound(Fed), RoundRoutes.Round(Fed, 1)];
+        foreach (var path in reads)
+        {
+            var none = await GetAsync(path, token, presented: null);
+            Assert.True(none.Status == HttpStatusCode.Unauthorized, $"{path}: {(int)none.Status} {none.Body}");
+            var valid = await GetAsync(path, token, certificate);
+            Assert.True(valid.Status is not (HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden), $"{path}: {(int)valid.Status} {valid.Body}");
+        }
+        // The federation itself is read with the certificate, and the list holds just the client's own federation.
+        var listed = await GetAsync(RoundRoutes.Federations(), token, certificate);
+        Assert.Equal(HttpStatusCode.OK, listed.Status);
+        Assert.Contains($"\"{Fed}\"", listed.Body);
+        // Operators read without one.
+        var byOperator = await GetAsync(RoundRoutes.Rounds(Fed), fixture.OperatorToken, presented: null);
+        Assert.Equal(HttpStatusCode.OK, byOperator.Status);
     }
 
     [Fact]
