@@ -94,7 +94,7 @@ public sealed class FederationFuzzTests(ITestOutputHelper output)
 
     [Fact]
     public void Secagg_masked_input() =>
-        FuzzJson("secagg masked input", new MaskedInputMessage(2, Bytes(200, 8), [new ShareComplaint(3, "share did not decrypt")]));
+        FuzzJson("secagg masked input", new MaskedInputMessage(2, Bytes(200, 8), [new ShareComplaint(3, "share did not decrypt", Bytes(32, 9))]));
 
     [Fact] public void Secagg_unmask_request() => FuzzJson("secagg unmask request", new UnmaskRequest([1, 2, 4], [3]));
 

@@ -130,7 +130,7 @@ public static class WireSize
     public static long Of(ShareKeysMessage m) => 4 + m.SelfMaskCommitment.Length + m.Shares.Sum(s => 4L + s.Ciphertext.Length);
 
     /// <summary>Masked input: id, packed vector, complaints.</summary>
-    public static long Of(MaskedInputMessage m) => 4 + m.MaskedInput.Length + m.Complaints.Sum(c => 4L + c.Reason.Length);
+    public static long Of(MaskedInputMessage m) => 4 + m.MaskedInput.Length + m.Complaints.Sum(c => 4L + c.Reason.Length + (c.ShareKey?.Length ?? 0));
 
     /// <summary>Unmasking: id and per share owner, kind, share.</summary>
     public static long Of(UnmaskResponse m) => 4 + m.Shares.Sum(s => 5L + s.Share.Length);

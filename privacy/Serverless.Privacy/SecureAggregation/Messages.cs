@@ -86,8 +86,18 @@ public sealed record ShareKeysMessage(int ClientId, EncryptedShare[] Shares, byt
 /// <summary>Phase 1, server to client: shares addressed to this client from the clients that survived phase 1.</summary>
 public sealed record ForwardedShares(EncryptedShare[] Shares);
 
-/// <summary>A complaint: the named sender's share did not decrypt or did not match.</summary>
-public sealed record ShareComplaint(int Accused, string Reason);
+/// <summary>
+/// A complaint: the named sender's share bundle did not decrypt or did not hold valid shares. Its proof is
+/// <paramref name="ShareKey"/>, the AES key of that one bundle (directional: it opens what the accused sent the
+/// complainer, never what the complainer sent back). The server opens the stored bundle with it: a bundle that
+/// opens to bad contents proves the complaint, one that opens to valid shares disproves it, and one that does
+/// not open proves nothing, so the survivor set stays as it is (<see cref="SecAggServer.CloseMaskedInput"/>).
+/// </summary>
+public sealed record ShareComplaint(int Accused, string Reason, byte[]? ShareKey = null)
+{
+    /// <summary>Length of <see cref="ShareKey"/>: an AES-256 key.</summary>
+    public const int ShareKeyLength = 32;
+}
 
 /// <summary>Phase 2, client to server: the masked input packed at k bits per entry, plus complaints about bad shares.</summary>
 public sealed record MaskedInputMessage(int ClientId, byte[] MaskedInput, ShareComplaint[] Complaints);

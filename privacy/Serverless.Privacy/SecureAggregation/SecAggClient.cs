@@ -273,9 +273,13 @@ public sealed class SecAggClient : IDisposable
             if (!senders.Add(share.From)) Abort($"server forwarded two shares from {share.From}");
             var key = SecAggCrypto.ShareKey(_encryptionKey, _peerEncryptionKeys[share.From], _parameters.RoundId, share.From, ClientId);
             var problem = SecAggCrypto.TryDecryptBundle(key, _parameters.RoundId, share.From, ClientId, share.Ciphertext, out var s, out var b);
-            CryptographicOperations.ZeroMemory(key);
-            if (problem is null) _heldShares[share.From] = (s, b);
-            else complaints.Add(new ShareComplaint(share.From, problem));
+            if (problem is null)
+            {
+                CryptographicOperations.ZeroMemory(key);
+                _heldShares[share.From] = (s, b);
+            }
+            // The key is the proof: it opens only this bundle (what the accused sent us), so revealing it costs us nothing.
+            else complaints.Add(new ShareComplaint(share.From, problem, key));
         }
         if (senders.Count + 1 < _parameters.Threshold) Abort($"only {senders.Count + 1} clients of our neighbourhood shared keys; threshold is {_parameters.Threshold}");
 

@@ -11,6 +11,9 @@ namespace Serverless.Privacy.SecureAggregation;
 /// the round and the pair, AES-256-GCM (SP 800-38D) for share bundles, ECDSA P-256 with SHA-256 for
 /// the malicious-server variant, and a SHA-256 commitment to the self-mask seed.
 /// </summary>
+/// <summary>What a complaint's proof shows (<see cref="SecAggCrypto.JudgeComplaint"/>).</summary>
+internal enum ComplaintFinding { Unproven, Proven, Disproved }
+
 internal static class SecAggCrypto
 {
     public const int PublicKeyLength = 65;   // uncompressed SEC1 point 0x04 || X || Y
@@ -21,7 +24,7 @@ internal static class SecAggCrypto
     public const int SignatureLength = 64;   // IEEE P1363 r || s
 
     private static readonly byte[] MaskInfo = Encoding.ASCII.GetBytes("SecAgg/v1/pairwise-mask");
-    private static readonly byte[] ShareInfo = Encoding.ASCII.GetBytes("SecAgg/v1/share-encryption");
+    private static readonly byte[] ShareInfo = Encoding.ASCII.GetBytes("SecAgg/v2/share-encryption-directional");
     private static readonly byte[] CommitPrefix = Encoding.ASCII.GetBytes("SecAgg/v1/self-mask-commitment");
     private static readonly byte[] SignPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/advertise");
 
@@ -81,20 +84,27 @@ internal static class SecAggCrypto
     public static byte[] MaskSeed(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int a, int b) =>
         Derive(own, peer, roundId, MaskInfo, a, b);
 
-    /// <summary>AES-256-GCM key for share bundles between the pair.</summary>
-    public static byte[] ShareKey(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int a, int b) =>
-        Derive(own, peer, roundId, ShareInfo, a, b);
+    /// <summary>
+    /// AES-256-GCM key for the share bundle <paramref name="from"/> sends <paramref name="to"/>. Directional: the
+    /// recipient reveals it as a complaint's proof, and it must open that bundle only, not the one going the other
+    /// way (which holds the recipient's own shares; revealing both directions would let a server that corrupts
+    /// bundles on purpose collect a client's shares from its complaints).
+    /// </summary>
+    public static byte[] ShareKey(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int from, int to) =>
+        Derive(own, peer, roundId, ShareInfo, from, to, ordered: true);
 
-    private static byte[] Derive(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, byte[] label, int a, int b)
+    public const int ShareKeyLength = ShareComplaint.ShareKeyLength;
+
+    private static byte[] Derive(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, byte[] label, int a, int b, bool ordered = false)
     {
         var shared = own.DeriveRawSecretAgreement(peer);
         try
         {
             var info = new byte[label.Length + 8];
             label.CopyTo(info, 0);
-            BinaryPrimitives.WriteInt32BigEndian(info.AsSpan(label.Length), Math.Min(a, b));
-            BinaryPrimitives.WriteInt32BigEndian(info.AsSpan(label.Length + 4), Math.Max(a, b));
-            return HKDF.DeriveKey(HashAlgorithmName.SHA256, shared, 32, roundId, info);
+            BinaryPrimitives.WriteInt32BigEndian(info.AsSpan(label.Length), ordered ? a : Math.Min(a, b));
+            BinaryPrimitives.WriteInt32BigEndian(info.AsSpan(label.Length + 4), ordered ? b : Math.Max(a, b));
+            return HKDF.DeriveKey(HashAlgorithmName.SHA256, shared, ShareKeyLength, roundId, info);
         }
         finally
         {
@@ -118,9 +128,28 @@ internal static class SecAggCrypto
     }
 
     /// <summary>Decrypts and checks a bundle; returns a reason on failure.</summary>
-    public static string? TryDecryptBundle(byte[] key, byte[] roundId, int from, int to, byte[]? cipher, out byte[] sShare, out byte[] bShare)
+    public static string? TryDecryptBundle(byte[] key, byte[] roundId, int from, int to, byte[]? cipher, out byte[] sShare, out byte[] bShare) =>
+        OpenBundle(key, roundId, from, to, cipher, out sShare, out bShare, out _);
+
+    /// <summary>
+    /// What a complaint's revealed key shows about the bundle the server stored from <paramref name="from"/> for
+    /// <paramref name="to"/>: it opens to bad contents (proven, with the reason), to valid shares (disproved: the
+    /// complainer lied), or not at all (unproven: a wrong key and a garbage bundle look the same, so neither side is blamed).
+    /// </summary>
+    public static (ComplaintFinding Finding, string? Reason) JudgeComplaint(byte[]? revealedKey, byte[] roundId, int from, int to, byte[]? cipher)
+    {
+        if (revealedKey is not { Length: ShareKeyLength }) return (ComplaintFinding.Unproven, "no key was revealed");
+        var problem = OpenBundle(revealedKey, roundId, from, to, cipher, out var s, out var b, out var opened);
+        CryptographicOperations.ZeroMemory(s);
+        CryptographicOperations.ZeroMemory(b);
+        if (problem is null) return (ComplaintFinding.Disproved, null);
+        return opened ? (ComplaintFinding.Proven, problem) : (ComplaintFinding.Unproven, problem);
+    }
+
+    private static string? OpenBundle(byte[] key, byte[] roundId, int from, int to, byte[]? cipher, out byte[] sShare, out byte[] bShare, out bool opened)
     {
         sShare = bShare = [];
+        opened = false;
         if (cipher is null || cipher.Length != BundleCipherLength) return $"share bundle has {cipher?.Length ?? 0} bytes, expected {BundleCipherLength}";
         var plain = new byte[BundlePlainLength];
         try
@@ -132,13 +161,25 @@ internal static class SecAggCrypto
         {
             return "share bundle failed authentication";
         }
-        if (BinaryPrimitives.ReadInt32BigEndian(plain) != from || BinaryPrimitives.ReadInt32BigEndian(plain.AsSpan(4)) != to)
-            return "share bundle names the wrong sender or recipient";
-        sShare = plain[8..(8 + ShareLength)];
-        bShare = plain[(8 + ShareLength)..];
-        if (!ShamirSecretSharing.IsWellFormed(sShare, SecretLength) || !ShamirSecretSharing.IsWellFormed(bShare, SecretLength))
-            return "share bundle holds values outside the field";
-        return null;
+        opened = true;
+        try
+        {
+            if (BinaryPrimitives.ReadInt32BigEndian(plain) != from || BinaryPrimitives.ReadInt32BigEndian(plain.AsSpan(4)) != to)
+                return "share bundle names the wrong sender or recipient";
+            sShare = plain[8..(8 + ShareLength)];
+            bShare = plain[(8 + ShareLength)..];
+            if (!ShamirSecretSharing.IsWellFormed(sShare, SecretLength) || !ShamirSecretSharing.IsWellFormed(bShare, SecretLength))
+            {
+                CryptographicOperations.ZeroMemory(sShare);
+                CryptographicOperations.ZeroMemory(bShare);
+                return "share bundle holds values outside the field";
+            }
+            return null;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(plain);
+        }
     }
 
     private static byte[] BundleAad(byte[] roundId, int from, int to)

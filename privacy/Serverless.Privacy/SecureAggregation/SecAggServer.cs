@@ -182,27 +182,47 @@ public sealed class SecAggServer
             if ((message.MaskedInput[^1] >> (8 - spare)) != 0)
                 return Exclude(id, SecAggPhase.MaskedInputCollection, "masked input has bits set past its last entry");
         }
+        var accused = new HashSet<int>();
         foreach (var complaint in message.Complaints ?? [])
+        {
             if (complaint is null || !_shared.ContainsKey(complaint.Accused) || !_graph.AreNeighbours(id, complaint.Accused))
                 return Exclude(id, SecAggPhase.MaskedInputCollection, $"complaint names client {complaint?.Accused}, who sent it no share");
+            if (!accused.Add(complaint.Accused)) return Exclude(id, SecAggPhase.MaskedInputCollection, $"two complaints name client {complaint.Accused}");
+            if (complaint.ShareKey is { } key && key.Length != SecAggCrypto.ShareKeyLength)
+                return Exclude(id, SecAggPhase.MaskedInputCollection, $"the complaint about client {complaint.Accused} reveals a {key.Length}-byte key, not {SecAggCrypto.ShareKeyLength}");
+        }
         _masked[id] = message;
         return SecAggVerdict.Ok;
     }
 
-    /// <summary>Ends phase 2: clients accused of bad shares are excluded from the sum; returns the unmasking request for all responders.</summary>
+    /// <summary>
+    /// Ends phase 2, judging each complaint by its proof (<see cref="ShareComplaint"/>): a client whose bundle is proven
+    /// bad is excluded from the sum, a client whose complaint is disproved is excluded for the false accusation, and an
+    /// unproven complaint changes nobody's place, it only means the complainer holds no share of the accused.
+    /// Returns the unmasking request for all responders.
+    /// </summary>
     /// <exception cref="SecAggAbortedException">fewer than t inputs remain, or a secret has fewer than t possible holders.</exception>
     public UnmaskRequest CloseMaskedInput()
     {
         Expect(SecAggPhase.MaskedInputCollection);
-        var accusedBy = new Dictionary<int, HashSet<int>>();
-        foreach (var m in _masked.Values)
+        var unheld = new Dictionary<int, HashSet<int>>();   // accused -> complainers without a usable share of it
+        var removed = new HashSet<int>();
+        foreach (var m in _masked.Values.OrderBy(m => m.ClientId))
             foreach (var c in m.Complaints ?? [])
             {
-                if (!accusedBy.TryGetValue(c.Accused, out var set)) accusedBy[c.Accused] = set = [];
-                if (set.Add(m.ClientId) && set.Count == 1)
-                    Record(c.Accused, SecAggPhase.ShareKeys, $"client {m.ClientId} reports: {Truncate(c.Reason)}");
+                var bundle = _shared[c.Accused].Shares.FirstOrDefault(b => b.To == m.ClientId)?.Ciphertext;
+                var (finding, reason) = SecAggCrypto.JudgeComplaint(c.ShareKey, _p.RoundId, c.Accused, m.ClientId, bundle);
+                if (finding == ComplaintFinding.Disproved)
+                {
+                    if (removed.Add(m.ClientId)) Record(m.ClientId, SecAggPhase.MaskedInputCollection, $"its complaint about client {c.Accused} is false: the revealed key opens valid shares");
+                    continue;
+                }
+                if (!unheld.TryGetValue(c.Accused, out var set)) unheld[c.Accused] = set = [];
+                set.Add(m.ClientId);
+                if (finding == ComplaintFinding.Proven && removed.Add(c.Accused))
+                    Record(c.Accused, SecAggPhase.ShareKeys, $"client {m.ClientId} proved its share bundle bad: {reason}");
             }
-        _survivors = _masked.Keys.Where(u => !accusedBy.ContainsKey(u)).Order().ToArray();
+        _survivors = _masked.Keys.Where(u => !removed.Contains(u)).Order().ToArray();
         _dropped = _shared.Keys.Where(u => !_survivors.Contains(u)).Order().ToArray();
         if (_survivors.Length < _p.Threshold) Abort($"only {_survivors.Length} masked inputs remain; threshold is {_p.Threshold}");
         // Only survivors are asked to unmask (an accused client is out of the sum and is not trusted to reveal
@@ -212,7 +232,7 @@ public sealed class SecAggServer
         {
             // A survivor also holds (and reveals) its own share of its self-mask seed.
             var own = Array.BinarySearch(_survivors, u) >= 0 ? 1 : 0;
-            var holders = own + _graph.NeighboursOf(u).Count(v => Array.BinarySearch(_survivors, v) >= 0 && !(accusedBy.TryGetValue(u, out var a) && a.Contains(v)));
+            var holders = own + _graph.NeighboursOf(u).Count(v => Array.BinarySearch(_survivors, v) >= 0 && !(unheld.TryGetValue(u, out var a) && a.Contains(v)));
             if (holders < _p.Threshold) Abort($"client {u}'s secret has only {holders} live share holders; threshold is {_p.Threshold}");
         }
         if (_p.RequireSignatures && _survivors.Length < _p.ConsistencyQuorum())

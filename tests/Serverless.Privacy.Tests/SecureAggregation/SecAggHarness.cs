@@ -14,7 +14,11 @@ internal sealed class SecAggHarness
     public ECDsa[]? SigningKeys { get; init; }
     public Dictionary<int, byte[]>? Pki { get; init; }
     public byte[]? Context { get; init; }
+    public Func<int, MaskedInputMessage, MaskedInputMessage>? TamperMaskedInput { get; init; }
     public SecAggServer? Server { get; private set; }
+
+    /// <summary>The round's clients while <see cref="Run"/> runs (for tampering hooks that need a client's keys).</summary>
+    public IReadOnlyDictionary<int, SecAggClient> Clients { get; private set; } = new Dictionary<int, SecAggClient>();
 
     public static SecAggHarness Create(int n, int threshold, int length, int ringBits = 32, int degree = 0, int seed = 1)
     {
@@ -51,6 +55,7 @@ internal sealed class SecAggHarness
     {
         var server = Server = new SecAggServer(Parameters, Pki, Context);
         var clients = Parameters.ClientIds.ToDictionary(i => i, i => new SecAggClient(Parameters, i, SigningKeys?[i - 1], Pki, Context));
+        Clients = clients;
         try
         {
             foreach (var (id, c) in clients)
@@ -64,7 +69,11 @@ internal sealed class SecAggHarness
                 }
             var forwarded = server.CloseShareKeys();
             foreach (var (id, f) in forwarded)
-                if (Alive(id, SecAggPhase.MaskedInputCollection)) server.ReceiveMaskedInput(clients[id].MaskInput(f, Inputs[id]));
+                if (Alive(id, SecAggPhase.MaskedInputCollection))
+                {
+                    var m = clients[id].MaskInput(f, Inputs[id]);
+                    server.ReceiveMaskedInput(TamperMaskedInput?.Invoke(id, m) ?? m);
+                }
             var request = server.CloseMaskedInput();
             if (Parameters.RequireSignatures)
             {

@@ -74,24 +74,117 @@ public sealed class SecAggProtocolTests
     }
 
     [Fact]
-    public void A_corrupted_share_bundle_excludes_its_sender_and_the_sum_stays_exact()
+    public void A_bundle_that_does_not_open_proves_nothing_and_its_sender_stays_in_the_exact_sum()
+    {
+        // A garbled bundle and a wrong revealed key look the same to the server: nobody is blamed, the recipient simply
+        // holds no share of the sender (11 others still do, t = 7).
+        var h = new SecAggHarness
+        {
+            Parameters = SecAggHarness.Create(12, 7, 64).Parameters,
+            Inputs = SecAggHarness.Create(12, 7, 64).Inputs,
+            TamperShareKeys = (id, m) => id != 4 ? m : m with { Shares = m.Shares.Select(s => s.To == 9 ? s with { Ciphertext = Flip(s.Ciphertext, 30) } : s).ToArray() },
+        };
+        var result = h.Run();
+        Assert.Equal(Enumerable.Range(1, 12), result.Included);
+        Assert.Empty(result.Exclusions);
+        Assert.Equal(h.PlainSum(Enumerable.Range(1, 12)), result.Sum);
+    }
+
+    [Fact]
+    public void A_false_complaint_is_disproved_by_its_own_key_and_excludes_the_accuser_not_the_accused()
+    {
+        // Client 9 accuses client 4, whose bundle was fine, and reveals the key as it must: the bundle opens to valid
+        // shares, so the accusation is a lie. On main before proofs, one such complaint removed client 4 from the sum.
+        byte[]? revealed = null;
+        var template = SecAggHarness.Create(12, 7, 64);
+        SecAggHarness h = null!;
+        h = new SecAggHarness
+        {
+            Parameters = template.Parameters, Inputs = template.Inputs,
+            TamperMaskedInput = (id, m) => id != 9 ? m : m with { Complaints = [new ShareComplaint(4, "share bundle failed authentication", revealed = KeyBetween(h, 4, 9))] },
+        };
+        var result = h.Run();
+        Assert.NotNull(revealed);
+        Assert.Contains(4, result.Included);
+        Assert.DoesNotContain(9, result.Included);
+        var exclusion = Assert.Single(result.Exclusions);
+        Assert.Equal(9, exclusion.ClientId);
+        Assert.Contains("false", exclusion.Reason);
+        Assert.Equal(h.PlainSum(Enumerable.Range(1, 12).Except([9])), result.Sum);
+    }
+
+    [Fact]
+    public void A_complaint_without_proof_changes_no_ones_place()
     {
         var h = new SecAggHarness
         {
             Parameters = SecAggHarness.Create(12, 7, 64).Parameters,
             Inputs = SecAggHarness.Create(12, 7, 64).Inputs,
+            TamperMaskedInput = (id, m) => id switch
+            {
+                9 => m with { Complaints = [new ShareComplaint(4, "share bundle failed authentication")] },                    // no key
+                10 => m with { Complaints = [new ShareComplaint(5, "share bundle failed authentication", RandomNumberGenerator.GetBytes(32))] }, // a key that opens nothing
+                _ => m,
+            },
+        };
+        var result = h.Run();
+        Assert.Equal(Enumerable.Range(1, 12), result.Included);
+        Assert.Empty(result.Exclusions);
+        Assert.Equal(h.PlainSum(Enumerable.Range(1, 12)), result.Sum);
+    }
+
+    [Fact]
+    public void A_bundle_proven_bad_by_the_revealed_key_excludes_its_sender_and_the_sum_stays_exact()
+    {
+        // Client 4 encrypts shares outside the field for client 9 under the right key: 9 complains with that key, the
+        // server opens the stored bundle, sees the bad shares itself, and leaves 4 out.
+        SecAggHarness h = null!;
+        var template = SecAggHarness.Create(12, 7, 64);
+        h = new SecAggHarness
+        {
+            Parameters = template.Parameters, Inputs = template.Inputs,
             TamperShareKeys = (id, m) =>
             {
                 if (id != 4) return m;
-                var shares = m.Shares.Select(s => s.To == 9 ? s with { Ciphertext = Flip(s.Ciphertext, 30) } : s).ToArray();
-                return m with { Shares = shares };
+                var garbage = Enumerable.Repeat((byte)0xFF, SecAggCrypto.ShareLength).ToArray();
+                var bundle = SecAggCrypto.EncryptBundle(KeyBetween(h, 4, 9), h.Parameters.RoundId, 4, 9, garbage, garbage);
+                return m with { Shares = m.Shares.Select(s => s.To == 9 ? s with { Ciphertext = bundle } : s).ToArray() };
             },
         };
         var result = h.Run();
         Assert.DoesNotContain(4, result.Included);
-        var exclusion = Assert.Single(result.Exclusions, e => e.ClientId == 4);
-        Assert.Contains("failed authentication", exclusion.Reason);
+        var exclusion = Assert.Single(result.Exclusions);
+        Assert.Equal(4, exclusion.ClientId);
+        Assert.Contains("proved", exclusion.Reason);
+        Assert.Contains("outside the field", exclusion.Reason);
         Assert.Equal(h.PlainSum(Enumerable.Range(1, 12).Except([4])), result.Sum);
+    }
+
+    [Fact]
+    public void The_revealed_key_opens_only_the_bundle_the_complainer_received()
+    {
+        using var a = SecAggCrypto.NewKeyPair();
+        using var b = SecAggCrypto.NewKeyPair();
+        var round = RandomNumberGenerator.GetBytes(32);
+        var share = new byte[SecAggCrypto.ShareLength];
+        var toB = SecAggCrypto.EncryptBundle(SecAggCrypto.ShareKey(a, b.PublicKey, round, 1, 2), round, 1, 2, share, share);
+        var toA = SecAggCrypto.EncryptBundle(SecAggCrypto.ShareKey(b, a.PublicKey, round, 2, 1), round, 2, 1, share, share);
+        var revealedByB = SecAggCrypto.ShareKey(b, a.PublicKey, round, 1, 2);
+        Assert.Equal(SecAggCrypto.ShareKey(a, b.PublicKey, round, 1, 2), revealedByB);   // both ends derive it
+        Assert.Equal(ComplaintFinding.Disproved, SecAggCrypto.JudgeComplaint(revealedByB, round, 1, 2, toB).Finding);
+        // B's own bundle to A (B's shares) stays closed to whoever holds B's complaint key.
+        Assert.Equal(ComplaintFinding.Unproven, SecAggCrypto.JudgeComplaint(revealedByB, round, 2, 1, toA).Finding);
+        Assert.Null(SecAggCrypto.TryDecryptBundle(SecAggCrypto.ShareKey(a, b.PublicKey, round, 2, 1), round, 2, 1, toA, out _, out _));
+    }
+
+    /// <summary>The key of the bundle <paramref name="from"/> sends <paramref name="to"/>, from the running clients' exported keys.</summary>
+    private static byte[] KeyBetween(SecAggHarness h, int from, int to)
+    {
+        var sender = h.Clients[from].ExportState();
+        var recipient = h.Clients[to].ExportState();
+        using var own = SecAggCrypto.TryRebuild(sender.EncryptionPrivateKey, sender.EncryptionPublicKey)!;
+        Assert.True(SecAggCrypto.TryImportPublic(recipient.EncryptionPublicKey, out var peer));
+        using (peer) return SecAggCrypto.ShareKey(own, peer!, h.Parameters.RoundId, from, to);
     }
 
     [Fact]

@@ -75,6 +75,7 @@ internal static class RoundMessageValidator
             if (c is null) return $"complaints[{i}] is null.";
             if (Array.IndexOf(p.ClientIds, c.Accused) < 0) return $"complaints[{i}].accused is not a client of this round.";
             if (c.Reason is null || c.Reason.Length > MaxReasonLength) return $"complaints[{i}].reason must be present and at most {MaxReasonLength} characters.";
+            if (c.ShareKey is { Length: not ShareComplaint.ShareKeyLength }) return $"complaints[{i}].shareKey, the proof, must be {ShareComplaint.ShareKeyLength} bytes when present.";
         }
         return null;
     }
