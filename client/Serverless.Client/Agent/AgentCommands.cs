@@ -86,8 +86,9 @@ internal static class AgentCommands
         var dpNoise = new Option<double>("--dp-noise") { Description = "Patient mode: noise multiplier sigma (std sigma*C on each step's sum)", DefaultValueFactory = _ => 1.0 };
         var dpBatch = new Option<int>("--dp-batch") { Description = "Patient mode: expected Poisson batch size L (sampling rate L / records)", DefaultValueFactory = _ => 32 };
         var honestButCurious = new Option<bool>("--allow-honest-but-curious-server") { Description = "Also take part in secure aggregation without signed keys and a consistency check (it holds only if the server is honest)" };
+        var minNoise = new Option<double>("--min-update-noise") { Description = "Client-level DP floor z of this agent: refuse a secure training round whose noise share is below z times the clip norm (0 = none)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
-            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch, honestButCurious };
+            { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch, honestButCurious, minNoise };
         cmd.SetAction((r, ct) => GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
@@ -95,6 +96,7 @@ internal static class AgentCommands
             if (r.GetValue(poll) is < 10 or > 600_000) throw new ArgumentException("--poll-ms must be between 10 and 600000");
             if (r.GetValue(bits) is < 0 or > 16) throw new ArgumentException("--quantize-bits must be between 0 and 16");
             if (r.GetValue(rounds) < 0) throw new ArgumentException("--rounds must not be negative");
+            if (!(r.GetValue(minNoise) is >= 0 and <= 1000)) throw new ArgumentException("--min-update-noise must be between 0 and 1000");
             var cohort = LocalData.Load(LocalData.ParseFormat(r.GetValue(format)!), r.GetValue(data)!, ReadKey(r.GetValue(keyFile)));
             var patient = r.GetValue(dpMode) == "patient"
                 ? PatientPrivacy.Open(new PatientPrivacySettings(r.GetValue(dpClip), r.GetValue(dpNoise), r.GetValue(dpBatch), r.GetValue(patientDelta), r.GetValue(patientEpsilon)), directory)
@@ -104,7 +106,8 @@ internal static class AgentCommands
             using var keys = await AgentKeys.OpenAsync(directory, ct);
             using var http = CreateHttpClient(config, cert);
             var options = new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(r.GetValue(poll)), MaxRounds = r.GetValue(rounds), QuantizationBits = r.GetValue(bits),
-                CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)), AllowHonestButCuriousServer = r.GetValue(honestButCurious) };
+                CrashAt = CrashPlan.Parse(Environment.GetEnvironmentVariable(CrashPlan.Variable)), AllowHonestButCuriousServer = r.GetValue(honestButCurious),
+                MinUpdateNoiseMultiplier = r.GetValue(minNoise) };
             Console.WriteLine($"agent {config.ClientId}: {cohort.Patients.Count} local patients; federations {string.Join(", ", config.Federations)}; server {config.Server}" +
                               (patient is null ? "" : string.Create(CultureInfo.InvariantCulture, $"; patient-level DP (DP-SGD C = {patient.Settings.ClipNorm}, sigma = {patient.Settings.NoiseMultiplier}, L = {patient.Settings.ExpectedBatchSize}; per-patient epsilon {patient.Budget.EpsilonSpent:F3} of {patient.Settings.EpsilonBudget} at delta {patient.Settings.Delta:G3})")) +
                               (pipeline.Attack.IsAttacking ? $"; ATTACKING ({pipeline.Attack})" : ""));

@@ -1,9 +1,11 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Serverless.Federation.Rounds;
+using Serverless.Federation.Strategies;
 using Serverless.Telemetry;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
@@ -32,6 +34,13 @@ internal sealed record AgentRunOptions
     /// check, the server's threshold and graph seed taken on trust). Off: such a round is refused, as issue 20 requires.
     /// </summary>
     public bool AllowHonestButCuriousServer { get; init; }
+
+    /// <summary>
+    /// This agent's own floor on client-level DP (z; 0 = none): in a training stage under secure aggregation its noise share
+    /// must be at least z times the clip norm. That is the whole noise, so even if t - 1 colluders subtract their shares the
+    /// sum still hides this client's update at z; a task below it (or one that does not clip) is refused before any key leaves.
+    /// </summary>
+    public double MinUpdateNoiseMultiplier { get; init; }
 
     /// <summary>Source of DP noise and stochastic rounding: <see cref="CryptoRandom"/> unless a test seeds it.</summary>
     public Func<Random> Randomness { get; init; } = static () => new CryptoRandom();
@@ -316,6 +325,8 @@ internal sealed class FederationAgent : IDisposable
     /// <exception cref="SecAggAbortedException">the round's secure aggregation would not hold against an active server, or a peer is not trusted.</exception>
     private SecAggClient NewClient(Session session, ClientTask task, SecAggRoundParameters parameters)
     {
+        if (task.Training?.Fit is { } fit && BelowNoiseFloor(fit, _options.MinUpdateNoiseMultiplier) is { } why)
+            throw new SecAggAbortedException($"Client {task.SecAggId} aborts: {why}.");
         if (!parameters.RequireSignatures)
         {
             if (!_options.AllowHonestButCuriousServer)
@@ -323,6 +334,17 @@ internal sealed class FederationAgent : IDisposable
             return new SecAggClient(parameters, task.SecAggId);
         }
         return new SecAggClient(parameters, task.SecAggId, IdentityKey(), PeerKeys(task, parameters), SecAggSigningContext.Of(session.Federation, task.Round, task.Stage));
+    }
+
+    /// <summary>Why a training task's noise share is below the floor z (<see cref="AgentRunOptions.MinUpdateNoiseMultiplier"/>), or null when it is not (or z is 0).</summary>
+    internal static string? BelowNoiseFloor(FitConfig fit, double minNoiseMultiplier)
+    {
+        if (!(minNoiseMultiplier > 0)) return null;
+        if (!(fit.ClipNorm > 0))
+            return string.Create(CultureInfo.InvariantCulture, $"the training task does not clip updates, so no noise meets this agent's floor z = {minNoiseMultiplier:G4} (--min-update-noise)");
+        var floor = minNoiseMultiplier * fit.ClipNorm;
+        return fit.NoiseStd >= floor * (1 - 1e-12) ? null : string.Create(CultureInfo.InvariantCulture,
+            $"the training task's noise std {fit.NoiseStd:G4} at clip norm {fit.ClipNorm:G4} is below this agent's floor z = {minNoiseMultiplier:G4} (std {floor:G4}, --min-update-noise)");
     }
 
     /// <summary>The long-term identity: the enrolled certificate's ECDSA P-256 key (the key that proved possession at enrolment).</summary>

@@ -367,6 +367,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
     /// <summary>Patient mode: an agent's DP-SGD noise multiplier, calibrated for its own records.</summary>
     internal double PatientNoiseOf(AgentProcess agent) => _o.PatientNoiseMultiplier(agent.Records);
 
+    /// <summary>The agents' own client-level DP floor: the federation's z when it runs client-level DP under secure aggregation, else none.</summary>
+    internal double ClientNoiseFloor => _o.DifferentialPrivacy && !_o.PatientLevelDp && _o.SecureAggregation ? _o.EffectiveNoiseMultiplier : 0;
+
     /// <summary>
     /// An independent accountant's figure for the completed rounds (q = 1, z each) and, once the federation has statistics,
     /// their release (one Gaussian step at the statistics z; decision 0023).
@@ -714,6 +717,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             if (owner._o.DifferentialPrivacy && owner._o.PatientLevelDp)
                 args.AddRange(string.Create(CultureInfo.InvariantCulture,
                     $"--dp-mode patient --patient-epsilon {owner._o.EpsilonBudget} --patient-delta 1e-5 --dp-clip {owner._o.DpClipNorm} --dp-noise {owner.PatientNoiseOf(this)} --dp-batch {owner._o.DpBatchSize}").Split(' '));
+            if (owner.ClientNoiseFloor is > 0 and var z) args.AddRange(["--min-update-noise", z.ToString("R", CultureInfo.InvariantCulture)]);
             _process = ChildProcess.StartDotnet(Id, clientDll, args, Path.Combine(Directory, "agent.log"), Directory,
                 new Dictionary<string, string?>(owner.TelemetryEnvironment) { [AgentKeys.MasterKeyVariable] = null, ["NO_COLOR"] = "1", [CrashPlan.Variable] = crashBefore });
             Starts++;
@@ -744,7 +748,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
                         : null;
                     var pipeline = new LocalUpdatePipeline(LocalData.Load(LocalDataFormat.Csv, [Path.Combine(Directory, "data.csv")]), attack, patient);
                     using var agent = new FederationAgent(Directory, config, keys, new RoundsClient(http), certificate, pipeline,
-                        new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(owner.AgentPollMilliseconds) }, progress);
+                        new AgentRunOptions { PollInterval = TimeSpan.FromMilliseconds(owner.AgentPollMilliseconds), MinUpdateNoiseMultiplier = owner.ClientNoiseFloor }, progress);
                     await agent.RunAsync(ct);
                 }
                 catch (OperationCanceledException) when (ct.IsCancellationRequested)

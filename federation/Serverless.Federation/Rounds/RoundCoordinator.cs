@@ -224,7 +224,10 @@ public static class RoundCoordinator
         var minSurvivors = Math.Max(config.MinClients, threshold);
         var dp = config.Privacy;
         var clip = dp.Enabled || dp.ClipNorm > 0 ? dp.ClipNorm : 0;
-        var clientNoise = dp.Enabled && secure.Enabled ? GaussianMechanism.DistributedStd(dp.NoiseMultiplier, dp.ClipNorm, minSurvivors) : 0;
+        // Slack for t - 1 colluders (issue 20): counted against the t survivors every client can verify, not the server's
+        // MinClients, so each share is the whole z * S and the honest survivors' noise alone meets z (as the statistics stage,
+        // decision 0023). An agent refuses a share below its own floor (--min-update-noise).
+        var clientNoise = dp.Enabled && secure.Enabled ? GaussianMechanism.DistributedStd(dp.NoiseMultiplier, dp.ClipNorm, threshold, colluding: threshold - 1) : 0;
         var centralNoise = dp.Enabled && !secure.Enabled ? dp.NoiseMultiplier * dp.ClipNorm : 0;
         UpdateRingEncoding? encoding = null;
         if (secure.Enabled)

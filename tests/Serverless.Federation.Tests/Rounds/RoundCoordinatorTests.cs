@@ -114,7 +114,9 @@ public sealed class RoundCoordinatorTests
         Assert.Equal(4, training.Threshold);            // the active-server floor floor(2 * 5 / 3) + 1 (the fraction gives floor(0.5 * 4) + 1 = 3)
         Assert.True(training.RequireSignatures);
         Assert.Equal(4, plan.MinSurvivors);
-        Assert.Equal(GaussianMechanism.DistributedStd(1.0, 0.5, 4), plan.Fit.NoiseStd, 12);
+        // Each share carries the whole z * S: t - 1 = 3 colluders may subtract theirs from a sum of t = 4 survivors.
+        Assert.Equal(GaussianMechanism.DistributedStd(1.0, 0.5, 4, colluding: 3), plan.Fit.NoiseStd, 12);
+        Assert.Equal(1.0 * 0.5, plan.Fit.NoiseStd, 12);
         Assert.Equal(RoundCoordinator.MaliciousSecurePhases, RoundCoordinator.PhasesOf(training));
         Assert.Equal(5, plan.VerificationKeys().Count);
         Assert.Equal(0, plan.CentralNoiseStd);

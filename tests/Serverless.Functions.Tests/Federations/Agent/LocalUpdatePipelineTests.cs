@@ -20,6 +20,21 @@ public sealed class LocalUpdatePipelineTests
     private static LocalTrainingPlan Plan(double clip = 0, double noise = 0) => new(Round: 1, LocalEpochs: 1, LearningRate: 0.05, ProximalMu: 0.01, BatchSize: 16, Seed: 5, clip, noise);
 
     [Fact]
+    public void The_agents_noise_floor_refuses_a_share_below_z_times_the_clip_norm_and_an_unclipped_task()
+    {
+        // The server's plan for 5 clients (t = 4, 3 colluders allowed for): a share of the whole z * S passes a floor at z.
+        var std = GaussianMechanism.DistributedStd(1.0, 0.5, 4, colluding: 3);
+        Serverless.Federation.Strategies.FitConfig Fit(double clip, double noise) => new(1, 1, 0.05, 0, 1, clip, noise);
+        Assert.Null(FederationAgent.BelowNoiseFloor(Fit(0.5, std), 1.0));
+        Assert.Null(FederationAgent.BelowNoiseFloor(Fit(0.5, 0), 0));                     // no floor set
+        // The honest-but-curious sizing z S / sqrt(4) would let 3 colluders leave a quarter of the variance: refused.
+        var why = FederationAgent.BelowNoiseFloor(Fit(0.5, GaussianMechanism.DistributedStd(1.0, 0.5, 4)), 1.0);
+        Assert.Contains("below this agent's floor z = 1", why);
+        Assert.Contains("does not clip", FederationAgent.BelowNoiseFloor(Fit(0, 10), 1.0));
+        Assert.NotNull(FederationAgent.BelowNoiseFloor(Fit(0.5, double.NaN), 1.0));
+    }
+
+    [Fact]
     public void Patient_mode_trains_with_dp_sgd_charges_its_own_account_and_refuses_a_round_beyond_the_budget_before_training()
     {
         var dir = Directory.CreateTempSubdirectory("patient-dp-").FullName;
