@@ -276,8 +276,9 @@ internal static class PartnerCommands
         var ring = new Option<int?>("--ring") { Description = "CKKS ring degree for a test server (e.g. 4096; insecure); default: the library's 128-bit parameters for the model" };
         var output = new Option<FileInfo?>("--out") { Description = "Also write the trained checkpoint (JSON) here" };
         var data = new Argument<string[]>("path") { Description = "Training cohort files or directories", Arity = ArgumentArity.OneOrMore };
+        var tenants = new Option<string[]>("--tenant") { Description = "Partner tenant entitled to the version (repeatable; '*' for every partner)", Required = true, AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("publish-model", "Operator: train the HE-friendly CNN-LSTM on cohort files and publish it for encrypted inference")
-            { server, token, version, format, keyFile, allow, steps, epochs, seed, ring, output, data };
+            { server, token, version, format, keyFile, allow, steps, epochs, seed, ring, output, tenants, data };
         cmd.SetAction((r, ct) => GuardAsync(async () =>
         {
             var patients = PartnerWorkflow.ImportPatients(r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow));
@@ -294,6 +295,7 @@ internal static class PartnerCommands
             {
                 checkpoint = JsonDocument.Parse(checkpoint).RootElement,
                 ckks = ringValue is null ? null : new { n = model.Plan.Parameters.N, levels = model.Plan.Parameters.MaxLevel },
+                tenants = r.GetValue(tenants),
             }, new JsonSerializerOptions(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
             using var api = Api(r, server, token, required: true)!;
             var info = await api.PublishModelAsync(r.GetValue(version)!, publication, ct);

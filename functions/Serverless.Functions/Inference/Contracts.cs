@@ -48,6 +48,8 @@ public static class RefusalCodes
     public const string Unauthenticated = "unauthenticated";
     public const string Forbidden = "forbidden";
     public const string UnknownModel = "unknown-model";
+    /// <summary>The partner's tenant is not among the model version's entitled tenants.</summary>
+    public const string NotEntitled = "not-entitled";
     public const string KeysNotRegistered = "keys-not-registered";
     public const string ForeignKeys = "foreign-keys";
     public const string WrongParameters = "wrong-parameters";

@@ -5,6 +5,7 @@ using Serverless.Functions.Inference.Services;
 using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
+using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Inference;
 
@@ -38,7 +39,10 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
         }
     }
 
-    /// <summary>GET the version's partner package (JSON: info, evaluation plan, preprocessing statistics); 404 when unknown.</summary>
+    /// <summary>
+    /// GET the version's partner package (JSON: info, evaluation plan, preprocessing statistics); 404 when unknown, 403 for a
+    /// partner whose tenant is not entitled to it (the only role with inference.read that is scoped to a tenant).
+    /// </summary>
     [Function("GetInferenceModel")]
     [RequirePermission(Permissions.InferenceRead)]
     public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "inference/models/{version}")] HttpRequest request, string version, CancellationToken cancellationToken)
@@ -46,9 +50,43 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
         if (!InferenceNames.IsValidId(version))
             return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the model version must be 1-64 letters, digits, '.', '_' or '-'");
         var package = await catalog.GetPackageJsonAsync(version, cancellationToken);
-        return package is null
-            ? InferenceRefusedException.Problem(RefusalCodes.UnknownModel, $"model version '{version}' has not been published for inference")
-            : Results.Text(package, "application/json");
+        if (package is null) return InferenceRefusedException.Problem(RefusalCodes.UnknownModel, $"model version '{version}' has not been published for inference");
+        var user = request.HttpContext.User;
+        if (user.FindAll(SecurityClaims.Role).Any(r => r.Value == Roles.Partner))
+        {
+            var tenant = user.FindFirst(SecurityClaims.Tenant)?.Value ?? "";
+            if (!(await catalog.GetEntitlementAsync(version, cancellationToken)).Admits(tenant))
+                return InferenceRefusedException.Problem(RefusalCodes.NotEntitled, $"tenant '{tenant}' is not entitled to model version '{version}'");
+        }
+        return Results.Text(package, "application/json");
+    }
+
+    /// <summary>PUT the partner tenants entitled to a published version (<c>{"tenants": ["a", "b"]}</c>, or <c>["*"]</c>): replaces the list, audited.</summary>
+    [Function("SetInferenceModelTenants")]
+    [RequirePermission(Permissions.ModelPromote)]
+    [RequestBodyLimit(1024 * 1024)]
+    public async Task<IResult> SetTenants([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "inference/models/{version}/tenants")] HttpRequest request, string version,
+        CancellationToken cancellationToken)
+    {
+        if (!InferenceNames.IsValidId(version))
+            return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the model version must be 1-64 letters, digits, '.', '_' or '-'");
+        ModelEntitlement? body;
+        try
+        {
+            body = await System.Text.Json.JsonSerializer.DeserializeAsync<ModelEntitlement>(request.Body, System.Text.Json.JsonSerializerOptions.Web, cancellationToken);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the body is not {\"tenants\": [...]}: " + e.Message);
+        }
+        try
+        {
+            return Results.Ok(await catalog.SetEntitlementAsync(version, body?.Tenants, SubmissionAuthenticator.Subject(request.HttpContext.User), cancellationToken));
+        }
+        catch (InferenceRefusedException e)
+        {
+            return InferenceRefusedException.Problem(e.Code, e.Message);
+        }
     }
 }
 

@@ -155,13 +155,50 @@ public sealed class InferenceRefusalTests : IClassFixture<RefusalHost>
         // A model version that accepts at most 10 records per batch refuses 40 ("too many records").
         const string limited = "he-ten-records";
         using (var published = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{limited}", await Host.TokenAsync("op", "operator"),
-                   JsonSerializer.SerializeToUtf8Bytes(new { checkpoint = JsonDocument.Parse(_scenario.Model.Checkpoint.ToJson()).RootElement, ckks = new { n = _scenario.Parameters.N, levels = _scenario.Parameters.MaxLevel }, maxRecords = 10 }),
+                   JsonSerializer.SerializeToUtf8Bytes(new { checkpoint = JsonDocument.Parse(_scenario.Model.Checkpoint.ToJson()).RootElement, ckks = new { n = _scenario.Parameters.N, levels = _scenario.Parameters.MaxLevel }, maxRecords = 10, tenants = new[] { "*" } }),
                    "application/json"))
             Assert.Equal(HttpStatusCode.Created, published.StatusCode);
         using (var r = await Host.SendAsync(HttpMethod.Put, $"api/partners/{RefusalHost.TenantA}/keys/{limited}", _fixture.TokenA, _fixture.KeysA.EvaluationKeys.ToBytes()))
             Assert.Equal(HttpStatusCode.Created, r.StatusCode);
         using (var response = await Host.SendAsync(HttpMethod.Post, $"api/partners/{RefusalHost.TenantA}/batches/forty?modelVersion={limited}", _fixture.TokenA, batch))
             await AssertProblemAsync(response, HttpStatusCode.RequestEntityTooLarge, "batch-too-large", "too many records, 40 exceeds the limit of 10");
+    }
+
+    [Fact]
+    public async Task A_version_is_read_registered_and_scored_only_by_its_entitled_tenants_and_revocation_takes_effect_at_once()
+    {
+        await _fixture.EnsureStartedAsync();
+        var op = await Host.TokenAsync("op-entitle", "operator");
+        // No entitlement named: refused, nothing is open by omission.
+        var bare = JsonSerializer.SerializeToUtf8Bytes(new { checkpoint = JsonDocument.Parse(_scenario.Model.Checkpoint.ToJson()).RootElement, ckks = new { n = _scenario.Parameters.N, levels = _scenario.Parameters.MaxLevel } });
+        using (var r = await Host.SendAsync(HttpMethod.Put, "api/inference/models/he-unscoped", op, bare, "application/json"))
+            await AssertProblemAsync(r, HttpStatusCode.BadRequest, "bad-message", "tenants is required");
+
+        const string scoped = "he-scoped";
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{scoped}", op, _scenario.Publication(RefusalHost.TenantA), "application/json"))
+            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+        using (var r = await Host.SendAsync(HttpMethod.Get, $"api/inference/models/{scoped}", _fixture.TokenA))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        using (var r = await Host.SendAsync(HttpMethod.Get, $"api/inference/models/{scoped}", _fixture.TokenB))
+            await AssertProblemAsync(r, HttpStatusCode.Forbidden, "not-entitled", $"'{RefusalHost.TenantB}' is not entitled");
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/partners/{RefusalHost.TenantB}/keys/{scoped}", _fixture.TokenB, _fixture.KeysB.EvaluationKeys.ToBytes()))
+            await AssertProblemAsync(r, HttpStatusCode.Forbidden, "not-entitled", "not entitled");
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/partners/{RefusalHost.TenantA}/keys/{scoped}", _fixture.TokenA, _fixture.KeysA.EvaluationKeys.ToBytes()))
+            Assert.Equal(HttpStatusCode.Created, r.StatusCode);
+
+        // Revoke A, grant B: A's registered keys score nothing more, on its very next batch.
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{scoped}/tenants", _fixture.TokenA, JsonSerializer.SerializeToUtf8Bytes(new { tenants = new[] { RefusalHost.TenantA } }), "application/json"))
+            Assert.Equal(HttpStatusCode.Forbidden, r.StatusCode);   // a partner cannot entitle itself
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{scoped}/tenants", op, JsonSerializer.SerializeToUtf8Bytes(new { tenants = new[] { RefusalHost.TenantB } }), "application/json"))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        var batch = BatchEncryptor.Encrypt(_fixture.Records.Subset([0, 1]), _fixture.KeysA).ToBytes();
+        using (var r = await Host.SendAsync(HttpMethod.Post, $"api/partners/{RefusalHost.TenantA}/batches/revoked?modelVersion={scoped}", _fixture.TokenA, batch))
+            await AssertProblemAsync(r, HttpStatusCode.Forbidden, "not-entitled", "not entitled");
+        using (var r = await Host.SendAsync(HttpMethod.Get, $"api/inference/models/{scoped}", _fixture.TokenB))
+            Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+        using (var r = await Host.SendAsync(HttpMethod.Put, $"api/inference/models/{scoped}/tenants", op, JsonSerializer.SerializeToUtf8Bytes(new { tenants = new[] { "*", "x" } }), "application/json"))
+            await AssertProblemAsync(r, HttpStatusCode.BadRequest, "bad-message", "stands alone");
+        Assert.Single(await Host.AuditAsync(e => e.Action == "inference.model.entitle" && e.Resource == $"inference-model/{scoped}" && e.Outcome == Serverless.Security.Audit.AuditOutcome.Success));
     }
 
     [Fact]

@@ -72,11 +72,12 @@ public sealed class InferenceScenario
     /// <summary>AUROC of the HE-friendly model evaluated in plaintext on the partner's patients.</summary>
     public double PlainHeAuroc { get; }
 
-    /// <summary>What an operator PUTs to publish the model (checkpoint + CKKS ring and levels).</summary>
-    public byte[] Publication() => JsonSerializer.SerializeToUtf8Bytes(new
+    /// <summary>What an operator PUTs to publish the model (checkpoint, CKKS ring and levels, entitled tenants: every partner unless given).</summary>
+    public byte[] Publication(params string[] tenants) => JsonSerializer.SerializeToUtf8Bytes(new
     {
         checkpoint = JsonDocument.Parse(Model.Checkpoint.ToJson()).RootElement,
         ckks = new { n = Parameters.N, levels = Parameters.MaxLevel },
+        tenants = tenants.Length == 0 ? ["*"] : tenants,
     });
 }
 

@@ -103,12 +103,12 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
         var (csv, patients) = PartnerPatients(seed: 95, patients: 20);
         var checkpoint = _dir.Sub("published.json");
         var publish = await CliRunner.RunAsync("partner", "publish-model", "--server", _host.Address.ToString(), "--token", await _host.TokenAsync("op-cli", "operator"),
-            "--version", "he-cli-trained", "--epochs", "3", "--ring", "4096", "--out", checkpoint, training);
+            "--version", "he-cli-trained", "--epochs", "3", "--ring", "4096", "--out", checkpoint, "--tenant", "insurer-trained", training);
         Assert.True(publish.ExitCode == 0, publish.Out + publish.Error);
         Assert.Contains("published he-cli-trained", publish.Out);
         // A partner may not publish.
         var denied = await CliRunner.RunAsync("partner", "publish-model", "--server", _host.Address.ToString(), "--token", await _host.TokenAsync("svc-x", "partner", "insurer-x"),
-            "--version", "he-cli-denied", "--epochs", "1", "--ring", "4096", training);
+            "--version", "he-cli-denied", "--epochs", "1", "--ring", "4096", "--tenant", "*", training);
         Assert.Equal(1, denied.ExitCode);
         Assert.StartsWith("error: server answered 403", Assert.Single(denied.ErrorLines));
 

@@ -31,6 +31,9 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
 
         var model = await catalog.GetAsync(batch.ModelVersion, cancellationToken);
         if (model is null) return BatchValidation.Refused(RefusalCodes.UnknownModel, $"model version '{batch.ModelVersion}' has not been published for inference");
+        // Checked on every batch, not only at key registration: a revoked tenant's registered keys score nothing more.
+        if (!(await catalog.GetEntitlementAsync(batch.ModelVersion, cancellationToken)).Admits(batch.Tenant))
+            return BatchValidation.Refused(RefusalCodes.NotEntitled, $"tenant '{batch.Tenant}' is not entitled to model version '{batch.ModelVersion}'");
         var plan = model.Plan;
         var registration = await keys.GetRegistrationAsync(batch.Tenant, batch.ModelVersion, cancellationToken);
         if (registration is null)

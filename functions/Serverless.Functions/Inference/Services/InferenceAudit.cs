@@ -6,6 +6,7 @@ namespace Serverless.Functions.Inference.Services;
 public static class InferenceAuditActions
 {
     public const string ModelPublish = "inference.model.publish";
+    public const string ModelEntitle = "inference.model.entitle";
     public const string KeysRegister = "inference.keys.register";
     public const string BatchSubmit = "inference.batch.submit";
     public const string BatchDuplicate = "inference.batch.duplicate";

@@ -33,6 +33,7 @@ public sealed class InferenceBlobs(IBlobStoreProvider provider)
 
     public static string ModelBlob(string version) => $"inference/{version}/model";
     public static string PackageBlob(string version) => $"inference/{version}/package.json";
+    public static string EntitlementBlob(string version) => $"inference/{version}/tenants.json";
     public static string KeyBundleBlob(string tenant, string version) => $"{tenant}/{version}/evaluation-keys";
     public static string RegistrationBlob(string tenant, string version) => $"{tenant}/{version}/registration.json";
     public static string KeyIdBlob(string keyId) => $"key-ids/{keyId}.json";

@@ -11,7 +11,7 @@ internal sealed class InferenceRefusedException(string code, string reason) : Ex
     public static int StatusCodeFor(string code) => code switch
     {
         RefusalCodes.Unauthenticated => StatusCodes.Status401Unauthorized,
-        RefusalCodes.Forbidden or RefusalCodes.ForeignKeys => StatusCodes.Status403Forbidden,
+        RefusalCodes.Forbidden or RefusalCodes.ForeignKeys or RefusalCodes.NotEntitled => StatusCodes.Status403Forbidden,
         RefusalCodes.UnknownModel or RefusalCodes.BlobMissing => StatusCodes.Status404NotFound,
         RefusalCodes.Conflict => StatusCodes.Status409Conflict,
         RefusalCodes.BatchTooLarge => StatusCodes.Status413PayloadTooLarge,
@@ -38,6 +38,7 @@ internal sealed class InferenceRefusedException(string code, string reason) : Ex
         RefusalCodes.QuotaExceeded => "The partner's daily query cap is reached.",
         RefusalCodes.DigestMismatch => "The batch does not match its SHA-256.",
         RefusalCodes.UnknownModel => "No such model version.",
+        RefusalCodes.NotEntitled => "The partner is not entitled to this model version.",
         RefusalCodes.BlobMissing => "The batch blob does not exist.",
         RefusalCodes.Conflict => "The batch id was already used for other content.",
         RefusalCodes.Forbidden => "Forbidden.",

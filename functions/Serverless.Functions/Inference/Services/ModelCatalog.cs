@@ -15,10 +15,30 @@ namespace Serverless.Functions.Inference.Services;
 
 /// <summary>
 /// What an operator PUTs to publish a model version for encrypted inference: the HE-friendly
-/// checkpoint (the JSON <c>model train --poly</c> / <c>HeModel.Train</c> writes) and optionally the
-/// CKKS parameters (default: <c>HeModel.DefaultParameters()</c>, 128-bit secure) and a record limit.
+/// checkpoint (the JSON <c>model train --poly</c> / <c>HeModel.Train</c> writes), the partner tenants
+/// entitled to it (<c>["*"]</c>: every partner; required, so no version is open by omission; changed later
+/// with <c>PUT .../tenants</c>) and optionally the CKKS parameters (default: <c>HeModel.DefaultParameters()</c>,
+/// 128-bit secure) and a record limit.
 /// </summary>
-public sealed record ModelPublication(JsonElement Checkpoint, CkksParameterSpec? Ckks = null, int? MaxRecords = null);
+public sealed record ModelPublication(JsonElement Checkpoint, CkksParameterSpec? Ckks = null, int? MaxRecords = null, string[]? Tenants = null);
+
+/// <summary>The partner tenants entitled to a model version: its package, key registration and batches. <c>"*"</c> alone: every partner.</summary>
+public sealed record ModelEntitlement(string[] Tenants)
+{
+    public const string EveryPartner = "*";
+
+    public bool Admits(string tenant) => Tenants.Contains(EveryPartner, StringComparer.Ordinal) || Tenants.Contains(tenant, StringComparer.Ordinal);
+
+    /// <summary>Null when the list is valid, else why not.</summary>
+    public static string? Invalid(string[]? tenants)
+    {
+        if (tenants is null || tenants.Length == 0) return "tenants is required: the partner tenants entitled to this version, or [\"*\"] for every partner";
+        if (tenants.Length > 10_000) return "tenants names more than 10000 partners";
+        if (tenants.Contains(EveryPartner, StringComparer.Ordinal)) return tenants.Length == 1 ? null : "\"*\" stands alone in tenants";
+        var bad = tenants.FirstOrDefault(t => !InferenceNames.IsValidId(t));
+        return bad is null ? null : $"tenants[{Array.IndexOf(tenants, bad)}] is not a tenant id (1-64 letters, digits, '.', '_' or '-')";
+    }
+}
 
 /// <summary>
 /// CKKS parameters: either ring degree and levels (<c>HeModel.CreateParameters(n, levels)</c>: 29-bit primes,
@@ -45,6 +65,12 @@ public sealed class ModelCatalog(InferenceBlobs blobs, InferenceAudit audit, IOp
             await audit.RecordAsync(actor, InferenceAuditActions.ModelPublish, resource, AuditOutcome.Denied, $"{RefusalCodes.BadMessage}: {reason}");
             throw new InferenceRefusedException(RefusalCodes.BadMessage, reason!);
         }
+        var tenants = JsonSerializer.Deserialize<ModelPublication>(document, JsonSerializerOptions.Web)!.Tenants;
+        if (ModelEntitlement.Invalid(tenants) is { } invalid)
+        {
+            await audit.RecordAsync(actor, InferenceAuditActions.ModelPublish, resource, AuditOutcome.Denied, $"{RefusalCodes.BadMessage}: {invalid}");
+            throw new InferenceRefusedException(RefusalCodes.BadMessage, invalid);
+        }
         var digest = InferenceBlobs.Sha256Hex(document);
         var info = new ModelVersionInfo(version, actor, time.GetUtcNow(), Convert.ToHexStringLower(model.Plan.ParameterHash.Span), digest);
         var package = PackageJson(info, model);
@@ -65,11 +91,54 @@ public sealed class ModelCatalog(InferenceBlobs blobs, InferenceAudit audit, IOp
             if (await GetPackageJsonAsync(version, cancellationToken) is { } stored)
                 return (JsonSerializer.Deserialize<PackageDto>(stored, JsonSerializerOptions.Web)!.Info, false);
         }
+        // The entitlement before the package: a version is never visible without the list that scopes it. Overwriting is safe:
+        // until the package exists nobody can have changed it (SetEntitlementAsync needs the package).
+        await WriteEntitlementAsync(version, new ModelEntitlement(tenants!), cancellationToken);
         await blobs.Models.PutAsync(InferenceBlobs.PackageBlob(version), new MemoryStream(Encoding.UTF8.GetBytes(package)), cancellationToken: cancellationToken);
         _models.TryRemove(version, out _);
         await audit.RecordAsync(actor, InferenceAuditActions.ModelPublish, resource, AuditOutcome.Success,
             $"{model.Plan}; sha256 {digest}");
         return (info, true);
+    }
+
+    /// <summary>The partner tenants entitled to a published version; none (an empty list) when it has no entitlement stored.</summary>
+    internal async Task<ModelEntitlement> GetEntitlementAsync(string version, CancellationToken cancellationToken)
+    {
+        var bytes = await InferenceBlobs.ReadAllAsync(blobs.Models, InferenceBlobs.EntitlementBlob(version), 1024 * 1024, cancellationToken);
+        if (bytes is null) return new ModelEntitlement([]);
+        var stored = JsonSerializer.Deserialize<ModelEntitlement>(bytes, JsonSerializerOptions.Web);
+        return stored?.Tenants is { } t && ModelEntitlement.Invalid(t) is null ? stored : new ModelEntitlement([]);
+    }
+
+    /// <summary>Replaces the entitled tenants of a published version (audited): grants and revocations take effect on the next request.</summary>
+    /// <exception cref="InferenceRefusedException">unknown version, or an invalid list.</exception>
+    internal async Task<ModelEntitlement> SetEntitlementAsync(string version, string[]? tenants, string actor, CancellationToken cancellationToken)
+    {
+        var resource = $"inference-model/{version}";
+        if (ModelEntitlement.Invalid(tenants) is { } invalid)
+        {
+            await audit.RecordAsync(actor, InferenceAuditActions.ModelEntitle, resource, AuditOutcome.Denied, $"{RefusalCodes.BadMessage}: {invalid}");
+            throw new InferenceRefusedException(RefusalCodes.BadMessage, invalid);
+        }
+        if (await GetPackageJsonAsync(version, cancellationToken) is null)
+            throw new InferenceRefusedException(RefusalCodes.UnknownModel, $"model version '{version}' has not been published for inference");
+        var entitlement = new ModelEntitlement(tenants!);
+        await WriteEntitlementAsync(version, entitlement, cancellationToken);
+        await audit.RecordAsync(actor, InferenceAuditActions.ModelEntitle, resource, AuditOutcome.Success, $"{entitlement.Tenants.Length} tenant(s): {string.Join(",", entitlement.Tenants)}");
+        return entitlement;
+    }
+
+    private Task WriteEntitlementAsync(string version, ModelEntitlement entitlement, CancellationToken cancellationToken) =>
+        blobs.Models.PutAsync(InferenceBlobs.EntitlementBlob(version),
+            new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(entitlement with { Tenants = entitlement.Tenants.Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray() }, JsonSerializerOptions.Web)),
+            cancellationToken: cancellationToken);
+
+    /// <summary>Refuses <paramref name="tenant"/> when it is not entitled to <paramref name="version"/>.</summary>
+    /// <exception cref="InferenceRefusedException">with <see cref="RefusalCodes.NotEntitled"/>.</exception>
+    internal async Task EnsureEntitledAsync(string version, string tenant, CancellationToken cancellationToken)
+    {
+        if (!(await GetEntitlementAsync(version, cancellationToken)).Admits(tenant))
+            throw new InferenceRefusedException(RefusalCodes.NotEntitled, $"tenant '{tenant}' is not entitled to model version '{version}'");
     }
 
     internal async Task<string?> GetPackageJsonAsync(string version, CancellationToken cancellationToken)

@@ -21,6 +21,7 @@ public sealed class PartnerKeyStore(InferenceBlobs blobs, ModelCatalog catalog, 
     {
         var model = await catalog.GetAsync(version, cancellationToken)
             ?? throw new InferenceRefusedException(RefusalCodes.UnknownModel, $"model version '{version}' has not been published for inference");
+        await catalog.EnsureEntitledAsync(version, tenant, cancellationToken);
         EvaluationKeys keys;
         try
         {
