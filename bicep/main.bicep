@@ -61,7 +61,7 @@ var deploymentContainerName = 'app-package'
 var roles = {
   // Host storage (leases, timer status, keys) and the deployment container; the samples above use Owner for both.
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // Queue triggers (partner-batches, sample-jobs), their -poison queues, and the task hub's control/work-item queues.
+  // Queue triggers (partner-batches, fraud transactions), their -poison queues, and the task hub's control/work-item queues.
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Durable Functions' Azure Storage provider keeps instances and history in tables.
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'

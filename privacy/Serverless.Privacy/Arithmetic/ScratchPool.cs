@@ -28,6 +28,13 @@ internal static class ScratchPool
         return s_buckets[bucket].TryTake(out var array) ? array : new ulong[1 << bucket];
     }
 
+    /// <summary>Returns an array that held a secret (encryption randomness, flooding noise, a plaintext's values): zeroed first, so no later renter reads it.</summary>
+    public static void ReturnSecret(ulong[] array)
+    {
+        Array.Clear(array);
+        Return(array);
+    }
+
     public static void Return(ulong[] array)
     {
         if (!BitOperations.IsPow2(array.Length) || array.Length < 16) return;

@@ -68,7 +68,7 @@ public sealed class Encoder
             for (var i = 0; i < values.Length; i++) slots[i] = values[i];
             EncodeSlots(slots, scale, level, destination);
         }
-        finally { ArrayPool<Complex>.Shared.Return(buffer); }
+        finally { ArrayPool<Complex>.Shared.Return(buffer, clearArray: true); }
     }
 
     /// <summary>Encodes complex values (missing slots are zero).</summary>
@@ -84,7 +84,7 @@ public sealed class Encoder
             values.CopyTo(slots);
             EncodeSlots(slots, scale, level, destination);
         }
-        finally { ArrayPool<Complex>.Shared.Return(buffer); }
+        finally { ArrayPool<Complex>.Shared.Return(buffer, clearArray: true); }
     }
 
     /// <summary>Encodes the same real value in every slot (a constant polynomial).</summary>
@@ -119,7 +119,7 @@ public sealed class Encoder
             for (var i = 0; i < half; i++) slots[i] = new Complex(coeffs[i] * inv, coeffs[i + half] * inv);
             SpecialFft(slots);
         }
-        finally { ArrayPool<double>.Shared.Return(coeffs); }
+        finally { ArrayPool<double>.Shared.Return(coeffs, clearArray: true); }
     }
 
     /// <summary>Decodes the real parts of all slots.</summary>
@@ -202,8 +202,8 @@ public sealed class Encoder
         }
         finally
         {
-            ArrayPool<double>.Shared.Return(coeffs);
-            ScratchPool.Return(signed);
+            ArrayPool<double>.Shared.Return(coeffs, clearArray: true);
+            ScratchPool.ReturnSecret(signed);
         }
     }
 
@@ -256,9 +256,9 @@ public sealed class Encoder
                 });
             }
             result.AsSpan(0, n).CopyTo(coeffs);
-            ArrayPool<double>.Shared.Return(result);
+            ArrayPool<double>.Shared.Return(result, clearArray: true);
         }
-        finally { ScratchPool.Return(limbs); }
+        finally { ScratchPool.ReturnSecret(limbs); }
     }
 
     // Evaluates v(X) = Σ v_k X^k at X = ζ^(5^j) for j < n, in place (bit-reversed input order).

@@ -96,7 +96,7 @@ public sealed class Encryptor
                             c1[k] = Modulus.SubIfGe(y, q);
                         }
                     }
-                    finally { ScratchPool.Return(scratch); }
+                    finally { ScratchPool.ReturnSecret(scratch); }
                 });
             }
             else

@@ -38,8 +38,8 @@ internal static class FloodingNoise
         }
         finally
         {
-            ScratchPool.Return(noise);
-            ScratchPool.Return(limb);
+            ScratchPool.ReturnSecret(noise);
+            ScratchPool.ReturnSecret(limb);
         }
     }
 }

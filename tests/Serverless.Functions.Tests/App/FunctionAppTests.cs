@@ -107,29 +107,28 @@ public sealed class FunctionAppTests(FunctionAppFixture app)
     }
 
     [Fact]
-    public async Task SampleEchoRoundTripsAndABadBodyIs400()
+    public async Task ABadBodyIsAProblemDetails400AndCreatesNothing()
     {
-        using var ok = await app.Host.Http.PostAsJsonAsync("api/samples/echo", new { message = "hello" });
-        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
-        Assert.Equal("hello", JsonDocument.Parse(await ok.Content.ReadAsStringAsync()).RootElement.GetProperty("message").GetString());
-        using var bad = await app.Host.Http.PostAsync("api/samples/echo", new StringContent("not json", Encoding.UTF8, "application/json"));
+        var operatorToken = await app.Host.TokenAsync("operator-1", "operator");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "api/federations") { Content = new StringContent("not json", Encoding.UTF8, "application/json") };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", operatorToken);
+        using var bad = await app.Host.Http.SendAsync(request);
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+        Assert.Equal("application/problem+json", bad.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(400, JsonDocument.Parse(await bad.Content.ReadAsStringAsync()).RootElement.GetProperty("status").GetInt32());
     }
 
     [Fact]
-    public async Task AQueueJobThatAlwaysFailsEndsOnThePoisonQueue()
+    public async Task NoAnonymousEndpointShipsBesidesHealthAndEnrollment()
     {
-        using var enqueue = await app.Host.Http.PostAsJsonAsync("api/samples/jobs", new { message = "fail" });
-        Assert.Equal(HttpStatusCode.Accepted, enqueue.StatusCode);
-        var queues = (Serverless.Storage.IQueueStore)app.Host.Services.GetService(typeof(Serverless.Storage.IQueueStore))!;
-        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
-        while (await queues.GetApproximateCountAsync("sample-jobs-poison") == 0)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the failing job never reached sample-jobs-poison");
-            await Task.Delay(200);
-        }
-        var poisoned = await queues.GetAsync("sample-jobs-poison", 8, TimeSpan.FromSeconds(30));
-        Assert.Contains(poisoned, m => Encoding.UTF8.GetString(m.Body.Span) == "fail");
+        // The sample functions were anonymous and shipped in the production app (issue 20, Low): only the health probe and the
+        // enrollment handshake (which proves a certificate key itself) may be reached without a token.
+        var anonymous = Serverless.Functions.Hosting.FunctionMethods.All()
+            .Where(f => Serverless.Functions.Hosting.FunctionMethods.IsHttp(f.Method) && f.Method.IsDefined(typeof(Microsoft.AspNetCore.Authorization.AllowAnonymousAttribute), inherit: true))
+            .Select(f => f.Name).Order().ToArray();
+        Assert.Equal(["Enroll", "EnrollmentChallenge", "Health"], anonymous);
+        using var gone = await app.Host.Http.PostAsJsonAsync("api/samples/echo", new { message = "hello" });
+        Assert.Equal(HttpStatusCode.NotFound, gone.StatusCode);
     }
 
     private async Task<List<AuditEntry>> AuditAsync()
