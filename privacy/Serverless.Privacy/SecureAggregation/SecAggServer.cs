@@ -330,7 +330,7 @@ public sealed class SecAggServer
                 var commitment = _shared[u].SelfMaskCommitment;
                 selfSeeds[i] = Reconstruct(u, bySecret[u], lagrangeCache,
                     seed => CryptographicOperations.FixedTimeEquals(SecAggCrypto.Commit(_p.RoundId, u, seed), commitment), badHolders)!;
-                if (selfSeeds[i] is null) failures.Add($"client {u}'s self-mask seed does not match its commitment under any {_p.Threshold} shares");
+                if (selfSeeds[i] is null) failures.Add($"client {u}'s self-mask seed does not match its commitment, even correcting up to half of the shares beyond {_p.Threshold}");
             }
             else
             {
@@ -338,7 +338,7 @@ public sealed class SecAggServer
                 var pk = _advertised[u].MaskingPublicKey;
                 droppedScalars[i - _survivors.Length] = Reconstruct(u, bySecret[u], lagrangeCache,
                     d => { using var key = SecAggCrypto.TryRebuild(d, pk); return key is not null; }, badHolders)!;
-                if (droppedScalars[i - _survivors.Length] is null) failures.Add($"client {u}'s masking key does not match its public key under any {_p.Threshold} shares");
+                if (droppedScalars[i - _survivors.Length] is null) failures.Add($"client {u}'s masking key does not match its public key, even correcting up to half of the shares beyond {_p.Threshold}");
             }
         });
         if (!failures.IsEmpty) Abort("refusing to unmask: " + string.Join("; ", failures.Order()));
@@ -400,36 +400,30 @@ public sealed class SecAggServer
         return total;
     }
 
+    /// <summary>
+    /// The owner's secret from its revealed shares: the first t (the common case, Lagrange weights cached per holder set), and
+    /// when they do not verify, Berlekamp–Welch over all of them, which corrects up to (s − t) / 2 wrong shares wherever they
+    /// sit and names their holders. Null when neither gives a secret that verifies.
+    /// </summary>
     private byte[]? Reconstruct(int owner, List<(int X, byte[] Share)> shares, ConcurrentDictionary<string, ulong[]> cache,
         Func<byte[], bool> verify, ConcurrentBag<(int, int)> badHolders)
     {
         var t = _p.Threshold;
-        var xs = new int[t];
-        var ys = new byte[t][];
-        for (var start = 0; start < shares.Count; start++)
+        var xs = shares.Take(t).Select(s => s.X).ToArray();
+        try
         {
-            for (var j = 0; j < t; j++) { var s = shares[(start + j) % shares.Count]; xs[j] = s.X; ys[j] = s.Share; }
-            byte[] secret;
-            try
-            {
-                var lambdas = start == 0 ? cache.GetOrAdd(string.Join(',', xs), _ => ShamirSecretSharing.LagrangeAtZero(xs)) : ShamirSecretSharing.LagrangeAtZero(xs);
-                secret = ShamirSecretSharing.Combine(lambdas, ys, SecAggCrypto.SecretLength);
-            }
-            catch (ArgumentException)
-            {
-                if (shares.Count == t) return null;
-                continue;
-            }
-            if (verify(secret))
-            {
-                if (start != 0)
-                    foreach (var (x, share) in shares)
-                        if (!ShamirSecretSharing.IsOnPolynomial(xs, ys, x, share)) badHolders.Add((x, owner));
-                return secret;
-            }
-            if (shares.Count == t) return null;
+            var secret = ShamirSecretSharing.Combine(cache.GetOrAdd(string.Join(',', xs), _ => ShamirSecretSharing.LagrangeAtZero(xs)), shares.Take(t).Select(s => s.Share).ToArray(), SecAggCrypto.SecretLength);
+            if (verify(secret)) return secret;
         }
-        return null;
+        catch (ArgumentException)
+        {
+            // Inconsistent shares among the first t: decode below.
+        }
+        if (shares.Count == t) return null;
+        var decoded = ShamirSecretSharing.DecodeWithErrors(shares.Select(s => s.X).ToArray(), shares.Select(s => s.Share).ToArray(), t, SecAggCrypto.SecretLength, out var wrong);
+        if (decoded is null || !verify(decoded)) return null;
+        foreach (var i in wrong) badHolders.Add((shares[i].X, owner));
+        return decoded;
     }
 
     private SecAggVerdict Exclude(int client, SecAggPhase phase, string reason)

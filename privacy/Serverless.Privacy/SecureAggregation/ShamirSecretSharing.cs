@@ -118,6 +118,115 @@ public static class ShamirSecretSharing
     public static byte[] Combine(ReadOnlySpan<int> xs, IReadOnlyList<byte[]> shares, int secretLength) =>
         Combine(LagrangeAtZero(xs), shares, secretLength);
 
+    /// <summary>
+    /// Recovers a secret from shares of which some may be wrong: Berlekamp–Welch decoding of the Reed–Solomon code
+    /// that Shamir shares form (McEliece and Sarwate 1981; Welch and Berlekamp, US 4,633,470), chunk by chunk. With s
+    /// shares of a degree t − 1 polynomial it corrects up to floor((s − t) / 2) wrong ones, wherever they sit, where trying
+    /// windows of t shares finds a clean set only by luck. Null when there are more errors than that; otherwise the secret
+    /// and the indices of the shares that are off the polynomial.
+    /// </summary>
+    internal static byte[]? DecodeWithErrors(ReadOnlySpan<int> xs, IReadOnlyList<byte[]> shares, int threshold, int secretLength, out int[] wrong)
+    {
+        wrong = [];
+        ValidateXs(xs);
+        var n = xs.Length;
+        if (shares.Count != n || threshold < 1 || n < threshold) return null;
+        var chunks = ChunkCount(secretLength);
+        foreach (var share in shares) if (share.Length != chunks * 8) return null;
+        var errors = (n - threshold) / 2;
+        var secret = new byte[secretLength];
+        var bad = new SortedSet<int>();
+        var ys = new ulong[n];
+        Span<byte> chunk = stackalloc byte[8];
+        for (var c = 0; c < chunks; c++)
+        {
+            for (var i = 0; i < n; i++) ys[i] = BinaryPrimitives.ReadUInt64LittleEndian(shares[i].AsSpan(c * 8)) % Prime;
+            var p = WelchBerlekamp(xs, ys, threshold, errors);
+            if (p is null) return null;
+            var agree = 0;
+            for (var i = 0; i < n; i++)
+            {
+                if (Evaluate(p, (ulong)xs[i]) == ys[i]) agree++;
+                else bad.Add(i);
+            }
+            if (agree < n - errors) return null;
+            BinaryPrimitives.WriteUInt64LittleEndian(chunk, p[0]);
+            var start = c * ChunkBytes;
+            var len = Math.Min(ChunkBytes, secretLength - start);
+            if ((p[0] >> (8 * len)) != 0) return null;
+            chunk[..len].CopyTo(secret.AsSpan(start));
+        }
+        wrong = [.. bad];
+        return secret;
+    }
+
+    /// <summary>The polynomial of degree below <paramref name="t"/> through all but at most <paramref name="e"/> of the points, or null.</summary>
+    private static ulong[]? WelchBerlekamp(ReadOnlySpan<int> xs, ulong[] ys, int t, int e)
+    {
+        // Unknowns: E = x^e + E_{e-1} x^{e-1} + ... + E_0 (the error locator) and Q of degree < e + t, with Q(x_i) = y_i E(x_i).
+        var n = xs.Length;
+        var columns = 2 * e + t;
+        var m = new ulong[n, columns + 1];
+        for (var i = 0; i < n; i++)
+        {
+            var x = (ulong)xs[i] % Prime;
+            ulong power = 1;
+            for (var k = 0; k < e + t; k++)
+            {
+                m[i, k] = power;                                   // Q's coefficient k
+                if (k < e) m[i, e + t + k] = Sub(0, Mul(ys[i], power)); // -y_i x^k for E_k
+                if (k == e) m[i, columns] = Mul(ys[i], power);     // the monic term moves right: y_i x^e
+                power = Mul(power, x);
+            }
+        }
+        var pivotOf = new int[columns];
+        Array.Fill(pivotOf, -1);
+        var row = 0;
+        for (var col = 0; col < columns && row < n; col++)
+        {
+            var pivot = -1;
+            for (var r = row; r < n; r++) if (m[r, col] != 0) { pivot = r; break; }
+            if (pivot < 0) continue;
+            if (pivot != row)
+                for (var k = col; k <= columns; k++) (m[row, k], m[pivot, k]) = (m[pivot, k], m[row, k]);
+            var inv = Inverse(m[row, col]);
+            for (var k = col; k <= columns; k++) m[row, k] = Mul(m[row, k], inv);
+            for (var r = 0; r < n; r++)
+            {
+                if (r == row || m[r, col] == 0) continue;
+                var f = m[r, col];
+                for (var k = col; k <= columns; k++) m[r, k] = Sub(m[r, k], Mul(f, m[row, k]));
+            }
+            pivotOf[col] = row++;
+        }
+        for (var r = row; r < n; r++) if (m[r, columns] != 0) return null;   // inconsistent: too many errors
+        var solution = new ulong[columns];                                      // free unknowns stay 0: any solution gives Q / E = P
+        for (var col = 0; col < columns; col++) if (pivotOf[col] >= 0) solution[col] = m[pivotOf[col], columns];
+
+        // P = Q / E by long division; the remainder must vanish and P's degree stay below t.
+        var q = solution[..(e + t)];
+        var locator = new ulong[e + 1];
+        for (var k = 0; k < e; k++) locator[k] = solution[e + t + k];
+        locator[e] = 1;
+        var quotient = new ulong[t];
+        for (var d = e + t - 1; d >= e; d--)
+        {
+            var coefficient = q[d];
+            quotient[d - e] = coefficient;
+            if (coefficient == 0) continue;
+            for (var k = 0; k <= e; k++) q[d - e + k] = Sub(q[d - e + k], Mul(coefficient, locator[k]));
+        }
+        for (var k = 0; k < e; k++) if (q[k] != 0) return null;
+        return quotient;
+    }
+
+    private static ulong Evaluate(ulong[] coefficients, ulong x)
+    {
+        ulong y = 0;
+        for (var k = coefficients.Length - 1; k >= 0; k--) y = Add(Mul(y, x % Prime), coefficients[k]);
+        return y;
+    }
+
     /// <summary>True when the share at <paramref name="x"/> lies on the polynomial through the given points.</summary>
     internal static bool IsOnPolynomial(ReadOnlySpan<int> xs, IReadOnlyList<byte[]> shares, int x, byte[] share)
     {

@@ -6,6 +6,33 @@ namespace Serverless.Privacy.Tests.SecureAggregation;
 public sealed class PrimitivesTests
 {
     [Fact]
+    public void Shamir_decoding_corrects_up_to_half_the_spare_shares_anywhere_seeded()
+    {
+        for (var seed = 0; seed < 60; seed++)
+        {
+            var rng = new Random(seed);
+            var n = rng.Next(3, 30);
+            var t = rng.Next(1, n + 1);
+            var xs = Enumerable.Range(1, 40).OrderBy(_ => rng.Next()).Take(n).ToArray();
+            var secret = new byte[32];
+            rng.NextBytes(secret);
+            var shares = ShamirSecretSharing.Split(secret, t, xs);
+            var errors = rng.Next(0, (n - t) / 2 + 1);
+            var corrupted = Enumerable.Range(0, n).OrderBy(_ => rng.Next()).Take(errors).Order().ToArray();
+            foreach (var i in corrupted)
+            {
+                var word = rng.Next(0, shares[i].Length / 8) * 8;   // one chunk off (shares stay field elements)
+                var y = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(shares[i].AsSpan(word));
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(shares[i].AsSpan(word), (y + 1 + (ulong)rng.Next(1000)) % ShamirSecretSharing.Prime);
+            }
+            var decoded = ShamirSecretSharing.DecodeWithErrors(xs, shares, t, 32, out var wrong);
+            Assert.True(decoded is not null, $"seed {seed}: n {n} t {t} errors {errors} not decoded");
+            Assert.Equal(secret, decoded);
+            Assert.Equal(corrupted, wrong);
+        }
+    }
+
+    [Fact]
     public void Shamir_any_t_shares_recover_the_secret_and_t_minus_1_do_not()
     {
         var secret = RandomNumberGenerator.GetBytes(32);

@@ -228,6 +228,23 @@ public sealed class SecAggProtocolTests
     }
 
     [Fact]
+    public void Wrong_shares_in_every_window_of_t_are_corrected_and_their_holders_named()
+    {
+        // n = 9, t = 3: clients 1, 4 and 7 reveal wrong shares, so every run of 3 consecutive holders holds one; trying windows
+        // (as before) found no clean set and refused to unmask. Berlekamp-Welch corrects (9 - 3) / 2 = 3 errors.
+        int[] liars = [1, 4, 7];
+        var h = new SecAggHarness
+        {
+            Parameters = SecAggHarness.Create(9, 3, 16).Parameters,
+            Inputs = SecAggHarness.Create(9, 3, 16).Inputs,
+            TamperUnmask = (id, r) => liars.Contains(id) ? r with { Shares = r.Shares.Select(s => s with { Share = AddOne(s.Share) }).ToArray() } : r,
+        };
+        var result = h.Run();
+        Assert.Equal(h.PlainSum(Enumerable.Range(1, 9)), result.Sum);
+        Assert.Equal(liars, result.Exclusions.Where(e => e.Phase == SecAggPhase.Unmasking && e.Reason.Contains("inconsistent")).Select(e => e.ClientId).Distinct().Order());
+    }
+
+    [Fact]
     public void SecAggPlus_gives_the_same_sum_as_SecAgg()
     {
         const int n = 40;
