@@ -93,8 +93,8 @@ internal static class PartnerCommands
                 using var api = Api(r, server, token, required: true);
                 json = await api!.GetModelPackageAsync(v, ct);
             }
-            var keyId = PartnerWorkflow.Keygen(r.GetValue(keys)!, json, r.GetValue(insecure), r.GetValue(force));
-            Console.WriteLine($"generated keys in {r.GetValue(keys)!.FullName}: key id {keyId} (partner.keys is secret, mode 0600; register evaluation-keys.bin)");
+            var keyId = await PartnerWorkflow.KeygenAsync(r.GetValue(keys)!, json, r.GetValue(insecure), r.GetValue(force), ct);
+            Console.WriteLine($"generated keys in {r.GetValue(keys)!.FullName}: key id {keyId} (partner.keys is secret: sealed, mode 0600; register evaluation-keys.bin)");
             return Cli.Ok;
         }));
         return cmd;
@@ -131,16 +131,16 @@ internal static class PartnerCommands
         var output = new Option<FileInfo>("--out") { Description = "Encrypted batch to write; the patient ids go to <out>.ids.csv", Required = true };
         var data = new Argument<string[]>("path") { Description = "Cohort CSV files / FHIR bundles or directories", Arity = ArgumentArity.OneOrMore };
         var cmd = new Command("encrypt", "Preprocess records with the model version's statistics and encrypt them under the partner's keys") { keys, format, keyFile, allow, insecure, output, data };
-        cmd.SetAction((r, ct) => GuardAsync(() => PartnerProgress.RunAsync(progress =>
+        cmd.SetAction((r, ct) => GuardAsync(() => PartnerProgress.RunAsync(async progress =>
         {
             var dir = r.GetValue(keys)!;
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
-            var encrypted = PartnerWorkflow.Encrypt(dir, package, r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow), progress);
+            var encrypted = await PartnerWorkflow.EncryptAsync(dir, package, r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow), progress, ct);
             var path = r.GetValue(output)!.FullName;
             PartnerFiles.WriteAtomically(path, encrypted.Batch);
             PartnerWorkflow.WriteIds(path + ".ids.csv", encrypted.PatientIds);
             Console.WriteLine($"wrote {path} ({encrypted.PatientIds.Count} records, sha256 {Convert.ToHexStringLower(SHA256.HashData(encrypted.Batch))})");
-            return Task.FromResult(Cli.Ok);
+            return Cli.Ok;
         })));
         return cmd;
     }
@@ -202,7 +202,7 @@ internal static class PartnerCommands
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
             var bytes = await File.ReadAllBytesAsync(r.GetValue(result)!.FullName, ct);
             var idList = r.GetValue(ids) is { } f ? PartnerWorkflow.ReadIds(f.FullName) ?? throw new FileNotFoundException($"no such file: {f.FullName}") : null;
-            var scores = PartnerWorkflow.Decrypt(dir, package, bytes, idList, r.GetValue(output)!.FullName);
+            var scores = await PartnerWorkflow.DecryptAsync(dir, package, bytes, idList, r.GetValue(output)!.FullName, ct);
             Console.WriteLine($"wrote {scores.Length} scores to {r.GetValue(output)!.FullName}");
             return Cli.Ok;
         }));
@@ -237,20 +237,20 @@ internal static class PartnerCommands
             {
                 var v = r.GetValue(version) ?? throw new ArgumentException($"{dir.FullName} holds no key pair; pass --version to generate and register one");
                 progress.Report("keys", 0, 2);
-                var keyId = PartnerWorkflow.Keygen(dir, await api.GetModelPackageAsync(v, ct), r.GetValue(insecure), overwrite: false);
+                var keyId = await PartnerWorkflow.KeygenAsync(dir, await api.GetModelPackageAsync(v, ct), r.GetValue(insecure), overwrite: false, ct);
                 progress.Report("keys", 1, 2);
                 var fresh = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
                 await api.RegisterKeysAsync(tenantId, fresh.ModelVersion, PartnerFiles.ReadRequired(dir, PartnerFiles.EvaluationKeys, "keygen"), ct);
                 progress.Done("keys", $"generated and registered key id {keyId}");
             }
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
-            var encrypted = PartnerWorkflow.Encrypt(dir, package, r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow), progress);
+            var encrypted = await PartnerWorkflow.EncryptAsync(dir, package, r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow), progress, ct);
             var id = r.GetValue(batchId) ?? "b-" + Guid.NewGuid().ToString("N")[..16];
             progress.Report("submit", 0, 1);
             progress.Done("submit", await SubmitAsync(r, server, token, tenant, target, id, package.ModelVersion, encrypted.Batch, ct));
             var result = await PartnerWorkflow.WaitAsync(api, tenantId, id, r.GetValue(timeout), progress, ct);
             progress.Report("decrypt", 0, 1);
-            var scores = PartnerWorkflow.Decrypt(dir, package, result, encrypted.PatientIds, r.GetValue(output)!.FullName);
+            var scores = await PartnerWorkflow.DecryptAsync(dir, package, result, encrypted.PatientIds, r.GetValue(output)!.FullName, ct);
             progress.Done("decrypt", $"{scores.Length} scores written to {r.GetValue(output)!.FullName}");
             return Cli.Ok;
         })));

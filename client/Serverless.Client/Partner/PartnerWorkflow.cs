@@ -47,7 +47,7 @@ internal static class PartnerWorkflow
         ParsePackage(Encoding.UTF8.GetString(PartnerFiles.ReadRequired(keys, PartnerFiles.Package, "run 'partner keygen' first")), allowInsecure);
 
     /// <summary>Generates a key pair for the package's plan: the secret stays in <c>partner.keys</c> (0600), the public bundle goes to <c>evaluation-keys.bin</c>.</summary>
-    public static string Keygen(DirectoryInfo keys, string packageJson, bool allowInsecure, bool overwrite)
+    public static async Task<string> KeygenAsync(DirectoryInfo keys, string packageJson, bool allowInsecure, bool overwrite, CancellationToken cancellationToken = default)
     {
         var package = ParsePackage(packageJson, allowInsecure);
         keys.Create();
@@ -57,7 +57,7 @@ internal static class PartnerWorkflow
         var exported = pair.Export();
         try
         {
-            PartnerFiles.WriteAtomically(PartnerFiles.PathIn(keys, PartnerFiles.SecretKey), exported, secret: true);
+            await PartnerFiles.WriteSecretKeyAsync(keys, exported, cancellationToken);
         }
         finally
         {
@@ -68,9 +68,9 @@ internal static class PartnerWorkflow
         return pair.EvaluationKeys.KeyIdHex.ToLowerInvariant();
     }
 
-    public static PartnerKeys LoadKeys(DirectoryInfo keys, PartnerPackage package)
+    public static async Task<PartnerKeys> LoadKeysAsync(DirectoryInfo keys, PartnerPackage package, CancellationToken cancellationToken = default)
     {
-        var bytes = PartnerFiles.ReadSecretKey(keys);
+        var bytes = await PartnerFiles.ReadSecretKeyAsync(keys, cancellationToken);
         try
         {
             return PartnerKeys.Import(bytes, package.Plan);
@@ -82,7 +82,7 @@ internal static class PartnerWorkflow
     }
 
     /// <summary>Imports patients (cohort CSV or FHIR bundles), preprocesses them with the package's statistics and encrypts them under the partner's keys.</summary>
-    public static EncryptedRecords Encrypt(DirectoryInfo keys, PartnerPackage package, string format, string[] paths, FileInfo? pseudonymKey, bool allowErrors, PartnerProgress progress)
+    public static async Task<EncryptedRecords> EncryptAsync(DirectoryInfo keys, PartnerPackage package, string format, string[] paths, FileInfo? pseudonymKey, bool allowErrors, PartnerProgress progress, CancellationToken cancellationToken = default)
     {
         progress.Report("import", 0, 1);
         var patients = ImportPatients(format, paths, pseudonymKey, allowErrors);
@@ -91,7 +91,7 @@ internal static class PartnerWorkflow
         if (data.Count > package.Plan.MaxRecords)
             throw new ArgumentException($"{data.Count} records exceed the model version's limit of {package.Plan.MaxRecords} per batch; split the input");
         progress.Report("encrypt", 0, 1, $"{data.Count} records");
-        using var pair = LoadKeys(keys, package);
+        using var pair = await LoadKeysAsync(keys, package, cancellationToken);
         var batch = BatchEncryptor.Encrypt(data, pair);
         var bytes = batch.ToBytes();
         progress.Done("encrypt", string.Create(CultureInfo.InvariantCulture, $"{data.Count} records in {batch.Groups.Count} ciphertext group(s), {bytes.Length / 1048576.0:F1} MiB"));
@@ -157,9 +157,9 @@ internal static class PartnerWorkflow
     }
 
     /// <summary>Decrypts a result and writes <c>record,patient_id,probability</c> rows (atomically).</summary>
-    public static float[] Decrypt(DirectoryInfo keys, PartnerPackage package, byte[] result, IReadOnlyList<string>? patientIds, string outPath)
+    public static async Task<float[]> DecryptAsync(DirectoryInfo keys, PartnerPackage package, byte[] result, IReadOnlyList<string>? patientIds, string outPath, CancellationToken cancellationToken = default)
     {
-        using var pair = LoadKeys(keys, package);
+        using var pair = await LoadKeysAsync(keys, package, cancellationToken);
         var scores = ScoreDecryptor.Decrypt(result, pair);
         if (patientIds is not null && patientIds.Count != scores.Length)
             throw new InvalidDataException($"the result has {scores.Length} scores, the id list {patientIds.Count} patients (ids of another batch?)");

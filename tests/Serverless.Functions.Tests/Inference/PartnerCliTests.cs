@@ -170,5 +170,25 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
         Assert.Equal(1, strict.ExitCode);
         Assert.Contains("128-bit", Assert.Single(strict.ErrorLines));
         Assert.Equal(HttpStatusCode.OK, (await _host.SendAsync(HttpMethod.Get, "api/partners/insurer-steps/keys/" + Version, token)).StatusCode);
+
+        // The secret key is sealed at rest (issue 20, Low): the file is an envelope under the directory's own keyring, not the
+        // exported key pair; one changed byte, or the file moved into another keys directory, is a one-line refusal.
+        var secret = Path.Combine(keys, "partner.keys");
+        var sealedBytes = await File.ReadAllBytesAsync(secret);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(secret));
+        Assert.Equal("SLENV"u8.ToArray(), sealedBytes[..5]);
+        var other = _dir.Sub("keys-other");
+        Directory.CreateDirectory(other);
+        foreach (var f in new[] { "package.json", "evaluation-keys.bin" }) File.Copy(Path.Combine(keys, f), Path.Combine(other, f));
+        File.Copy(secret, Path.Combine(other, "partner.keys"));
+        File.SetUnixFileMode(Path.Combine(other, "partner.keys"), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var moved = await CliRunner.RunAsync("partner", "decrypt", "--keys", other, "--allow-insecure-for-tests", "--result", result, "--out", _dir.Sub("moved.csv"));
+        Assert.Equal(1, moved.ExitCode);
+        Assert.Contains("does not unseal", Assert.Single(moved.ErrorLines));
+        sealedBytes[^5] ^= 1;
+        await File.WriteAllBytesAsync(secret, sealedBytes);
+        var tampered = await CliRunner.RunAsync("partner", "decrypt", "--keys", keys, "--allow-insecure-for-tests", "--result", result, "--out", _dir.Sub("tampered.csv"));
+        Assert.Equal(1, tampered.ExitCode);
+        Assert.Contains("does not unseal", Assert.Single(tampered.ErrorLines));
     }
 }
