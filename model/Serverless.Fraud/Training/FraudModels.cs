@@ -1,3 +1,6 @@
+using Serverless.Federation.SecureAggregation;
+using Serverless.Federation.Simulation;
+using Serverless.Federation.Strategies;
 using Serverless.Fraud.Features;
 using Serverless.Model.Evaluation;
 using Serverless.Model.Nn;
@@ -49,6 +52,36 @@ public static class FraudModels
         return new FraudModel(version, config, run.Parameters);
     }
 
+    /// <summary>
+    /// Federated training across banks with the federation library: every bank trains on its own rows only
+    /// (<see cref="FraudDataset.Banks"/>), FedAvg weights the updates by examples, and with
+    /// <see cref="FraudFederationOptions.SecureAggregation"/> the server sees only the sum of masked updates (Bonawitz et al.).
+    /// The same seeded initialization as <see cref="Train"/>, so the two arms differ only in where the data stays.
+    /// </summary>
+    /// <exception cref="ArgumentException">fewer than two banks hold rows.</exception>
+    public static FraudModel TrainFederated(string version, ModelConfig config, FraudDataset train, FraudFederationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        var o = options ?? new FraudFederationOptions();
+        var banks = train.Banks.Distinct().Order().ToArray();
+        if (banks.Length < 2) throw new ArgumentException($"federated training needs at least two banks; the rows come from {banks.Length}", nameof(train));
+        var trainer = DefaultTraining(o.Seed) with { ValidationFraction = 0, Patience = 0 };
+        var clients = banks.Select(b =>
+        {
+            var rows = Enumerable.Range(0, train.Banks.Length).Where(i => train.Banks[i] == b).ToArray();
+            var local = train.Data.Subset(rows);
+            return (IFederatedClient)new ModelClient($"bank-{b}", local, local, config, trainer);
+        }).ToArray();
+        var strategy = new FedAvg(new FedAvgOptions { LocalEpochs = o.LocalEpochs, LearningRate = o.LearningRate, FractionEvaluate = 0, MinFitClients = banks.Length });
+        var simulation = new SimulationOptions
+        {
+            Rounds = o.Rounds, Seed = o.Seed,
+            SecureAggregation = o.SecureAggregation ? new SecureAggregationOptions { RingBits = 32, ClipRange = o.SecureClipRange } : null,
+        };
+        var result = new FederatedSimulator(strategy, clients, simulation).Run(new CnnLstm(config).InitializeParameters(o.Seed));
+        return new FraudModel(version, config, result.Parameters);
+    }
+
     public static double Auroc(FraudModel model, FraudDataset data)
     {
         var p = new CnnLstm(model.Config).Predict(model.Parameters, data.Data);
@@ -73,4 +106,25 @@ public static class FraudModels
         }
         return tp + fp == 0 ? double.NaN : (double)tp / (tp + fp);
     }
+}
+
+/// <summary>Federated training across banks (<see cref="FraudModels.TrainFederated"/>).</summary>
+public sealed record FraudFederationOptions
+{
+    /// <summary>FedAvg rounds.</summary>
+    public int Rounds { get; init; } = 10;
+
+    /// <summary>Local epochs per round: rounds x local epochs matches central training's 20 epochs.</summary>
+    public int LocalEpochs { get; init; } = 2;
+
+    /// <summary>Adam's learning rate at each bank (central training's).</summary>
+    public double LearningRate { get; init; } = 0.005;
+
+    /// <summary>Secure aggregation of the banks' updates (on by default: no bank's update is visible to the server).</summary>
+    public bool SecureAggregation { get; init; } = true;
+
+    /// <summary>Per-coordinate bound of an update in the secure sum's fixed-point encoding (larger coordinates are clamped).</summary>
+    public float SecureClipRange { get; init; } = 4f;
+
+    public int Seed { get; init; } = 1;
 }

@@ -34,6 +34,27 @@ public sealed class FraudModelsTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Federated_training_across_banks_with_secure_aggregation_stays_near_central_training()
+    {
+        // Non-IID banks (the generator's per-bank mixes); each bank trains on its own rows, the server sees masked sums only.
+        var stream = StreamGenerator.Generate(new StreamOptions
+        {
+            Banks = 4, CardsPerBank = 200, Days = 4, Seed = 21, FraudCardFraction = 0.2,
+            Patterns = [FraudPattern.AccountTakeover, FraudPattern.CardTesting, FraudPattern.VelocityAbuse],
+        }).Transactions;
+        using var tokenizer = new CardTokenizer(new byte[32]);
+        var train = FraudDatasets.Build(stream, tokenizer, 8, keepLegitimate: 0.5, include: (_, c) => !FraudDatasets.IsTestCard(c, 0.3));
+        var test = FraudDatasets.Build(stream, tokenizer, 8, include: (_, c) => FraudDatasets.IsTestCard(c, 0.3));
+        Assert.Equal(4, train.Banks.Distinct().Count());
+        var central = FraudModels.Auroc(FraudModels.Train("seq-central", FraudModels.Sequence(8), train), test);
+        var federated = FraudModels.Auroc(FraudModels.TrainFederated("seq-federated", FraudModels.Sequence(8), train), test);
+        output.WriteLine($"AUROC on held-out cards: central {central:F4}, federated with secure aggregation {federated:F4}");
+        Assert.True(federated > 0.85, $"federated {federated:F4}");
+        Assert.True(federated >= central - 0.03, $"federated {federated:F4} should be within 0.03 of central {central:F4}");
+        Assert.Throws<ArgumentException>(() => FraudModels.TrainFederated("one-bank", FraudModels.Sequence(8), train.Subset(Enumerable.Range(0, train.Banks.Length).Where(i => train.Banks[i] == train.Banks[0]).ToArray())));
+    }
+
+    [Fact]
     public void Windows_hold_the_cards_last_k_events_oldest_first_then_padding()
     {
         var stream = StreamGenerator.Generate(new StreamOptions { Banks = 1, CardsPerBank = 20, Days = 3, Seed = 3 }).Transactions;

@@ -12,7 +12,8 @@ namespace Serverless.Host.Tests.Durable;
 /// steps has run (plus a seeded few milliseconds), sends SIGKILL either to the host and its worker at once,
 /// after which a new host starts on the same data directory, or to the worker alone, which the host
 /// restarts. Every orchestration must complete with the right output, every step's effect must be there in
-/// order, and the only step allowed to run twice is the one the kill cut (activities are at-least-once).
+/// order, and the only step allowed to run twice is the one the kill cut (activities are at-least-once; on
+/// Azure Storage also the one scheduled at the kill, see below).
 /// </summary>
 public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit.Abstractions.ITestOutputHelper output)
     : IClassFixture<CrashTrialTests.HostsUnderTrial>
@@ -83,7 +84,12 @@ public sealed class CrashTrialTests(CrashTrialTests.HostsUnderTrial hosts, Xunit
         if (repeated.Length == 1)
         {
             Assert.NotEmpty(atKill);
-            Assert.Equal(atKill[^1], repeated[0]);
+            // The embedded hub commits an episode's history and its outgoing messages in one transaction, so only the
+            // step that was running can repeat. DurableTask.AzureStorage sends an episode's activity messages before it
+            // writes the history (its documented order; the replayed episode sends them again), so there the step
+            // scheduled but not yet started at the kill may also run twice, both times after the restart.
+            int[] allowed = host.Backend == "azurite" ? [atKill[^1], atKill[^1] + 1] : [atKill[^1]];
+            Assert.Contains(repeated[0], allowed);
         }
     }
 
