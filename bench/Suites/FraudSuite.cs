@@ -18,7 +18,8 @@ namespace Serverless.Bench.Suites;
 /// logistic baseline trained centrally; test AUROC (cards held out) and precision at 1 % false-positive
 /// rate; scoring throughput of the whole micro-batch scorer (tokenize, history, window, forward, threshold,
 /// explanations of the alerts) on ONNX Runtime and on the C# forward pass, one thread each, same events;
-/// and enqueue-to-alert latency through the embedded SQLite queue at a fixed offered load.
+/// and enqueue-to-alert latency through the embedded SQLite queue at a fixed offered load, and through Azure Storage
+/// queues on Azurite when its endpoints are set (<see cref="BenchServers.AzuriteConnectionString"/>).
 /// Options: <c>--rate N</c> (offered events/s, default 5000), <c>--seconds S</c>, <c>--per-message N</c>
 /// (transactions per queue message, default 1), <c>--batch N</c> (most events the consumer gathers into one micro-batch, default 512),
 /// <c>--max-wait-ms N</c> (longest an event waits for its micro-batch to fill when the queue is empty, default 2).
@@ -197,8 +198,22 @@ internal sealed class FraudSuite : IBenchSuite
         }
 
         // ---- end to end through the embedded queue ----
-        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog, meanBatch) = await EndToEnd(events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
+        var (p50, p99, offered, e2eEvents, e2eAlerts, backlog, meanBatch) = await EndToEnd(
+            dir => new SqliteQueueStore(Path.Combine(dir, "queues.db")), events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
         Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, micro-batches of up to {gather} (max wait {maxWaitMs} ms, mean {meanBatch:F1} events), SQLite card history, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
+        var azuriteFigures = new List<(string, double)>();
+        if (BenchServers.AzuriteConnectionString() is { } azurite)
+        {
+            // For the record (issue 16): the same consumer on Azure Storage queues, every call an HTTP round trip to Azurite.
+            var (ap50, ap99, aOffered, aEvents, aAlerts, aBacklog, aMeanBatch) = await EndToEnd(
+                _ => Stores.OpenAzureQueues(azurite), events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
+            Console.WriteLine($"end to end (Azure Storage queues on Azurite, otherwise the same): offered {aOffered:F0} events/s for {seconds} s, {aEvents} events, {aAlerts} alerts, mean micro-batch {aMeanBatch:F1} events; enqueue -> alert p50 {ap50:F1} ms, p99 {ap99:F1} ms; backlog at the end {aBacklog}");
+            azuriteFigures.AddRange([("azurite_offered_events_per_s", aOffered), ("azurite_e2e_p50_ms", ap50), ("azurite_e2e_p99_ms", ap99)]);
+        }
+        else
+        {
+            Console.WriteLine("end to end on Azure Storage queues: not measured (SERVERLESS_TEST_AZURITE_BLOB, _QUEUE and _TABLE unset)");
+        }
         Console.WriteLine($"total {total.Elapsed.TotalSeconds:F1} s; load average {File.ReadAllText("/proc/loadavg").Trim()}");
 
         Console.WriteLine(Measure.Result(Name,
@@ -212,6 +227,7 @@ internal sealed class FraudSuite : IBenchSuite
             ("auroc_baseline", aurocLr),
             ("precision_at_1pct_fpr", precSeq),
             ("auroc_federated", aurocFederated),
+            .. azuriteFigures,
         ]));
         return 0;
     }
@@ -230,17 +246,22 @@ internal sealed class FraudSuite : IBenchSuite
     /// latency runs from its enqueue to the end of its batch (its alert, if any, is on the alerts queue by then).
     /// </summary>
     private static async Task<(double P50, double P99, double Offered, int Events, int Alerts, long Backlog, double MeanBatch)> EndToEnd(
-        IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage, int gather, int maxWaitMs)
+        Func<string, IQueueStore> openQueues, IReadOnlyList<Transaction> events, FraudModel champion, FraudModel challenger, double threshold, CardTokenizer tokenizer, int rate, int seconds, int perMessage, int gather, int maxWaitMs)
     {
         var dir = Directory.CreateTempSubdirectory("bench-fraud-").FullName;
         try
         {
-            using var queue = new SqliteQueueStore(Path.Combine(dir, "queues.db"));
-            // The producer (the bank's gateway) is another process in production: its own connection to the file.
-            var gateway = queue; // one connection: a second one contends for the write lock, whose busy handler sleeps
+            var queue = openQueues(dir);
+            using var closeQueues = queue as IDisposable;
+            // The producer (the bank's gateway) is another process in production. On the embedded queue it shares the
+            // consumer's connection: a second one contends for the write lock, whose busy handler sleeps.
+            var gateway = queue;
             using var history = new SqliteCardHistoryStore(Path.Combine(dir, "fraud-state.db"), K);
-            await queue.CreateQueueAsync("transactions");
-            await queue.CreateQueueAsync("fraud-alerts");
+            // Fresh names each run: an Azure account outlives the run, and its queues must not hold an earlier run's messages.
+            var run = Guid.NewGuid().ToString("N")[..8];
+            string transactions = $"transactions-{run}", alertsQueue = $"fraud-alerts-{run}";
+            await queue.CreateQueueAsync(transactions);
+            await queue.CreateQueueAsync(alertsQueue);
             var count = Math.Min(events.Count, rate * seconds);
             var latencies = new List<double>(count);
             using var scorer = new MicroBatchScorer(new ScorerOptions
@@ -265,7 +286,7 @@ internal sealed class FraudSuite : IBenchSuite
                     pending.Clear(); txs.Clear(); stamps.Clear();
                     while (txs.Count < gather)
                     {
-                        var got = await queue.GetAsync("transactions", 32, TimeSpan.FromSeconds(60));
+                        var got = await queue.GetAsync(transactions, 32, TimeSpan.FromSeconds(60));
                         foreach (var m in got)
                         {
                             var q = JsonSerializer.Deserialize<QueuedEvent>(m.Body.Span)!;
@@ -279,7 +300,7 @@ internal sealed class FraudSuite : IBenchSuite
                     if (txs.Count == 0) { await Task.Delay(1); continue; }
                     scorer.Score(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(txs), output);
                     foreach (var a in output.Alerts)
-                        await queue.PutAsync("fraud-alerts", JsonSerializer.SerializeToUtf8Bytes(new
+                        await queue.PutAsync(alertsQueue, JsonSerializer.SerializeToUtf8Bytes(new
                         {
                             a.TransactionId, card = a.Card, a.TimestampMs, a.Score, a.ModelVersion, a.OtherVersion, a.OtherScore,
                             top = a.Explanation.Top(5), steps = a.Explanation.Steps,
@@ -291,7 +312,7 @@ internal sealed class FraudSuite : IBenchSuite
                     // serializes its statements; the overlap is with the scoring's CPU time).
                     await deleting;
                     var acks = pending.ToArray();
-                    deleting = Task.Run(async () => { foreach (var m in acks) await queue.DeleteAsync("transactions", m.Id, m.PopReceipt); });
+                    deleting = Task.Run(async () => { foreach (var m in acks) await queue.DeleteAsync(transactions, m.Id, m.PopReceipt); });
                     alerts += output.Alerts.Count;
                     consumed += txs.Count;
                     batches++;
@@ -311,12 +332,12 @@ internal sealed class FraudSuite : IBenchSuite
                     var n = Math.Min(perMessage, count - sent);
                     var chunk = new CardEvent[n];
                     for (var i = 0; i < n; i++) chunk[i] = tokenizer.Tokenize(events[sent + i]);
-                    await gateway.PutAsync("transactions", JsonSerializer.SerializeToUtf8Bytes(new QueuedEvent(Stopwatch.GetTimestamp(), chunk)));
+                    await gateway.PutAsync(transactions, JsonSerializer.SerializeToUtf8Bytes(new QueuedEvent(Stopwatch.GetTimestamp(), chunk)));
                     sent += n;
                 }
             }
             var offered = count / ((Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency);
-            var backlog = await queue.GetApproximateCountAsync("transactions");
+            var backlog = await queue.GetApproximateCountAsync(transactions);
             await consumer.WaitAsync(TimeSpan.FromMinutes(5));
             var arr = latencies.ToArray();
             var late = arr.Skip(arr.Length / 4).ToArray();

@@ -113,7 +113,7 @@ internal sealed class FuncHostSuite : IBenchSuite
                 figures.Add(("sqlite_seq5_orch_per_s", orchPerS));
                 figures.Add(("sqlite_fanout_act_per_s", actPerS));
             }
-            if (AzuriteConnectionString() is { } azurite)
+            if (BenchServers.AzuriteConnectionString() is { } azurite)
             {
                 await using DurableBackend azure = await DurableBackend.AzureStorageAsync(azurite, "bench" + Guid.NewGuid().ToString("N")[..10], quiet,
                     maxQueuePollingInterval: TimeSpan.FromSeconds(1));
@@ -304,17 +304,5 @@ internal sealed class FuncHostSuite : IBenchSuite
                 await Task.Delay(20, timeout.Token);
             }
         }
-    }
-
-    private static string? AzuriteConnectionString()
-    {
-        string? blob = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_BLOB");
-        string? queue = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_QUEUE");
-        string? table = Environment.GetEnvironmentVariable("SERVERLESS_TEST_AZURITE_TABLE");
-        // Azurite's documented development account (not a secret).
-        return blob is { Length: > 0 } && queue is { Length: > 0 } && table is { Length: > 0 }
-            ? "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-                + $"BlobEndpoint={blob};QueueEndpoint={queue};TableEndpoint={table};"
-            : null;
     }
 }

@@ -262,8 +262,9 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
     {
         // The body is kept for the operator, with every digit run long enough to be a card number masked.
         var redacted = Encoding.UTF8.GetBytes(Redaction.Digits(Encoding.UTF8.GetString(message.Body.Span)));
-        await PoisonAsync(message.Id, message.DequeueCount, message.InsertedAt, code, [new TransactionRefusal(-1, null, reason)], redacted);
+        // Audited first, as the partner batches: a crash between the two redelivers the message, never an unaudited poison.
         await audit.AppendAsync(new AuditEvent("platform", FraudAuditActions.EventsRefused, "queue/" + FraudStore.TransactionsQueue, AuditOutcome.Denied, message.Id, $"{code}: {reason}"));
+        await PoisonAsync(message.Id, message.DequeueCount, message.InsertedAt, code, [new TransactionRefusal(-1, null, reason)], redacted);
     }
 
     private Task PoisonAsync(string messageId, int dequeueCount, DateTimeOffset insertedAt, string code, IReadOnlyList<TransactionRefusal> refusals, byte[] body)

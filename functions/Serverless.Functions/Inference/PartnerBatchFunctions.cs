@@ -226,8 +226,9 @@ public sealed class PartnerBatchFunctions
             body = JsonSerializer.SerializeToUtf8Bytes(json);
         }
         var poison = new PoisonMessage(InferenceBlobs.BatchQueue, message.Id, message.DequeueCount, message.InsertedAt, _time.GetUtcNow(), $"{code}: {reason}", body);
-        await _queues.PutAsync(PoisonMessage.PoisonQueueName(InferenceBlobs.BatchQueue), JsonSerializer.SerializeToUtf8Bytes(poison, JsonSerializerOptions.Web));
+        // Audited first: a crash between the two redelivers the message (audited again), never a poison with no audit entry.
         if (!audited) await _audit.RefusedAsync(actor, resource, code, reason, message.Id);
+        await _queues.PutAsync(PoisonMessage.PoisonQueueName(InferenceBlobs.BatchQueue), JsonSerializer.SerializeToUtf8Bytes(poison, JsonSerializerOptions.Web));
     }
 
     private static JsonObject? TryParseObject(byte[] body)

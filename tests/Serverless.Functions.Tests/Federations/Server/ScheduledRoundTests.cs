@@ -20,7 +20,14 @@ public sealed class ScheduledRoundTests(CompletedRoundFixture fixture)
     {
         const string fed = "nightly";
         var host = fixture.Host;
-        await host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with { Schedule = "0 0 * * * *" });
+        // The app's own timer-triggered scheduler shares the store and runs on the real clock, so the test's clock
+        // starts at the real now and the schedule's next occurrence is half a day away: the app's scheduler records the
+        // same occurrence the test's schedulers see, and never reaches it while the test runs.
+        var now = DateTimeOffset.UtcNow;
+        var hour = (now.Hour + 12) % 24;
+        var due = new DateTimeOffset(now.Year, now.Month, now.Day, hour, 0, 0, TimeSpan.Zero);
+        if (due <= now) due = due.AddDays(1);
+        await host.Http.CreateFederationAsync(fixture.OperatorToken, CompletedRoundFixture.NewConfig(fed) with { Schedule = $"0 0 {hour} * * *" });
         for (var h = 0; h < 3; h++)
         {
             var id = $"nightly-{h}";
@@ -30,35 +37,35 @@ public sealed class ScheduledRoundTests(CompletedRoundFixture fixture)
         var store = host.Store;
         var rounds = host.Services.GetRequiredService<RoundService>();
         var audit = host.Audit;
-        var time = new ManualTime(new DateTimeOffset(2030, 1, 1, 0, 30, 0, TimeSpan.Zero));
+        var time = new ManualTime(now);
         var a = new FederationScheduler(store, rounds, audit, time);
         var b = new FederationScheduler(store, rounds, audit, time);
         try
         {
             // First sight: the next occurrence is recorded, nothing starts.
             Assert.DoesNotContain(await a.RunDueAsync(host.Durable, default), r => r.Federation == fed);
-            Assert.Equal(new DateTimeOffset(2030, 1, 1, 1, 0, 0, TimeSpan.Zero), (await store.TryGetStateAsync(fed))!.NextScheduledRun);
+            Assert.Equal(due, (await store.TryGetStateAsync(fed))!.NextScheduledRun);
 
             // Not due yet.
-            time.Now = new DateTimeOffset(2030, 1, 1, 0, 59, 59, TimeSpan.Zero);
+            time.Now = due.AddSeconds(-1);
             Assert.DoesNotContain(await b.RunDueAsync(host.Durable, default), r => r.Federation == fed);
 
             // Due: both race; exactly one claims the occurrence and starts round 1.
-            time.Now = new DateTimeOffset(2030, 1, 1, 1, 0, 3, TimeSpan.Zero);
+            time.Now = due.AddSeconds(3);
             var results = await Task.WhenAll(a.RunDueAsync(host.Durable, default), b.RunDueAsync(host.Durable, default), a.RunDueAsync(host.Durable, default));
             var mine = results.SelectMany(r => r).Where(r => r.Federation == fed).ToArray();
             var started = Assert.Single(mine);
             Assert.Equal($"started {RoundRoutes.InstanceId(fed, 1)}", started.Outcome);
             var state = (await store.TryGetStateAsync(fed))!;
             Assert.Equal(1, state.LastRound);
-            Assert.Equal(new DateTimeOffset(2030, 1, 1, 2, 0, 0, TimeSpan.Zero), state.NextScheduledRun);
+            Assert.Equal(due.AddDays(1), state.NextScheduledRun);
             Assert.NotNull(await host.Durable.GetInstanceAsync(RoundRoutes.InstanceId(fed, 1)));
 
             // The same moment again: nothing.
             Assert.DoesNotContain(await b.RunDueAsync(host.Durable, default), r => r.Federation == fed);
 
             // The next occurrence while round 1 still runs (its clients never answer): skipped, not a second round.
-            time.Now = new DateTimeOffset(2030, 1, 1, 2, 0, 1, TimeSpan.Zero);
+            time.Now = due.AddDays(1).AddSeconds(1);
             var next = Assert.Single(await a.RunDueAsync(host.Durable, default), r => r.Federation == fed);
             Assert.StartsWith("skipped:", next.Outcome);
             Assert.Equal(1, (await store.TryGetStateAsync(fed))!.LastRound);
