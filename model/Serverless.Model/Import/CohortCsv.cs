@@ -95,7 +95,7 @@ public static class CohortCsv
             if (site.Length == 0) errors.Add(new ImportError(file, row, Hospital, "value is required"));
             if (id.Length == 0) errors.Add(new ImportError(file, row, PatientId, "value is required"));
             var okVisit = int.TryParse(Cell(Visit), NumberStyles.None, CultureInfo.InvariantCulture, out var visit) && visit >= 1;
-            if (!okVisit) errors.Add(new ImportError(file, row, Visit, $"'{ImportParsing.Truncate(Cell(Visit))}' is not a visit number >= 1"));
+            if (!okVisit) errors.Add(new ImportError(file, row, Visit, "the value is not a visit number >= 1"));
 
             var statics = new double[schema.StaticFeatures.Count];
             for (var i = 0; i < statics.Length; i++)
@@ -134,7 +134,7 @@ public static class CohortCsv
                     errors.Add(new ImportError(file, row, Outcome, $"differs from the patient's first row (line {b.FirstRow})"));
             }
             if (okVisit && visit != b.Visits.Count + 1)
-                errors.Add(new ImportError(file, row, Visit, $"visit {visit} of patient {id} follows visit {b.Visits.Count}; visits must be consecutive from 1"));
+                errors.Add(new ImportError(file, row, Visit, $"the visit number does not follow the patient's previous row (first row: line {b.FirstRow}); visits must be consecutive from 1"));
             b.Visits.Add(values);
             if (errors.Count > before) b.Bad = true;
         }

@@ -71,7 +71,7 @@ public static class FhirBundleImporter
         }
         catch (JsonException e)
         {
-            errors.Add(new ImportError(file, (int)(e.LineNumber ?? 0) + 1, "$", $"not valid JSON: {e.Message}"));
+            errors.Add(new ImportError(file, (int)(e.LineNumber ?? 0) + 1, "$", $"not valid JSON (byte {e.BytePositionInLine ?? 0} of the line)"));
             return new ImportResult(new PatientCohort(schema, []), errors, []);
         }
         using var _ = doc;
@@ -115,7 +115,7 @@ public static class FhirBundleImporter
             {
                 var p = ReadPatient(resource, file, row, errors);
                 if (p is null) continue;
-                if (patients.ContainsKey(p.Id)) { errors.Add(new ImportError(file, row, "resource.id", $"patient '{p.Id}' appears twice")); patients[p.Id].Bad = true; continue; }
+                if (patients.ContainsKey(p.Id)) { errors.Add(new ImportError(file, row, "resource.id", "a patient id appears twice")); patients[p.Id].Bad = true; continue; }
                 patients.Add(p.Id, p);
                 order.Add(p);
                 if (Str(entry, "fullUrl") is { Length: > 0 } url) aliases[url] = p.Id;
@@ -134,7 +134,7 @@ public static class FhirBundleImporter
             else if (aliases.TryGetValue(subject, out var alias)) pid = alias;
             if (subject is not null && (pid is null || !patients.ContainsKey(pid)))
             {
-                errors.Add(new ImportError(file, r, "resource.subject.reference", $"'{ImportParsing.Truncate(subject)}' is not a patient in this bundle"));
+                errors.Add(new ImportError(file, r, "resource.subject.reference", "the reference is not a patient in this bundle"));
                 continue;
             }
             if (pid is null) continue;
@@ -152,7 +152,7 @@ public static class FhirBundleImporter
             var pseudonym = pseudonymizer.Pseudonymize(p.Id);
             if (p.Visits.Count == 0 && !p.Bad)
             {
-                errors.Add(new ImportError(file, p.Row, "resource", $"patient '{p.Id}' has no vital-sign observations"));
+                errors.Add(new ImportError(file, p.Row, "resource", "the patient has no vital-sign observations"));
                 p.Bad = true;
             }
             if (p.Bad) { rejected.Add(pseudonym); continue; }
@@ -161,7 +161,7 @@ public static class FhirBundleImporter
             var age = last.Year - p.BirthDate.Year - (last < p.BirthDate.AddYears(last.Year - p.BirthDate.Year) ? 1 : 0);
             if (age is < 0 or > 130)
             {
-                errors.Add(new ImportError(file, p.Row, "resource.birthDate", $"age at the last visit would be {age}"));
+                errors.Add(new ImportError(file, p.Row, "resource.birthDate", "the age at the last visit would be outside 0..130"));
                 rejected.Add(pseudonym);
                 continue;
             }
@@ -179,11 +179,11 @@ public static class FhirBundleImporter
         var gender = Str(r, "gender");
         if (gender == "female") p.Sex = 0;
         else if (gender == "male") p.Sex = 1;
-        else { errors.Add(new ImportError(file, row, "resource.gender", gender is null ? "gender is required" : $"gender '{gender}' is not supported by the model (female, male)")); p.Bad = true; }
+        else { errors.Add(new ImportError(file, row, "resource.gender", gender is null ? "gender is required" : "the gender is not supported by the model (female, male)")); p.Bad = true; }
         var birth = Str(r, "birthDate");
         if (birth is null || !DateOnly.TryParseExact(birth, "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var bd))
         {
-            errors.Add(new ImportError(file, row, "resource.birthDate", birth is null ? "birthDate is required" : $"'{birth}' is not a full date (yyyy-MM-dd)"));
+            errors.Add(new ImportError(file, row, "resource.birthDate", birth is null ? "birthDate is required" : "the value is not a full date (yyyy-MM-dd)"));
             p.Bad = true;
         }
         else p.BirthDate = bd;
@@ -204,7 +204,7 @@ public static class FhirBundleImporter
         {
             var answer = Code(r, "valueCodeableConcept", Fhir.Snomed);
             if (answer is null || !Fhir.SmokingAnswers.TryGetValue(answer, out var category))
-                errors.Add(new ImportError(file, row, "resource.valueCodeableConcept", $"smoking status '{answer}' is not a known SNOMED CT answer"));
+                errors.Add(new ImportError(file, row, "resource.valueCodeableConcept", "the smoking status is not a known SNOMED CT answer"));
             else p.Smoking = category;
             return;
         }
@@ -255,7 +255,7 @@ public static class FhirBundleImporter
         var (min, max) = CohortCsv.Limits[column];
         if (!(value >= min && value <= max))
         {
-            errors.Add(new ImportError(file, row, $"{path}.valueQuantity.value", $"{value.ToString(CultureInfo.InvariantCulture)} is outside the plausible range {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}"));
+            errors.Add(new ImportError(file, row, $"{path}.valueQuantity.value", $"the value is outside the plausible range {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}"));
             return;
         }
         var index = IndexOf(column);
@@ -267,7 +267,7 @@ public static class FhirBundleImporter
         }
         if (!double.IsNaN(visit[index]))
         {
-            errors.Add(new ImportError(file, row, $"{path}.valueQuantity.value", $"a second {column} value on {date:yyyy-MM-dd}"));
+            errors.Add(new ImportError(file, row, $"{path}.valueQuantity.value", $"a second {column} value on the same date"));
             return;
         }
         visit[index] = value;
@@ -305,7 +305,7 @@ public static class FhirBundleImporter
         if (raw.Length >= 10 && DateOnly.TryParseExact(raw[..10], "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var d)
             && (raw.Length == 10 || DateTimeOffset.TryParse(raw, CultureInfo.InvariantCulture, DateTimeStyles.None, out _)))
             return d;
-        errors.Add(new ImportError(file, row, "resource.effectiveDateTime", $"'{ImportParsing.Truncate(raw)}' is not a FHIR date or dateTime"));
+        errors.Add(new ImportError(file, row, "resource.effectiveDateTime", "the value is not a FHIR date or dateTime"));
         return null;
     }
 

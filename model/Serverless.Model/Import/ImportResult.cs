@@ -31,12 +31,10 @@ internal static class ImportParsing
             HasHeaderRecord = true,
             DetectColumnCountChanges = false,
             TrimOptions = TrimOptions.Trim,
-            BadDataFound = args => errors.Add(new ImportError(file, args.Context.Parser?.RawRow ?? 0, "*", $"malformed CSV field near \"{Truncate(args.Field)}\" (stray quote)")),
+            BadDataFound = args => errors.Add(new ImportError(file, args.Context.Parser?.RawRow ?? 0, "*", "malformed CSV field (stray quote)")),
         };
         return new CsvParser(reader, config);
     }
-
-    public static string Truncate(string? s) => s is null ? "" : s.Length <= 40 ? s : s[..40] + "...";
 
     /// <summary>Maps header names (case-insensitive, trimmed) to positions; reports missing, duplicate and unknown columns.</summary>
     public static Dictionary<string, int>? ReadHeader(CsvParser parser, string file, IReadOnlyList<string> required, IReadOnlyList<string> optional, List<ImportError> errors)
@@ -73,12 +71,12 @@ internal static class ImportParsing
         }
         if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || !double.IsFinite(v))
         {
-            errors.Add(new ImportError(file, row, column, $"'{Truncate(raw)}' is not a number"));
+            errors.Add(new ImportError(file, row, column, "the value is not a number"));
             return false;
         }
         if (v < min || v > max)
         {
-            errors.Add(new ImportError(file, row, column, $"{v.ToString(CultureInfo.InvariantCulture)} is outside the plausible range {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}"));
+            errors.Add(new ImportError(file, row, column, $"the value is outside the plausible range {min.ToString(CultureInfo.InvariantCulture)}..{max.ToString(CultureInfo.InvariantCulture)}"));
             return false;
         }
         value = v;
@@ -98,7 +96,7 @@ internal static class ImportParsing
         }
         for (var i = 0; i < categories.Count; i++)
             if (string.Equals(categories[i], s, StringComparison.OrdinalIgnoreCase)) { value = i; return true; }
-        errors.Add(new ImportError(file, row, column, $"'{Truncate(s)}' is not one of {string.Join(", ", categories)}"));
+        errors.Add(new ImportError(file, row, column, $"the value is not one of {string.Join(", ", categories)}"));
         return false;
     }
 }

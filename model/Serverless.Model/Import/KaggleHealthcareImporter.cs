@@ -83,7 +83,7 @@ public static class KaggleHealthcareImporter
             if (name.Length == 0) errors.Add(new ImportError(file, row, Name, "value is required"));
             if (Cell(Doctor).Length == 0) errors.Add(new ImportError(file, row, Doctor, "value is required"));
             if (!int.TryParse(Cell(Room), NumberStyles.None, CultureInfo.InvariantCulture, out _))
-                errors.Add(new ImportError(file, row, Room, $"'{ImportParsing.Truncate(Cell(Room))}' is not a room number"));
+                errors.Add(new ImportError(file, row, Room, "the value is not a room number"));
             var site = Cell(Hospital);
             if (site.Length == 0) errors.Add(new ImportError(file, row, Hospital, "value is required"));
 
@@ -103,7 +103,7 @@ public static class KaggleHealthcareImporter
             double stay = double.NaN;
             if (admitted is { } a && discharged is { } d)
             {
-                if (d < a) errors.Add(new ImportError(file, row, DischargeDate, $"discharge {d:yyyy-MM-dd} is before admission {a:yyyy-MM-dd}"));
+                if (d < a) errors.Add(new ImportError(file, row, DischargeDate, "the discharge date is before the admission date"));
                 else stay = d.DayNumber - a.DayNumber;
             }
 
@@ -134,7 +134,7 @@ public static class KaggleHealthcareImporter
     private static DateOnly? ParseDate(string raw, string file, int row, string column, List<ImportError> errors)
     {
         if (DateOnly.TryParseExact(raw, DateFormat, CultureInfo.InvariantCulture, DateTimeStyles.None, out var d)) return d;
-        errors.Add(new ImportError(file, row, column, $"'{ImportParsing.Truncate(raw)}' is not a date (yyyy-MM-dd)"));
+        errors.Add(new ImportError(file, row, column, "the value is not a date (yyyy-MM-dd)"));
         return null;
     }
 

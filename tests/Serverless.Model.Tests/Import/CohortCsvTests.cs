@@ -89,6 +89,24 @@ public sealed class CohortCsvTests
         Assert.DoesNotContain(r.Cohort.Patients, p => p.PatientId == "p1" && p.Visits.Count == 2 && column != "*");
     }
 
+    [Fact]
+    public void An_error_names_the_line_column_and_rule_but_never_the_patients_value()
+    {
+        // Distinctive values a message could echo: a number out of range, a non-number, a category, a visit number.
+        string[] bad =
+        [
+            "h1,p1,2,60,male,never,0,1,27,135,82,104,5.8,192,98765,0",
+            "h1,p3,1,60,male,never,0,1,xyzzy,135,82,104,5.8,192,72,0",
+            "h1,p4,1,60,plugh,never,0,1,27,135,82,104,5.8,192,72,0",
+            "h1,p5,q7q,60,male,never,0,1,27,135,82,104,5.8,192,72,0",
+        ];
+        var r = CohortCsv.Read(new StringReader(Csv([Good1, .. bad])), "private.csv");
+        Assert.Equal(4, r.Errors.Count);
+        foreach (var e in r.Errors)
+            foreach (var value in new[] { "98765", "xyzzy", "plugh", "q7q", "p1", "p3", "p4", "p5" })
+                Assert.DoesNotContain(value, e.ToString());
+    }
+
     [Theory]
     [InlineData("", 1, "*", "empty")]
     [InlineData("hospital,patient_id,visit\n", 1, "age", "missing")]

@@ -55,7 +55,7 @@ public sealed class KaggleHealthcareImporterTests
     public static TheoryData<string, string, string> BadRows() => new()
     {
         { A2.Replace("2024-01-31", "31/01/2024"), "Date of Admission", "not a date" },
-        { A2.Replace("2024-02-02", "2024-01-01"), "Discharge Date", "before admission" },
+        { A2.Replace("2024-02-02", "2024-01-01"), "Discharge Date", "before the admission date" },
         { A2.Replace("Cancer", "Flu"), "Medical Condition", "not one of" },
         { A2.Replace(",31,", ",31.5,"), "Age", "whole number" },
         { A2.Replace(",31,", ",231,"), "Age", "plausible range" },
