@@ -94,15 +94,17 @@ internal sealed class RoundsClient(HttpClient http)
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/json"));
         if (body is not null || method == HttpMethod.Post)
         {
-            var bytes = body switch
+            var json = body switch
             {
                 null => "{}"u8.ToArray(),
                 RawJson raw => raw.Bytes,
                 _ => JsonSerializer.SerializeToUtf8Bytes(body, body.GetType(), RoundJson.Options),
             };
+            var (bytes, compressed) = BodyCompression.Compress(json);
             Interlocked.Add(ref _bodyBytesSent, bytes.Length);
             request.Content = new ByteArrayContent(bytes);
             request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            if (compressed) request.Content.Headers.ContentEncoding.Add(BodyCompression.Encoding);
         }
         await PaceAsync(method == HttpMethod.Get, ct);
         HttpResponseMessage response;

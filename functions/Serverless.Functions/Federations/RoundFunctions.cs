@@ -196,10 +196,13 @@ public sealed class RoundFunctions(RoundService rounds, FederationStore store, F
         var outcome = await store.PutMessageAsync(federation, round, stage, phase, me.SecAggId, bytes, ct);
         if (outcome == FederationStore.StoreOutcome.Conflict)
             return Conflict($"A different {phase} message of client '{caller}' is already stored for this round; a phase takes one message per client.");
+        // What travelled: the body as it arrived (compressed or not), before the arrival is raised and the round counts it.
+        var wireBytes = Hosting.CompressedRequestBodies.WireBytesRead(request.HttpContext) ?? bytes.Length;
+        await store.PutWireBytesAsync(federation, round, stage, phase, me.SecAggId, wireBytes, ct);
         // Raised again on a duplicate too: the first raise may have been lost to a crash after the store.
         await client.RaiseEventAsync(instanceId, RoundService.EventName(stage, phase), new PhaseArrival(me.SecAggId), ct);
         if (outcome != FederationStore.StoreOutcome.Duplicate && stagePlan.Secure)
-            Serverless.Telemetry.ServerlessTelemetry.SecAggBytes.Add(bytes.Length, new KeyValuePair<string, object?>("serverless.phase", $"{stage}/{phase}"));
+            Serverless.Telemetry.ServerlessTelemetry.SecAggBytes.Add(wireBytes, new KeyValuePair<string, object?>("serverless.phase", $"{stage}/{phase}"));
         var receipt = new PhaseReceipt(round, stage, phase, me.SecAggId, outcome == FederationStore.StoreOutcome.Duplicate);
         return Json(receipt, outcome == FederationStore.StoreOutcome.Duplicate ? StatusCodes.Status200OK : StatusCodes.Status202Accepted);
     }

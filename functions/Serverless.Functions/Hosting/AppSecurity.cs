@@ -13,7 +13,8 @@ namespace Serverless.Functions.Hosting;
 /// <c>SERVERLESS_KEY_VAULT_URI</c> is set, else the local keyring in the data directory), audit log,
 /// envelope encryption of the encrypted containers, tokens, access policy, and
 /// <see cref="AuthorizationMiddleware"/> in front of every HTTP function, and the forwarded TLS client
-/// certificate (<see cref="ForwardedClientCertificate"/>).
+/// certificate (<see cref="ForwardedClientCertificate"/>); compressed request bodies are decompressed before any
+/// reader bounds them (<see cref="CompressedRequestBodies"/>).
 /// </summary>
 internal static class AppSecurity
 {
@@ -31,6 +32,8 @@ internal static class AppSecurity
         builder.Services.Insert(0, ServiceDescriptor.Singleton<IHostedService, SecurityStartup>());
         builder.Services.AddCertificateForwarding(o => o.CertificateHeader = ForwardedClientCertificate.Header);
         builder.Services.AddSingleton<IStartupFilter, ForwardedClientCertificate>();
+        builder.Services.AddRequestDecompression();
+        builder.Services.AddSingleton<IStartupFilter, CompressedRequestBodies>();
         builder.UseMiddleware<AuthorizationMiddleware>();
         return builder;
     }

@@ -294,6 +294,49 @@ public sealed class AppSecurityTests(AppSecurityFixture app) : IClassFixture<App
     }
 
     [Fact]
+    public async Task ACompressedBodyIsReadAsItsJsonAndOneThatExpandsPastTheReadersLimitIs413()
+    {
+        // Enrollment is anonymous and reads its JSON body with a 64 KiB bound before it judges anything.
+        var json = JsonSerializer.SerializeToUtf8Bytes(new { clientId = "compressed", certificatePem = new string('A', 600), nonce = "never-issued", signature = "AAAA" });
+        async Task<(HttpStatusCode Status, string? Title)> EnrollAsync(byte[] body, string? encoding)
+        {
+            var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+            if (encoding is not null) content.Headers.ContentEncoding.Add(encoding);
+            using var response = await app.SendAsync("POST", "api/federations/compressed-fed/enrollments", null, content);
+            using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            return (response.StatusCode, problem.RootElement.GetProperty("title").GetString());
+        }
+        static byte[] Compress(byte[] data, Func<Stream, Stream> encoder)
+        {
+            using var output = new MemoryStream();
+            using (var stream = encoder(output)) stream.Write(data);
+            return output.ToArray();
+        }
+        static byte[] Brotli(byte[] data) => Compress(data, s => new System.IO.Compression.BrotliStream(s, System.IO.Compression.CompressionLevel.SmallestSize));
+        static byte[] Gzip(byte[] data) => Compress(data, s => new System.IO.Compression.GZipStream(s, System.IO.Compression.CompressionLevel.SmallestSize));
+
+        var plain = await EnrollAsync(json, null);
+        Assert.NotEqual("Malformed JSON", plain.Title);
+        Assert.NotEqual(HttpStatusCode.RequestEntityTooLarge, plain.Status);
+        // The same refusal for the same JSON, however it was encoded: the reader saw the decompressed body.
+        Assert.Equal(plain, await EnrollAsync(Brotli(json), "br"));
+        Assert.Equal(plain, await EnrollAsync(Gzip(json), "gzip"));
+        // What the agents send: their encoder shrinks a body of this shape and the server reads it back.
+        var (agentBody, compressed) = Serverless.Client.Agent.BodyCompression.Compress(json);
+        Assert.True(compressed && agentBody.Length < json.Length);
+        Assert.Equal(plain, await EnrollAsync(agentBody, Serverless.Client.Agent.BodyCompression.Encoding));
+        Assert.False(Serverless.Client.Agent.BodyCompression.Compress("{}"u8.ToArray()).Compressed);
+
+        // 1 MiB of spaces compresses to well under a kilobyte; the reader stops at its 64 KiB after decompression.
+        var bomb = Brotli(Encoding.UTF8.GetBytes("{\"clientId\":\"" + new string(' ', 1 << 20) + "\"}"));
+        Assert.True(bomb.Length < 1024);
+        var expanded = await EnrollAsync(bomb, "br");
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, expanded.Status);
+        Assert.Equal("Body too large", expanded.Title);
+    }
+
+    [Fact]
     public async Task ABodyOverTheHostLimitIs413BeforeItIsRead()
     {
         var partner = await app.Host.TokenAsync("partner-host-body", Roles.Partner, "insurer-host-body");

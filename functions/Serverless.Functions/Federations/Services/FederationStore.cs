@@ -190,11 +190,43 @@ public sealed class FederationStore(IBlobStoreProvider blobs)
     }
 
     /// <summary>Total bytes of every client message of a stage (what clients uploaded).</summary>
+    /// <summary>
+    /// Bytes the clients posted in a stage: each stored message's body as it travelled (compressed, when the client
+    /// compressed it; <see cref="PutWireBytesAsync"/>), else the stored JSON's length.
+    /// </summary>
     public async Task<long> UploadedBytesAsync(string fed, int round, string stage, CancellationToken ct = default)
     {
+        var wire = new Dictionary<string, long>(StringComparer.Ordinal);
+        var wirePrefix = $"{RoundPrefix(fed, round)}/{stage}/wire/";
+        await foreach (var blob in Rounds.ListAsync(wirePrefix, ct))
+        {
+            // {phase}/{id}.{bytes}: the count is in the name, so the total needs a listing and no reads.
+            var rest = blob.Name[wirePrefix.Length..];
+            var dot = rest.LastIndexOf('.');
+            if (dot > 0 && long.TryParse(rest.AsSpan(dot + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var bytes))
+                wire[rest[..dot]] = bytes;
+        }
         long total = 0;
-        await foreach (var blob in Rounds.ListAsync($"{RoundPrefix(fed, round)}/{stage}/in/", ct)) total += blob.Length;
+        var inPrefix = $"{RoundPrefix(fed, round)}/{stage}/in/";
+        await foreach (var blob in Rounds.ListAsync(inPrefix, ct))
+        {
+            var key = blob.Name[inPrefix.Length..];
+            if (key.EndsWith(".json", StringComparison.Ordinal)) key = key[..^".json".Length];
+            total += wire.TryGetValue(key, out var travelled) ? travelled : blob.Length;
+        }
         return total;
+    }
+
+    /// <summary>Records how many bytes a stored message's body had on the wire (once; a retry's count is ignored).</summary>
+    public async Task PutWireBytesAsync(string fed, int round, string stage, RoundPhase phase, int id, long bytes, CancellationToken ct = default)
+    {
+        try
+        {
+            await Rounds.PutAsync($"{RoundPrefix(fed, round)}/{stage}/wire/{phase}/{id}.{bytes.ToString(System.Globalization.CultureInfo.InvariantCulture)}", new MemoryStream([]), BlobCondition.MustNotExist, ct);
+        }
+        catch (BlobConditionFailedException)
+        {
+        }
     }
 
     private static string OutputName(string fed, int round, string stage, string kind) => $"{RoundPrefix(fed, round)}/{stage}/out/{kind}.json";

@@ -101,7 +101,7 @@ public sealed class BatchProcessor(InferenceBlobs blobs, ModelCatalog catalog, P
             var sha = await hashing.DrainAndHashHexAsync(cancellationToken);
             if (sha != batch.Sha256)
                 return BatchValidation.Refused(RefusalCodes.DigestMismatch, $"the blob's SHA-256 is {sha}, the submission said {batch.Sha256} (changed or corrupted after submission)");
-            var code = e.Message.Contains("too many records", StringComparison.Ordinal) ? RefusalCodes.BatchTooLarge : RefusalCodes.MalformedBatch;
+            var code = InferenceErrors.ReasonOf(e) == InferenceErrors.TooManyRecords ? RefusalCodes.BatchTooLarge : RefusalCodes.MalformedBatch;
             return BatchValidation.Refused(code, e.Message);
         }
     }

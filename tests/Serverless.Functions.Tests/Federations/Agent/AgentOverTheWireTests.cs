@@ -88,6 +88,9 @@ public sealed class AgentOverTheWireTests
         // Every request is a protocol call of this federation.
         Assert.All(capture, c => Assert.StartsWith($"/api/federations/{SimulationRunner.MainFederation}/", c.Path));
         Assert.Contains(capture, c => c.Path.EndsWith("/training/masked", StringComparison.Ordinal));
+        // The round messages travel Brotli-compressed (base64 in JSON gives back most of its third).
+        Assert.All(capture.Where(c => c.Path.EndsWith("/training/masked", StringComparison.Ordinal)),
+            c => Assert.Contains("Content-Encoding: br", Encoding.UTF8.GetString(c.Bytes), StringComparison.OrdinalIgnoreCase));
         // The malicious-server variant is the default: the agent signed the survivor set before it unmasked, and its keys were signed.
         Assert.Contains(capture, c => c.Path.EndsWith("/training/consistency", StringComparison.Ordinal));
         var ad = capture.First(c => c.Method == "POST" && c.Path.EndsWith("/training/advertise", StringComparison.Ordinal));
@@ -120,7 +123,8 @@ public sealed class AgentOverTheWireTests
         {
             var head = new StringBuilder($"{request.Method} {request.RequestUri}\n");
             foreach (var h in request.Headers) head.Append(h.Key).Append(": ").AppendJoin(',', h.Value).Append('\n');
-            var body = request.Content is null ? [] : await request.Content.ReadAsByteArrayAsync(cancellationToken);
+            // A compressed body is searched as what it carries: compression must not hide a record from the checks below.
+            var body = request.Content is null ? [] : await SentBody.ReadAsync(request.Content, cancellationToken);
             if (request.Content is not null) foreach (var h in request.Content.Headers) head.Append(h.Key).Append(": ").AppendJoin(',', h.Value).Append('\n');
             lock (sink) sink.Add((request.Method.Method, request.RequestUri!.AbsolutePath, [.. Encoding.UTF8.GetBytes(head.ToString()), .. body], body));
             return await base.SendAsync(request, cancellationToken);

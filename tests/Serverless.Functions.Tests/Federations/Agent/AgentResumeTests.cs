@@ -89,7 +89,7 @@ public sealed class AgentResumeTests
         {
             if (request.Method == HttpMethod.Post && request.Content is not null)
             {
-                var body = await request.Content.ReadAsStringAsync(cancellationToken);
+                var body = Convert.ToHexString(await SentBody.ReadAsync(request.Content, cancellationToken));
                 lock (sink) sink.Add((request.RequestUri!.AbsolutePath, body));
             }
             return await base.SendAsync(request, cancellationToken);
