@@ -262,7 +262,9 @@ internal sealed class FraudSuite : IBenchSuite
             string transactions = $"transactions-{run}", alertsQueue = $"fraud-alerts-{run}";
             await queue.CreateQueueAsync(transactions);
             await queue.CreateQueueAsync(alertsQueue);
-            var count = Math.Min(events.Count, rate * seconds);
+            // What the consumer waits for: the producer lowers it to what it sent when its time is up (a slow queue).
+            var target = new System.Runtime.CompilerServices.StrongBox<int>(Math.Min(events.Count, rate * seconds));
+            var count = target.Value;
             var latencies = new List<double>(count);
             using var scorer = new MicroBatchScorer(new ScorerOptions
             {
@@ -281,7 +283,7 @@ internal sealed class FraudSuite : IBenchSuite
                 var stamps = new List<long>();
                 var output = new BatchOutput();
                 var deleting = Task.CompletedTask;
-                while (consumed < count)
+                while (consumed < Volatile.Read(ref target.Value))
                 {
                     pending.Clear(); txs.Clear(); stamps.Clear();
                     while (txs.Count < gather)
@@ -323,11 +325,12 @@ internal sealed class FraudSuite : IBenchSuite
             // Producer: paced by the clock, never ahead of the offered rate; tokenizes before it enqueues.
             var start = Stopwatch.GetTimestamp();
             var sent = 0;
-            while (sent < count)
+            var budget = seconds * Stopwatch.Frequency * 3 / 2; // room past the schedule; a queue slower than the rate ends here
+            while (sent < count && Stopwatch.GetTimestamp() - start < budget)
             {
                 var due = (long)((Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency * rate);
                 if (due <= sent) { await Task.Delay(1); continue; }
-                while (sent < Math.Min(due, count))
+                while (sent < Math.Min(due, count) && Stopwatch.GetTimestamp() - start < budget)
                 {
                     var n = Math.Min(perMessage, count - sent);
                     var chunk = new CardEvent[n];
@@ -336,7 +339,8 @@ internal sealed class FraudSuite : IBenchSuite
                     sent += n;
                 }
             }
-            var offered = count / ((Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency);
+            var offered = sent / ((Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency);
+            Volatile.Write(ref target.Value, sent);
             var backlog = await queue.GetApproximateCountAsync(transactions);
             await consumer.WaitAsync(TimeSpan.FromMinutes(5));
             var arr = latencies.ToArray();
