@@ -120,11 +120,11 @@ public sealed class FraudModelFunctions(FraudModelRegistry registry, FraudScorin
     public async Task<IResult> GetDeployment([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "fraud/deployment")] HttpRequest request, CancellationToken cancellationToken) =>
         Results.Ok(await registry.CurrentAsync(cancellationToken));
 
-    /// <summary>GET the drift monitor: PSI per input feature since the scorer loaded; 404 before it has a reference.</summary>
+    /// <summary>GET the drift monitor: PSI per input feature over every scorer instance's window under the current deployment; 404 without a champion or a reference.</summary>
     [Function("GetFraudDrift")]
     [RequirePermission(Permissions.MetricsRead)]
-    public IResult GetDrift([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "fraud/drift")] HttpRequest request) =>
-        scoring.Drift() is { } report
+    public async Task<IResult> GetDrift([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "fraud/drift")] HttpRequest request, CancellationToken cancellationToken) =>
+        await scoring.DriftAsync(cancellationToken) is { } report
             ? Results.Ok(report)
             : FraudRefusedException.Problem(FraudRefusalCodes.NoEvaluationSet, "the drift monitor has no reference yet: put an evaluation set and score events", StatusCodes.Status404NotFound);
 

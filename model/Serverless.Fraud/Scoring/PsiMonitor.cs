@@ -11,6 +11,12 @@ public sealed record DriftReport(long Observations, double AlertLevel, IReadOnly
 }
 
 /// <summary>
+/// A window's bin counts per feature (<see cref="PsiMonitor.Counts"/>): what one scorer instance saw, to keep across a
+/// restart or to pool with other instances' windows over the same reference (counts add; shares do not).
+/// </summary>
+public sealed record DriftCounts(long Observations, long[][] Bins);
+
+/// <summary>
 /// Population stability index per input feature: PSI = Σ_bins (a − e)·ln(a / e), with e the reference
 /// share and a the current share of a bin. Bins are the reference deciles (fewer where a feature has few
 /// distinct values, e.g. one-hot flags); shares are floored at 1e-4 so an empty bin stays finite. The
@@ -78,24 +84,67 @@ public sealed class PsiMonitor
         _observed++;
     }
 
-    public DriftReport Report()
+    /// <summary>A copy of this window's counts.</summary>
+    public DriftCounts Counts() => new(_observed, _counts.Select(c => c.ToArray()).ToArray());
+
+    /// <summary>Adds a window counted against the same reference (this monitor's before a restart).</summary>
+    /// <exception cref="ArgumentException">the counts do not fit this monitor's bins, or do not add up.</exception>
+    public void Add(DriftCounts counts)
     {
+        Validate(counts);
+        for (var j = 0; j < _counts.Length; j++)
+            for (var b = 0; b < _counts[j].Length; b++) _counts[j][b] += counts.Bins[j][b];
+        _observed += counts.Observations;
+    }
+
+    /// <summary>PSI per feature over this window.</summary>
+    public DriftReport Report() => Report([]);
+
+    /// <summary>PSI per feature over this window pooled with <paramref name="others"/> (other instances' windows), which are checked as in <see cref="Add"/>.</summary>
+    public DriftReport Report(IReadOnlyList<DriftCounts> others)
+    {
+        ArgumentNullException.ThrowIfNull(others);
+        foreach (var o in others) Validate(o);
+        var observed = _observed + others.Sum(o => o.Observations);
         var result = new FeatureDrift[_names.Length];
         for (var j = 0; j < _names.Length; j++)
         {
             double psi = 0;
-            if (_observed > 0)
+            if (observed > 0)
             {
                 for (var b = 0; b < _counts[j].Length; b++)
                 {
-                    var a = Math.Max(Floor, (double)_counts[j][b] / _observed);
+                    var count = _counts[j][b];
+                    foreach (var o in others) count += o.Bins[j][b];
+                    var a = Math.Max(Floor, (double)count / observed);
                     var e = _expected[j][b];
                     psi += (a - e) * Math.Log(a / e);
                 }
             }
-            result[j] = new FeatureDrift(_names[j], psi, _observed >= MinimumObservations && psi > AlertLevel);
+            result[j] = new FeatureDrift(_names[j], psi, observed >= MinimumObservations && psi > AlertLevel);
         }
-        return new DriftReport(_observed, AlertLevel, result);
+        return new DriftReport(observed, AlertLevel, result);
+    }
+
+    private void Validate(DriftCounts counts)
+    {
+        ArgumentNullException.ThrowIfNull(counts);
+        if (counts.Bins is null || counts.Bins.Length != _counts.Length)
+            throw new ArgumentException($"drift counts must have {_counts.Length} features", nameof(counts));
+        if (counts.Observations < 0) throw new ArgumentException("drift counts must not be negative", nameof(counts));
+        for (var j = 0; j < _counts.Length; j++)
+        {
+            var row = counts.Bins[j];
+            if (row is null || row.Length != _counts[j].Length)
+                throw new ArgumentException($"drift counts of feature {j} must have {_counts[j].Length} bins", nameof(counts));
+            long total = 0;
+            foreach (var c in row)
+            {
+                if (c < 0) throw new ArgumentException("drift counts must not be negative", nameof(counts));
+                total += c;
+            }
+            if (total != counts.Observations) throw new ArgumentException($"drift counts of feature {j} do not add up to the observations", nameof(counts));
+        }
     }
 
     /// <summary>Starts a new window (e.g. hourly), keeping the reference.</summary>

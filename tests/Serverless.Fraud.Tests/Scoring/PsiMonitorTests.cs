@@ -81,4 +81,54 @@ public sealed class PsiMonitorTests
         monitor.Observe([5000f]);
         Assert.True(monitor.Report().Alert);
     }
+
+    [Fact]
+    public void Windows_pooled_across_instances_or_restored_after_a_restart_report_as_one_window_that_saw_every_event()
+    {
+        var rng = new Random(17);
+        var reference = Enumerable.Range(0, 2000).Select(_ => (float)rng.NextDouble()).ToArray();
+        var rows = Enumerable.Range(0, 1500).Select(i => (float)(rng.NextDouble() * (i % 3 == 0 ? 2 : 1))).ToArray();
+        PsiMonitor New() => new(["x"], reference, minimumObservations: 100);
+        var one = New();
+        foreach (var v in rows) one.Observe([v]);
+        var a = New();
+        var b = New();
+        for (var i = 0; i < rows.Length; i++) (i % 5 == 0 ? a : b).Observe([rows[i]]);
+
+        var pooled = a.Report([b.Counts()]);
+        Assert.Equal(rows.Length, pooled.Observations);
+        Assert.Equal(one.Report().Features[0].Psi, pooled.Features[0].Psi, 12);
+        Assert.Equal(one.Report().Alert, pooled.Alert);
+        Assert.NotEqual(one.Report().Features[0].Psi, a.Report().Features[0].Psi, 3);   // one instance alone sees another sample
+
+        var restarted = New();
+        restarted.Add(a.Counts());
+        restarted.Add(b.Counts());
+        Assert.Equal(one.Report().Features[0].Psi, restarted.Report().Features[0].Psi, 12);
+        Assert.Equal(rows.Length, restarted.Observations);
+    }
+
+    [Fact]
+    public void Counts_that_do_not_fit_the_reference_are_refused_and_change_nothing()
+    {
+        var reference = Enumerable.Range(0, 1000).Select(i => (float)i).ToArray();
+        var monitor = new PsiMonitor(["x"], reference);
+        monitor.Observe([3f]);
+        var good = monitor.Counts();
+        var bins = good.Bins[0].Length;
+        DriftCounts[] bad =
+        [
+            new(1, []),                                            // no features
+            new(1, [new long[bins - 1]]),                          // a bin short
+            good with { Observations = 2 },                        // the bins do not add up
+            new(-1, [Enumerable.Repeat(0L, bins - 1).Append(-1).ToArray()]),   // negative
+        ];
+        foreach (var counts in bad)
+        {
+            Assert.Throws<ArgumentException>(() => monitor.Add(counts));
+            Assert.Throws<ArgumentException>(() => monitor.Report([counts]));
+        }
+        Assert.Equal(1, monitor.Observations);
+        Assert.Equal(good.Bins[0], monitor.Counts().Bins[0]);
+    }
 }

@@ -63,6 +63,14 @@ public sealed class FraudStreamTests(FraudScenario scenario) : IClassFixture<Fra
         try
         {
             await RunStreamAsync(dataDirectory);
+            // Restarted on its data directory, the instance keeps its drift window (stored under the deployment's revision).
+            await using (var again = await FunctionAppHost.StartAsync(new FunctionAppHostOptions { DataDirectory = dataDirectory }))
+            {
+                using var r = await SendAsync(again, HttpMethod.Get, "api/fraud/drift", await again.TokenAsync("ops-1", "operator", null));
+                Assert.Equal(HttpStatusCode.OK, r.StatusCode);
+                using var body = JsonDocument.Parse(await r.Content.ReadAsStringAsync());
+                Assert.Equal(scenario.Live.Count - 2, body.RootElement.GetProperty("observations").GetInt64());
+            }
             // No card number in any file the app wrote: blobs, queues, the audit log, the card history (WAL included).
             var pans = scenario.Live.Select(t => t.CardNumber).Concat(scenario.Evaluation.Select(t => t.CardNumber)).Distinct().ToList();
             var files = Directory.EnumerateFiles(dataDirectory, "*", SearchOption.AllDirectories).ToList();

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Serverless.Fraud.Scoring;
 using Serverless.Functions.Inference.Services;
 using Serverless.Storage;
 
@@ -14,6 +15,7 @@ namespace Serverless.Functions.Fraud.Services;
 /// <item><c>checkpoints/fraud/intake/{tenant}/{id}.json</c>: an intake request's tokenized events until they are scored</item>
 /// <item><c>checkpoints/fraud/evaluation.json</c>: the labelled, tokenized evaluation set of the metric gate and the drift reference</item>
 /// <item><c>fraud/deployment.json</c>: champion, challenger, threshold and former champions, updated with If-Match</item>
+/// <item><c>fraud/drift/r{revision}/{instance}.json</c>: one scorer instance's drift window (bin counts, no values) under a deployment revision; <c>.../alerted</c> once one instance raised its alert</item>
 /// </list>
 /// Queues: <c>fraud-transactions</c> (its poison queue <c>fraud-transactions-poison</c>), <c>fraud-alerts-{tenant}</c> and <c>fraud-drift-alerts</c>.
 /// </summary>
@@ -130,6 +132,49 @@ public sealed class FraudStore(IBlobStoreProvider provider)
         InferenceBlobs.ReadAllAsync(Models, blob, MaxStoredModelBytes, cancellationToken);
 
     public Task DeleteIntakeAsync(string blob, CancellationToken cancellationToken) => Models.DeleteAsync(blob, cancellationToken: cancellationToken);
+
+    private const long MaxDriftBytes = 256 * 1024;
+
+    private static string DriftPrefix(long revision) => $"drift/r{revision}/";
+
+    /// <summary>Replaces <paramref name="instance"/>'s drift window under <paramref name="revision"/>.</summary>
+    public Task PutDriftCountsAsync(long revision, string instance, DriftCounts counts, CancellationToken cancellationToken) =>
+        Deployments.PutAsync(DriftPrefix(revision) + instance + ".json", new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(counts, FraudJson.Options)), cancellationToken: cancellationToken);
+
+    /// <summary>Every instance's stored drift window under <paramref name="revision"/>; a window that does not parse comes back as null, for the caller to report.</summary>
+    public async Task<IReadOnlyList<(string Instance, DriftCounts? Counts)>> ListDriftCountsAsync(long revision, CancellationToken cancellationToken)
+    {
+        var prefix = DriftPrefix(revision);
+        var windows = new List<(string, DriftCounts?)>();
+        await foreach (var blob in Deployments.ListAsync(prefix, cancellationToken))
+        {
+            if (!blob.Name.EndsWith(".json", StringComparison.Ordinal)) continue;
+            var instance = blob.Name[prefix.Length..^".json".Length];
+            DriftCounts? counts = null;
+            try
+            {
+                if (await InferenceBlobs.ReadAllAsync(Deployments, blob.Name, MaxDriftBytes, cancellationToken) is { } bytes)
+                    counts = JsonSerializer.Deserialize<DriftCounts>(bytes, FraudJson.Options);
+            }
+            catch (Exception e) when (e is JsonException or InvalidDataException) { }
+            windows.Add((instance, counts));
+        }
+        return windows;
+    }
+
+    /// <summary>True for the one caller that first claims <paramref name="revision"/>'s drift alert (so instances raise it once between them).</summary>
+    public async Task<bool> TryClaimDriftAlertAsync(long revision, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Deployments.PutAsync(DriftPrefix(revision) + "alerted", new MemoryStream([]), BlobCondition.MustNotExist, cancellationToken);
+            return true;
+        }
+        catch (BlobConditionFailedException)
+        {
+            return false;
+        }
+    }
 
     private static string ModelBlob(string version) => $"fraud/models/{version}/model.onnx";
     private static string InfoBlob(string version) => $"fraud/models/{version}/info.json";
