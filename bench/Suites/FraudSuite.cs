@@ -262,9 +262,8 @@ internal sealed class FraudSuite : IBenchSuite
             string transactions = $"transactions-{run}", alertsQueue = $"fraud-alerts-{run}";
             await queue.CreateQueueAsync(transactions);
             await queue.CreateQueueAsync(alertsQueue);
-            // What the consumer waits for: the producer lowers it to what it sent when its time is up (a slow queue).
-            var target = new System.Runtime.CompilerServices.StrongBox<int>(Math.Min(events.Count, rate * seconds));
-            var count = target.Value;
+            // Also what the consumer waits for: the producer lowers it to what it sent when its time is up (a slow queue).
+            var count = Math.Min(events.Count, rate * seconds);
             var latencies = new List<double>(count);
             using var scorer = new MicroBatchScorer(new ScorerOptions
             {
@@ -283,7 +282,7 @@ internal sealed class FraudSuite : IBenchSuite
                 var stamps = new List<long>();
                 var output = new BatchOutput();
                 var deleting = Task.CompletedTask;
-                while (consumed < Volatile.Read(ref target.Value))
+                while (consumed < Volatile.Read(ref count))
                 {
                     pending.Clear(); txs.Clear(); stamps.Clear();
                     while (txs.Count < gather)
@@ -340,7 +339,7 @@ internal sealed class FraudSuite : IBenchSuite
                 }
             }
             var offered = sent / ((Stopwatch.GetTimestamp() - start) / (double)Stopwatch.Frequency);
-            Volatile.Write(ref target.Value, sent);
+            Volatile.Write(ref count, sent);
             var backlog = await queue.GetApproximateCountAsync(transactions);
             await consumer.WaitAsync(TimeSpan.FromMinutes(5));
             var arr = latencies.ToArray();

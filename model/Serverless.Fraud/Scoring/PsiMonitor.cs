@@ -126,25 +126,32 @@ public sealed class PsiMonitor
         return new DriftReport(observed, AlertLevel, result);
     }
 
+    /// <summary>True when <paramref name="counts"/> were counted against bins like this monitor's and add up (<see cref="Add"/> would take them).</summary>
+    public bool Fits(DriftCounts? counts) => Problem(counts) is null;
+
     private void Validate(DriftCounts counts)
     {
         ArgumentNullException.ThrowIfNull(counts);
-        if (counts.Bins is null || counts.Bins.Length != _counts.Length)
-            throw new ArgumentException($"drift counts must have {_counts.Length} features", nameof(counts));
-        if (counts.Observations < 0) throw new ArgumentException("drift counts must not be negative", nameof(counts));
+        if (Problem(counts) is { } problem) throw new ArgumentException(problem, nameof(counts));
+    }
+
+    private string? Problem(DriftCounts? counts)
+    {
+        if (counts?.Bins is null || counts.Bins.Length != _counts.Length) return $"drift counts must have {_counts.Length} features";
+        if (counts.Observations < 0) return "drift counts must not be negative";
         for (var j = 0; j < _counts.Length; j++)
         {
             var row = counts.Bins[j];
-            if (row is null || row.Length != _counts[j].Length)
-                throw new ArgumentException($"drift counts of feature {j} must have {_counts[j].Length} bins", nameof(counts));
+            if (row is null || row.Length != _counts[j].Length) return $"drift counts of feature {j} must have {_counts[j].Length} bins";
             long total = 0;
             foreach (var c in row)
             {
-                if (c < 0) throw new ArgumentException("drift counts must not be negative", nameof(counts));
+                if (c < 0) return "drift counts must not be negative";
                 total += c;
             }
-            if (total != counts.Observations) throw new ArgumentException($"drift counts of feature {j} do not add up to the observations", nameof(counts));
+            if (total != counts.Observations) return $"drift counts of feature {j} do not add up to the observations";
         }
+        return null;
     }
 
     /// <summary>Starts a new window (e.g. hourly), keeping the reference.</summary>

@@ -123,8 +123,11 @@ public sealed class PsiMonitorTests
             good with { Observations = 2 },                        // the bins do not add up
             new(-1, [Enumerable.Repeat(0L, bins - 1).Append(-1).ToArray()]),   // negative
         ];
+        Assert.True(monitor.Fits(good));
+        Assert.False(monitor.Fits(null));
         foreach (var counts in bad)
         {
+            Assert.False(monitor.Fits(counts));
             Assert.Throws<ArgumentException>(() => monitor.Add(counts));
             Assert.Throws<ArgumentException>(() => monitor.Report([counts]));
         }

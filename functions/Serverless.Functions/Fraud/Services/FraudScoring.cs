@@ -110,8 +110,9 @@ public sealed class FraudScoring(FraudModelRegistry registry, FraudStore store, 
         {
             var reference = FraudDatasets.LatestSteps(FraudDatasets.BuildLabelled(set.Events, set.Labels, o.Steps));
             _drift = new PsiMonitor(EventFeatures.Names, reference, alertLevel: o.DriftAlertLevel, minimumObservations: o.DriftMinimumEvents);
-            foreach (var (instance, counts) in await store.ListDriftCountsAsync(deployment.Revision, cancellationToken))
-                if (instance == Instance && !TryUse(counts, _drift.Add)) logger.LogWarning("This instance's stored drift window does not fit the reference; starting a new one");
+            var mine = await store.GetDriftCountsAsync(deployment.Revision, Instance, cancellationToken);
+            if (_drift.Fits(mine)) _drift.Add(mine!);
+            else if (mine is not null) logger.LogWarning("This instance's stored drift window does not fit the reference; starting a new one");
         }
         else
         {
@@ -154,13 +155,6 @@ public sealed class FraudScoring(FraudModelRegistry registry, FraudStore store, 
         }
     }
 
-    private static bool TryUse(DriftCounts? counts, Action<DriftCounts> use)
-    {
-        if (counts is null) return false;
-        try { use(counts); return true; }
-        catch (ArgumentException) { return false; }
-    }
-
     /// <summary>Stores this instance's window and reads the others', at most once a second unless forced.</summary>
     private async Task SyncDriftAsync(bool force, CancellationToken cancellationToken)
     {
@@ -171,7 +165,7 @@ public sealed class FraudScoring(FraudModelRegistry registry, FraudStore store, 
         foreach (var (instance, counts) in await store.ListDriftCountsAsync(revision, cancellationToken))
         {
             if (instance == Instance) continue;
-            if (TryUse(counts, c => _drift.Report([c]))) others.Add(counts!);
+            if (_drift.Fits(counts)) others.Add(counts!);
             else logger.LogWarning("The drift window of instance {Instance} does not fit the reference; it is left out of the report", instance);
         }
         _otherWindows = others;

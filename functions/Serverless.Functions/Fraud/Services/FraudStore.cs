@@ -141,6 +141,21 @@ public sealed class FraudStore(IBlobStoreProvider provider)
     public Task PutDriftCountsAsync(long revision, string instance, DriftCounts counts, CancellationToken cancellationToken) =>
         Deployments.PutAsync(DriftPrefix(revision) + instance + ".json", new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(counts, FraudJson.Options)), cancellationToken: cancellationToken);
 
+    /// <summary><paramref name="instance"/>'s stored drift window under <paramref name="revision"/>; null when there is none or it does not parse.</summary>
+    public async Task<DriftCounts?> GetDriftCountsAsync(long revision, string instance, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await InferenceBlobs.ReadAllAsync(Deployments, DriftPrefix(revision) + instance + ".json", MaxDriftBytes, cancellationToken) is { } bytes
+                ? JsonSerializer.Deserialize<DriftCounts>(bytes, FraudJson.Options)
+                : null;
+        }
+        catch (Exception e) when (e is JsonException or InvalidDataException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>Every instance's stored drift window under <paramref name="revision"/>; a window that does not parse comes back as null, for the caller to report.</summary>
     public async Task<IReadOnlyList<(string Instance, DriftCounts? Counts)>> ListDriftCountsAsync(long revision, CancellationToken cancellationToken)
     {
@@ -150,14 +165,7 @@ public sealed class FraudStore(IBlobStoreProvider provider)
         {
             if (!blob.Name.EndsWith(".json", StringComparison.Ordinal)) continue;
             var instance = blob.Name[prefix.Length..^".json".Length];
-            DriftCounts? counts = null;
-            try
-            {
-                if (await InferenceBlobs.ReadAllAsync(Deployments, blob.Name, MaxDriftBytes, cancellationToken) is { } bytes)
-                    counts = JsonSerializer.Deserialize<DriftCounts>(bytes, FraudJson.Options);
-            }
-            catch (Exception e) when (e is JsonException or InvalidDataException) { }
-            windows.Add((instance, counts));
+            windows.Add((instance, await GetDriftCountsAsync(revision, instance, cancellationToken)));
         }
         return windows;
     }
