@@ -38,7 +38,7 @@ public sealed class SecAggCryptoFuzzTests(ITestOutputHelper output)
         var sample = SecAggCrypto.EncryptBundle(key, roundId, 1, 2, shares[0], shares[1]);
         // A mutated bundle almost always dies at the GCM tag. Half the inputs of the right length are
         // re-sealed: their bytes after the nonce are taken as the plaintext and encrypted under the
-        // pair's key, so the sender/recipient and field checks behind the tag are reached.
+        // pair's key, so the field checks behind the tag are reached.
         byte[] Reseal(byte[] input)
         {
             if (input.Length != SecAggCrypto.BundleCipherLength) return input;

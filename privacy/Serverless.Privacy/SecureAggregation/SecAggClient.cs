@@ -105,11 +105,7 @@ public sealed class SecAggClient : IDisposable
             throw new SecAggAbortedException($"Client {clientId} aborts: the server chose the neighbour graph's seed; in this variant it is derived from the signed advertisements.");
     }
 
-    private static byte[] Point(ECDiffieHellmanPublicKey key)
-    {
-        var q = key.ExportParameters().Q;
-        return [0x04, .. q.X!, .. q.Y!];
-    }
+    private static byte[] Point(ECDiffieHellmanPublicKey key) => SecAggCrypto.Encode(key.ExportParameters().Q);
 
     /// <summary>A client resumed from <see cref="ExportState"/>, in the phase it had reached.</summary>
     /// <exception cref="ArgumentException">the state does not belong to this round, or is inconsistent.</exception>

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Numerics;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -16,10 +17,11 @@ internal enum ComplaintFinding { Unproven, Proven, Disproved }
 
 internal static class SecAggCrypto
 {
-    public const int PublicKeyLength = 65;   // uncompressed SEC1 point 0x04 || X || Y
+    public const int PublicKeyLength = 33;   // compressed SEC1 point (0x02 | y mod 2) || X: half the bytes of 0x04 || X || Y
     public const int SecretLength = 32;      // P-256 private scalar; self-mask seed
     public static readonly int ShareLength = ShamirSecretSharing.ShareLength(SecretLength);
-    public static readonly int BundlePlainLength = 8 + 2 * ShareLength;
+    // Sender and recipient are bound by the AAD (BundleAad), so the plaintext is the two shares alone.
+    public static readonly int BundlePlainLength = 2 * ShareLength;
     public static readonly int BundleCipherLength = 12 + BundlePlainLength + 16;
     public const int SignatureLength = 64;   // IEEE P1363 r || s
 
@@ -30,13 +32,14 @@ internal static class SecAggCrypto
 
     public static ECDiffieHellman NewKeyPair() => ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
 
-    public static byte[] ExportPublic(ECDiffieHellman key)
+    public static byte[] ExportPublic(ECDiffieHellman key) => Encode(key.ExportParameters(false).Q);
+
+    /// <summary>The compressed SEC1 encoding of a P-256 point (SEC 1 v2, §2.3.3).</summary>
+    public static byte[] Encode(ECPoint q)
     {
-        var q = key.ExportParameters(false).Q;
         var result = new byte[PublicKeyLength];
-        result[0] = 0x04;
+        result[0] = (byte)(0x02 | (q.Y![^1] & 1));
         q.X!.CopyTo(result, 1);
-        q.Y!.CopyTo(result, 33);
         return result;
     }
 
@@ -44,13 +47,14 @@ internal static class SecAggCrypto
     public static bool TryImportPublic(byte[]? encoded, out ECDiffieHellmanPublicKey? key)
     {
         key = null;
-        if (encoded is null || encoded.Length != PublicKeyLength || encoded[0] != 0x04) return false;
+        if (encoded is null || encoded.Length != PublicKeyLength || (encoded[0] != 0x02 && encoded[0] != 0x03)) return false;
+        if (!P256.TryDecompress(encoded.AsSpan(1), encoded[0] == 0x03, out var y)) return false;
         try
         {
             using var ecdh = ECDiffieHellman.Create(new ECParameters
             {
                 Curve = ECCurve.NamedCurves.nistP256,
-                Q = new ECPoint { X = encoded[1..33], Y = encoded[33..] },
+                Q = new ECPoint { X = encoded[1..], Y = y },
             });
             key = ecdh.PublicKey;
             return true;
@@ -115,10 +119,8 @@ internal static class SecAggCrypto
     public static byte[] EncryptBundle(byte[] key, byte[] roundId, int from, int to, byte[] sShare, byte[] bShare)
     {
         var plain = new byte[BundlePlainLength];
-        BinaryPrimitives.WriteInt32BigEndian(plain, from);
-        BinaryPrimitives.WriteInt32BigEndian(plain.AsSpan(4), to);
-        sShare.CopyTo(plain, 8);
-        bShare.CopyTo(plain, 8 + ShareLength);
+        sShare.CopyTo(plain, 0);
+        bShare.CopyTo(plain, ShareLength);
         var output = new byte[BundleCipherLength];
         RandomNumberGenerator.Fill(output.AsSpan(0, 12));
         using var gcm = new AesGcm(key, 16);
@@ -164,10 +166,8 @@ internal static class SecAggCrypto
         opened = true;
         try
         {
-            if (BinaryPrimitives.ReadInt32BigEndian(plain) != from || BinaryPrimitives.ReadInt32BigEndian(plain.AsSpan(4)) != to)
-                return "share bundle names the wrong sender or recipient";
-            sShare = plain[8..(8 + ShareLength)];
-            bShare = plain[(8 + ShareLength)..];
+            sShare = plain[..ShareLength];
+            bShare = plain[ShareLength..];
             if (!ShamirSecretSharing.IsWellFormed(sShare, SecretLength) || !ShamirSecretSharing.IsWellFormed(bShare, SecretLength))
             {
                 CryptographicOperations.ZeroMemory(sShare);
@@ -319,4 +319,34 @@ internal static class SecAggCrypto
         WriteInt(w, data.Length);
         w.Write(data);
     }
+}
+
+/// <summary>
+/// Point decompression on NIST P-256: y from x and y's parity. The curve is y^2 = x^3 - 3x + b over F_p (FIPS 186-4,
+/// D.1.2.3; SEC 2 v2, §2.4.2). p = 3 mod 4, so a square root of r is r^((p+1)/4) (SEC 1 v2, §2.3.4 step 2.4.1).
+/// Public values only: nothing here needs to run in constant time.
+/// </summary>
+internal static class P256
+{
+    private static readonly BigInteger Prime = Parse("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
+    private static readonly BigInteger B = Parse("5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b");
+    private static readonly BigInteger SqrtExponent = (Prime + 1) / 4;
+
+    /// <summary>The 32-byte big-endian y of the point with this x and parity; false when x is not on the curve.</summary>
+    public static bool TryDecompress(ReadOnlySpan<byte> x32, bool yOdd, out byte[] y32)
+    {
+        y32 = [];
+        if (x32.Length != 32) return false;
+        var x = new BigInteger(x32, isUnsigned: true, isBigEndian: true);
+        if (x >= Prime) return false;
+        var rhs = ((x * x % Prime * x - 3 * x + B) % Prime + Prime) % Prime;
+        var y = BigInteger.ModPow(rhs, SqrtExponent, Prime);
+        if (y * y % Prime != rhs) return false;   // rhs is not a square: no point has this x
+        if (y.IsEven == yOdd) y = (Prime - y) % Prime;
+        if (y.IsEven == yOdd) return false;   // y = 0 has one parity only (P-256 has no such point)
+        y32 = new byte[32];
+        return y.TryWriteBytes(y32.AsSpan(32 - y.GetByteCount(isUnsigned: true)), out _, isUnsigned: true, isBigEndian: true);
+    }
+
+    private static BigInteger Parse(string hex) => new(Convert.FromHexString(hex), isUnsigned: true, isBigEndian: true);
 }

@@ -244,7 +244,7 @@ public sealed class RoundCoordinatorTests
         {
             var messages = new Messages();
             foreach (var i in ids) messages.A[i] = clients[i].AdvertiseKeys();
-            messages.A[2] = messages.A[2] with { MaskingPublicKey = new byte[65] };
+            messages.A[2] = messages.A[2] with { MaskingPublicKey = new byte[33] };
             var a = RoundCoordinator.ClosePhase(p, RoundPhase.AdvertiseKeys, StageArrivals.Empty.With(RoundPhase.AdvertiseKeys, ids), messages);
             Assert.Equal([1, 3], a.Next);
             Assert.Equal(2, Assert.Single(a.Exclusions).ClientId);

@@ -51,7 +51,7 @@ public sealed class MaliciousServerTests
         // The server swaps client 3's masking key for one it holds the private half of, in client 1's view only.
         using var own = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
         var q = own.ExportParameters(false).Q;
-        var forged = keys[1].Keys.Select(m => m.ClientId == 3 ? m with { MaskingPublicKey = [0x04, .. q.X!, .. q.Y!] } : m).ToArray();
+        var forged = keys[1].Keys.Select(m => m.ClientId == 3 ? m with { MaskingPublicKey = SecAggCrypto.Encode(q) } : m).ToArray();
         var ex = Assert.Throws<SecAggAbortedException>(() => round.Clients[1].ShareKeys(new KeysBroadcast(forged)));
         Assert.Contains("client 3", ex.Message);
         Assert.Contains("not signed", ex.Message);

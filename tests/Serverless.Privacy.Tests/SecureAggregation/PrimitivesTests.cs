@@ -6,6 +6,55 @@ namespace Serverless.Privacy.Tests.SecureAggregation;
 public sealed class PrimitivesTests
 {
     [Fact]
+    public void Compressed_public_keys_import_to_the_same_point_for_both_parities()
+    {
+        var parities = new HashSet<byte>();
+        for (var i = 0; i < 40; i++)
+        {
+            using var key = SecAggCrypto.NewKeyPair();
+            var q = key.ExportParameters(false).Q;
+            var encoded = SecAggCrypto.ExportPublic(key);
+            Assert.Equal(SecAggCrypto.PublicKeyLength, encoded.Length);
+            parities.Add(encoded[0]);
+            Assert.True(SecAggCrypto.TryImportPublic(encoded, out var imported));
+            using (imported)
+            {
+                var back = imported!.ExportParameters().Q;
+                Assert.Equal(q.X, back.X);
+                Assert.Equal(q.Y, back.Y);
+            }
+            // The other parity is the negated point: valid, but a different key.
+            var flipped = (byte[])encoded.Clone();
+            flipped[0] ^= 1;
+            Assert.True(SecAggCrypto.TryImportPublic(flipped, out var negated));
+            using (negated) Assert.NotEqual(q.Y, negated!.ExportParameters().Q.Y);
+        }
+        Assert.Equal(new HashSet<byte> { 0x02, 0x03 }, parities);
+    }
+
+    [Fact]
+    public void Compressed_public_keys_off_the_curve_or_badly_encoded_are_refused()
+    {
+        using var key = SecAggCrypto.NewKeyPair();
+        var q = key.ExportParameters(false).Q;
+        Assert.False(SecAggCrypto.TryImportPublic([0x04, .. q.X!, .. q.Y!], out _));   // uncompressed is not this wire format
+        Assert.False(SecAggCrypto.TryImportPublic([0x04, .. q.X!], out _));
+        Assert.False(SecAggCrypto.TryImportPublic(SecAggCrypto.ExportPublic(key)[..32], out _));
+        Assert.False(SecAggCrypto.TryImportPublic([0x02, .. Enumerable.Repeat((byte)0xff, 32)], out _));   // x >= p
+        // About half of all x have no point; find some by counting up from a random x and check they are refused.
+        var x = RandomNumberGenerator.GetBytes(32);
+        x[0] = 0x10;
+        var refused = 0;
+        for (var i = 0; i < 64; i++, x[31]++)
+        {
+            var ok = SecAggCrypto.TryImportPublic([0x02, .. x], out var k);
+            k?.Dispose();
+            if (!ok) refused++;
+        }
+        Assert.InRange(refused, 12, 52);   // binomial(64, 1/2): outside this range with probability below 1e-6
+    }
+
+    [Fact]
     public void Shamir_decoding_corrects_up_to_half_the_spare_shares_anywhere_seeded()
     {
         for (var seed = 0; seed < 60; seed++)

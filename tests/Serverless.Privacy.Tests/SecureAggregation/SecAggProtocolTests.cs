@@ -292,7 +292,7 @@ public sealed class SecAggProtocolTests
         Assert.True(server.ReceiveAdvertiseKeys(ad).Accepted);
         Assert.False(server.ReceiveAdvertiseKeys(ad).Accepted);
         Assert.False(server.ReceiveAdvertiseKeys(ad with { ClientId = 99 }).Accepted);
-        var bad = server.ReceiveAdvertiseKeys(new AdvertiseKeysMessage(2, new byte[65], new byte[65], []));
+        var bad = server.ReceiveAdvertiseKeys(new AdvertiseKeysMessage(2, new byte[33], new byte[33], []));
         Assert.False(bad.Accepted);
         Assert.Contains("P-256", bad.Reason);
         Assert.False(server.ReceiveMaskedInput(new MaskedInputMessage(1, new byte[16], [])).Accepted);
