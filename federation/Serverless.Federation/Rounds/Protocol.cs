@@ -209,9 +209,10 @@ public sealed record FederationSecureAggregation
     /// <summary>
     /// b: each client's update is stochastically quantized to b bits before masking, in a ring of b + ceil(log2 n) bits
     /// (n = the round's clients), just wide enough for the sum not to wrap; 0 = the fixed <see cref="RingBits"/>.
-    /// Added 2026-12-03 (issue 14); the masked vector is the bulk of the bytes a client sends.
+    /// Added 2026-12-03 (issue 14); the masked vector is the bulk of the bytes a client sends. Default 7 since 2026-12-07, in
+    /// the finer coordinate range of <see cref="RoundCoordinator.CoordinateBound"/> (was 8 over ±S).
     /// </summary>
-    public int QuantizationBits { get; init; } = 8;
+    public int QuantizationBits { get; init; } = 7;
 
     /// <summary>SecAgg+ (sparse neighbour graph) instead of the complete graph.</summary>
     public bool SecAggPlus { get; init; }

@@ -172,6 +172,28 @@ public sealed class RoundCoordinatorTests
         if (bits > 0) Assert.True(codec.Scale * plan.Encoding.CoordinateBound >= Math.Pow(2, bits - 2));
     }
 
+    [Fact]
+    public void The_coordinate_range_narrows_with_the_model_but_still_exposes_an_unclipped_client()
+    {
+        // No noise share: S min(1, 8 / sqrt(d)) with 1 % headroom; small models keep the whole clip norm.
+        Assert.Equal(25 * 1.01, RoundCoordinator.CoordinateBound(25, 0, 64), 9);
+        Assert.Equal(25 * 8 / Math.Sqrt(921) * 1.01, RoundCoordinator.CoordinateBound(25, 0, 921), 9);
+        // A noise share widens it by six of its standard deviations; without clipping the range is 1.
+        Assert.Equal((5 + 6 * 2.0) * 1.01, RoundCoordinator.CoordinateBound(5, 2.0, 921), 9);
+        Assert.Equal(1.01, RoundCoordinator.CoordinateBound(0, 0, 921), 9);
+        // An update scaled far past S and clamped to the range keeps a norm of 8 S: over the aggregate-norm check's S even
+        // when averaged with three honest clients pulling the other way (seeded).
+        var random = new Random(14);
+        foreach (var d in new[] { 65, 200, 921, 5000 })
+        {
+            var b = RoundCoordinator.CoordinateBound(1, 0, d);
+            var attacker = Enumerable.Range(0, d).Select(_ => Math.Clamp(100 * (random.NextDouble() * 2 - 1), -b, b)).ToArray();
+            var norm = Math.Sqrt(attacker.Sum(x => x * x));
+            Assert.InRange(norm, 7.9, 8.1);
+            Assert.True((norm - 3) / 4 > 1, $"d = {d}: the mean of the attacker and three honest clients at norm S stays above S");
+        }
+    }
+
     private sealed class Messages : IRoundMessageSource
     {
         public Dictionary<int, AdvertiseKeysMessage> A { get; } = [];
