@@ -118,25 +118,25 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
         var plan = await store.GetPlanAsync(federation, round, ct);
         var instance = await client.GetInstanceAsync(RoundRoutes.InstanceId(federation, round), getInputsAndOutputs: true, ct);
         var progress = instance?.ReadCustomStatusAs<RoundProgress>() ?? new RoundProgress();
-        ClientTask Task(ClientAction action, int secAggId = 0, string? reason = null) =>
+        ClientTask Answer(ClientAction action, int secAggId = 0, string? reason = null) =>
             new(federation, round, status.Stage, status.Phase, action, status.PhaseDeadline, secAggId, null, null, null, null, null, null, false, reason);
         if (status.Phase is RoundPhase.Completed or RoundPhase.Failed or RoundPhase.Refused)
-            return Task(plan?.ClientById(clientId) is null ? ClientAction.NotSelected : ClientAction.Done, plan?.ClientById(clientId)?.SecAggId ?? 0, status.Reason ?? $"the round is {status.Phase}");
-        if (plan is null) return Task(ClientAction.Wait);
+            return Answer(plan?.ClientById(clientId) is null ? ClientAction.NotSelected : ClientAction.Done, plan?.ClientById(clientId)?.SecAggId ?? 0, status.Reason ?? $"the round is {status.Phase}");
+        if (plan is null) return Answer(ClientAction.Wait);
         var me = plan.ClientById(clientId);
-        if (me is null) return Task(ClientAction.NotSelected, 0, "not selected for this round");
+        if (me is null) return Answer(ClientAction.NotSelected, 0, "not selected for this round");
         var stage = plan.StageOf(status.Stage);
-        if (stage is null || status.Phase is RoundPhase.Starting or RoundPhase.Aggregating) return Task(ClientAction.Wait, me.SecAggId);
+        if (stage is null || status.Phase is RoundPhase.Starting or RoundPhase.Aggregating) return Answer(ClientAction.Wait, me.SecAggId);
 
         // Out of the current stage: the round is over for this client, unless a later stage (training after
         // statistics) will ask it again.
         var later = plan.Stages.SkipWhile(s => s.Stage != stage.Stage).Skip(1).Any();
         var excluded = status.Excluded.FirstOrDefault(e => e.ClientId == clientId && e.Stage == status.Stage);
-        if (excluded is not null) return Task(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId, $"excluded from the {stage.Stage} stage: {excluded.Reason}");
+        if (excluded is not null) return Answer(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId, $"excluded from the {stage.Stage} stage: {excluded.Reason}");
         if (!progress.Active.Contains(me.SecAggId))
         {
             var dropout = status.Dropouts.FirstOrDefault(d => d.ClientId == clientId && d.Stage == status.Stage);
-            return Task(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId,
+            return Answer(later ? ClientAction.Wait : ClientAction.Done, me.SecAggId,
                 dropout is null ? $"no longer in the {stage.Stage} stage" : $"dropped out of the {stage.Stage} stage: no accepted {dropout.Phase} message before the phase closed");
         }
         var submitted = await store.HasMessageAsync(federation, round, stage.Stage, status.Phase, me.SecAggId, ct);
@@ -149,19 +149,19 @@ public sealed class RoundService(FederationStore store, IAuditLog audit)
             {
                 case RoundPhase.ShareKeys:
                     keys = await store.GetOutputAsync<KeysBroadcast>(federation, round, stage.Stage, $"keys-{me.SecAggId}", ct);
-                    if (keys is null) return Task(ClientAction.Wait, me.SecAggId);
+                    if (keys is null) return Answer(ClientAction.Wait, me.SecAggId);
                     break;
                 case RoundPhase.MaskedInput:
                     shares = await store.GetOutputAsync<ForwardedShares>(federation, round, stage.Stage, $"shares-{me.SecAggId}", ct);
-                    if (shares is null) return Task(ClientAction.Wait, me.SecAggId);
+                    if (shares is null) return Answer(ClientAction.Wait, me.SecAggId);
                     break;
                 case RoundPhase.ConsistencyCheck:
                     unmask = await store.GetOutputAsync<UnmaskRequest>(federation, round, stage.Stage, "unmask", ct);
-                    if (unmask is null) return Task(ClientAction.Wait, me.SecAggId);
+                    if (unmask is null) return Answer(ClientAction.Wait, me.SecAggId);
                     break;
                 case RoundPhase.Unmasking:
                     unmask = await store.GetOutputAsync<UnmaskRequest>(federation, round, stage.Stage, stage.Parameters is { RequireSignatures: true } ? "unmask-signed" : "unmask", ct);
-                    if (unmask is null) return Task(ClientAction.Wait, me.SecAggId);
+                    if (unmask is null) return Answer(ClientAction.Wait, me.SecAggId);
                     break;
             }
         }
