@@ -1,6 +1,5 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
-using Serverless.Privacy.Arithmetic;
+using System.Runtime.InteropServices;
 using Serverless.Privacy.Ckks;
 
 namespace Serverless.Inference;
@@ -79,7 +78,7 @@ internal sealed class HeCircuit
                     ws.Add(w.ConvWeight[(c * F + f) * K + kk]);
                 }
             }
-            var z = Linear(xs, ws, w.ConvBias[c], top);
+            var z = Linear(xs, ws, w.ConvBias[c]);
             if (c2 == 0)
             {
                 y[u] = z;
@@ -93,7 +92,6 @@ internal sealed class HeCircuit
         // 2. Gate pre-activations p = W·(gain·y + c0) + b (gates i, o, f, c), only those used:
         //    the output gate at the last step, the forget gate from the second step on.
         Stage("gate pre-activations");
-        var yLevel = y[0].Level;
         var p = new Ciphertext?[T * 4 * H];
         For(T * 4 * H, u =>
         {
@@ -111,7 +109,7 @@ internal sealed class HeCircuit
                 ws.Add(wt * gain);
                 bias += wt * c0;
             }
-            p[u] = Linear(xs, ws, bias, yLevel);
+            p[u] = Linear(xs, ws, bias);
         });
         Array.Clear(y);
 
@@ -275,74 +273,11 @@ internal sealed class HeCircuit
         return r;
     }
 
-    /// <summary>
-    /// Σ_j w_j·x_j + bias, rescaled: one level down, at the standard scale. The hot loop: each weight
-    /// is one RNS residue per prime (with its Shoup quotient), products accumulate lazily in 64 bits
-    /// and are reduced once per limb, no plaintext is encoded and nothing is allocated per term.
-    /// </summary>
-    private Ciphertext Linear(List<Ciphertext> xs, List<double> ws, double bias, int level)
+    /// <summary>Σ_j w_j·x_j + bias, one level down at the standard scale (the evaluator's fused linear combination).</summary>
+    private Ciphertext Linear(List<Ciphertext> xs, List<double> ws, double bias)
     {
-        Debug.Assert(xs.Count == ws.Count && xs.Count > 0);
-        var scale = xs[0].Scale;
-        foreach (var x in xs)
-        {
-            if (x.Level != level || x.Size != 2 || Math.Abs(x.Scale / scale - 1) > 1e-12)
-                throw new InvalidOperationException($"cannot evaluate a linear layer: input {x} is not at level {level} with the common scale");
-        }
-        // The weights' scale makes the rescale by q_level land on the standard scale of level − 1.
-        var constScale = _ctx.ScaleAt(level - 1) * _ctx.Moduli[level].Value / scale;
-        var result = new Ciphertext(_ctx, 2, level, scale * constScale);
-        var n = _ctx.N;
-        var scaled = new double[ws.Count];
-        for (var j = 0; j < scaled.Length; j++) scaled[j] = Math.Round(ws[j] * constScale);
-        var biasScaled = Math.Round(bias * scale * constScale);
-        var wRes = new ulong[ws.Count];
-        var wShoup = new ulong[ws.Count];
-        for (var i = 0; i <= level; i++)
-        {
-            var m = _ctx.Moduli[i];
-            var q = m.Value;
-            for (var j = 0; j < wRes.Length; j++)
-            {
-                wRes[j] = Encoder.ScaledToResidue(scaled[j], m);
-                wShoup[j] = m.ShoupOf(wRes[j]);
-            }
-            // Lazy products are below 2q; this many fit in 64 bits before a reduction is due.
-            var perReduction = (int)Math.Min(int.MaxValue, (ulong.MaxValue - q) / (2 * q));
-            for (var k = 0; k < 2; k++)
-            {
-                var acc = result.Limb(k, i);
-                acc.Clear();
-                var pending = 0;
-                for (var j = 0; j < xs.Count; j++)
-                {
-                    if (wRes[j] == 0) continue;
-                    if (pending == perReduction)
-                    {
-                        ReduceInPlace(acc, m);
-                        pending = 1;
-                    }
-                    MulAccumulate(xs[j].Limb(k, i), wRes[j], wShoup[j], q, acc);
-                    pending++;
-                }
-                ReduceInPlace(acc, m);
-            }
-            LimbOps.AddScalar(result.Limb(0, i), Encoder.ScaledToResidue(biasScaled, m), result.Limb(0, i), q);
-        }
-        _ev.RescaleInPlace(result);
-        return result;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void MulAccumulate(ReadOnlySpan<ulong> x, ulong w, ulong wShoup, ulong q, Span<ulong> acc)
-    {
-        Debug.Assert(x.Length == acc.Length);
-        for (var k = 0; k < acc.Length; k++) acc[k] += Modulus.MulShoupLazy(x[k], w, wShoup, q);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ReduceInPlace(Span<ulong> acc, Modulus m)
-    {
-        for (var k = 0; k < acc.Length; k++) acc[k] = m.Reduce(acc[k]);
+        var r = new Ciphertext(_ctx);
+        _ev.LinearCombination(xs, CollectionsMarshal.AsSpan(ws), bias, r);
+        return r;
     }
 }

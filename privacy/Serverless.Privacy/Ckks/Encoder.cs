@@ -216,9 +216,16 @@ public sealed class Encoder
         return (ulong)big;
     }
 
-    /// <summary>Inverse NTT and CRT lift of a plaintext to centered coefficients (as doubles).</summary>
-    internal void ToCenteredCoefficients(Plaintext plaintext, Span<double> coeffs)
+    /// <summary>
+    /// The plaintext polynomial's coefficients, centered in (−Q/2, Q/2] and rounded to doubles (inverse NTT,
+    /// CRT lift). A decryption minus the expected encoding, coefficient by coefficient, is the ciphertext's
+    /// noise: what noise analysis and flooding tests measure.
+    /// </summary>
+    /// <exception cref="ArgumentException"><paramref name="coeffs"/> is shorter than N.</exception>
+    public void ToCenteredCoefficients(Plaintext plaintext, Span<double> coeffs)
     {
+        ArgumentNullException.ThrowIfNull(plaintext);
+        if (coeffs.Length < _context.N) throw new ArgumentException($"the destination holds {coeffs.Length} coefficients, N is {_context.N}", nameof(coeffs));
         var n = _context.N;
         var level = plaintext.Level;
         var limbs = ScratchPool.Rent((level + 1) * n);

@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 
@@ -23,6 +26,106 @@ public sealed partial class Evaluator
     }
 
     public void SumSlotsInPlace(Ciphertext a) => SumSlots(a, a);
+
+    /// <summary>
+    /// Σ_j w_j·x_j + bias over ciphertexts at one level and scale, rescaled: the result sits one level
+    /// down at the standard scale (<see cref="CkksContext.ScaleAt"/>). This is a dense layer's neuron in one
+    /// level: each weight is one RNS residue per prime with its Shoup quotient, products accumulate lazily
+    /// in 64 bits and are reduced once per limb when the sum could overflow, no plaintext is encoded and
+    /// nothing is allocated per term. Zero weights cost nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">No inputs, counts differ, a weight is not finite, or the inputs
+    /// are not all relinearized at one level and scale.</exception>
+    /// <exception cref="InvalidOperationException">The inputs are at level 0.</exception>
+    public void LinearCombination(IReadOnlyList<Ciphertext> inputs, ReadOnlySpan<double> weights, double bias, Ciphertext destination)
+    {
+        const string op = "LinearCombination";
+        ArgumentNullException.ThrowIfNull(inputs);
+        CheckDestination(destination, op);
+        if (inputs.Count == 0 || inputs.Count != weights.Length)
+            throw new ArgumentException($"cannot {op}: {inputs.Count} inputs and {weights.Length} weights; give one weight per input, at least one", nameof(weights));
+        if (!double.IsFinite(bias)) throw new ArgumentException($"cannot {op}: the bias must be finite", nameof(bias));
+        var first = inputs[0];
+        CheckOperand(first, nameof(inputs), op);
+        var level = first.Level;
+        var scale = first.Scale;
+        for (var j = 0; j < inputs.Count; j++)
+        {
+            var x = inputs[j];
+            CheckOperand(x, nameof(inputs), op);
+            if (ReferenceEquals(x, destination))
+                throw new ArgumentException($"cannot {op}: the destination is also input {j}; use a fresh destination", nameof(destination));
+            if (x.Size != 2) throw new ArgumentException($"cannot {op}: input {j} has {x.Size} polynomials; relinearize it first", nameof(inputs));
+            CheckLevels(op, level, x.Level);
+            CheckScales(op, scale, x.Scale);
+            if (!double.IsFinite(weights[j])) throw new ArgumentException($"cannot {op}: weight {j} is not finite", nameof(weights));
+        }
+        if (level == 0)
+            throw new InvalidOperationException($"cannot {op}: the inputs are at level 0, there is no prime left to rescale by");
+
+        // The weights' scale makes the rescale by q_level land on the standard scale of level − 1.
+        var constScale = _context.ScaleAt(level - 1) * _context.Moduli[level].Value / scale;
+        CheckProductScale(op, scale * constScale);
+        var scaled = new double[weights.Length];
+        for (var j = 0; j < scaled.Length; j++)
+        {
+            scaled[j] = Math.Round(weights[j] * constScale);
+            if (Math.Abs(scaled[j]) >= Math.Pow(2, 100))
+                throw new ArgumentException($"cannot {op}: weight {j} is too large for the scale", nameof(weights));
+        }
+        var biasScaled = Math.Round(bias * scale * constScale);
+        if (!double.IsFinite(biasScaled) || Math.Abs(biasScaled) >= Math.Pow(2, 100))
+            throw new ArgumentException($"cannot {op}: the bias is too large for the scale", nameof(bias));
+        destination.Reshape(2, level);
+        var residues = new ulong[scaled.Length];
+        var shoup = new ulong[scaled.Length];
+        for (var i = 0; i <= level; i++)
+        {
+            var m = _context.Moduli[i];
+            var q = m.Value;
+            for (var j = 0; j < residues.Length; j++)
+            {
+                residues[j] = Encoder.ScaledToResidue(scaled[j], m);
+                shoup[j] = m.ShoupOf(residues[j]);
+            }
+            // Lazy products are below 2q; this many fit in 64 bits before a reduction is due.
+            var perReduction = (int)Math.Min(int.MaxValue, (ulong.MaxValue - q) / (2 * q));
+            for (var k = 0; k < 2; k++)
+            {
+                var acc = destination.Limb(k, i);
+                acc.Clear();
+                var pending = 0;
+                for (var j = 0; j < inputs.Count; j++)
+                {
+                    if (residues[j] == 0) continue;
+                    if (pending == perReduction)
+                    {
+                        ReduceInPlace(acc, m);
+                        pending = 1;
+                    }
+                    MulAccumulate(inputs[j].Limb(k, i), residues[j], shoup[j], q, acc);
+                    pending++;
+                }
+                ReduceInPlace(acc, m);
+            }
+            LimbOps.AddScalar(destination.Limb(0, i), Encoder.ScaledToResidue(biasScaled, m), destination.Limb(0, i), q);
+        }
+        destination.Scale = scale * constScale;
+        RescaleInPlace(destination);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void MulAccumulate(ReadOnlySpan<ulong> x, ulong w, ulong wShoup, ulong q, Span<ulong> acc)
+    {
+        Debug.Assert(x.Length == acc.Length);
+        for (var k = 0; k < acc.Length; k++) acc[k] += Modulus.MulShoupLazy(x[k], w, wShoup, q);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ReduceInPlace(Span<ulong> acc, Modulus m)
+    {
+        for (var k = 0; k < acc.Length; k++) acc[k] = m.Reduce(acc[k]);
+    }
 
     /// <summary>
     /// Inner product of two encrypted vectors: multiply, relinearize, rescale, sum of slots. Every

@@ -21,13 +21,13 @@ public sealed class SecretKey : IDisposable
 
     /// <summary>
     /// Process-wide count of secret keys ever constructed (generated, derived or deserialized: every
-    /// path goes through the one constructor). A diagnostic hook for tests that assert "no secret key
-    /// exists server-side": read it before and after a server-only run and require no change.
+    /// path goes through the one constructor). A diagnostic for processes that must never hold one, such
+    /// as the inference server: read it before and after server-only work and require no change.
     /// </summary>
-    internal static long Constructed => Interlocked.Read(ref s_constructed);
+    public static long Constructed => Interlocked.Read(ref s_constructed);
 
     /// <summary>Process-wide count of secret keys read by <c>CkksSerializer.LoadSecretKey</c> (a subset of <see cref="Constructed"/>).</summary>
-    internal static long Deserialized => Interlocked.Read(ref s_deserialized);
+    public static long Deserialized => Interlocked.Read(ref s_deserialized);
 
     internal static void CountDeserialization() => Interlocked.Increment(ref s_deserialized);
 

@@ -96,6 +96,72 @@ public sealed class EvaluatorTests
     }
 
     [Fact]
+    public void LinearCombination_MatchesThePlainSum_OneLevelDown_AtTheStandardScale_Seeded()
+    {
+        var s = S;
+        var rng = new Random(41);
+        const int terms = 24;
+        var xs = new double[terms][];
+        var cts = new List<Ciphertext>(terms);
+        var weights = new double[terms];
+        for (var j = 0; j < terms; j++)
+        {
+            xs[j] = s.RandomVector(100 + j);
+            cts.Add(s.Encrypt(xs[j]));
+            // Every fourth weight is zero: skipped, and must not change the sum.
+            weights[j] = j % 4 == 3 ? 0 : rng.NextDouble() * 2 - 1;
+        }
+        const double bias = -0.3125;
+        var dst = new Ciphertext(s.Context);
+        s.Evaluator.LinearCombination(cts, weights, bias, dst);
+
+        var expected = new double[xs[0].Length];
+        for (var i = 0; i < expected.Length; i++)
+        {
+            expected[i] = bias;
+            for (var j = 0; j < terms; j++) expected[i] += weights[j] * xs[j][i];
+        }
+        Assert.Equal(s.Context.MaxLevel - 1, dst.Level);
+        Assert.Equal(s.Context.ScaleAt(dst.Level), dst.Scale);
+        var err = CkksSetup.MaxError(expected, s.Decrypt(dst));
+        Assert.True(err < 1e-5, $"error {err}");
+
+        // The result meets a product of the same inputs at the same level and scale.
+        var sq = new Ciphertext(s.Context);
+        s.Evaluator.MultiplyRelinearizeRescale(cts[0], cts[0], sq);
+        s.Evaluator.AddInPlace(sq, dst);
+        Assert.True(CkksSetup.MaxError(expected.Select((e, i) => e + xs[0][i] * xs[0][i]).ToArray(), s.Decrypt(sq)) < 1e-5);
+    }
+
+    [Fact]
+    public void LinearCombination_RefusesMismatchedInputs_AndSaysWhy()
+    {
+        var s = S;
+        var a = s.Encrypt(s.RandomVector(8));
+        var b = s.Encrypt(s.RandomVector(9));
+        var dst = new Ciphertext(s.Context);
+        var ev = s.Evaluator;
+
+        var ex = Assert.Throws<ArgumentException>(() => ev.LinearCombination([a, b], [1.0], 0, dst));
+        Assert.Contains("2 inputs and 1 weights", ex.Message);
+        Assert.Throws<ArgumentException>(() => ev.LinearCombination([], [], 0, dst));
+        Assert.Contains("not finite", Assert.Throws<ArgumentException>(() => ev.LinearCombination([a, b], [1.0, double.NaN], 0, dst)).Message);
+        Assert.Contains("destination is also input 1", Assert.Throws<ArgumentException>(() => ev.LinearCombination([a, b], [1.0, 2.0], 0, b)).Message);
+
+        var down = new Ciphertext(s.Context);
+        ev.MultiplyRelinearizeRescale(a, a, down);
+        Assert.Contains("operands at levels", Assert.Throws<ArgumentException>(() => ev.LinearCombination([a, down], [1.0, 1.0], 0, dst)).Message);
+
+        var unrelinearized = new Ciphertext(s.Context);
+        ev.Multiply(a, b, unrelinearized);
+        Assert.Contains("relinearize it first", Assert.Throws<ArgumentException>(() => ev.LinearCombination([unrelinearized], [1.0], 0, dst)).Message);
+
+        var bottom = a.Clone();
+        ev.ModSwitchTo(bottom, 0, bottom);
+        Assert.Throws<InvalidOperationException>(() => ev.LinearCombination([bottom], [1.0], 0, dst));
+    }
+
+    [Fact]
     public void ModSwitchTo_LetsFreshAndMultipliedOperandsMeet()
     {
         var s = S;
