@@ -109,7 +109,7 @@ public static class ScoreDecryptor
 {
     /// <summary>Probabilities P(outcome) per record, in submission order: the sigmoid of each decrypted logit.</summary>
     /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">Malformed result, other parameters, or a result for other keys.</exception>
-    public static float[] Decrypt(ReadOnlySpan<byte> resultBlob, PartnerKeys keys)
+    public static float[] Decrypt(ReadOnlyMemory<byte> resultBlob, PartnerKeys keys)
     {
         var logits = DecryptLogits(resultBlob, keys);
         var p = new float[logits.Length];
@@ -118,7 +118,7 @@ public static class ScoreDecryptor
     }
 
     /// <summary>The decrypted logits per record.</summary>
-    public static double[] DecryptLogits(ReadOnlySpan<byte> resultBlob, PartnerKeys keys)
+    public static double[] DecryptLogits(ReadOnlyMemory<byte> resultBlob, PartnerKeys keys)
     {
         ArgumentNullException.ThrowIfNull(keys);
         var result = EncryptedResult.Read(resultBlob, keys.Plan);

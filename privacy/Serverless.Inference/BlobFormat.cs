@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using Serverless.Privacy.Serialization;
 
 namespace Serverless.Inference;
@@ -24,6 +25,19 @@ internal static class BlobFormat
         GroupResult = 6,
     }
 
+    /// <summary>Length of a key id (<see cref="EvaluationKeys.KeyId"/>, SHA-256).</summary>
+    public const int KeyIdLength = 32;
+
+    /// <summary>Magic, version, kind and the parameter hash.</summary>
+    public const int HeaderLength = 7 + 32;
+
+    public static byte[] ToBytes(Action<Stream> write)
+    {
+        using var ms = new MemoryStream();
+        write(ms);
+        return ms.ToArray();
+    }
+
     public static void WriteHeader(Stream s, Kind kind, ReadOnlySpan<byte> parameterHash)
     {
         Span<byte> head = stackalloc byte[7];
@@ -47,15 +61,12 @@ internal static class BlobFormat
         s.Write(blob);
     }
 
-    /// <summary>Runs <paramref name="read"/> over a read-only stream on <paramref name="data"/> without copying it.</summary>
-    public static unsafe T Read<T>(ReadOnlySpan<byte> data, Func<Stream, T> read)
+    /// <summary>Runs <paramref name="read"/> over a read-only stream on <paramref name="data"/> (no copy when it is an array's).</summary>
+    public static T Read<T>(ReadOnlyMemory<byte> data, Func<Stream, T> read)
     {
-        byte dummy = 0;
-        fixed (byte* p = data)
-        {
-            using var s = new UnmanagedMemoryStream(p is null ? &dummy : p, data.Length);
-            return read(s);
-        }
+        var segment = MemoryMarshal.TryGetArray(data, out var s) ? s : new ArraySegment<byte>(data.ToArray());
+        using var stream = new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false);
+        return read(stream);
     }
 }
 
@@ -121,6 +132,29 @@ internal sealed class BlobReader(Stream stream, string what)
 
     /// <summary>A length-prefixed blob of at most <paramref name="maxLength"/> bytes (checked before allocating).</summary>
     public byte[] ReadBlob(string field, int maxLength) => ReadBytes(ReadInt32InRange($"{field} length", 1, maxLength), field);
+
+    /// <summary>The group count a record count implies (one group per slots-full of records), checked.</summary>
+    public int ReadGroupCount(int records, int slots)
+    {
+        var expected = (records + slots - 1) / slots;
+        return ReadInt32InRange("group count", expected, expected);
+    }
+
+    /// <summary>A group's index (checked against <paramref name="expectedIndex"/> inside a batch) and record count.</summary>
+    public (int Index, int Records) ReadGroupHead(int maxIndex, int? expectedIndex, int recordLimit)
+    {
+        var index = ReadInt32InRange("group index", 0, maxIndex);
+        if (expectedIndex is { } e && index != e) throw new HeFormatException($"{what}: group {index} where {e} was expected");
+        return (index, ReadInt32InRange("group record count", 1, recordLimit));
+    }
+
+    /// <summary>Group <paramref name="g"/> of a batch of <paramref name="records"/> must hold its share of them: full groups, then the rest.</summary>
+    public void CheckGroupRecords(int g, int declared, int records, int slots)
+    {
+        var inGroup = Math.Min(slots, records - g * slots);
+        if (declared != inGroup)
+            throw new HeFormatException($"{what}: group {g} declares {declared} records, {inGroup} expected from the record count");
+    }
 
     public void ExpectEnd()
     {

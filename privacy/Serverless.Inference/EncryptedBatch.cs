@@ -10,79 +10,36 @@ namespace Serverless.Inference;
 /// T − n .. T − 1 (left padding with zeros). Input order: index t·Features + f for values,
 /// Steps·Features + t for masks. The unit an evaluation activity works on.
 /// </summary>
-public sealed class CiphertextGroup
+public sealed class CiphertextGroup : GroupBlob
 {
     internal CiphertextGroup(EvaluationPlan plan, int index, int recordCount, byte[] keyId, Ciphertext[] inputs)
-    {
-        Plan = plan;
-        Index = index;
-        RecordCount = recordCount;
-        KeyId = keyId;
-        Inputs = inputs;
-    }
-
-    public EvaluationPlan Plan { get; }
-
-    /// <summary>Position of this group in its batch (records Index·slots .. Index·slots + RecordCount − 1).</summary>
-    public int Index { get; }
-
-    /// <summary>Records in this group (the rest of the slots are zero).</summary>
-    public int RecordCount { get; }
-
-    /// <summary>Key id (<see cref="EvaluationKeys.KeyId"/>) of the keys the records were encrypted under.</summary>
-    public ReadOnlyMemory<byte> KeyId { get; }
+        : base(plan, index, recordCount, keyId) => Inputs = inputs;
 
     internal Ciphertext[] Inputs { get; }
 
-    /// <summary>This group alone as a blob (header, index, record count, ciphertexts), for fan-out over separate blobs.</summary>
-    public byte[] ToBytes()
-    {
-        using var ms = new MemoryStream();
-        WriteTo(ms);
-        return ms.ToArray();
-    }
+    private protected override BlobFormat.Kind StandaloneKind => BlobFormat.Kind.Group;
 
-    public void WriteTo(Stream stream)
+    private protected override void WriteCiphertexts(Stream stream)
     {
-        ArgumentNullException.ThrowIfNull(stream);
-        BlobFormat.WriteHeader(stream, BlobFormat.Kind.Group, Plan.ParameterHash.Span);
-        stream.Write(KeyId.Span);
-        WriteBody(stream);
-    }
-
-    internal void WriteBody(Stream stream)
-    {
-        BlobFormat.WriteInt32(stream, Index);
-        BlobFormat.WriteInt32(stream, RecordCount);
         foreach (var ct in Inputs) BlobFormat.WriteBlob(stream, CkksSerializer.Save(ct));
     }
 
-    /// <summary>Reads one group written by <see cref="ToBytes"/> and validates it against the plan.</summary>
+    /// <summary>Reads one group written by <see cref="GroupBlob.ToBytes"/> and validates it against the plan.</summary>
     /// <exception cref="HeFormatException">Truncated, other parameters, wrong layout, or ciphertexts not fresh at the top level.</exception>
-    public static CiphertextGroup Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
+    public static CiphertextGroup Read(ReadOnlyMemory<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
         return BlobFormat.Read(data, s => Read(s, plan));
     }
 
-    /// <inheritdoc cref="Read(ReadOnlySpan{byte}, EvaluationPlan)"/>
-    public static CiphertextGroup Read(Stream stream, EvaluationPlan plan)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(plan);
-        var r = new BlobReader(stream, "ciphertext group");
-        r.ReadHeader(BlobFormat.Kind.Group, plan);
-        var keyId = r.ReadBytes(32, "key id");
-        var g = ReadBody(r, plan, keyId, maxIndex: plan.MaxGroups - 1, expectedIndex: null, recordLimit: plan.SlotsPerCiphertext);
-        r.ExpectEnd();
-        return g;
-    }
+    /// <inheritdoc cref="Read(ReadOnlyMemory{byte}, EvaluationPlan)"/>
+    public static CiphertextGroup Read(Stream stream, EvaluationPlan plan) =>
+        ReadStandalone(stream, plan, BlobFormat.Kind.Group, "ciphertext group",
+            (r, keyId) => ReadBody(r, plan, keyId, maxIndex: plan.MaxGroups - 1, expectedIndex: null));
 
-    internal static CiphertextGroup ReadBody(BlobReader r, EvaluationPlan plan, byte[] keyId, int maxIndex, int? expectedIndex, int recordLimit)
+    internal static CiphertextGroup ReadBody(BlobReader r, EvaluationPlan plan, byte[] keyId, int maxIndex, int? expectedIndex)
     {
-        var index = r.ReadInt32InRange("group index", 0, maxIndex);
-        if (expectedIndex is { } e && index != e) throw new HeFormatException($"ciphertext group: index {index} where {e} was expected");
-        var records = r.ReadInt32InRange("group record count", 1, recordLimit);
+        var (index, records) = r.ReadGroupHead(maxIndex, expectedIndex, plan.SlotsPerCiphertext);
         var ctx = plan.Context;
         var maxCt = CiphertextBytes(ctx);
         var inputs = new Ciphertext[plan.CiphertextsPerGroup];
@@ -107,45 +64,22 @@ public sealed class CiphertextGroup
 /// <see cref="CiphertextGroup"/> per <see cref="EvaluationPlan.SlotsPerCiphertext"/> records. Made by
 /// <see cref="BatchEncryptor"/>, stored as one blob, read back with full validation by <see cref="Read(Stream, EvaluationPlan, int?)"/>.
 /// </summary>
-public sealed class EncryptedBatch
+public sealed class EncryptedBatch : BatchBlob<CiphertextGroup>
 {
     internal EncryptedBatch(EvaluationPlan plan, int recordCount, byte[] keyId, CiphertextGroup[] groups)
+        : base(plan, recordCount, keyId, groups)
     {
-        Plan = plan;
-        RecordCount = recordCount;
-        KeyId = keyId;
-        Groups = groups;
     }
-
-    public EvaluationPlan Plan { get; }
-
-    public int RecordCount { get; }
-
-    /// <summary>Key id of the partner keys the batch was encrypted under (<see cref="EvaluationKeys.KeyId"/>).</summary>
-    public ReadOnlyMemory<byte> KeyId { get; }
 
     public string KeyIdHex => Convert.ToHexString(KeyId.Span);
 
-    public IReadOnlyList<CiphertextGroup> Groups { get; }
+    private protected override BlobFormat.Kind Kind => BlobFormat.Kind.Batch;
 
-    public byte[] ToBytes()
+    /// <summary>Features and steps, checked against the plan on reading.</summary>
+    private protected override void WriteLayout(Stream stream)
     {
-        using var ms = new MemoryStream();
-        WriteTo(ms);
-        return ms.ToArray();
-    }
-
-    /// <summary>Layout: header, key id (32), record count, features, steps, group count (i32 each), then each group's body.</summary>
-    public void WriteTo(Stream stream)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        BlobFormat.WriteHeader(stream, BlobFormat.Kind.Batch, Plan.ParameterHash.Span);
-        stream.Write(KeyId.Span);
-        BlobFormat.WriteInt32(stream, RecordCount);
         BlobFormat.WriteInt32(stream, Plan.Features);
         BlobFormat.WriteInt32(stream, Plan.Steps);
-        BlobFormat.WriteInt32(stream, Groups.Count);
-        foreach (var g in Groups) g.WriteBody(stream);
     }
 
     /// <summary>
@@ -166,7 +100,7 @@ public sealed class EncryptedBatch
     }
 
     /// <inheritdoc cref="Read(Stream, EvaluationPlan, int?)"/>
-    public static EncryptedBatch Read(ReadOnlySpan<byte> data, EvaluationPlan plan, int? maxRecords = null)
+    public static EncryptedBatch Read(ReadOnlyMemory<byte> data, EvaluationPlan plan, int? maxRecords = null)
     {
         ArgumentNullException.ThrowIfNull(plan);
         return BlobFormat.Read(data, s => Read(s, plan, maxRecords));
@@ -175,7 +109,7 @@ public sealed class EncryptedBatch
 
 /// <summary>
 /// Reads a batch blob one group at a time, with the same validation as <see cref="EncryptedBatch.Read(Stream, EvaluationPlan, int?)"/>,
-/// so a large batch can be split into per-group blobs (<see cref="CiphertextGroup.ToBytes"/>) for fan-out
+/// so a large batch can be split into per-group blobs (<see cref="GroupBlob.ToBytes"/>) for fan-out
 /// while holding one group in memory (about 136 ciphertexts, 350 MB at N = 16384) instead of all of them.
 /// </summary>
 public sealed class EncryptedBatchReader
@@ -210,7 +144,7 @@ public sealed class EncryptedBatchReader
         var limit = maxRecords ?? plan.MaxRecords;
         var r = new BlobReader(stream, "encrypted batch");
         r.ReadHeader(BlobFormat.Kind.Batch, plan);
-        var keyId = r.ReadBytes(32, "key id");
+        var keyId = r.ReadBytes(BlobFormat.KeyIdLength, "key id");
         var records = r.ReadInt32InRange("record count", 0, int.MaxValue);
         if (records == 0) throw new HeFormatException("encrypted batch: no records");
         if (records > limit) throw new HeFormatException($"encrypted batch: too many records, {records} exceeds the limit of {limit}").With(InferenceErrors.TooManyRecords);
@@ -218,9 +152,7 @@ public sealed class EncryptedBatchReader
         var steps = r.ReadInt32InRange("steps", 1, 64);
         if (features != plan.Features || steps != plan.Steps)
             throw new HeFormatException($"encrypted batch: layout {steps} steps × {features} features, the model expects {plan.Steps} × {plan.Features}");
-        var slots = plan.SlotsPerCiphertext;
-        var expectedGroups = (records + slots - 1) / slots;
-        var groupCount = r.ReadInt32InRange("group count", expectedGroups, expectedGroups);
+        var groupCount = r.ReadGroupCount(records, plan.SlotsPerCiphertext);
         return new EncryptedBatchReader(r, plan, keyId, records, groupCount);
     }
 
@@ -230,12 +162,8 @@ public sealed class EncryptedBatchReader
     public CiphertextGroup ReadGroup()
     {
         if (_next >= GroupCount) throw new InvalidOperationException($"all {GroupCount} groups were read");
-        var slots = Plan.SlotsPerCiphertext;
-        var g = _next;
-        var inGroup = Math.Min(slots, RecordCount - g * slots);
-        var group = CiphertextGroup.ReadBody(_reader, Plan, _keyId, maxIndex: GroupCount - 1, expectedIndex: g, recordLimit: slots);
-        if (group.RecordCount != inGroup)
-            throw new HeFormatException($"encrypted batch: group {g} declares {group.RecordCount} records, {inGroup} expected from the record count");
+        var group = CiphertextGroup.ReadBody(_reader, Plan, _keyId, maxIndex: GroupCount - 1, expectedIndex: _next);
+        _reader.CheckGroupRecords(_next, group.RecordCount, RecordCount, Plan.SlotsPerCiphertext);
         _next++;
         return group;
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using Serverless.Privacy.Ckks;
 using Serverless.Privacy.Serialization;
@@ -36,12 +37,7 @@ public sealed class EvaluationKeys
     public string KeyIdHex => Convert.ToHexString(KeyId.Span);
 
     /// <summary>Serialized bundle: header, public key, relinearization key, Galois key count (0).</summary>
-    public byte[] ToBytes()
-    {
-        using var ms = new MemoryStream();
-        WriteTo(ms);
-        return ms.ToArray();
-    }
+    public byte[] ToBytes() => BlobFormat.ToBytes(WriteTo);
 
     public void WriteTo(Stream stream)
     {
@@ -54,13 +50,13 @@ public sealed class EvaluationKeys
 
     /// <summary>Reads and validates a bundle against <paramref name="plan"/> (parameter hash, sizes, every residue).</summary>
     /// <exception cref="HeFormatException">Malformed, truncated, other parameters, or Galois keys the plan does not use.</exception>
-    public static EvaluationKeys Read(ReadOnlySpan<byte> data, EvaluationPlan plan)
+    public static EvaluationKeys Read(ReadOnlyMemory<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
         return BlobFormat.Read(data, s => Read(s, plan));
     }
 
-    /// <inheritdoc cref="Read(ReadOnlySpan{byte}, EvaluationPlan)"/>
+    /// <inheritdoc cref="Read(ReadOnlyMemory{byte}, EvaluationPlan)"/>
     public static EvaluationKeys Read(Stream stream, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -129,18 +125,28 @@ public sealed class PartnerKeys : IDisposable
     /// <summary>Secret key and evaluation keys as one blob. It contains the secret: protect it (0600 file, envelope encryption).</summary>
     public byte[] Export()
     {
-        using var ms = new MemoryStream();
-        BlobFormat.WriteHeader(ms, BlobFormat.Kind.PartnerKeys, Plan.ParameterHash.Span);
         var sk = CkksSerializer.Save(SecretKey);
-        BlobFormat.WriteBlob(ms, sk);
-        CryptographicOperations.ZeroMemory(sk);
-        BlobFormat.WriteBlob(ms, EvaluationKeys.ToBytes());
-        return ms.ToArray();
+        var ek = EvaluationKeys.ToBytes();
+        // Written into a buffer of the exact size: a growing MemoryStream would leave copies of the secret key behind.
+        var blob = new byte[BlobFormat.HeaderLength + 4 + sk.Length + 4 + ek.Length];
+        try
+        {
+            using var ms = new MemoryStream(blob);
+            BlobFormat.WriteHeader(ms, BlobFormat.Kind.PartnerKeys, Plan.ParameterHash.Span);
+            BlobFormat.WriteBlob(ms, sk);
+            BlobFormat.WriteBlob(ms, ek);
+            Debug.Assert(ms.Position == blob.Length);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(sk);
+        }
+        return blob;
     }
 
     /// <summary>Reads a blob written by <see cref="Export"/>.</summary>
     /// <exception cref="HeFormatException">Malformed, truncated or made under other parameters.</exception>
-    public static PartnerKeys Import(ReadOnlySpan<byte> data, EvaluationPlan plan)
+    public static PartnerKeys Import(ReadOnlyMemory<byte> data, EvaluationPlan plan)
     {
         ArgumentNullException.ThrowIfNull(plan);
         return BlobFormat.Read(data, s =>

@@ -142,7 +142,7 @@ public sealed class SerializationTests(InferenceFixture fx)
     public void Trailing_bytes_and_bad_magic_are_refused()
     {
         var bytes = fx.BatchBytes;
-        Assert.Contains("trailing", Assert.Throws<HeFormatException>(() => EncryptedBatch.Read([.. bytes, 0], fx.Model.Plan)).Message);
+        Assert.Contains("trailing", Assert.Throws<HeFormatException>(() => EncryptedBatch.Read((byte[])[.. bytes, 0], fx.Model.Plan)).Message);
         var bad = bytes.ToArray();
         bad[0] ^= 0xFF;
         Assert.Contains("magic", Assert.Throws<HeFormatException>(() => EncryptedBatch.Read(bad, fx.Model.Plan)).Message);

@@ -1,0 +1,110 @@
+namespace Serverless.Inference;
+
+/// <summary>
+/// What a <see cref="CiphertextGroup"/> and its <see cref="EncryptedGroupResult"/> share: which records of
+/// the batch they hold and under which keys. Written alone (header, key id, body) for fan-out over separate
+/// blobs, or as a body inside its batch or result.
+/// </summary>
+public abstract class GroupBlob
+{
+    private protected GroupBlob(EvaluationPlan plan, int index, int recordCount, byte[] keyId)
+    {
+        Plan = plan;
+        Index = index;
+        RecordCount = recordCount;
+        KeyId = keyId;
+    }
+
+    public EvaluationPlan Plan { get; }
+
+    /// <summary>Position in the batch: records Index·slots .. Index·slots + RecordCount − 1.</summary>
+    public int Index { get; }
+
+    /// <summary>Records held (the rest of the slots are zero).</summary>
+    public int RecordCount { get; }
+
+    /// <summary>Key id (<see cref="EvaluationKeys.KeyId"/>) of the keys the records were encrypted under.</summary>
+    public ReadOnlyMemory<byte> KeyId { get; }
+
+    /// <summary>This group alone as a blob (header, key id, index, record count, ciphertexts).</summary>
+    public byte[] ToBytes() => BlobFormat.ToBytes(WriteTo);
+
+    /// <inheritdoc cref="ToBytes"/>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        BlobFormat.WriteHeader(stream, StandaloneKind, Plan.ParameterHash.Span);
+        stream.Write(KeyId.Span);
+        WriteBody(stream);
+    }
+
+    internal void WriteBody(Stream stream)
+    {
+        BlobFormat.WriteInt32(stream, Index);
+        BlobFormat.WriteInt32(stream, RecordCount);
+        WriteCiphertexts(stream);
+    }
+
+    private protected abstract BlobFormat.Kind StandaloneKind { get; }
+
+    private protected abstract void WriteCiphertexts(Stream stream);
+
+    /// <summary>Reads a group written alone: header, key id, the body <paramref name="readBody"/> reads, nothing after.</summary>
+    private protected static T ReadStandalone<T>(Stream stream, EvaluationPlan plan, BlobFormat.Kind kind, string what, Func<BlobReader, byte[], T> readBody)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(plan);
+        var r = new BlobReader(stream, what);
+        r.ReadHeader(kind, plan);
+        var keyId = r.ReadBytes(BlobFormat.KeyIdLength, "key id");
+        var g = readBody(r, keyId);
+        r.ExpectEnd();
+        return g;
+    }
+}
+
+/// <summary>
+/// What an <see cref="EncryptedBatch"/> and its <see cref="EncryptedResult"/> share: a record count under
+/// one key id and one <typeparamref name="TGroup"/> per <see cref="EvaluationPlan.SlotsPerCiphertext"/> records.
+/// </summary>
+public abstract class BatchBlob<TGroup>
+    where TGroup : GroupBlob
+{
+    private protected BatchBlob(EvaluationPlan plan, int recordCount, byte[] keyId, TGroup[] groups)
+    {
+        Plan = plan;
+        RecordCount = recordCount;
+        KeyId = keyId;
+        Groups = groups;
+    }
+
+    public EvaluationPlan Plan { get; }
+
+    public int RecordCount { get; }
+
+    /// <summary>Key id of the partner keys the records were encrypted under (<see cref="EvaluationKeys.KeyId"/>).</summary>
+    public ReadOnlyMemory<byte> KeyId { get; }
+
+    public IReadOnlyList<TGroup> Groups { get; }
+
+    public byte[] ToBytes() => BlobFormat.ToBytes(WriteTo);
+
+    /// <summary>Layout: header, key id (32), record count, the kind's layout fields, group count (i32 each), then each group's body.</summary>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        BlobFormat.WriteHeader(stream, Kind, Plan.ParameterHash.Span);
+        stream.Write(KeyId.Span);
+        BlobFormat.WriteInt32(stream, RecordCount);
+        WriteLayout(stream);
+        BlobFormat.WriteInt32(stream, Groups.Count);
+        foreach (var g in Groups) g.WriteBody(stream);
+    }
+
+    private protected abstract BlobFormat.Kind Kind { get; }
+
+    /// <summary>Fields between the record count and the group count (none by default).</summary>
+    private protected virtual void WriteLayout(Stream stream)
+    {
+    }
+}
