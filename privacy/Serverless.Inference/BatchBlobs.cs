@@ -33,8 +33,7 @@ public abstract class GroupBlob
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        BlobFormat.WriteHeader(stream, StandaloneKind, Plan.ParameterHash.Span);
-        stream.Write(KeyId.Span);
+        BlobFormat.WriteKeyedHeader(stream, StandaloneKind, Plan.ParameterHash.Span, KeyId.Span);
         WriteBody(stream);
     }
 
@@ -55,8 +54,7 @@ public abstract class GroupBlob
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(plan);
         var r = new BlobReader(stream, what);
-        r.ReadHeader(kind, plan);
-        var keyId = r.ReadBytes(BlobFormat.KeyIdLength, "key id");
+        var keyId = r.ReadKeyedHeader(kind, plan);
         var g = readBody(r, keyId);
         r.ExpectEnd();
         return g;
@@ -93,8 +91,7 @@ public abstract class BatchBlob<TGroup>
     public void WriteTo(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        BlobFormat.WriteHeader(stream, Kind, Plan.ParameterHash.Span);
-        stream.Write(KeyId.Span);
+        BlobFormat.WriteKeyedHeader(stream, Kind, Plan.ParameterHash.Span, KeyId.Span);
         BlobFormat.WriteInt32(stream, RecordCount);
         WriteLayout(stream);
         BlobFormat.WriteInt32(stream, Groups.Count);

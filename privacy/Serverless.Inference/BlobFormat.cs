@@ -28,8 +28,11 @@ internal static class BlobFormat
     /// <summary>Length of a key id (<see cref="EvaluationKeys.KeyId"/>, SHA-256).</summary>
     public const int KeyIdLength = 32;
 
-    /// <summary>Magic, version, kind and the parameter hash.</summary>
-    public const int HeaderLength = 7 + 32;
+    /// <summary>Magic (4), version (2) and kind (1).</summary>
+    public const int PrefixLength = 7;
+
+    /// <summary>The prefix and the parameter hash (SHA-256).</summary>
+    public const int HeaderLength = PrefixLength + 32;
 
     public static byte[] ToBytes(Action<Stream> write)
     {
@@ -40,12 +43,19 @@ internal static class BlobFormat
 
     public static void WriteHeader(Stream s, Kind kind, ReadOnlySpan<byte> parameterHash)
     {
-        Span<byte> head = stackalloc byte[7];
+        Span<byte> head = stackalloc byte[PrefixLength];
         Magic.CopyTo(head);
         BinaryPrimitives.WriteUInt16LittleEndian(head[4..], Version);
         head[6] = (byte)kind;
         s.Write(head);
         s.Write(parameterHash);
+    }
+
+    /// <summary>The header of a blob whose records are under one key: header, then the key id.</summary>
+    public static void WriteKeyedHeader(Stream s, Kind kind, ReadOnlySpan<byte> parameterHash, ReadOnlySpan<byte> keyId)
+    {
+        WriteHeader(s, kind, parameterHash);
+        s.Write(keyId);
     }
 
     public static void WriteInt32(Stream s, int v)
@@ -99,7 +109,7 @@ internal sealed class BlobReader(Stream stream, string what)
 
     public void ReadHeader(BlobFormat.Kind kind, EvaluationPlan plan)
     {
-        var head = _small.AsSpan(0, 7);
+        var head = _small.AsSpan(0, BlobFormat.PrefixLength);
         ReadExactly(head, "header");
         if (!head[..4].SequenceEqual(BlobFormat.Magic)) throw new HeFormatException($"{what}: not an encrypted-inference blob (bad magic)");
         var version = BinaryPrimitives.ReadUInt16LittleEndian(head[4..]);
@@ -108,6 +118,13 @@ internal sealed class BlobReader(Stream stream, string what)
         var hash = _small.AsSpan(0, 32);
         ReadExactly(hash, "parameter hash");
         plan.CheckParameterHash(hash, what);
+    }
+
+    /// <summary>Reads what <see cref="BlobFormat.WriteKeyedHeader"/> wrote and returns the key id.</summary>
+    public byte[] ReadKeyedHeader(BlobFormat.Kind kind, EvaluationPlan plan)
+    {
+        ReadHeader(kind, plan);
+        return ReadBytes(BlobFormat.KeyIdLength, "key id");
     }
 
     public byte[] ReadBytes(int count, string field)

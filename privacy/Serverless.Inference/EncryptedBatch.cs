@@ -143,8 +143,7 @@ public sealed class EncryptedBatchReader
         ArgumentNullException.ThrowIfNull(plan);
         var limit = maxRecords ?? plan.MaxRecords;
         var r = new BlobReader(stream, "encrypted batch");
-        r.ReadHeader(BlobFormat.Kind.Batch, plan);
-        var keyId = r.ReadBytes(BlobFormat.KeyIdLength, "key id");
+        var keyId = r.ReadKeyedHeader(BlobFormat.Kind.Batch, plan);
         var records = r.ReadInt32InRange("record count", 0, int.MaxValue);
         if (records == 0) throw new HeFormatException("encrypted batch: no records");
         if (records > limit) throw new HeFormatException($"encrypted batch: too many records, {records} exceeds the limit of {limit}").With(InferenceErrors.TooManyRecords);

@@ -85,8 +85,7 @@ public sealed class EncryptedResult : BatchBlob<EncryptedGroupResult>
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(plan);
         var r = new BlobReader(stream, "encrypted result");
-        r.ReadHeader(BlobFormat.Kind.Result, plan);
-        var keyId = r.ReadBytes(BlobFormat.KeyIdLength, "key id");
+        var keyId = r.ReadKeyedHeader(BlobFormat.Kind.Result, plan);
         var records = r.ReadInt32InRange("record count", 1, plan.MaxRecords);
         var slots = plan.SlotsPerCiphertext;
         var groups = new EncryptedGroupResult[r.ReadGroupCount(records, slots)];

@@ -69,12 +69,10 @@ public sealed partial class Evaluator
         var scaled = new double[weights.Length];
         for (var j = 0; j < scaled.Length; j++)
         {
-            scaled[j] = Math.Round(weights[j] * constScale);
-            if (Math.Abs(scaled[j]) >= Math.Pow(2, 100))
+            if (!TryScaleConstant(weights[j], constScale, out scaled[j]))
                 throw new ArgumentException($"cannot {op}: weight {j} is too large for the scale", nameof(weights));
         }
-        var biasScaled = Math.Round(bias * scale * constScale);
-        if (!double.IsFinite(biasScaled) || Math.Abs(biasScaled) >= Math.Pow(2, 100))
+        if (!TryScaleConstant(bias * scale, constScale, out var biasScaled))
             throw new ArgumentException($"cannot {op}: the bias is too large for the scale", nameof(bias));
         destination.Reshape(2, level);
         var residues = new ulong[scaled.Length];

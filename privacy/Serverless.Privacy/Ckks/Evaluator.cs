@@ -241,8 +241,7 @@ public sealed partial class Evaluator
             var exact = _context.ScaleAt(level - 1) * _context.Moduli[level].Value / a.Scale;
             if (exact >= 1 << 20) constantScale = exact;
         }
-        var scaled = Math.Round(value * constantScale);
-        if (!double.IsFinite(scaled) || Math.Abs(scaled) >= Math.Pow(2, 100))
+        if (!TryScaleConstant(value, constantScale, out var scaled))
             throw new ArgumentException($"cannot {op}: value {value} is too large for the scale", nameof(value));
         CheckProductScale(op, a.Scale * constantScale);
         var newScale = a.Scale * constantScale;
@@ -398,6 +397,16 @@ public sealed partial class Evaluator
             var which = levelA > levelB ? "the first operand" : "the second operand";
             throw new ArgumentException($"cannot {op}: operands at levels {levelA} and {levelB}; call ModSwitchTo({which}, {low}) first");
         }
+    }
+
+    /// <summary>
+    /// A constant times the scale it is encoded at, rounded. It must stay finite and below 2^100, where
+    /// <see cref="Encoder.ScaledToResidue"/> still reduces it exactly enough for the scale's precision.
+    /// </summary>
+    private static bool TryScaleConstant(double value, double scale, out double scaled)
+    {
+        scaled = Math.Round(value * scale);
+        return double.IsFinite(scaled) && Math.Abs(scaled) < Math.Pow(2, 100);
     }
 
     private static void CheckScales(string op, double a, double b)
