@@ -24,9 +24,7 @@ namespace Serverless.Client
         {
             var root = new RootCommand("Serverless privacy-preserving ML platform client");
             root.Subcommands.Add(ModelCommands.Create());
-            root.Subcommands.Add(DevCommands.Token());
-            root.Subcommands.Add(DevCommands.Ca());
-            root.Subcommands.Add(DevCommands.Audit());
+            root.Subcommands.Add(Serverless.Client.Admin.AdminCommands.Create());
             root.Subcommands.Add(Serverless.Client.Agent.AgentCommands.Create());
             root.Subcommands.Add(Serverless.Client.Simulation.SimulateCommand.Create());
             root.Subcommands.Add(Serverless.Client.Partner.PartnerCommands.Create());

@@ -22,8 +22,11 @@ builder.Services.AddSingleton(TimeProvider.System);
 builder.Services.AddAppStorage(builder.Configuration);
 builder.AddAppSecurity();
 builder.Services.AddInference(builder.Configuration);
-builder.Services.AddFederations(o => o.RequireClientCertificate =
-    FederationOptions.ParseClientCertificateSetting(builder.Configuration[FederationOptions.ClientCertificateSetting]));
+builder.Services.AddFederations(o =>
+{
+    o.RequireClientCertificate = FederationOptions.ParseClientCertificateSetting(builder.Configuration[FederationOptions.ClientCertificateSetting]);
+    if (builder.Configuration[FederationOptions.CaCertificateSetting] is { Length: > 0 } ca) o.CaCertificatePath = ca;
+});
 builder.Services.AddFraud(builder.Configuration);
 // After the authorization gate: a federation client's every call is bound to its enrollment (and certificate).
 builder.UseMiddleware<FederationClientMiddleware>();

@@ -35,7 +35,7 @@ internal static class AgentCommands
         var dir = DirOption();
         var server = new Option<string>("--server") { Description = "Base URL of the function host, e.g. https://127.0.0.1:7071", Required = true };
         var federation = new Option<string>("--federation") { Description = "Federation id", Required = true };
-        var certificate = new Option<FileInfo>("--certificate") { Description = "Client certificate with its key (PKCS#12 from 'ca client', 0600); its CN is the client id", Required = true };
+        var certificate = new Option<FileInfo>("--certificate") { Description = "Client certificate with its key (PKCS#12 from 'admin ca client', 0600); its CN is the client id", Required = true };
         var trust = new Option<FileInfo?>("--ca") { Description = "Dev CA certificate (PEM) the server's TLS certificate must chain to (required for https)" };
         var cmd = new Command("enroll", "Enroll in a federation: sign the server's challenge with the certificate's key; the token is sealed in the agent directory")
             { dir, server, federation, certificate, trust };

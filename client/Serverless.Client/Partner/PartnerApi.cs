@@ -1,17 +1,9 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Serverless.Client.Commands;
 
 namespace Serverless.Client.Partner;
-
-/// <summary>A refusal or failure the server answered with ProblemDetails, as one line: "403 Forbidden: tenant 'b' has no access ...".</summary>
-internal sealed class PartnerApiException(HttpStatusCode status, string message, string? code = null) : InvalidOperationException(message)
-{
-    public HttpStatusCode Status { get; } = status;
-
-    /// <summary>The inference refusal code (ProblemDetails extension <c>code</c>), when the server gave one.</summary>
-    public string? Code { get; } = code;
-}
 
 /// <summary>The partner's HTTP calls: model package, key registration, batch submission, polling.</summary>
 internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
@@ -26,21 +18,21 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
     public async Task<string> GetModelPackageAsync(string version, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Get, $"api/inference/models/{Uri.EscapeDataString(version)}", null, cancellationToken);
-        await EnsureAsync(response, cancellationToken);
+        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         return await response.Content.ReadAsStringAsync(cancellationToken);
     }
 
     public async Task<JsonElement> PublishModelAsync(string version, byte[] body, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Put, $"api/inference/models/{Uri.EscapeDataString(version)}", Json(body), cancellationToken);
-        await EnsureAsync(response, cancellationToken);
+        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         return await response.Content.ReadFromJsonElementAsync(cancellationToken);
     }
 
     public async Task<JsonElement> RegisterKeysAsync(string tenant, string version, byte[] bundle, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Put, $"api/partners/{Uri.EscapeDataString(tenant)}/keys/{Uri.EscapeDataString(version)}", Binary(bundle), cancellationToken);
-        await EnsureAsync(response, cancellationToken);
+        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         return await response.Content.ReadFromJsonElementAsync(cancellationToken);
     }
 
@@ -48,7 +40,7 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
     {
         using var response = await SendAsync(HttpMethod.Post,
             $"api/partners/{Uri.EscapeDataString(tenant)}/batches/{Uri.EscapeDataString(batchId)}?modelVersion={Uri.EscapeDataString(version)}", Binary(batch), cancellationToken);
-        await EnsureAsync(response, cancellationToken);
+        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         return await response.Content.ReadFromJsonElementAsync(cancellationToken);
     }
 
@@ -75,7 +67,7 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
             var problem = await response.Content.ReadFromJsonElementAsync(cancellationToken);
             if (!problem.TryGetProperty("code", out _)) return (null, "queued");
         }
-        await EnsureAsync(response, cancellationToken);
+        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
         if (response.Headers.TryGetValues("X-Result-Sha256", out var values) && values.FirstOrDefault() is { } expected
             && !string.Equals(expected, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), StringComparison.Ordinal))
@@ -104,39 +96,5 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
         return content;
     }
 
-    /// <summary>Turns a non-success answer into one line: status, title, detail.</summary>
-    private static async Task EnsureAsync(HttpResponseMessage response, CancellationToken cancellationToken)
-    {
-        if (response.IsSuccessStatusCode) return;
-        var text = await response.Content.ReadAsStringAsync(cancellationToken);
-        string? title = null, detail = null, code = null;
-        try
-        {
-            using var doc = JsonDocument.Parse(text);
-            var root = doc.RootElement;
-            title = root.TryGetProperty("title", out var t) ? t.GetString() : null;
-            detail = root.TryGetProperty("detail", out var d) ? d.GetString() : null;
-            code = root.TryGetProperty("code", out var c) ? c.GetString() : null;
-        }
-        catch (JsonException)
-        {
-            detail = text.Length > 200 ? text[..200] : text;
-        }
-        var status = (int)response.StatusCode;
-        throw new PartnerApiException(response.StatusCode,
-            $"server answered {status} {response.ReasonPhrase}{(title is null ? "" : ": " + title)}{(detail is null ? "" : " " + detail)}", code);
-    }
-
     public void Dispose() => http.Dispose();
-}
-
-internal static class HttpContentJson
-{
-    public static async Task<JsonElement> ReadFromJsonElementAsync(this HttpContent content, CancellationToken cancellationToken)
-    {
-        var text = await content.ReadAsStringAsync(cancellationToken);
-        if (string.IsNullOrWhiteSpace(text)) return default;
-        using var doc = JsonDocument.Parse(text);
-        return doc.RootElement.Clone();
-    }
 }

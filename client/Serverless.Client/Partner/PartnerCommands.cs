@@ -32,7 +32,7 @@ internal static class PartnerCommands
 
     // Options shared by several commands (a fresh instance per command: System.CommandLine options belong to one command).
     private static Option<string> ServerOption(bool required = true) => new("--server") { Description = "The function host, e.g. http://127.0.0.1:7071", Required = required };
-    private static Option<string?> TokenOption() => new("--token") { Description = $"Bearer token with role partner (default: env {TokenVariable}); issue one with 'token issue --role partner --tenant T'" };
+    private static Option<string?> TokenOption() => new("--token") { Description = $"Bearer token with role partner (default: env {TokenVariable}); issue one with 'admin token issue --role partner --tenant T'" };
     private static Option<string?> TenantOption() => new("--tenant") { Description = "Partner tenant (default: the token's tenant claim)" };
     private static Option<DirectoryInfo> KeysOption() => new("--keys") { Description = "Key directory (package.json, partner.keys 0600, evaluation-keys.bin)", Required = true };
     private static Option<string> BatchIdOption() => new("--batch-id") { Description = "Batch id, unique per batch (letters, digits, '.', '_', '-')", Required = true };
@@ -42,18 +42,16 @@ internal static class PartnerCommands
     private static Option<FileInfo?> PseudonymKeyOption() => new("--key-file") { Description = "Pseudonymization key for FHIR patient ids (>= 32 bytes raw or hex); default a one-time key" };
     private static Option<bool> AllowErrorsOption() => new("--allow-errors") { Description = "Encrypt the valid patients even if some rows were rejected" };
 
-    /// <summary>Where a queue submission goes: the host's data directory (embedded) or a storage account (Azure / Azurite).</summary>
-    private sealed record QueueTargetOptions(Option<DirectoryInfo?> DataDir, Option<string?> BlobEndpoint, Option<string?> QueueEndpoint, Option<string> Account)
+    /// <summary>Where a queue submission goes: the platform's storage account (Azure / Azurite). Without it, batches go over HTTP.</summary>
+    private sealed record QueueTargetOptions(Option<string?> BlobEndpoint, Option<string?> QueueEndpoint, Option<string> Account)
     {
         public static QueueTargetOptions Create() => new(
-            new("--data-dir") { Description = "Submit through the queue of the host with this data directory (embedded storage)" },
             new("--blob-endpoint") { Description = "Submit through Azure Storage: blob endpoint, e.g. http://127.0.0.1:10000/devstoreaccount1" },
             new("--queue-endpoint") { Description = "Azure Storage queue endpoint, e.g. http://127.0.0.1:10001/devstoreaccount1" },
             new("--account") { Description = $"Storage account name (key from env {PartnerQueue.AccountKeyVariable})", DefaultValueFactory = _ => "devstoreaccount1" });
 
         public void AddTo(Command cmd)
         {
-            cmd.Options.Add(DataDir);
             cmd.Options.Add(BlobEndpoint);
             cmd.Options.Add(QueueEndpoint);
             cmd.Options.Add(Account);
@@ -61,11 +59,8 @@ internal static class PartnerCommands
 
         public PartnerQueue? Open(ParseResult r)
         {
-            var dir = r.GetValue(DataDir);
             var blob = r.GetValue(BlobEndpoint);
             var queue = r.GetValue(QueueEndpoint);
-            if (dir is not null && (blob is not null || queue is not null)) throw new ArgumentException("pass either --data-dir or --blob-endpoint/--queue-endpoint, not both");
-            if (dir is not null) return PartnerQueue.OpenEmbedded(dir.FullName);
             if (blob is null && queue is null) return null;
             if (blob is null || queue is null) throw new ArgumentException("a storage-account submission needs both --blob-endpoint and --queue-endpoint");
             return PartnerQueue.OpenAzure(AbsoluteUri(blob, "--blob-endpoint"), AbsoluteUri(queue, "--queue-endpoint"), r.GetValue(Account)!);
@@ -155,7 +150,7 @@ internal static class PartnerCommands
         var batchId = BatchIdOption();
         var batch = new Option<FileInfo>("--batch") { Description = "Encrypted batch written by 'partner encrypt'", Required = true };
         var target = QueueTargetOptions.Create();
-        var cmd = new Command("submit", "Submit an encrypted batch: over HTTP (--server) or through the partner-batches queue (--data-dir, or --blob-endpoint/--queue-endpoint)")
+        var cmd = new Command("submit", "Submit an encrypted batch: over HTTP (--server) or through the partner-batches queue of the storage account (--blob-endpoint/--queue-endpoint)")
             { server, token, tenant, keys, insecure, batchId, batch };
         target.AddTo(cmd);
         cmd.SetAction((r, ct) => GuardAsync(async () =>
@@ -310,7 +305,7 @@ internal static class PartnerCommands
     {
         var tenantId = Tenant(r, tenant, token);
         var bearer = Token(r, token) ?? throw new ArgumentException($"pass --token or set {TokenVariable}");
-        using var queue = target.Open(r);
+        var queue = target.Open(r);
         if (queue is not null)
         {
             var messageId = await queue.SubmitAsync(tenantId, batchId, version, batch, bearer, ct);

@@ -1,32 +1,44 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Serverless.Storage;
+using Azure;
+using Azure.Storage;
+using Azure.Storage.Blobs;
+using Azure.Storage.Blobs.Models;
+using Azure.Storage.Queues;
 
 namespace Serverless.Client.Partner;
 
 /// <summary>
-/// Submission through storage, as a partner with access to the platform's storage account does it:
-/// upload the encrypted batch to container <c>partner-batches</c> under its tenant, then put a small
-/// message (batch id, tenant, model version, blob name, SHA-256, bearer token) on queue <c>partner-batches</c>.
-/// Storage is either the host's embedded data directory or an Azure Storage account (Azurite).
+/// Submission through the platform's storage account, as a partner granted access to it does it (Azure
+/// Storage or Azurite, through Microsoft's SDKs; never a file of the host): upload the encrypted batch to
+/// container <c>partner-batches</c> under its tenant, then put a small message (batch id, tenant, model
+/// version, blob name, SHA-256, bearer token) on queue <c>partner-batches</c>.
 /// </summary>
-internal sealed class PartnerQueue(IBlobStore batches, IQueueStore queues) : IDisposable
+internal sealed class PartnerQueue(BlobContainerClient batches, QueueClient queue)
 {
     public const string Container = "partner-batches";
     public const string Queue = "partner-batches";
     public const string AccountKeyVariable = "SERVERLESS_STORAGE_ACCOUNT_KEY";
 
-    /// <summary>The embedded stores of a host's data directory (the same files the host opens).</summary>
-    public static PartnerQueue OpenEmbedded(string dataDirectory) => new(
-        Stores.OpenEmbeddedBlobContainer(System.IO.Path.Combine(dataDirectory, "blobs", Container)),
-        Stores.OpenEmbeddedQueues(System.IO.Path.Combine(dataDirectory, "queues.db")));
+    /// <summary>The largest queue message Azure Storage takes (64 KiB), before base64.</summary>
+    private const int MaxMessageBytes = 48 * 1024;
+
+    // The service version Azurite 3.37 and Azure both serve (the SDKs' newest default is ahead of Azurite).
+    private const BlobClientOptions.ServiceVersion BlobVersion = BlobClientOptions.ServiceVersion.V2026_06_06;
+    private const QueueClientOptions.ServiceVersion QueueVersion = QueueClientOptions.ServiceVersion.V2026_06_06;
 
     /// <summary>An Azure Storage account (or Azurite); the key comes from <see cref="AccountKeyVariable"/>, never from the command line.</summary>
     public static PartnerQueue OpenAzure(Uri blobEndpoint, Uri queueEndpoint, string account)
     {
         var key = Environment.GetEnvironmentVariable(AccountKeyVariable);
         if (string.IsNullOrEmpty(key)) throw new ArgumentException($"set {AccountKeyVariable} to the storage account key");
-        return new(Stores.OpenAzureBlobs(blobEndpoint, account, key).GetContainer(Container), Stores.OpenAzureQueues(queueEndpoint, account, key));
+        Span<byte> decoded = stackalloc byte[key.Length];
+        if (!Convert.TryFromBase64String(key, decoded, out _)) throw new ArgumentException($"{AccountKeyVariable} is not valid base64");
+        var credential = new StorageSharedKeyCredential(account, key);
+        var blobs = new BlobServiceClient(blobEndpoint, credential, new BlobClientOptions(BlobVersion));
+        // Base64 bodies, as the Functions queue trigger expects by default.
+        var queues = new QueueServiceClient(queueEndpoint, credential, new QueueClientOptions(QueueVersion) { MessageEncoding = QueueMessageEncoding.Base64 });
+        return new(blobs.GetBlobContainerClient(Container), queues.GetQueueClient(Queue));
     }
 
     /// <summary>Uploads the batch (once: an existing blob must hold the same bytes) and posts the message; returns the message id.</summary>
@@ -34,35 +46,28 @@ internal sealed class PartnerQueue(IBlobStore batches, IQueueStore queues) : IDi
     {
         var blob = $"{tenant}/{batchId}";
         var sha = Convert.ToHexStringLower(SHA256.HashData(batch));
+        await batches.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
+        var client = batches.GetBlobClient(blob);
         try
         {
-            await batches.PutAsync(blob, new MemoryStream(batch, writable: false), BlobCondition.MustNotExist, cancellationToken);
+            await client.UploadAsync(new BinaryData(batch), new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } }, cancellationToken);
         }
-        catch (BlobConditionFailedException)
+        catch (RequestFailedException e) when (e.Status is 409 or 412)
         {
-            await using var existing = await batches.GetAsync(blob, cancellationToken)
-                ?? throw new InvalidOperationException($"blob {Container}/{blob} vanished while uploading; retry");
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            var buffer = new byte[81920];
-            int read;
-            while ((read = await existing.Content.ReadAsync(buffer, cancellationToken)) > 0) hash.AppendData(buffer, 0, read);
-            if (Convert.ToHexStringLower(hash.GetHashAndReset()) != sha)
+            await using var existing = await client.OpenReadAsync(cancellationToken: cancellationToken);
+            var existingHash = await SHA256.HashDataAsync(existing, cancellationToken);
+            if (Convert.ToHexStringLower(existingHash) != sha)
                 throw new InvalidOperationException($"blob {Container}/{blob} already holds another batch; use a new --batch-id");
         }
-        await queues.CreateQueueAsync(Queue, cancellationToken);
+        await queue.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
         var message = JsonSerializer.SerializeToUtf8Bytes(new
         {
             batchId, tenant, modelVersion = version, blob, sha256 = sha, token,
             // The submission's trace context (ids only, null outside a trace): the batch's processing joins it.
             traceParent = Serverless.Telemetry.MessageTraceContext.Current(),
         }, JsonSerializerOptions.Web);
-        if (message.Length > IQueueStore.MaxMessageBytes) throw new ArgumentException($"the message is {message.Length} bytes, over the queue's 64 KB (is the token that long?)");
-        return await queues.PutAsync(Queue, message, cancellationToken: cancellationToken);
-    }
-
-    public void Dispose()
-    {
-        (queues as IDisposable)?.Dispose();
-        (batches as IDisposable)?.Dispose();
+        if (message.Length > MaxMessageBytes) throw new ArgumentException($"the message is {message.Length} bytes, over the queue's limit (is the token that long?)");
+        var receipt = await queue.SendMessageAsync(new BinaryData(message), visibilityTimeout: null, timeToLive: TimeSpan.FromSeconds(-1), cancellationToken);
+        return receipt.Value.MessageId;
     }
 }

@@ -207,6 +207,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
         WorkDirectory = work;
         _ownsWork = ownsWork;
         DataDirectory = Path.Combine(work, "host");
+        OperatorDirectory = Path.Combine(work, "operator");
     }
 
     public string WorkDirectory { get; }
@@ -216,8 +217,14 @@ internal sealed class SimulationRunner : IAsyncDisposable
 
     public Uri? BaseAddress { get; private set; }
 
-    /// <summary>The dev CA the host's TLS certificate chains to.</summary>
-    public string CaPem => Path.Combine(DataDirectory, "dev-ca", "ca.pem");
+    /// <summary>
+    /// The operator's own directory, apart from the host's: the token issuer the app trusts, the dev CA and the
+    /// certificates it issued. The simulation, like any client, never opens a file under <see cref="DataDirectory"/>.
+    /// </summary>
+    public string OperatorDirectory { get; }
+
+    /// <summary>The dev CA the host's TLS certificate and the agents' client certificates chain to.</summary>
+    public string CaPem => Path.Combine(OperatorDirectory, "dev-ca", "ca.pem");
 
     public IReadOnlyList<AgentProcess> Agents => _agents;
 
@@ -257,10 +264,16 @@ internal sealed class SimulationRunner : IAsyncDisposable
         var launch = HostLocator.Find(_o.HostDll, _o.AppDirectory, _log);
         var clientDll = typeof(SimulationRunner).Assembly.Location;
 
-        // Certificates and tokens come from the host's data directory, as the CLI's 'ca' and 'token' commands make them.
-        DevTools.CreateCertificateAuthority(DataDirectory);
-        var serverPfx = DevTools.IssueServerCertificate(DataDirectory);
-        var operatorToken = await DevTools.IssueTokenAsync(DataDirectory, "simulation-operator", ["operator", "data-scientist", "auditor"], lifetime: TimeSpan.FromHours(12), cancellationToken: ct);
+        // The operator's issuer and CA, as 'admin issuer create' and 'admin ca' make them; the app is given only their public halves.
+        Directory.CreateDirectory(OperatorDirectory);
+        string operatorToken;
+        using (var issuer = OfflineTokenIssuer.Create())
+        {
+            issuer.Save(OperatorDirectory);
+            operatorToken = issuer.Issue(new TokenRequest("simulation-operator", ["operator", "data-scientist", "auditor"], Lifetime: TimeSpan.FromHours(12)));
+        }
+        DevTools.CreateCertificateAuthority(OperatorDirectory);
+        var serverPfx = DevTools.IssueServerCertificate(OperatorDirectory);
 
         if (_o.Trace)
         {
@@ -268,8 +281,12 @@ internal sealed class SimulationRunner : IAsyncDisposable
             _telemetry = TelemetrySetup.Start("serverless-operator", export: TelemetryExport.ToReceiver(_receiver.Endpoint));
         }
         var scheme = _o.Https ? "https" : "http";
-        var args = new List<string> { launch.AppDirectory, "--port", "0", "--data-dir", DataDirectory, "--keys", Path.Combine(DataDirectory, "host-keys.json") };
-        var environment = new Dictionary<string, string?>(TelemetryEnvironment);
+        var args = new List<string> { launch.AppDirectory, "--port", "0", "--data-dir", DataDirectory, "--keys", Path.Combine(WorkDirectory, "host-keys.json") };
+        var environment = new Dictionary<string, string?>(TelemetryEnvironment)
+        {
+            ["SERVERLESS_TRUSTED_TOKEN_KEYS"] = Path.Combine(OperatorDirectory, OfflineTokenIssuer.JwksFileName),
+            ["SERVERLESS_FEDERATION_CA_CERTIFICATE"] = CaPem,
+        };
         if (_o.Https)
         {
             // Mutual TLS for the agents: the host asks for client certificates (operators call with a token alone) and
@@ -278,7 +295,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             environment["SERVERLESS_FEDERATION_CLIENT_CERTIFICATE"] = "required";
         }
         _log.WriteLine($"starting the local Functions host with the function app on {scheme}://127.0.0.1{(_o.Https ? " (agents on mutual TLS)" : "")} ...");
-        _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), DataDirectory, environment);
+        _host = ChildProcess.StartDotnet("function host", launch.HostDll, args, Path.Combine(WorkDirectory, "host.log"), WorkDirectory, environment);
         BaseAddress = await _host.WaitListeningAsync(TimeSpan.FromSeconds(120), ct);
         _operator = CreateHttp(BaseAddress, operatorToken, CaPem);
 
@@ -299,7 +316,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
             var dir = Path.Combine(WorkDirectory, "agents", id);
             Directory.CreateDirectory(dir);
             await using (var w = new StreamWriter(Path.Combine(dir, "data.csv"))) CohortCsv.Write(patients[cut..], w);
-            var (pfx, _) = DevTools.IssueClientCertificate(DataDirectory, id);
+            var (pfx, _) = DevTools.IssueClientCertificate(OperatorDirectory, id);
             var local = Path.Combine(dir, "client.pfx");
             File.Copy(pfx, local, overwrite: true);
             if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(local, UnixFileMode.UserRead | UnixFileMode.UserWrite);

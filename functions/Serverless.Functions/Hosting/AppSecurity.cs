@@ -5,6 +5,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Serverless.Security.Hosting;
+using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Hosting;
 
@@ -20,12 +21,17 @@ internal static class AppSecurity
 {
     public const string KeyVaultSetting = "SERVERLESS_KEY_VAULT_URI";
 
+    /// <summary>Path of a JWK Set of ES256 public keys whose tokens the app accepts beside its own (docs/security.md, "Tokens").</summary>
+    public const string TrustedTokenKeysSetting = "SERVERLESS_TRUSTED_TOKEN_KEYS";
+
     public static FunctionsApplicationBuilder AddAppSecurity(this FunctionsApplicationBuilder builder, Action<SecurityOptions>? configure = null)
     {
         var vault = builder.Configuration[KeyVaultSetting];
+        var trusted = LoadTrustedTokenKeys(builder.Configuration[TrustedTokenKeysSetting]);
         builder.Services.AddSecurityServices(options =>
         {
             if (vault is { Length: > 0 }) options.AzureKeyVaultUri = new Uri(vault, UriKind.Absolute);
+            options.TrustedTokenKeys = trusted;
             configure?.Invoke(options);
         });
         // First of the hosted services: the keys exist before the worker connects to the host and takes invocations.
@@ -36,5 +42,19 @@ internal static class AppSecurity
         builder.Services.AddSingleton<IStartupFilter, CompressedRequestBodies>();
         builder.UseMiddleware<AuthorizationMiddleware>();
         return builder;
+    }
+
+    /// <summary>Reads the trust file once at start; a missing or bad file stops the app with the setting named.</summary>
+    internal static TrustedTokenKeys? LoadTrustedTokenKeys(string? path)
+    {
+        if (string.IsNullOrWhiteSpace(path)) return null;
+        try
+        {
+            return TrustedTokenKeys.Load(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new InvalidOperationException($"App setting {TrustedTokenKeysSetting}: {e.Message}", e);
+        }
     }
 }

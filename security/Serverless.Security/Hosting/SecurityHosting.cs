@@ -15,6 +15,9 @@ namespace Serverless.Security.Hosting;
 public sealed class SecurityOptions
 {
     public TokenOptions Tokens { get; set; } = new();
+
+    /// <summary>Public keys of an outside issuer whose tokens validate beside the vault's (an identity provider, an operator's offline issuer).</summary>
+    public TrustedTokenKeys? TrustedTokenKeys { get; set; }
     public RateLimitOptions RateLimits { get; set; } = new();
 
     /// <summary>When set, keys live in Azure Key Vault (DefaultAzureCredential); otherwise in the local keyring in the data directory.</summary>
@@ -137,7 +140,10 @@ public static class SecurityHosting
             services.AddSingleton(sp => new RawBlobStoreProvider(sp.GetRequiredService<IBlobStoreProvider>()));
         }
         services.AddSingleton(sp => new DevTokenIssuer(sp.GetRequiredService<IKeyVault>(), options.Tokens, sp.GetService<TimeProvider>()));
-        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName, sp.GetService<TimeProvider>()));
+        services.AddSingleton(sp => new VaultSigningKeys(sp.GetRequiredService<IKeyVault>(), options.Tokens.SigningKeyName, sp.GetService<TimeProvider>())
+        {
+            Trusted = options.TrustedTokenKeys,
+        });
         services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
             sp.GetRequiredService<RawBlobStoreProvider>().Provider.GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
 

@@ -48,7 +48,7 @@ public sealed record TokenRequest(string Subject, IReadOnlyList<string> Roles, s
 
 /// <summary>
 /// Issues ES256 JWTs (RFC 7519, RFC 7515) signed through the key vault: the private key never leaves
-/// it. The development CLI (<c>serverless-client token issue</c>) calls <see cref="IssueAsync"/>.
+/// it. The app issues federation clients' tokens with it at enrollment.
 /// </summary>
 public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null, TimeProvider? time = null)
 {
@@ -67,28 +67,47 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
     /// <exception cref="ArgumentException">Empty subject, no roles, or a lifetime beyond the maximum.</exception>
     public async Task<string> IssueAsync(TokenRequest request, CancellationToken cancellationToken = default)
     {
+        var lifetime = JwtAssembly.CheckRequest(request, _options);
+        var current = await _vault.GetCurrentVersionAsync(_options.SigningKeyName, cancellationToken)
+            ?? throw new KeyNotFoundException($"Signing key '{_options.SigningKeyName}' does not exist; call EnsureSigningKeyAsync first.");
+        var signingInput = JwtAssembly.SigningInput(_options, request, current.Id.ToString(), _time.GetUtcNow(), lifetime);
+        var digest = SHA256.HashData(Encoding.ASCII.GetBytes(signingInput));
+        var signature = await _vault.SignAsync(_options.SigningKeyName, digest, cancellationToken);
+        if (signature.KeyId != current.Id) throw new KeyVaultException("The signing key rotated while a token was being issued; retry.");
+        return signingInput + "." + Base64Url.EncodeToString(signature.Value);
+    }
+}
+
+/// <summary>The header and claims of an ES256 JWT (RFC 7519, RFC 7515) as every issuer here writes them; the signature is the caller's.</summary>
+internal static class JwtAssembly
+{
+    /// <summary>Checks the request against the options and returns the lifetime to issue.</summary>
+    public static TimeSpan CheckRequest(TokenRequest request, TokenOptions options)
+    {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentException.ThrowIfNullOrWhiteSpace(request.Subject);
         if (request.Roles is not { Count: > 0 }) throw new ArgumentException("A token needs at least one role.", nameof(request));
         if (request.Claims is { } extra && extra.Keys.Any(k => ReservedClaims.Contains(k)))
             throw new ArgumentException("Extra claims cannot replace a registered or platform claim.", nameof(request));
-        var lifetime = request.Lifetime ?? _options.DefaultLifetime;
-        if (lifetime <= TimeSpan.Zero || lifetime > _options.MaxLifetime)
-            throw new ArgumentException($"Token lifetime must be in (0, {_options.MaxLifetime}].", nameof(request));
+        var lifetime = request.Lifetime ?? options.DefaultLifetime;
+        if (lifetime <= TimeSpan.Zero || lifetime > options.MaxLifetime)
+            throw new ArgumentException($"Token lifetime must be in (0, {options.MaxLifetime}].", nameof(request));
+        return lifetime;
+    }
 
-        var current = await _vault.GetCurrentVersionAsync(_options.SigningKeyName, cancellationToken)
-            ?? throw new KeyNotFoundException($"Signing key '{_options.SigningKeyName}' does not exist; call EnsureSigningKeyAsync first.");
-        var now = _time.GetUtcNow();
+    /// <summary><c>base64url(header) "." base64url(payload)</c>, the input the signature covers.</summary>
+    public static string SigningInput(TokenOptions options, TokenRequest request, string keyId, DateTimeOffset now, TimeSpan lifetime)
+    {
         var header = Json(w =>
         {
             w.WriteString("alg", "ES256");
             w.WriteString("typ", "JWT");
-            w.WriteString("kid", current.Id.ToString());
+            w.WriteString("kid", keyId);
         });
         var payload = Json(w =>
         {
-            w.WriteString("iss", _options.Issuer);
-            w.WriteString("aud", _options.Audience);
+            w.WriteString("iss", options.Issuer);
+            w.WriteString("aud", options.Audience);
             w.WriteString(SecurityClaims.Subject, request.Subject);
             w.WriteNumber("iat", now.ToUnixTimeSeconds());
             w.WriteNumber("nbf", now.ToUnixTimeSeconds());
@@ -101,11 +120,7 @@ public sealed class DevTokenIssuer(IKeyVault vault, TokenOptions? options = null
             if (request.Claims is { } claims)
                 foreach (var (name, value) in claims) w.WriteString(name, value);
         });
-        var signingInput = Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload);
-        var digest = SHA256.HashData(Encoding.ASCII.GetBytes(signingInput));
-        var signature = await _vault.SignAsync(_options.SigningKeyName, digest, cancellationToken);
-        if (signature.KeyId != current.Id) throw new KeyVaultException("The signing key rotated while a token was being issued; retry.");
-        return signingInput + "." + Base64Url.EncodeToString(signature.Value);
+        return Base64Url.EncodeToString(header) + "." + Base64Url.EncodeToString(payload);
     }
 
     private static readonly HashSet<string> ReservedClaims = new(StringComparer.Ordinal)
@@ -143,7 +158,11 @@ public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName, Tim
     /// <summary>How long a refreshed key set is trusted before the vault is asked again (default one minute).</summary>
     public TimeSpan MaxAge { get; init; } = TimeSpan.FromMinutes(1);
 
-    public IReadOnlyCollection<SecurityKey> Keys => _keys.Values;
+    /// <summary>Keys of an outside issuer (an identity provider, an operator's <see cref="OfflineTokenIssuer"/>) whose tokens also validate.</summary>
+    public TrustedTokenKeys? Trusted { get; init; }
+
+    /// <summary>The vault's enabled versions, then the trusted keys.</summary>
+    public IReadOnlyCollection<SecurityKey> Keys => [.. _keys.Values, .. Trusted?.Keys.Values ?? []];
 
     /// <summary>Refreshes from the vault when the last refresh is older than <see cref="MaxAge"/> (one caller refreshes; the others wait for it).</summary>
     public async ValueTask EnsureFreshAsync(CancellationToken cancellationToken = default)
@@ -195,7 +214,10 @@ public sealed class VaultSigningKeys(IKeyVault vault, string signingKeyName, Tim
 
     /// <summary>The key a token names in its header; none for an unknown kid (the token then fails).</summary>
     public IEnumerable<SecurityKey> Resolve(string? kid) =>
-        kid is not null && _keys.TryGetValue(kid, out var key) ? [key] : [];
+        kid is null ? []
+        : _keys.TryGetValue(kid, out var key) ? [key]
+        : Trusted is not null && Trusted.Keys.TryGetValue(kid, out var trusted) ? [trusted]
+        : [];
 }
 
 /// <summary>

@@ -9,6 +9,7 @@ internal static class CliRunner
     public sealed record Result(int ExitCode, string Out, string Error)
     {
         public string[] ErrorLines => Error.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        public string[] OutLines => Out.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
     }
 
     public static async Task<Result> RunAsync(params string[] args)

@@ -3,12 +3,13 @@ using System.Net;
 using Serverless.Functions.Tests.Client;
 using Serverless.Model.Data;
 using Serverless.Model.Import;
+using Serverless.Testing;
 
 namespace Serverless.Functions.Tests.Inference;
 
 /// <summary>
-/// The partner CLI against a running host: <c>partner score</c> through the queue (the host's embedded
-/// storage), and the single steps keygen, register, encrypt, submit (HTTP), wait, decrypt. Decrypted
+/// The partner CLI against a running host: <c>partner score</c> through the storage account's queue (Azurite),
+/// and the single steps keygen, register, encrypt, submit (HTTP), wait, decrypt. Decrypted
 /// scores must match the plaintext HE-friendly model on the same patients.
 /// </summary>
 [Collection(InferenceCollection.Name)]
@@ -58,20 +59,35 @@ public sealed class PartnerCliTests(InferenceScenario scenario) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Partner_score_through_the_queue_generates_registers_encrypts_submits_waits_and_decrypts()
+    public async Task Partner_score_through_the_storage_accounts_queue_generates_registers_encrypts_submits_waits_and_decrypts()
     {
+        // The app on Azurite, as on Azure: the partner reaches the storage account through Microsoft's SDK, never the host's files.
+        await using var host = await InferenceHost.StartAsync(azurite: true);
+        await host.PublishAsync(scenario, Version);
         var (csv, patients) = PartnerPatients(seed: 99, patients: 60);
-        var token = await _host.TokenAsync("svc-cli", "partner", "insurer-cli");
+        var token = await host.TokenAsync("svc-cli", "partner", "insurer-cli");
         var keys = _dir.Sub("keys");
         var scores = _dir.Sub("scores.csv");
-        var run = await CliRunner.RunAsync("partner", "score", "--server", _host.Address.ToString(), "--token", token, "--keys", keys, "--version", Version,
-            "--allow-insecure-for-tests", "--data-dir", _host.DataDirectory, "--batch-id", "cli-queue-1", "--timeout", "00:03:00", "--out", scores, csv);
+        Environment.SetEnvironmentVariable("SERVERLESS_STORAGE_ACCOUNT_KEY", TestServers.AzuriteAccountKey);
+        var batchId = "cli-queue-" + Guid.NewGuid().ToString("N")[..8]; // Azurite outlives the test: a fresh blob name each run
+        var run = await CliRunner.RunAsync("partner", "score", "--server", host.Address.ToString(), "--token", token, "--keys", keys, "--version", Version,
+            "--allow-insecure-for-tests", "--blob-endpoint", TestServers.AzuriteBlobEndpoint, "--queue-endpoint", TestServers.AzuriteQueueEndpoint,
+            "--batch-id", batchId, "--timeout", "00:03:00", "--out", scores, csv);
         Assert.True(run.ExitCode == 0, run.Out + run.Error);
         Assert.Contains("queued on partner-batches", run.Out);
         AssertScores(scores, patients);
 
         // The secret key file is the owner's only.
         if (!OperatingSystem.IsWindows()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(keys, "partner.keys")));
+
+        // Without the account key, a queue submission is refused in one line before anything is sent.
+        Environment.SetEnvironmentVariable("SERVERLESS_STORAGE_ACCOUNT_KEY", null);
+        var anyBatch = _dir.Sub("any.batch");
+        await File.WriteAllBytesAsync(anyBatch, [1, 2, 3]);
+        var keyless = await CliRunner.RunAsync("partner", "submit", "--token", token, "--keys", keys, "--allow-insecure-for-tests", "--batch-id", batchId + "-b", "--batch", anyBatch,
+            "--blob-endpoint", TestServers.AzuriteBlobEndpoint, "--queue-endpoint", TestServers.AzuriteQueueEndpoint);
+        Assert.Equal(1, keyless.ExitCode);
+        Assert.Contains("SERVERLESS_STORAGE_ACCOUNT_KEY", Assert.Single(keyless.ErrorLines));
     }
 
     [Fact]

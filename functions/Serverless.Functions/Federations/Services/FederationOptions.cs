@@ -6,6 +6,9 @@ public sealed class FederationOptions
     /// <summary>The app setting of <see cref="RequireClientCertificate"/>: <c>required</c>, or <c>off</c> (the default).</summary>
     public const string ClientCertificateSetting = "SERVERLESS_FEDERATION_CLIENT_CERTIFICATE";
 
+    /// <summary>The app setting of <see cref="CaCertificatePath"/>.</summary>
+    public const string CaCertificateSetting = "SERVERLESS_FEDERATION_CA_CERTIFICATE";
+
     /// <summary>Reads <see cref="ClientCertificateSetting"/>; any other value than the two stops the app at start, with the setting named.</summary>
     public static bool ParseClientCertificateSetting(string? value) => value switch
     {
@@ -14,7 +17,10 @@ public sealed class FederationOptions
         _ => throw new InvalidOperationException($"App setting {ClientCertificateSetting} must be 'required' or 'off'."),
     };
 
-    /// <summary>PEM of the CA whose client certificates may enroll; default <c>&lt;data&gt;/dev-ca/ca.pem</c> (what <c>serverless-client ca create --out &lt;data&gt;/dev-ca</c> writes).</summary>
+    /// <summary>
+    /// PEM of the CA whose client certificates may enroll (app setting <see cref="CaCertificateSetting"/>); default
+    /// <c>&lt;data&gt;/dev-ca/ca.pem</c>. An operator keeps the CA's key off the server and gives the app only this PEM.
+    /// </summary>
     public string? CaCertificatePath { get; set; }
 
     /// <summary>

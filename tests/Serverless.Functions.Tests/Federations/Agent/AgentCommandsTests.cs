@@ -20,8 +20,8 @@ public sealed class AgentCommandsTests
     {
         if (OperatingSystem.IsWindows()) return;
         using var dir = new TempDir();
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "create", "--out", dir.Sub("ca"))).ExitCode);
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "client", "--ca", dir.Sub("ca"), "--client-id", "hospital-a", "--out", dir.Sub("ca"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "create", "--out", dir.Sub("ca"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "client", "--ca", dir.Sub("ca"), "--client-id", "hospital-a", "--out", dir.Sub("ca"))).ExitCode);
         var pfx = Path.Combine(dir.Sub("ca"), "hospital-a.pfx");
 
         var remote = await CliRunner.RunAsync("agent", "enroll", "--dir", dir.Sub("agent"), "--server", "http://example.org", "--federation", "fed-a", "--certificate", pfx);
@@ -38,8 +38,8 @@ public sealed class AgentCommandsTests
     public async Task Enroll_against_a_server_that_is_not_there_fails_with_one_line()
     {
         using var dir = new TempDir();
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "create", "--out", dir.Sub("ca"))).ExitCode);
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "client", "--ca", dir.Sub("ca"), "--client-id", "hospital-a", "--out", dir.Sub("ca"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "create", "--out", dir.Sub("ca"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "client", "--ca", dir.Sub("ca"), "--client-id", "hospital-a", "--out", dir.Sub("ca"))).ExitCode);
         // A loopback port that was just free (bound, noted, released): nothing listens, the connection is refused at once.
         var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         listener.Start();

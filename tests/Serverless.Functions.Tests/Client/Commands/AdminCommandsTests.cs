@@ -1,28 +1,39 @@
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Data.Sqlite;
-using Serverless.Security.Audit;
 using Serverless.Security.Identity;
 using Serverless.Security.Keys;
 
 namespace Serverless.Functions.Tests.Client.Commands;
 
-public sealed class DevCommandsTests
+/// <summary><c>admin issuer | token | ca</c>: what they write, and that the app trusts exactly what they publish.</summary>
+public sealed class AdminCommandsTests
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 
     [Fact]
-    public async Task Token_issue_prints_a_token_the_same_data_directory_validates()
+    public async Task Token_issue_prints_a_token_that_validates_against_the_issuers_published_keys_only()
     {
         using var dir = new TempDir();
-        var run = await CliRunner.RunAsync("token", "issue", "--data-dir", dir.Path, "--subject", "clin-7", "--role", "clinician", "--role", "auditor",
+        var issuerDir = dir.Sub("issuer");
+        var create = await CliRunner.RunAsync("admin", "issuer", "create", "--out", issuerDir);
+        Assert.True(create.ExitCode == 0, create.Error);
+        Assert.Contains("SERVERLESS_TRUSTED_TOKEN_KEYS=", create.Out);
+        var again = await CliRunner.RunAsync("admin", "issuer", "create", "--out", issuerDir);
+        Assert.Equal(1, again.ExitCode);
+        Assert.Contains("refusing to overwrite", Assert.Single(again.ErrorLines));
+        if (!OperatingSystem.IsWindows()) Assert.Equal(OwnerOnly, File.GetUnixFileMode(Path.Combine(issuerDir, OfflineTokenIssuer.KeyFileName)));
+
+        var run = await CliRunner.RunAsync("admin", "token", "issue", "--issuer", issuerDir, "--subject", "clin-7", "--role", "clinician", "--role", "auditor",
             "--tenant", "hospital-a", "--lifetime", "00:20:00");
         Assert.Equal(0, run.ExitCode);
         Assert.Equal("", run.Error);
         var token = run.Out.Trim();
         Assert.Equal(3, token.Split('.').Length);
 
-        using var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = dir.Path });
-        var keys = new VaultSigningKeys(keyring, new TokenOptions().SigningKeyName);
+        // What the app does with SERVERLESS_TRUSTED_TOKEN_KEYS: the published JWK Set validates the token beside the vault's keys.
+        using var vaultDir = new TempDir();
+        using var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = vaultDir.Path });
+        var trusted = TrustedTokenKeys.Load(Path.Combine(issuerDir, OfflineTokenIssuer.JwksFileName));
+        var keys = new VaultSigningKeys(keyring, new TokenOptions().SigningKeyName) { Trusted = trusted };
         await keys.RefreshAsync();
         var (principal, error) = await TokenValidation.ValidateAsync(token, TokenValidation.CreateParameters(new TokenOptions(), keys));
         Assert.Null(error);
@@ -32,30 +43,50 @@ public sealed class DevCommandsTests
         var expires = DateTimeOffset.FromUnixTimeSeconds(long.Parse(principal.FindFirst("exp")!.Value));
         Assert.InRange(expires - DateTimeOffset.UtcNow, TimeSpan.FromMinutes(18), TimeSpan.FromMinutes(21));
 
-        // A token from another data directory (another signing key) does not validate here.
-        using var other = new TempDir();
-        var foreign = await CliRunner.RunAsync("token", "issue", "--data-dir", other.Path, "--subject", "x", "--role", "operator");
-        Assert.Equal(0, foreign.ExitCode);
-        var (_, foreignError) = await TokenValidation.ValidateAsync(foreign.Out.Trim(), TokenValidation.CreateParameters(new TokenOptions(), keys));
-        Assert.NotNull(foreignError);
+        // Without the trust file, or with another issuer's, the same token is refused.
+        var untrusting = new VaultSigningKeys(keyring, new TokenOptions().SigningKeyName);
+        await untrusting.RefreshAsync();
+        Assert.NotNull((await TokenValidation.ValidateAsync(token, TokenValidation.CreateParameters(new TokenOptions(), untrusting))).Error);
+        var otherDir = dir.Sub("other-issuer");
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "issuer", "create", "--out", otherDir)).ExitCode);
+        var other = new VaultSigningKeys(keyring, new TokenOptions().SigningKeyName) { Trusted = TrustedTokenKeys.Load(Path.Combine(otherDir, OfflineTokenIssuer.JwksFileName)) };
+        await other.RefreshAsync();
+        Assert.NotNull((await TokenValidation.ValidateAsync(token, TokenValidation.CreateParameters(new TokenOptions(), other))).Error);
     }
 
     [Theory]
     [InlineData("--role", "superuser")]            // unknown role
     [InlineData("--role", "clinician")]            // tenant-scoped role without --tenant
     [InlineData("--lifetime", "30.00:00:00")]      // beyond the one-day maximum
+    [InlineData("--issuer", "nowhere")]            // no issuer in that directory
     public async Task Token_issue_refuses_bad_input_with_one_line(string option, string value)
     {
         using var dir = new TempDir();
-        var args = new List<string> { "token", "issue", "--data-dir", dir.Path, "--subject", "s" };
+        var issuerDir = dir.Sub("issuer");
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "issuer", "create", "--out", issuerDir)).ExitCode);
+        var args = new List<string> { "admin", "token", "issue", "--subject", "s" };
         if (option != "--role") args.AddRange(["--role", "operator"]);
-        args.AddRange([option, value]);
+        args.AddRange(option == "--issuer" ? ["--issuer", dir.Sub(value)] : ["--issuer", issuerDir, option, value]);
         var run = await CliRunner.RunAsync([.. args]);
         Assert.NotEqual(0, run.ExitCode);
         Assert.Equal("", run.Out);
         var line = Assert.Single(run.ErrorLines);
         Assert.StartsWith("error: ", line);
+        Assert.DoesNotContain("unexpected", line);
         if (value == "superuser") Assert.Contains("unknown role 'superuser'", line);
+    }
+
+    [Fact]
+    public async Task Token_issue_refuses_an_issuer_key_readable_by_others()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        using var dir = new TempDir();
+        var issuerDir = dir.Sub("issuer");
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "issuer", "create", "--out", issuerDir)).ExitCode);
+        File.SetUnixFileMode(Path.Combine(issuerDir, OfflineTokenIssuer.KeyFileName), OwnerOnly | UnixFileMode.GroupRead);
+        var run = await CliRunner.RunAsync("admin", "token", "issue", "--issuer", issuerDir, "--subject", "s", "--role", "operator");
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("wider than 0600", Assert.Single(run.ErrorLines));
     }
 
     [Fact]
@@ -63,14 +94,14 @@ public sealed class DevCommandsTests
     {
         using var dir = new TempDir();
         var caDir = dir.Sub("ca");
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "create", "--out", caDir)).ExitCode);
-        var again = await CliRunner.RunAsync("ca", "create", "--out", caDir);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "create", "--out", caDir)).ExitCode);
+        var again = await CliRunner.RunAsync("admin", "ca", "create", "--out", caDir);
         Assert.Equal(1, again.ExitCode);
         Assert.Single(again.ErrorLines);
 
-        var server = await CliRunner.RunAsync("ca", "server", "--ca", caDir, "--out", dir.Sub("server"), "--dns", "localhost", "--dns", "fl.local", "--ip", "127.0.0.1");
+        var server = await CliRunner.RunAsync("admin", "ca", "server", "--ca", caDir, "--out", dir.Sub("server"), "--dns", "localhost", "--dns", "fl.local", "--ip", "127.0.0.1");
         Assert.Equal(0, server.ExitCode);
-        var client = await CliRunner.RunAsync("ca", "client", "--ca", caDir, "--client-id", "hospital-a-agent", "--out", dir.Sub("clients"));
+        var client = await CliRunner.RunAsync("admin", "ca", "client", "--ca", caDir, "--client-id", "hospital-a-agent", "--out", dir.Sub("clients"));
         Assert.Equal(0, client.ExitCode);
 
         using var root = X509CertificateLoader.LoadCertificateFromFile(Path.Combine(caDir, "ca.pem"));
@@ -92,8 +123,8 @@ public sealed class DevCommandsTests
 
         // A certificate from another CA does not chain to this one.
         var otherCa = dir.Sub("other-ca");
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "create", "--out", otherCa)).ExitCode);
-        Assert.Equal(0, (await CliRunner.RunAsync("ca", "client", "--ca", otherCa, "--client-id", "intruder", "--out", dir.Sub("intruder"))).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "create", "--out", otherCa)).ExitCode);
+        Assert.Equal(0, (await CliRunner.RunAsync("admin", "ca", "client", "--ca", otherCa, "--client-id", "intruder", "--out", dir.Sub("intruder"))).ExitCode);
         using var intruder = X509CertificateLoader.LoadPkcs12FromFile(Path.Combine(dir.Sub("intruder"), "intruder.pfx"), null);
         Assert.False(Chains(intruder, root, DevCertificateAuthority.ClientAuthOid));
 
@@ -104,54 +135,16 @@ public sealed class DevCommandsTests
 
             // A CA key readable by others is refused.
             File.SetUnixFileMode(Path.Combine(caDir, "ca.pfx"), OwnerOnly | UnixFileMode.OtherRead);
-            var refused = await CliRunner.RunAsync("ca", "client", "--ca", caDir, "--client-id", "late", "--out", dir.Sub("clients"));
+            var refused = await CliRunner.RunAsync("admin", "ca", "client", "--ca", caDir, "--client-id", "late", "--out", dir.Sub("clients"));
             Assert.Equal(1, refused.ExitCode);
             var refusal = Assert.Single(refused.ErrorLines);
             Assert.Contains("wider than 0600", refusal);
             Assert.DoesNotContain("unexpected", refusal);
         }
 
-        var bad = await CliRunner.RunAsync("ca", "client", "--ca", otherCa, "--client-id", "../escape", "--out", dir.Sub("clients"));
+        var bad = await CliRunner.RunAsync("admin", "ca", "client", "--ca", otherCa, "--client-id", "../escape", "--out", dir.Sub("clients"));
         Assert.Equal(1, bad.ExitCode);
         Assert.Single(bad.ErrorLines);
-    }
-
-    [Fact]
-    public async Task Audit_verify_exits_0_on_an_intact_log_and_1_naming_a_modified_entry()
-    {
-        using var dir = new TempDir();
-        var db = Path.Combine(dir.Path, "audit.db");
-        using (var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = dir.Path }))
-        await using (var log = await SqliteAuditLog.OpenAsync(new AuditLogOptions { DatabasePath = db, CheckpointEvery = 3 }, keyring))
-        {
-            for (var i = 1; i <= 7; i++) await log.AppendAsync(new AuditEvent($"op-{i}", AuditActions.RoundStart, $"federation/f{i}", AuditOutcome.Success));
-        }
-
-        var intact = await CliRunner.RunAsync("audit", "verify", "--data-dir", dir.Path);
-        Assert.Equal(0, intact.ExitCode);
-        Assert.StartsWith("audit chain intact: 7 entries", intact.Out);
-        Assert.Equal("", intact.Error);
-
-        SqliteConnection.ClearAllPools();
-        using (var connection = new SqliteConnection($"Data Source={db};Pooling=False"))
-        {
-            // What an attacker holding the file does: drop the append-only trigger, then edit an entry.
-            connection.Open();
-            using var command = connection.CreateCommand();
-            command.CommandText = "DROP TRIGGER IF EXISTS audit_entries_no_update";
-            command.ExecuteNonQuery();
-            command.CommandText = "UPDATE audit_entries SET actor = 'someone-else' WHERE seq = 5";
-            Assert.Equal(1, command.ExecuteNonQuery());
-        }
-
-        var broken = await CliRunner.RunAsync("audit", "verify", "--data-dir", dir.Path);
-        Assert.Equal(1, broken.ExitCode);
-        Assert.StartsWith("audit chain BROKEN", broken.Out);
-        Assert.Contains($"first broken link at sequence 5 ({AuditBreakKind.EntryModified})", broken.Out);
-
-        var missing = await CliRunner.RunAsync("audit", "verify", "--data-dir", dir.Sub("nowhere"));
-        Assert.Equal(1, missing.ExitCode);
-        Assert.StartsWith("error: ", Assert.Single(missing.ErrorLines));
     }
 
     private static bool Chains(X509Certificate2 leaf, X509Certificate2 root, string usageOid)

@@ -2,31 +2,64 @@ using System.CommandLine;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Serverless.Security;
+using System.Text.Json;
+using Serverless.Client.Commands;
 using Serverless.Security.Authorization;
 using Serverless.Security.Identity;
 using Serverless.Security.Keys;
 
-namespace Serverless.Client.Commands;
+namespace Serverless.Client.Admin;
 
 /// <summary>
-/// Development security tools: <c>token issue</c>, <c>ca create | server | client</c>, <c>audit verify</c>.
-/// Thin wrappers over <see cref="DevTools"/> and <see cref="DevCertificateAuthority"/>, using the same
-/// data-directory layout as the host (keyring.bin + master.key, audit.db), so what they make the host accepts.
+/// <c>admin issuer | token | ca | audit | compliance</c>: the operator's and auditor's tools. Keys and
+/// certificates are made in the operator's own directories (never the host's data directory); the
+/// audit trail and the compliance report are read over the API, with a token the operator's issuer signed.
 /// </summary>
-internal static class DevCommands
+internal static class AdminCommands
 {
     private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+    private const string TokenVariable = "SERVERLESS_TOKEN";
+    private const string TrustedKeysSetting = "SERVERLESS_TRUSTED_TOKEN_KEYS";
 
-    private static Option<DirectoryInfo> DataDirOption() => new("--data-dir")
+    public static Command Create()
     {
-        Description = "The host's data directory (keyring.bin, master.key, audit.db); master key from env SERVERLESS_MASTER_KEY or master.key",
-        Required = true,
-    };
+        var admin = new Command("admin", "Operator and auditor tools: token issuer, bearer tokens, dev CA, audit trail, compliance");
+        admin.Subcommands.Add(Issuer());
+        admin.Subcommands.Add(Token());
+        admin.Subcommands.Add(Ca());
+        admin.Subcommands.Add(Audit());
+        admin.Subcommands.Add(Compliance());
+        return admin;
+    }
 
-    public static Command Token()
+    private static Command Issuer()
     {
-        var dataDir = DataDirOption();
+        var output = OutOption();
+        var create = new Command("create",
+            $"Create an ES256 token issuer: issuer.key (0600) and issuer.jwks.json, the public key set the app trusts through {TrustedKeysSetting}")
+            { output };
+        create.SetAction(r => Guard(() =>
+        {
+            var dir = r.GetValue(output)!.FullName;
+            using var issuer = OfflineTokenIssuer.Create();
+            issuer.Save(dir);
+            var jwks = Path.Combine(dir, OfflineTokenIssuer.JwksFileName);
+            Console.WriteLine($"wrote {Path.Combine(dir, OfflineTokenIssuer.KeyFileName)} and {jwks} (kid {issuer.KeyId})");
+            Console.WriteLine($"start the app with {TrustedKeysSetting}={jwks}");
+            return Cli.Ok;
+        }));
+        var issuerCommand = new Command("issuer", "The operator's token issuer (it stands where an identity provider stands in production)");
+        issuerCommand.Subcommands.Add(create);
+        return issuerCommand;
+    }
+
+    private static Command Token()
+    {
+        var issuerDir = new Option<DirectoryInfo>("--issuer")
+        {
+            Description = "Directory of the token issuer made by 'admin issuer create' (issuer.key)",
+            Required = true,
+        };
         var subject = new Option<string>("--subject") { Description = "Subject (sub claim): the user or service the token names", Required = true };
         var roles = new Option<string[]>("--role")
         {
@@ -35,8 +68,7 @@ internal static class DevCommands
         };
         var tenant = new Option<string?>("--tenant") { Description = "Tenant (hospital, partner) the token is scoped to; required by tenant-scoped roles" };
         var lifetime = new Option<TimeSpan?>("--lifetime") { Description = "Lifetime as hh:mm:ss (default 01:00:00, at most 1 day)" };
-        var issue = new Command("issue", "Print a development bearer token (ES256 JWT) signed by the data directory's token-signing key")
-            { dataDir, subject, roles, tenant, lifetime };
+        var issue = new Command("issue", "Print a bearer token (ES256 JWT) signed by the operator's issuer") { issuerDir, subject, roles, tenant, lifetime };
         issue.SetAction(r => Guard(() =>
         {
             var roleList = r.GetValue(roles)!.Distinct(StringComparer.Ordinal).ToList();
@@ -50,17 +82,16 @@ internal static class DevCommands
                 if (definition.TenantScoped && string.IsNullOrWhiteSpace(tenantValue))
                     throw new ArgumentException($"role '{role}' is tenant-scoped; pass --tenant");
             }
-            var jwt = DevTools.IssueTokenAsync(r.GetValue(dataDir)!.FullName, r.GetValue(subject)!, roleList, tenantValue, r.GetValue(lifetime))
-                .GetAwaiter().GetResult();
-            Console.WriteLine(jwt);
+            using var issuer = OfflineTokenIssuer.Load(r.GetValue(issuerDir)!.FullName);
+            Console.WriteLine(issuer.Issue(new TokenRequest(r.GetValue(subject)!, roleList, tenantValue, r.GetValue(lifetime))));
             return Cli.Ok;
         }));
-        var token = new Command("token", "Development bearer tokens");
+        var token = new Command("token", "Bearer tokens");
         token.Subcommands.Add(issue);
         return token;
     }
 
-    public static Command Ca()
+    private static Command Ca()
     {
         var ca = new Command("ca", "A local development certificate authority for mutual TLS");
         ca.Subcommands.Add(CaCreate());
@@ -71,7 +102,7 @@ internal static class DevCommands
 
     private static Option<DirectoryInfo> OutOption() => new("--out") { Description = "Output directory", Required = true };
 
-    private static Option<DirectoryInfo> CaDirOption() => new("--ca") { Description = "Directory of the CA made by 'ca create' (ca.pfx)", Required = true };
+    private static Option<DirectoryInfo> CaDirOption() => new("--ca") { Description = "Directory of the CA made by 'admin ca create' (ca.pfx)", Required = true };
 
     private static Command CaCreate()
     {
@@ -141,31 +172,94 @@ internal static class DevCommands
         return cmd;
     }
 
-    public static Command Audit()
+    /// <summary>The host and the credentials of a call over the API (a fresh instance per command).</summary>
+    private sealed record ApiOptions(Option<string> Server, Option<string?> Token, Option<FileInfo?> Ca)
     {
-        var dataDir = DataDirOption();
-        var signingKey = new Option<string>("--signing-key") { Description = "Vault key whose signatures count on checkpoints", DefaultValueFactory = _ => "audit-signing" };
-        var verify = new Command("verify", "Verify audit.db's hash chain and signed checkpoints; exit 0 if intact, 1 if broken") { dataDir, signingKey };
-        verify.SetAction(r => Guard(() =>
+        public static ApiOptions Create() => new(
+            new("--server") { Description = "The function host, e.g. https://127.0.0.1:7071", Required = true },
+            new("--token") { Description = $"Bearer token with role auditor (default: env {TokenVariable}); 'admin token issue' makes one" },
+            new("--ca") { Description = "PEM of the CA that issued the host's TLS certificate (default: the system's roots)" });
+
+        public void AddTo(Command command)
         {
-            var report = DevTools.VerifyAuditAsync(r.GetValue(dataDir)!.FullName, r.GetValue(signingKey)!).GetAwaiter().GetResult();
-            Console.WriteLine(report.ToText());
-            foreach (var b in report.Breaks) Console.WriteLine($"  sequence {b.Sequence}: {b.Kind}: {Cli.OneLine(b.Message)}");
+            command.Options.Add(Server);
+            command.Options.Add(Token);
+            command.Options.Add(Ca);
+        }
+
+        public AdminApi Open(ParseResult r) => AdminApi.Create(
+            Uri.TryCreate(r.GetValue(Server), UriKind.Absolute, out var server) ? server : throw new ArgumentException("--server must be an absolute URL"),
+            r.GetValue(Token) ?? Environment.GetEnvironmentVariable(TokenVariable) ?? throw new ArgumentException($"pass --token or set {TokenVariable}"),
+            r.GetValue(Ca)?.FullName);
+    }
+
+    private static Command Audit()
+    {
+        var verifyApi = ApiOptions.Create();
+        var verify = new Command("verify", "Verify the host's audit trail (hash chain, signed checkpoints, external anchors) over the API; exit 0 if intact, 1 if broken");
+        verifyApi.AddTo(verify);
+        verify.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            using var client = verifyApi.Open(r);
+            var report = await client.VerifyAuditAsync(ct);
+            Console.WriteLine(report.Summary);
+            if (report.FirstBreak is { } b) Console.WriteLine($"  first break at sequence {b.Sequence}: {b.Kind}: {Cli.OneLine(b.Message)}");
             return report.Intact ? Cli.Ok : Cli.Failed;
         }));
-        var audit = new Command("audit", "The tamper-evident audit trail");
+        var exportApi = ApiOptions.Create();
+        var export = new Command("export", "Export the audit trail to the host's audit container and publish its signed heads");
+        exportApi.AddTo(export);
+        export.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            using var client = exportApi.Open(r);
+            Console.WriteLine($"exported through sequence {await client.ExportAuditAsync(ct)}");
+            return Cli.Ok;
+        }));
+        var audit = new Command("audit", "The tamper-evident audit trail, over the API");
         audit.Subcommands.Add(verify);
+        audit.Subcommands.Add(export);
         return audit;
     }
 
-    /// <summary><see cref="Cli.Guard"/>, with the vault's refusals (key file permissions, wrong master key) reported as expected failures.</summary>
+    private static Command Compliance()
+    {
+        var api = ApiOptions.Create();
+        var compliance = new Command("compliance", "The host's compliance report (keys, encryption at rest, audit, modules); exit 0 if compliant, 1 if not");
+        api.AddTo(compliance);
+        compliance.SetAction((r, ct) => GuardAsync(async () =>
+        {
+            using var client = api.Open(r);
+            var report = await client.ComplianceAsync(ct);
+            foreach (var check in report.Checks) Console.WriteLine($"{(check.Passed ? "pass" : "FAIL")}  {check.Rule}: {Cli.OneLine(check.Finding)}");
+            Console.WriteLine(report.Compliant ? "compliant" : "not compliant");
+            return report.Compliant ? Cli.Ok : Cli.Failed;
+        }));
+        return compliance;
+    }
+
+    /// <summary>The API's refusals (ProblemDetails) and transport failures as one-line errors.</summary>
+    private static async Task<int> GuardAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (e is HttpRequestException or ArgumentException or InvalidOperationException
+                                       or JsonException or IOException or CryptographicException or TaskCanceledException)
+        {
+            Console.Error.WriteLine($"error: {Cli.OneLine(e.Message)}");
+            return Cli.Failed;
+        }
+    }
+
+    /// <summary><see cref="Cli.Guard"/>, with the key files' refusals (permissions wider than 0600) reported as expected failures.</summary>
     private static int Guard(Func<int> body) => Cli.Guard(() =>
     {
         try
         {
             return body();
         }
-        catch (Exception e) when (e is KeyVaultException or KeyNotFoundException)
+        catch (KeyVaultException e)
         {
             throw new InvalidOperationException(e.Message, e);
         }
@@ -174,7 +268,7 @@ internal static class DevCommands
     private static DevCertificateAuthority LoadCa(DirectoryInfo dir)
     {
         var pfx = Path.Combine(dir.FullName, "ca.pfx");
-        if (!File.Exists(pfx)) throw new FileNotFoundException($"no CA at {pfx} (run 'ca create --out {dir.FullName}' first)");
+        if (!File.Exists(pfx)) throw new FileNotFoundException($"no CA at {pfx} (run 'admin ca create --out {dir.FullName}' first)");
         return DevCertificateAuthority.Load(pfx); // refuses a ca.pfx readable by others
     }
 
