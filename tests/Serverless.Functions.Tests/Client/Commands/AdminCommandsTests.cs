@@ -32,6 +32,7 @@ public sealed class AdminCommandsTests
         // What the app does with SERVERLESS_TRUSTED_TOKEN_KEYS: the published JWK Set validates the token beside the vault's keys.
         using var vaultDir = new TempDir();
         using var keyring = LocalKeyring.Open(new LocalKeyringOptions { DataDirectory = vaultDir.Path });
+        await keyring.CreateKeyAsync(new TokenOptions().SigningKeyName, KeyKind.Signing); // the app's own key, as at its start
         var trusted = TrustedTokenKeys.Load(Path.Combine(issuerDir, OfflineTokenIssuer.JwksFileName));
         var keys = new VaultSigningKeys(keyring, new TokenOptions().SigningKeyName) { Trusted = trusted };
         await keys.RefreshAsync();
