@@ -11,8 +11,8 @@ using (var telemetry = Serverless.Telemetry.TelemetrySetup.Start(args is ["agent
 
 namespace Serverless.Client
 {
-    /// <summary>The CLI's entry point, callable in-process (tests) with its own output and error writers.</summary>
-    internal static class ClientProgram
+    /// <summary>The CLI's entry point, callable in-process (tests, an embedding tool) with its own output and error writers: the program's only public type.</summary>
+    public static class ClientProgram
     {
         // Commands write through Console; an in-process caller's writers are routed per async flow, so
         // concurrent callers (and anything else writing to the console) never see each other's lines.
@@ -20,7 +20,7 @@ namespace Serverless.Client
         private static readonly Lock InstallGate = new();
         private static bool _installed;
 
-        public static RootCommand CreateRoot()
+        internal static RootCommand CreateRoot()
         {
             var root = new RootCommand("Serverless privacy-preserving ML platform client");
             root.Subcommands.Add(ModelCommands.Create());

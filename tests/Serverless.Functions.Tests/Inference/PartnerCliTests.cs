@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Net;
-using Serverless.Functions.Tests.Client;
+using Serverless.Client.Tests.Commands;
 using Serverless.Model.Data;
 using Serverless.Model.Import;
 using Serverless.Testing;

@@ -1,7 +1,6 @@
-using Microsoft.Data.Sqlite;
 using Serverless.Client;
 
-namespace Serverless.Functions.Tests.Client;
+namespace Serverless.Client.Tests.Commands;
 
 /// <summary>Runs <c>serverless-client</c> in-process and captures what it writes.</summary>
 internal static class CliRunner
@@ -18,19 +17,5 @@ internal static class CliRunner
         using var error = new StringWriter();
         var code = await ClientProgram.RunAsync(args, output, error);
         return new Result(code, output.ToString(), error.ToString());
-    }
-}
-
-/// <summary>A fresh directory, deleted afterwards.</summary>
-internal sealed class TempDir : IDisposable
-{
-    public string Path { get; } = Directory.CreateDirectory(System.IO.Path.Combine(System.IO.Path.GetTempPath(), "cli-test-" + Guid.NewGuid().ToString("N"))).FullName;
-
-    public string Sub(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        SqliteConnection.ClearAllPools(); // pooled handles would keep audit.db open
-        try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -4,11 +4,11 @@ using System.Text.Json;
 using Serverless.Client.Agent;
 using Serverless.Client.Simulation;
 using Serverless.Federation.Rounds;
-using Serverless.Functions.Tests.Federations.EndToEnd;
+using Serverless.Client.Tests.Simulation;
 using Serverless.Model.Data;
 using Serverless.Model.Import;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>
 /// One agent run in process beside two agent processes and the host (HTTPS): every byte it sends is

@@ -13,7 +13,7 @@ using Serverless.Model.Onnx;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Testing;
 
-namespace Serverless.Functions.Tests.Federations.EndToEnd;
+namespace Serverless.Client.Tests.Simulation;
 
 /// <summary>
 /// The acceptance run, once for the class: the function host and 4 hospital agents as separate processes

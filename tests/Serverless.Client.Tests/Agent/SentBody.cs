@@ -1,6 +1,6 @@
 using System.IO.Compression;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>What an agent's request carries: its body, Brotli-decoded when the agent compressed it.</summary>
 internal static class SentBody

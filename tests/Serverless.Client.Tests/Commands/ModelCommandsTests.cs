@@ -1,7 +1,7 @@
 using Serverless.Model.Onnx;
 using Serverless.Model.Training;
 
-namespace Serverless.Functions.Tests.Client.Commands;
+namespace Serverless.Client.Tests.Commands;
 
 public sealed class ModelCommandsTests
 {

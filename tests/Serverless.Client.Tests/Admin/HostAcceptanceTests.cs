@@ -1,11 +1,11 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using Serverless.Functions.Tests.App;
+using Serverless.Client.Tests.Commands;
 using Serverless.Security.Identity;
 using Serverless.Testing;
 
-namespace Serverless.Functions.Tests.Client;
+namespace Serverless.Client.Tests.Admin;
 
 /// <summary>
 /// The operator's and auditor's flow against a host running on a data directory of its own, as a separate
@@ -26,7 +26,7 @@ public sealed class HostAcceptanceTests : IAsyncLifetime
     {
         var create = await CliRunner.RunAsync("admin", "issuer", "create", "--out", Issuer);
         Assert.True(create.ExitCode == 0, create.Error);
-        _app = await LocalHostProcess.StartAsync(FunctionAppHost.LocalHostDll, FunctionAppHost.AppDirectory, _data.Path,
+        _app = await LocalHostProcess.StartAsync(HostBuild.LocalHostDll, HostBuild.AppDirectory, _data.Path,
             environment: new Dictionary<string, string> { ["SERVERLESS_TRUSTED_TOKEN_KEYS"] = Path.Combine(Issuer, OfflineTokenIssuer.JwksFileName) });
         _http.BaseAddress = _app.Address;
     }

@@ -1,4 +1,4 @@
-namespace Serverless.Functions.Tests.Federations.EndToEnd;
+namespace Serverless.Client.Tests.Simulation;
 
 /// <summary>Tests that run the function host and agent processes: one at a time (two cores), never beside each other.</summary>
 [CollectionDefinition(Name)]

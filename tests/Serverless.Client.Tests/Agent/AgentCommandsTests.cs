@@ -1,6 +1,6 @@
-using Serverless.Functions.Tests.Client;
+using Serverless.Client.Tests.Commands;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>The agent and simulate commands refuse bad input with one line and a non-zero exit code.</summary>
 public sealed class AgentCommandsTests

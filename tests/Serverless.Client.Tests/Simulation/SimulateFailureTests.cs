@@ -1,7 +1,7 @@
 using Serverless.Client.Simulation;
 using Serverless.Federation.Rounds;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Simulation;
 
 public sealed class SimulateFailureTests
 {

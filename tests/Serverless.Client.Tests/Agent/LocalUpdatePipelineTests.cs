@@ -6,7 +6,7 @@ using Serverless.Model.Preprocessing;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>The agent's local work: statistics, training, clipping, its noise share, the attack flag, encodings.</summary>
 public sealed class LocalUpdatePipelineTests

@@ -3,12 +3,12 @@ using System.Text;
 using Serverless.Client.Agent;
 using Serverless.Client.Simulation;
 using Serverless.Federation.Rounds;
-using Serverless.Functions.Tests.Federations.EndToEnd;
+using Serverless.Client.Tests.Simulation;
 using Serverless.Model.Import;
 using Serverless.Telemetry.Collection;
 using Xunit.Abstractions;
 
-namespace Serverless.Functions.Tests.Telemetry;
+namespace Serverless.Client.Tests.Simulation;
 
 /// <summary>
 /// A secure-aggregation round of three agent processes, the host and its worker, all exporting to one in-process

@@ -1,8 +1,9 @@
+using Serverless.Client.Tests.Commands;
 using System.Security.Cryptography.X509Certificates;
 using Serverless.Security.Identity;
 using Serverless.Security.Keys;
 
-namespace Serverless.Functions.Tests.Client.Commands;
+namespace Serverless.Client.Tests.Admin;
 
 /// <summary><c>admin issuer | token | ca</c>: what they write, and that the app trusts exactly what they publish.</summary>
 public sealed class AdminCommandsTests

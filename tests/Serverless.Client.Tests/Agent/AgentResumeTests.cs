@@ -2,10 +2,10 @@ using System.Text.Json;
 using Serverless.Client.Agent;
 using Serverless.Client.Simulation;
 using Serverless.Federation.Rounds;
-using Serverless.Functions.Tests.Federations.EndToEnd;
+using Serverless.Client.Tests.Simulation;
 using Serverless.Model.Import;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>
 /// One agent, run in process beside two agent processes and the host, is "killed" (its process state thrown away) right

@@ -2,9 +2,9 @@ using System.Security.Cryptography;
 using System.Text;
 using Serverless.Client.Agent;
 using Serverless.Federation.Rounds;
-using Serverless.Functions.Tests.Client;
+using Serverless.Client.Tests.Commands;
 
-namespace Serverless.Functions.Tests.Federations.Agent;
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>The agent's round state is encrypted at rest under its own keyring, atomically replaced, and refused when tampered with.</summary>
 public sealed class SealedStateFileTests
