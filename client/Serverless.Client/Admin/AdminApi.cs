@@ -27,10 +27,9 @@ internal sealed class AdminApi(HttpClient http) : IDisposable
     /// <param name="caPem">The CA of the host's TLS certificate, when it is not in the system's roots (the dev CA).</param>
     public static AdminApi Create(Uri server, string token, string? caPem, TimeSpan? timeout = null)
     {
-        HttpMessageHandler handler = caPem is null
-            ? new SocketsHttpHandler()
-            : MutualTls.CreateClientHandler(new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))));
-        var http = new HttpClient(handler, disposeHandler: true) { BaseAddress = server, Timeout = timeout ?? TimeSpan.FromMinutes(2) };
+        var trust = caPem is null ? null : new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem)));
+        var http = ClientHttp.Create("admin", server,
+            () => trust is null ? new SocketsHttpHandler() : MutualTls.CreateClientHandler(trust), timeout ?? TimeSpan.FromMinutes(2));
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return new AdminApi(http);
     }

@@ -176,25 +176,20 @@ internal static class AgentCommands
     internal static HttpClient CreateHttpClient(AgentConfig config, X509Certificate2 certificate, DelegatingHandler? outermost = null)
     {
         var uri = new Uri(config.Server);
-        HttpMessageHandler handler;
+        CertificateTrust? trust = null;
         if (uri.Scheme == Uri.UriSchemeHttps)
         {
             if (config.Trust is null) throw new ArgumentException("an https server needs --ca (the dev CA certificate its TLS certificate chains to)");
-            var root = X509Certificate2.CreateFromPem(File.ReadAllText(config.Trust));
-            handler = MutualTls.CreateClientHandler(new CertificateTrust(root), certificate);
+            trust = new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(config.Trust)));
         }
-        else
+        else if (!(uri.IsLoopback || (IPAddress.TryParse(uri.Host, out var ip) && IPAddress.IsLoopback(ip))))
         {
-            if (!(uri.IsLoopback || (IPAddress.TryParse(uri.Host, out var ip) && IPAddress.IsLoopback(ip))))
-                throw new ArgumentException($"refusing plain HTTP to {uri.Host}: only a loopback development host may go without TLS");
-            handler = new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) };
+            throw new ArgumentException($"refusing plain HTTP to {uri.Host}: only a loopback development host may go without TLS");
         }
-        if (outermost is not null)
-        {
-            outermost.InnerHandler = handler;
-            handler = outermost;
-        }
-        return new HttpClient(handler) { BaseAddress = uri, Timeout = TimeSpan.FromSeconds(60) };
+        // Three minutes for a call and its retries (a 429's Retry-After is waited out; ClientHttp).
+        return ClientHttp.Create("agent", uri,
+            () => trust is null ? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) } : MutualTls.CreateClientHandler(trust, certificate),
+            TimeSpan.FromMinutes(3), outermost);
     }
 
     /// <summary>Loads the client certificate with its private key; refuses a key file others can read.</summary>

@@ -118,6 +118,7 @@ internal sealed class RoundsClient(HttpClient http)
         }
         using (response)
         {
+            // A 429 here outlasted the client's own retries: hold every call until its Retry-After, not just this one.
             if (response.StatusCode == HttpStatusCode.TooManyRequests) HonourRetryAfter(response);
             if (!response.IsSuccessStatusCode) throw await FailureAsync(method, path, response, ct);
             try

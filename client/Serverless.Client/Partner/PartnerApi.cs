@@ -8,12 +8,8 @@ namespace Serverless.Client.Partner;
 /// <summary>The partner's HTTP calls: model package, key registration, batch submission, polling.</summary>
 internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
 {
-    public static PartnerApi Create(Uri server, string? token, TimeSpan? timeout = null, HttpMessageHandler? handler = null) =>
-        new(new HttpClient(handler ?? new HttpClientHandler(), disposeHandler: handler is null)
-        {
-            BaseAddress = server,
-            Timeout = timeout ?? TimeSpan.FromMinutes(10),
-        }, token);
+    public static PartnerApi Create(Uri server, string? token, TimeSpan? timeout = null) =>
+        new(ClientHttp.Create("partner", server, () => new SocketsHttpHandler(), timeout ?? TimeSpan.FromMinutes(10)), token);
 
     public async Task<string> GetModelPackageAsync(string version, CancellationToken cancellationToken)
     {
@@ -48,13 +44,8 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
     public async Task<(byte[]? Result, string? Phase)> PollAsync(string tenant, string batchId, CancellationToken cancellationToken)
     {
         using var response = await SendAsync(HttpMethod.Get, $"api/partners/{Uri.EscapeDataString(tenant)}/batches/{Uri.EscapeDataString(batchId)}", null, cancellationToken);
-        if (response.StatusCode == HttpStatusCode.TooManyRequests)
-        {
-            // Over the poll budget: wait as long as the server says (bounded), then report "still waiting".
-            var wait = response.Headers.RetryAfter?.Delta ?? TimeSpan.FromSeconds(5);
-            await Task.Delay(TimeSpan.FromSeconds(Math.Clamp(wait.TotalSeconds, 1, 60)), cancellationToken);
-            return (null, "rate limited");
-        }
+        // Still over the poll budget after the client's retries (each waited the server's Retry-After): report "still waiting".
+        if (response.StatusCode == HttpStatusCode.TooManyRequests) return (null, "rate limited");
         if (response.StatusCode == HttpStatusCode.Accepted)
         {
             var status = await response.Content.ReadFromJsonElementAsync(cancellationToken);

@@ -7,6 +7,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using Serverless.Client.Agent;
+using Serverless.Client.Commands;
 using Serverless.Federation.Rounds;
 using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
@@ -624,10 +625,9 @@ internal sealed class SimulationRunner : IAsyncDisposable
     /// <param name="clientCertificate">Presented over HTTPS: an agent's calls need it on mutual TLS; an operator's go without.</param>
     internal static HttpClient CreateHttp(Uri baseAddress, string token, string caPem, X509Certificate2? clientCertificate = null)
     {
-        HttpMessageHandler handler = baseAddress.Scheme == Uri.UriSchemeHttps
-            ? MutualTls.CreateClientHandler(new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))), clientCertificate)
-            : new SocketsHttpHandler();
-        var http = new HttpClient(handler) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        var trust = baseAddress.Scheme == Uri.UriSchemeHttps ? new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))) : null;
+        var http = ClientHttp.Create("operator", baseAddress,
+            () => trust is null ? new SocketsHttpHandler() : MutualTls.CreateClientHandler(trust, clientCertificate), TimeSpan.FromMinutes(3));
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return http;
     }
@@ -691,17 +691,10 @@ internal sealed class SimulationRunner : IAsyncDisposable
             using var error = new StringWriter();
             var args = new List<string> { "agent", "enroll", "--dir", Directory, "--server", owner.BaseAddress!.ToString(), "--federation", federation, "--certificate", Path.Combine(Directory, "client.pfx") };
             if (owner.BaseAddress!.Scheme == Uri.UriSchemeHttps) { args.Add("--ca"); args.Add(owner.CaPem); }
-            // Enrollment is anonymous, so the host's rate limit counts every agent on this address together
-            // (120 a minute per endpoint): with many agents, wait for the window and try again.
-            for (var attempt = 1; ; attempt++)
-            {
-                var code = await ClientProgram.RunAsync(args.ToArray(), output, error);
-                if (code == 0) return;
-                var text = error.ToString().Trim();
-                if (!text.Contains(" 429 ", StringComparison.Ordinal) || attempt == 12) throw new InvalidOperationException($"{Id} could not enroll in {federation}: {text}");
-                error.GetStringBuilder().Clear();
-                await Task.Delay(TimeSpan.FromSeconds(10), ct);
-            }
+            // Enrollment is anonymous, so the host's rate limit counts every agent on this address together (120 a
+            // minute per endpoint); the agent's client waits out a 429's Retry-After itself (ClientHttp).
+            if (await ClientProgram.RunAsync(args.ToArray(), output, error) != 0)
+                throw new InvalidOperationException($"{Id} could not enroll in {federation}: {error.ToString().Trim()}");
         }
 
         /// <summary>The agent process has exited (e.g. it crashed itself as planned).</summary>
