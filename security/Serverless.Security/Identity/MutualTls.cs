@@ -1,37 +1,17 @@
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
 
 namespace Serverless.Security.Identity;
 
 /// <summary>
-/// TLS settings for Kestrel and for HTTP clients: TLS 1.3 where both ends support it (1.2 as the
+/// TLS settings for HTTP clients (Kestrel's side is KestrelMutualTls, in the hosting library): TLS 1.3 where both ends support it (1.2 as the
 /// floor), client certificates validated against a configured trust root, never "accept anything".
 /// </summary>
 public static class MutualTls
 {
     /// <summary>TLS 1.3 first; TLS 1.2 for peers without it (RFC 8446; RFC 5246). Older versions are off.</summary>
     public const SslProtocols Protocols = SslProtocols.Tls13 | SslProtocols.Tls12;
-
-    /// <summary>
-    /// Configures a Kestrel HTTPS endpoint: server certificate, TLS 1.2/1.3, and client certificates
-    /// (<paramref name="mode"/>: RequireCertificate on a dedicated federation port, AllowCertificate
-    /// where bearer tokens are also accepted) validated against <paramref name="clientTrust"/>.
-    /// </summary>
-    public static void Configure(HttpsConnectionAdapterOptions options, X509Certificate2 serverCertificate, CertificateTrust clientTrust,
-        ClientCertificateMode mode = ClientCertificateMode.RequireCertificate)
-    {
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(serverCertificate);
-        ArgumentNullException.ThrowIfNull(clientTrust);
-        options.ServerCertificate = serverCertificate;
-        options.SslProtocols = Protocols;
-        options.ClientCertificateMode = mode;
-        options.CheckCertificateRevocation = false;
-        options.ClientCertificateValidation = (certificate, _, _) =>
-            clientTrust.IsTrusted(certificate, DevCertificateAuthority.ClientAuthOid, out _);
-    }
 
     /// <summary>
     /// An HTTP handler that trusts servers chaining to <paramref name="serverTrust"/> (with a

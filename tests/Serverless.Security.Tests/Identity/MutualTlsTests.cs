@@ -37,7 +37,7 @@ public sealed class MutualTlsTests : IAsyncLifetime
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, listen =>
-            listen.UseHttps(https => MutualTls.Configure(https, serverCertificate, _ca.Trust))));
+            listen.UseHttps(https => KestrelMutualTls.Configure(https, serverCertificate, _ca.Trust))));
         builder.Services.AddServerlessAuthentication(_tokens.TokenOptions, _tokens.SigningKeys, _ca.Trust, _registry);
         builder.Services.AddServerlessAuthorization();
         var app = builder.Build();

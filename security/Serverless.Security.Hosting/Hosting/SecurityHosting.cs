@@ -6,7 +6,6 @@ using Serverless.Security.Authorization;
 using Serverless.Security.Envelope;
 using Serverless.Security.Identity;
 using Serverless.Security.Keys;
-using Serverless.Security.Pseudonymization;
 using Serverless.Security.RateLimiting;
 
 namespace Serverless.Security.Hosting;
@@ -93,7 +92,7 @@ public sealed class EncryptingBlobStoreProvider(IBlobStoreProvider inner, Envelo
 /// The security layer's services, for the function app (which adds its own worker middleware and functions):
 /// <see cref="IKeyVault"/> (local keyring or Azure Key Vault), <see cref="IAuditLog"/> (SQLite in the data
 /// directory), <see cref="EnvelopeEncryptor"/> and <see cref="CheckpointStore"/>, <see cref="DevTokenIssuer"/>,
-/// <see cref="Pseudonymizer"/>, authentication (bearer + client certificates) and <see cref="AccessPolicy"/>.
+/// authentication (bearer + client certificates) and <see cref="AccessPolicy"/>.
 /// </summary>
 public static class SecurityHosting
 {
@@ -144,8 +143,6 @@ public static class SecurityHosting
         {
             Trusted = options.TrustedTokenKeys,
         });
-        services.AddSingleton(sp => Pseudonymizer.OpenAsync(sp.GetRequiredService<IKeyVault>(), options.PseudonymizationKeyName,
-            sp.GetRequiredService<RawBlobStoreProvider>().Provider.GetContainer("keys"), "pseudonymization.key.json").GetAwaiter().GetResult());
 
         services.AddServerlessAuthentication(options.Tokens, signingKeys: null, options.ClientCertificateTrust, options.ClientCertificates);
         services.AddServerlessAuthorization(denyUndeclaredEndpoints: false);

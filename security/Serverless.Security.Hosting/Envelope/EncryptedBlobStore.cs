@@ -86,9 +86,19 @@ public sealed class EncryptedBlobStore(IBlobStore inner, EnvelopeEncryptor encry
 }
 
 /// <summary>A header followed by the rest of another stream.</summary>
-internal sealed class PrefixedStream(byte[] prefix, Stream rest) : ForwardReadOnlyStream
+internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
 {
     private int _prefixOffset;
+
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => throw new NotSupportedException();
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
