@@ -28,8 +28,7 @@ internal sealed class AdminApi(HttpClient http) : IDisposable
     public static AdminApi Create(Uri server, string token, string? caPem, TimeSpan? timeout = null)
     {
         var trust = caPem is null ? null : new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem)));
-        var http = ClientHttp.Create("admin", server,
-            () => trust is null ? new SocketsHttpHandler() : MutualTls.CreateClientHandler(trust), timeout ?? TimeSpan.FromMinutes(2));
+        var http = ClientHttp.Create("admin", server, timeout ?? TimeSpan.FromMinutes(2), trust);
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return new AdminApi(http);
     }

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text.Json;
 using Serverless.Client.Commands;
 using Serverless.Security.Authorization;
 using Serverless.Security.Identity;
@@ -198,7 +197,7 @@ internal static class AdminCommands
         var verifyApi = ApiOptions.Create();
         var verify = new Command("verify", "Verify the host's audit trail (hash chain, signed checkpoints, external anchors) over the API; exit 0 if intact, 1 if broken");
         verifyApi.AddTo(verify);
-        verify.SetAction((r, ct) => GuardAsync(async () =>
+        verify.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             using var client = verifyApi.Open(r);
             var report = await client.VerifyAuditAsync(ct);
@@ -209,7 +208,7 @@ internal static class AdminCommands
         var exportApi = ApiOptions.Create();
         var export = new Command("export", "Export the audit trail to the host's audit container and publish its signed heads");
         exportApi.AddTo(export);
-        export.SetAction((r, ct) => GuardAsync(async () =>
+        export.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             using var client = exportApi.Open(r);
             Console.WriteLine($"exported through sequence {await client.ExportAuditAsync(ct)}");
@@ -226,7 +225,7 @@ internal static class AdminCommands
         var api = ApiOptions.Create();
         var compliance = new Command("compliance", "The host's compliance report (keys, encryption at rest, audit, modules); exit 0 if compliant, 1 if not");
         api.AddTo(compliance);
-        compliance.SetAction((r, ct) => GuardAsync(async () =>
+        compliance.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             using var client = api.Open(r);
             var report = await client.ComplianceAsync(ct);
@@ -235,21 +234,6 @@ internal static class AdminCommands
             return report.Compliant ? Cli.Ok : Cli.Failed;
         }));
         return compliance;
-    }
-
-    /// <summary>The API's refusals (ProblemDetails) and transport failures as one-line errors.</summary>
-    private static async Task<int> GuardAsync(Func<Task<int>> body)
-    {
-        try
-        {
-            return await body();
-        }
-        catch (Exception e) when (e is HttpRequestException or ArgumentException or InvalidOperationException
-                                       or JsonException or IOException or CryptographicException or TaskCanceledException)
-        {
-            Console.Error.WriteLine($"error: {Cli.OneLine(e.Message)}");
-            return Cli.Failed;
-        }
     }
 
     /// <summary><see cref="Cli.Guard"/>, with the key files' refusals (permissions wider than 0600) reported as expected failures.</summary>

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Serverless.Client.Commands;
@@ -39,7 +38,7 @@ internal static class AgentCommands
         var trust = new Option<FileInfo?>("--ca") { Description = "Dev CA certificate (PEM) the server's TLS certificate must chain to (required for https)" };
         var cmd = new Command("enroll", "Enroll in a federation: sign the server's challenge with the certificate's key; the token is sealed in the agent directory")
             { dir, server, federation, certificate, trust };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
             var fed = r.GetValue(federation)!;
@@ -89,7 +88,7 @@ internal static class AgentCommands
         var minNoise = new Option<double>("--min-update-noise") { Description = "Client-level DP floor z of this agent: refuse a secure training round whose noise share is below z times the clip norm (0 = none)", DefaultValueFactory = _ => 0 };
         var cmd = new Command("run", "Poll the enrolled federations and answer every round until stopped (Ctrl+C); resumes a round after a restart")
             { dir, data, format, keyFile, attack, attackRounds, poll, rounds, bits, dpMode, patientEpsilon, patientDelta, dpClip, dpNoise, dpBatch, honestButCurious, minNoise };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
             var config = AgentConfig.Load(directory);
@@ -132,7 +131,7 @@ internal static class AgentCommands
     {
         var dir = DirOption();
         var cmd = new Command("status", "Show the enrollments, the sealed round state and the last rounds (no secrets)") { dir };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var directory = r.GetValue(dir)!.FullName;
             var config = AgentConfig.Load(directory);
@@ -187,9 +186,7 @@ internal static class AgentCommands
             throw new ArgumentException($"refusing plain HTTP to {uri.Host}: only a loopback development host may go without TLS");
         }
         // Three minutes for a call and its retries (a 429's Retry-After is waited out; ClientHttp).
-        return ClientHttp.Create("agent", uri,
-            () => trust is null ? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) } : MutualTls.CreateClientHandler(trust, certificate),
-            TimeSpan.FromMinutes(3), outermost);
+        return ClientHttp.Create("agent", uri, TimeSpan.FromMinutes(3), trust, certificate, outermost);
     }
 
     /// <summary>Loads the client certificate with its private key; refuses a key file others can read.</summary>
@@ -220,26 +217,5 @@ internal static class AgentCommands
         var raw = File.ReadAllBytes(keyFile.FullName);
         var text = System.Text.Encoding.ASCII.GetString(raw).Trim();
         return text.Length >= 64 && text.All(Uri.IsHexDigit) ? Convert.FromHexString(text) : raw;
-    }
-
-    /// <summary>Async <see cref="Cli.Guard"/>: expected failures are one line on stderr and exit 1.</summary>
-    internal static async Task<int> GuardAsync(Func<Task<int>> body)
-    {
-        try
-        {
-            return await body();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or JsonException
-                                       or InvalidOperationException or CryptographicException or FormatException or RoundsApiException
-                                       or HttpRequestException)
-        {
-            Console.Error.WriteLine($"error: {Cli.OneLine(e.Message)}");
-            return Cli.Failed;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {Cli.OneLine(e.Message)}");
-            return Cli.Failed;
-        }
     }
 }

@@ -27,18 +27,36 @@ internal static class Cli
         {
             return body();
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException
-                                       or JsonException or InvalidOperationException or CryptographicException or FormatException)
-        {
-            Console.Error.WriteLine($"error: {OneLine(e.Message)}");
-            return Failed;
-        }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // Still one line: an unexpected failure names its type so it can be reported.
-            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {OneLine(e.Message)}");
-            return Failed;
+            return Report(e, IsExpected(e));
         }
+    }
+
+    /// <summary>
+    /// <see cref="Guard"/> for commands that call the server: its refusals, transport failures and an HTTP call
+    /// that timed out are expected too. A cancellation (Ctrl+C) is not a failure and passes through.
+    /// </summary>
+    public static async Task<int> GuardAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception e) when (e is not OperationCanceledException || e is TaskCanceledException { InnerException: TimeoutException })
+        {
+            return Report(e, IsExpected(e) || e is HttpRequestException or TimeoutException or Agent.RoundsApiException or TaskCanceledException);
+        }
+    }
+
+    private static bool IsExpected(Exception e) => e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException
+        or JsonException or InvalidOperationException or CryptographicException or FormatException;
+
+    private static int Report(Exception e, bool expected)
+    {
+        // Still one line when unexpected: the failure names its type so it can be reported.
+        Console.Error.WriteLine(expected ? $"error: {OneLine(e.Message)}" : $"error: unexpected {e.GetType().Name}: {OneLine(e.Message)}");
+        return Failed;
     }
 
     /// <summary>Collapses line breaks and runs of whitespace so a message fits one line.</summary>

@@ -1,7 +1,9 @@
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Http.Resilience;
 using Polly;
+using Serverless.Security.Identity;
 
 namespace Serverless.Client.Commands;
 
@@ -16,6 +18,16 @@ internal static class ClientHttp
 {
     /// <summary>Retries after the first attempt: exponential backoff from 0.5 s, or the server's Retry-After; all within the client's timeout.</summary>
     public const int MaxRetries = 6;
+
+    /// <summary>
+    /// A client for <paramref name="baseAddress"/>: over TLS trusting only <paramref name="serverTrust"/> (and presenting
+    /// <paramref name="clientCertificate"/> for mutual TLS), or on plain sockets when no trust root is given (the system's roots).
+    /// </summary>
+    public static HttpClient Create(string name, Uri baseAddress, TimeSpan timeout, CertificateTrust? serverTrust,
+        X509Certificate2? clientCertificate = null, DelegatingHandler? outermost = null) =>
+        Create(name, baseAddress, () => serverTrust is null
+            ? new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }
+            : MutualTls.CreateClientHandler(serverTrust, clientCertificate), timeout, outermost);
 
     /// <summary>A client for <paramref name="baseAddress"/>; disposing it releases its handler chain.</summary>
     /// <param name="primary">Makes the innermost handler (sockets, TLS); called once per client.</param>

@@ -9,7 +9,7 @@ namespace Serverless.Client.Partner;
 internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
 {
     public static PartnerApi Create(Uri server, string? token, TimeSpan? timeout = null) =>
-        new(ClientHttp.Create("partner", server, () => new SocketsHttpHandler(), timeout ?? TimeSpan.FromMinutes(10)), token);
+        new(ClientHttp.Create("partner", server, timeout ?? TimeSpan.FromMinutes(10), serverTrust: null), token);
 
     public async Task<string> GetModelPackageAsync(string version, CancellationToken cancellationToken)
     {

@@ -78,7 +78,7 @@ internal static class PartnerCommands
         var insecure = InsecureOption();
         var cmd = new Command("keygen", "Download a model version's package and generate a CKKS key pair for it (the secret key stays in --keys)")
             { server, token, version, package, keys, force, insecure };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             string json;
             if (r.GetValue(package) is { } file) json = await File.ReadAllTextAsync(file.FullName, ct);
@@ -103,7 +103,7 @@ internal static class PartnerCommands
         var keys = KeysOption();
         var insecure = InsecureOption();
         var cmd = new Command("register", "Register the public evaluation keys (never the secret key) for the package's model version") { server, token, tenant, keys, insecure };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var dir = r.GetValue(keys)!;
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
@@ -126,7 +126,7 @@ internal static class PartnerCommands
         var output = new Option<FileInfo>("--out") { Description = "Encrypted batch to write; the patient ids go to <out>.ids.csv", Required = true };
         var data = new Argument<string[]>("path") { Description = "Cohort CSV files / FHIR bundles or directories", Arity = ArgumentArity.OneOrMore };
         var cmd = new Command("encrypt", "Preprocess records with the model version's statistics and encrypt them under the partner's keys") { keys, format, keyFile, allow, insecure, output, data };
-        cmd.SetAction((r, ct) => GuardAsync(() => PartnerProgress.RunAsync(async progress =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(() => PartnerProgress.RunAsync(async progress =>
         {
             var dir = r.GetValue(keys)!;
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
@@ -153,7 +153,7 @@ internal static class PartnerCommands
         var cmd = new Command("submit", "Submit an encrypted batch: over HTTP (--server) or through the partner-batches queue of the storage account (--blob-endpoint/--queue-endpoint)")
             { server, token, tenant, keys, insecure, batchId, batch };
         target.AddTo(cmd);
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var package = PartnerWorkflow.LoadPackage(r.GetValue(keys)!, r.GetValue(insecure));
             var bytes = await File.ReadAllBytesAsync(r.GetValue(batch)!.FullName, ct);
@@ -172,7 +172,7 @@ internal static class PartnerCommands
         var timeout = TimeoutOption();
         var output = new Option<FileInfo>("--out") { Description = "Where to write the encrypted result", Required = true };
         var cmd = new Command("wait", "Poll until the batch's encrypted result is ready and download it") { server, token, tenant, batchId, timeout, output };
-        cmd.SetAction((r, ct) => GuardAsync(() => PartnerProgress.RunAsync(async progress =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(() => PartnerProgress.RunAsync(async progress =>
         {
             using var api = Api(r, server, token, required: true)!;
             var result = await PartnerWorkflow.WaitAsync(api, Tenant(r, tenant, token), r.GetValue(batchId)!, r.GetValue(timeout), progress, ct);
@@ -191,7 +191,7 @@ internal static class PartnerCommands
         var ids = new Option<FileInfo?>("--ids") { Description = "Patient ids of the batch (<batch>.ids.csv from 'partner encrypt')" };
         var output = new Option<FileInfo>("--out") { Description = "Scores CSV to write: record,patient_id,probability", Required = true };
         var cmd = new Command("decrypt", "Decrypt the result with the secret key and write the scores as CSV") { keys, insecure, result, ids, output };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var dir = r.GetValue(keys)!;
             var package = PartnerWorkflow.LoadPackage(dir, r.GetValue(insecure));
@@ -223,7 +223,7 @@ internal static class PartnerCommands
         var cmd = new Command("score", "All in one: keygen + register (when --keys is empty), encrypt, submit (HTTP or queue), wait, decrypt")
             { server, token, tenant, keys, version, insecure, format, keyFile, allow, batchId, timeout, output, data };
         target.AddTo(cmd);
-        cmd.SetAction((r, ct) => GuardAsync(() => PartnerProgress.RunAsync(async progress =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(() => PartnerProgress.RunAsync(async progress =>
         {
             var dir = r.GetValue(keys)!;
             using var api = Api(r, server, token, required: true)!;
@@ -274,7 +274,7 @@ internal static class PartnerCommands
         var tenants = new Option<string[]>("--tenant") { Description = "Partner tenant entitled to the version (repeatable; '*' for every partner)", Required = true, AllowMultipleArgumentsPerToken = false };
         var cmd = new Command("publish-model", "Operator: train the HE-friendly CNN-LSTM on cohort files and publish it for encrypted inference")
             { server, token, version, format, keyFile, allow, steps, epochs, seed, ring, output, tenants, data };
-        cmd.SetAction((r, ct) => GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var patients = PartnerWorkflow.ImportPatients(r.GetValue(format)!, r.GetValue(data)!, r.GetValue(keyFile), r.GetValue(allow));
             var schema = Serverless.Model.Data.CohortGenerator.Schema;
@@ -336,23 +336,4 @@ internal static class PartnerCommands
             ? uri
             : throw new ArgumentException($"{option} must be an absolute http(s) URL, got '{value}'");
 
-    /// <summary>Like <see cref="Cli.Guard"/> for async bodies: expected failures are one line on stderr and exit 1.</summary>
-    private static async Task<int> GuardAsync(Func<Task<int>> body)
-    {
-        try
-        {
-            return await body();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException or ArgumentException or JsonException
-                                       or InvalidOperationException or CryptographicException or FormatException or HttpRequestException or TimeoutException)
-        {
-            Console.Error.WriteLine($"error: {Cli.OneLine(e.Message)}");
-            return Cli.Failed;
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            Console.Error.WriteLine($"error: unexpected {e.GetType().Name}: {Cli.OneLine(e.Message)}");
-            return Cli.Failed;
-        }
-    }
 }

@@ -44,7 +44,7 @@ internal static class SimulateCommand
         var appDir = new Option<DirectoryInfo?>("--app-dir") { Description = "The function app's build output (default: found, or built, in this repository)" };
         var cmd = new Command("simulate", "Run the host and N hospital agents as processes over generated non-IID cohorts for R rounds, then print centralized vs federated results")
             { clients, rounds, dropout, attackers, attackFactor, dp, dpMode, dpBatch, dpClip, secagg, records, seed, epsilon, noise, localEpochs, learningRate, clipNorm, compare, http, keep, agents, timingOnly, trace, hostDll, appDir };
-        cmd.SetAction((r, ct) => AgentCommands.GuardAsync(async () =>
+        cmd.SetAction((r, ct) => Cli.GuardAsync(async () =>
         {
             var patientMode = r.GetValue(dp) == "on" && r.GetValue(dpMode) == "patient";
             var options = new SimulationOptions

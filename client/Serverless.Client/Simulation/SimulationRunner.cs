@@ -626,8 +626,7 @@ internal sealed class SimulationRunner : IAsyncDisposable
     internal static HttpClient CreateHttp(Uri baseAddress, string token, string caPem, X509Certificate2? clientCertificate = null)
     {
         var trust = baseAddress.Scheme == Uri.UriSchemeHttps ? new CertificateTrust(X509Certificate2.CreateFromPem(File.ReadAllText(caPem))) : null;
-        var http = ClientHttp.Create("operator", baseAddress,
-            () => trust is null ? new SocketsHttpHandler() : MutualTls.CreateClientHandler(trust, clientCertificate), TimeSpan.FromMinutes(3));
+        var http = ClientHttp.Create("operator", baseAddress, TimeSpan.FromMinutes(3), trust, clientCertificate);
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", token);
         return http;
     }
