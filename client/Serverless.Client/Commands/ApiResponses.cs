@@ -41,6 +41,15 @@ internal static class ApiResponses
             $"server answered {status} {response.ReasonPhrase}{(title is null ? "" : ": " + title)}{(detail is null ? "" : " " + detail)}", code);
     }
 
+    /// <summary>The typed answer of a call (the app writes the contracts with ASP.NET Core's web JSON defaults); disposes the response; a refusal throws.</summary>
+    public static async Task<T> ReadContractAsync<T>(HttpResponseMessage answer, CancellationToken cancellationToken)
+    {
+        using var response = answer;
+        await EnsureSuccessAsync(response, cancellationToken);
+        return await System.Net.Http.Json.HttpContentJsonExtensions.ReadFromJsonAsync<T>(response.Content, JsonSerializerOptions.Web, cancellationToken)
+            ?? throw new InvalidDataException($"the server answered {response.RequestMessage?.RequestUri?.AbsolutePath} with an empty {typeof(T).Name}");
+    }
+
     public static async Task<JsonElement> ReadFromJsonElementAsync(this HttpContent content, CancellationToken cancellationToken)
     {
         var text = await content.ReadAsStringAsync(cancellationToken);

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using Serverless.Client.Commands;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Client.Partner;
 
@@ -13,37 +14,25 @@ internal sealed class PartnerApi(HttpClient http, string? token) : IDisposable
 
     public async Task<string> GetModelPackageAsync(string version, CancellationToken cancellationToken)
     {
-        using var response = await SendAsync(HttpMethod.Get, $"api/inference/models/{Uri.EscapeDataString(version)}", null, cancellationToken);
+        using var response = await SendAsync(HttpMethod.Get, InferenceRoutes.Model(version), null, cancellationToken);
         await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
         return await response.Content.ReadAsStringAsync(cancellationToken);
     }
 
-    public async Task<JsonElement> PublishModelAsync(string version, byte[] body, CancellationToken cancellationToken)
-    {
-        using var response = await SendAsync(HttpMethod.Put, $"api/inference/models/{Uri.EscapeDataString(version)}", Json(body), cancellationToken);
-        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
-        return await response.Content.ReadFromJsonElementAsync(cancellationToken);
-    }
+    public async Task<ModelVersionInfo> PublishModelAsync(string version, byte[] body, CancellationToken cancellationToken) =>
+        await ApiResponses.ReadContractAsync<ModelVersionInfo>(await SendAsync(HttpMethod.Put, InferenceRoutes.Model(version), Json(body), cancellationToken), cancellationToken);
 
-    public async Task<JsonElement> RegisterKeysAsync(string tenant, string version, byte[] bundle, CancellationToken cancellationToken)
-    {
-        using var response = await SendAsync(HttpMethod.Put, $"api/partners/{Uri.EscapeDataString(tenant)}/keys/{Uri.EscapeDataString(version)}", Binary(bundle), cancellationToken);
-        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
-        return await response.Content.ReadFromJsonElementAsync(cancellationToken);
-    }
+    public async Task<KeyRegistration> RegisterKeysAsync(string tenant, string version, byte[] bundle, CancellationToken cancellationToken) =>
+        await ApiResponses.ReadContractAsync<KeyRegistration>(await SendAsync(HttpMethod.Put, InferenceRoutes.PartnerKeys(tenant, version), Binary(bundle), cancellationToken), cancellationToken);
 
-    public async Task<JsonElement> SubmitAsync(string tenant, string batchId, string version, byte[] batch, CancellationToken cancellationToken)
-    {
-        using var response = await SendAsync(HttpMethod.Post,
-            $"api/partners/{Uri.EscapeDataString(tenant)}/batches/{Uri.EscapeDataString(batchId)}?modelVersion={Uri.EscapeDataString(version)}", Binary(batch), cancellationToken);
-        await ApiResponses.EnsureSuccessAsync(response, cancellationToken);
-        return await response.Content.ReadFromJsonElementAsync(cancellationToken);
-    }
+    public async Task<SubmissionReceipt> SubmitAsync(string tenant, string batchId, string version, byte[] batch, CancellationToken cancellationToken) =>
+        await ApiResponses.ReadContractAsync<SubmissionReceipt>(
+            await SendAsync(HttpMethod.Post, InferenceRoutes.PartnerBatchSubmission(tenant, batchId, version), Binary(batch), cancellationToken), cancellationToken);
 
     /// <summary>One poll: the result bytes when done, null while the batch runs (202). A refusal or failure throws.</summary>
     public async Task<(byte[]? Result, string? Phase)> PollAsync(string tenant, string batchId, CancellationToken cancellationToken)
     {
-        using var response = await SendAsync(HttpMethod.Get, $"api/partners/{Uri.EscapeDataString(tenant)}/batches/{Uri.EscapeDataString(batchId)}", null, cancellationToken);
+        using var response = await SendAsync(HttpMethod.Get, InferenceRoutes.PartnerBatch(tenant, batchId), null, cancellationToken);
         // Still over the poll budget after the client's retries (each waited the server's Retry-After): report "still waiting".
         if (response.StatusCode == HttpStatusCode.TooManyRequests) return (null, "rate limited");
         if (response.StatusCode == HttpStatusCode.Accepted)

@@ -110,7 +110,7 @@ internal static class PartnerCommands
             var bundle = PartnerFiles.ReadRequired(dir, PartnerFiles.EvaluationKeys, "run 'partner keygen' first");
             using var api = Api(r, server, token, required: true)!;
             var answer = await api.RegisterKeysAsync(Tenant(r, tenant, token), package.ModelVersion, bundle, ct);
-            Console.WriteLine($"registered key id {answer.GetProperty("keyId").GetString()} for model version {package.ModelVersion}");
+            Console.WriteLine($"registered key id {answer.KeyId} for model version {package.ModelVersion}");
             return Cli.Ok;
         }));
         return cmd;
@@ -294,7 +294,7 @@ internal static class PartnerCommands
             }, new JsonSerializerOptions(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
             using var api = Api(r, server, token, required: true)!;
             var info = await api.PublishModelAsync(r.GetValue(version)!, publication, ct);
-            Console.WriteLine($"trained on {patients.Count} patients ({model.Plan}); published {r.GetValue(version)} (parameters hash {info.GetProperty("parametersHash").GetString()})");
+            Console.WriteLine($"trained on {patients.Count} patients ({model.Plan}); published {r.GetValue(version)} (parameters hash {info.ParametersHash})");
             return Cli.Ok;
         }));
         return cmd;
@@ -313,8 +313,7 @@ internal static class PartnerCommands
         }
         using var api = Api(r, server, token, required: true)!;
         var receipt = await api.SubmitAsync(tenantId, batchId, version, batch, ct);
-        var duplicate = receipt.TryGetProperty("duplicate", out var d) && d.GetBoolean();
-        return $"batch {batchId} accepted over HTTP{(duplicate ? " (a duplicate: answered by the first submission)" : "")}; poll {receipt.GetProperty("statusUri").GetString()}";
+        return $"batch {batchId} accepted over HTTP{(receipt.Duplicate ? " (a duplicate: answered by the first submission)" : "")}; poll {receipt.StatusUri}";
     }
 
     private static string? Token(ParseResult r, Option<string?> token) =>

@@ -5,6 +5,7 @@ using Azure.Storage;
 using Azure.Storage.Blobs;
 using Azure.Storage.Blobs.Models;
 using Azure.Storage.Queues;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Client.Partner;
 
@@ -16,8 +17,8 @@ namespace Serverless.Client.Partner;
 /// </summary>
 internal sealed class PartnerQueue(BlobContainerClient batches, QueueClient queue)
 {
-    public const string Container = "partner-batches";
-    public const string Queue = "partner-batches";
+    public const string Container = InferenceRoutes.PartnerBatchesQueue;
+    public const string Queue = InferenceRoutes.PartnerBatchesQueue;
     public const string AccountKeyVariable = "SERVERLESS_STORAGE_ACCOUNT_KEY";
 
     /// <summary>The largest queue message Azure Storage takes (64 KiB), before base64.</summary>
@@ -60,12 +61,9 @@ internal sealed class PartnerQueue(BlobContainerClient batches, QueueClient queu
                 throw new InvalidOperationException($"blob {Container}/{blob} already holds another batch; use a new --batch-id");
         }
         await queue.CreateIfNotExistsAsync(cancellationToken: cancellationToken);
-        var message = JsonSerializer.SerializeToUtf8Bytes(new
-        {
-            batchId, tenant, modelVersion = version, blob, sha256 = sha, token,
-            // The submission's trace context (ids only, null outside a trace): the batch's processing joins it.
-            traceParent = Serverless.Telemetry.MessageTraceContext.Current(),
-        }, JsonSerializerOptions.Web);
+        // The submission's trace context (ids only, null outside a trace): the batch's processing joins it.
+        var message = JsonSerializer.SerializeToUtf8Bytes(
+            new PartnerBatchMessage(batchId, tenant, version, blob, sha, token, Serverless.Telemetry.MessageTraceContext.Current()), JsonSerializerOptions.Web);
         if (message.Length > MaxMessageBytes) throw new ArgumentException($"the message is {message.Length} bytes, over the queue's limit (is the token that long?)");
         var receipt = await queue.SendMessageAsync(new BinaryData(message), visibilityTimeout: null, timeToLive: TimeSpan.FromSeconds(-1), cancellationToken);
         return receipt.Value.MessageId;

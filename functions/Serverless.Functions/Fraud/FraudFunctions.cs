@@ -19,6 +19,7 @@ using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 using Serverless.Security.Identity;
 using Serverless.Storage;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Fraud;
 

@@ -7,6 +7,7 @@ using Serverless.Functions.Fraud.Services;
 using Serverless.Functions.Inference;
 using Serverless.Functions.Inference.Services;
 using Serverless.Security.Authorization;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Fraud;
 

@@ -7,6 +7,7 @@ using Serverless.Security.Compliance;
 using Serverless.Security.Identity;
 using Serverless.Security.Hosting;
 using Serverless.Security.Keys;
+using Serverless.Contracts.Governance;
 
 namespace Serverless.Functions.Hosting;
 
@@ -19,24 +20,20 @@ public sealed class GovernanceFunctions(IAuditLog audit, IKeyVault vault, Securi
 {
     [Function("AuditVerify")]
     [RequirePermission(Permissions.AuditVerify)]
-    public async Task<IResult> Verify([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "audit/verify")] HttpRequest request, CancellationToken cancellationToken)
+    public async Task<IResult> Verify([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = GovernanceRoutes.AuditVerify)] HttpRequest request, CancellationToken cancellationToken)
     {
         // Compared with the heads anchored outside the log too: a deleted tail or a rewritten chain with its checkpoints dropped is a break.
         var anchors = await AuditAnchors.ReadAsync(blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         var report = await AuditVerifier.VerifyAsync(audit, vault, anchors, options.AuditSigningKeyName, cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditVerify, "audit", report.Intact ? AuditOutcome.Success : AuditOutcome.Failure,
             request.HttpContext.TraceIdentifier, report.ToText()), cancellationToken);
-        return Results.Ok(new
-        {
-            report.Intact, report.EntriesChecked, report.CheckpointsChecked, report.LastSequence,
-            FirstBreak = report.FirstBreak is { } b ? new { Kind = b.Kind.ToString(), b.Sequence, b.Message } : null,
-            Summary = report.ToText(),
-        });
+        return Results.Ok(new AuditVerification(report.Intact, report.EntriesChecked, report.CheckpointsChecked, report.LastSequence,
+            report.FirstBreak is { } b ? new AuditBreakInfo(b.Kind.ToString(), b.Sequence, b.Message) : null, report.ToText()));
     }
 
     [Function("AuditEntries")]
     [RequirePermission(Permissions.AuditRead)]
-    public async Task<IResult> Entries([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "audit/entries")] HttpRequest request, CancellationToken cancellationToken)
+    public async Task<IResult> Entries([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = GovernanceRoutes.AuditEntries)] HttpRequest request, CancellationToken cancellationToken)
     {
         var from = long.TryParse(request.Query["from"], out var f) && f >= 1 ? f : 1;
         var limit = int.TryParse(request.Query["limit"], out var l) ? l : 100;
@@ -56,18 +53,18 @@ public sealed class GovernanceFunctions(IAuditLog audit, IKeyVault vault, Securi
 
     [Function("AuditExport")]
     [RequirePermission(Permissions.AuditVerify)]
-    public async Task<IResult> Export([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = "audit/export")] HttpRequest request, CancellationToken cancellationToken)
+    public async Task<IResult> Export([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = GovernanceRoutes.AuditExport)] HttpRequest request, CancellationToken cancellationToken)
     {
         var last = await AuditExporter.ExportAsync(audit, blobs.GetContainer(options.AuditContainer), cancellationToken: cancellationToken);
         await AuditAnchors.PublishAsync(audit, blobs.GetContainer(options.AuditAnchorContainer), cancellationToken);
         await audit.AppendAsync(new AuditEvent(Actor(request), AuditActions.AuditExport, options.AuditContainer, AuditOutcome.Success,
             request.HttpContext.TraceIdentifier, $"exported through {last}"), cancellationToken);
-        return Results.Ok(new { ExportedThrough = last });
+        return Results.Ok(new AuditExportReceipt(last));
     }
 
     [Function("ComplianceReport")]
     [RequirePermission(Permissions.ComplianceRead)]
-    public async Task<IResult> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "compliance")] HttpRequest request, CancellationToken cancellationToken)
+    public async Task<IResult> Compliance([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = GovernanceRoutes.Compliance)] HttpRequest request, CancellationToken cancellationToken)
     {
         var report = await new ComplianceReporter(vault, audit, roles, time).BuildAsync(checkpoints.Raw,
             new ComplianceOptions { Keys = [options.CheckpointKeyName, options.PseudonymizationKeyName, options.Tokens.SigningKeyName, options.AuditSigningKeyName], AuditSigningKeyName = options.AuditSigningKeyName },

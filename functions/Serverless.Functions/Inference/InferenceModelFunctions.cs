@@ -6,6 +6,7 @@ using Microsoft.Azure.Functions.Worker;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 using Serverless.Security.Identity;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference;
 
@@ -20,7 +21,7 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
     [Function("PublishInferenceModel")]
     [RequirePermission(Permissions.ModelPromote)]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Publish([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "inference/models/{version}")] HttpRequest request, string version,
+    public async Task<IResult> Publish([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = InferenceRoutes.Templates.Model)] HttpRequest request, string version,
         CancellationToken cancellationToken)
     {
         var user = request.HttpContext.User;
@@ -45,7 +46,7 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
     /// </summary>
     [Function("GetInferenceModel")]
     [RequirePermission(Permissions.InferenceRead)]
-    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "inference/models/{version}")] HttpRequest request, string version, CancellationToken cancellationToken)
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = InferenceRoutes.Templates.Model)] HttpRequest request, string version, CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(version))
             return InferenceRefusedException.Problem(RefusalCodes.BadMessage, "the model version must be 1-64 letters, digits, '.', '_' or '-'");
@@ -65,7 +66,7 @@ public sealed class InferenceModelFunctions(ModelCatalog catalog, IOptions<Infer
     [Function("SetInferenceModelTenants")]
     [RequirePermission(Permissions.ModelPromote)]
     [RequestBodyLimit(1024 * 1024)]
-    public async Task<IResult> SetTenants([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "inference/models/{version}/tenants")] HttpRequest request, string version,
+    public async Task<IResult> SetTenants([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = InferenceRoutes.Templates.ModelTenants)] HttpRequest request, string version,
         CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(version))
@@ -104,7 +105,7 @@ public sealed class PartnerKeyFunctions(PartnerKeyStore keys, InferenceAudit aud
     [Function("RegisterPartnerKeys")]
     [RequirePermission(Permissions.InferenceSubmit, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Register([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
+    public async Task<IResult> Register([HttpTrigger(AuthorizationLevel.Anonymous, "put", Route = InferenceRoutes.Templates.PartnerKeys)] HttpRequest request, string tenant, string version,
         CancellationToken cancellationToken)
     {
         var user = request.HttpContext.User;
@@ -129,7 +130,7 @@ public sealed class PartnerKeyFunctions(PartnerKeyStore keys, InferenceAudit aud
     /// <summary>GET the registration (key id, parameter hash, size, when and by whom); 404 when none.</summary>
     [Function("GetPartnerKeys")]
     [RequirePermission(Permissions.InferenceRead, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
-    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "partners/{tenant}/keys/{version}")] HttpRequest request, string tenant, string version,
+    public async Task<IResult> Get([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = InferenceRoutes.Templates.PartnerKeys)] HttpRequest request, string tenant, string version,
         CancellationToken cancellationToken)
     {
         if (!InferenceNames.IsValidId(tenant) || !InferenceNames.IsValidId(version))

@@ -13,6 +13,7 @@ using Serverless.Security.Audit;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 using Serverless.Security.Identity;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference;
 
@@ -116,7 +117,7 @@ public sealed class PartnerBatchFunctions
     [Function("SubmitPartnerBatch")]
     [RequirePermission(Permissions.InferenceSubmit, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
     [RequestBodyLimit(InferenceLimits.MaxHttpBodyBytes)]
-    public async Task<IResult> Submit([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
+    public async Task<IResult> Submit([HttpTrigger(AuthorizationLevel.Anonymous, "post", Route = InferenceRoutes.Templates.PartnerBatch)] HttpRequest request,
         string tenant, string batchId, [DurableClient] DurableTaskClient durable, CancellationToken cancellationToken)
     {
         string? modelVersion = request.Query["modelVersion"];
@@ -162,7 +163,7 @@ public sealed class PartnerBatchFunctions
     /// </summary>
     [Function("GetPartnerBatch")]
     [RequirePermission(Permissions.InferenceRead, ResourceKind = ResourceRef.Tenant, ResourceParameter = "tenant")]
-    public async Task<IResult> Poll([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = "partners/{tenant}/batches/{batchId}")] HttpRequest request,
+    public async Task<IResult> Poll([HttpTrigger(AuthorizationLevel.Anonymous, "get", Route = InferenceRoutes.Templates.PartnerBatch)] HttpRequest request,
         string tenant, string batchId, [DurableClient] DurableTaskClient durable, CancellationToken cancellationToken)
     {
         var user = request.HttpContext.User;

@@ -151,7 +151,7 @@ public sealed class FraudModelRegistry(FraudStore store, IAuditLog audit, IOptio
         if (!(request.Fraction is >= 0 and <= 0.5))
             throw await RefuseAsync(actor, FraudAuditActions.ChallengerSet, resource, FraudRefusalCodes.BadRequest, "fraction must be within 0..0.5: the champion serves most cards");
         var experiment = request.Experiment ?? "canary";
-        if (!Serverless.Functions.Inference.InferenceNames.IsValidId(experiment))
+        if (!Serverless.Contracts.Inference.InferenceNames.IsValidId(experiment))
             throw await RefuseAsync(actor, FraudAuditActions.ChallengerSet, resource, FraudRefusalCodes.BadRequest, "experiment must be 1-64 letters, digits, '.', '_' or '-'");
         if (request.Version is { } v) await RequireKnownAsync(v, actor, FraudAuditActions.ChallengerSet, cancellationToken);
         var after = await UpdateAsync(d => d.Champion is null

@@ -3,6 +3,7 @@ using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Storage;
 using Serverless.Security.Audit;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
 

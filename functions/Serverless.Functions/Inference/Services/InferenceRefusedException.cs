@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
 

@@ -10,6 +10,7 @@ using Serverless.Privacy.Ckks;
 using Serverless.Privacy.Serialization;
 using Serverless.Storage;
 using Serverless.Security.Audit;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
 

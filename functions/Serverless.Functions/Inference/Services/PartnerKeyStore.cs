@@ -5,6 +5,7 @@ using Serverless.Inference;
 using Serverless.Privacy.Serialization;
 using Serverless.Storage;
 using Serverless.Security.Audit;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
 

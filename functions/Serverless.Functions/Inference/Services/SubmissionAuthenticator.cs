@@ -2,6 +2,7 @@ using System.Security.Claims;
 using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 using Serverless.Security.Identity;
+using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
 
