@@ -199,7 +199,7 @@ internal sealed class FraudSuite : IBenchSuite
 
         // ---- end to end through the embedded queue ----
         var (p50, p99, offered, e2eEvents, e2eAlerts, backlog, meanBatch) = await EndToEnd(
-            dir => new SqliteQueueStore(Path.Combine(dir, "queues.db")), events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
+            dir => Stores.OpenEmbeddedQueues(Path.Combine(dir, "queues.db")), events, sequence, baseline, threshold, tokenizer, rate, seconds, perMessage, gather, maxWaitMs);
         Console.WriteLine($"end to end (embedded SQLite queue, {perMessage} transaction(s) per message, micro-batches of up to {gather} (max wait {maxWaitMs} ms, mean {meanBatch:F1} events), SQLite card history, champion CNN-LSTM + challenger logistic on 10 % of cards, ONNX Runtime): offered {offered:F0} events/s for {seconds} s, {e2eEvents} events, {e2eAlerts} alerts; enqueue -> alert p50 {p50:F1} ms, p99 {p99:F1} ms; backlog at the end {backlog}");
         var azuriteFigures = new List<(string, double)>();
         if (BenchServers.AzuriteConnectionString() is { } azurite)

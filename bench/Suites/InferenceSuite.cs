@@ -113,9 +113,8 @@ internal sealed class InferenceSuite : IBenchSuite
         // between two encryptions of the same records, unflooded, at this plan's parameters: the E of the
         // flooding lemma. flood_margin_bits = b − log2 max|δ|, flood_lemma_bits = b − log2(N·max|δ|)
         // (negative: the lemma proves nothing). Costs one more encryption and evaluation.
-        var (floodBits, noiseMax) = FloodingMargin(he, keys, serverBatch, records);
-        var floodMargin = floodBits - Math.Log2(noiseMax);
-        var floodLemma = floodBits - Math.Log2(plan.Context.N * noiseMax);
+        var margin = EncryptedEvaluator.MeasureFloodingMargin(he, keys, serverBatch, BatchEncryptor.Encrypt(records, keys));
+        var (floodBits, noiseMax, floodMargin, floodLemma) = (margin.FloodingBits, margin.NoiseMax, margin.MarginBits, margin.LemmaBits);
         Console.WriteLine($"flooding: b = {floodBits}, circuit noise difference max |δ| = {noiseMax:F0} (2^{Math.Log2(noiseMax):F1}); margin 2^{floodMargin:F1}, flooding lemma {floodLemma:F1} statistical bits");
 
         var plainMicros = Measure.MedianMicroseconds(() => he.PredictPlain(records), quick ? 5 : 20);
@@ -146,29 +145,5 @@ internal sealed class InferenceSuite : IBenchSuite
             ("slots", slots),
         ]));
         return Task.FromResult(0);
-    }
-
-    /// <summary>The production flooding bits and max |δ| over the coefficients (limb q_0) of two unflooded evaluations of equal-score groups.</summary>
-    private static (int Bits, double NoiseMax) FloodingMargin(HeModel he, PartnerKeys keys, EncryptedBatch batch, SequenceDataset records)
-    {
-        var ctx = he.Plan.Context;
-        var evaluator = new Serverless.Privacy.Ckks.Evaluator(ctx, keys.EvaluationKeys.RelinearizationKey);
-        Serverless.Privacy.Ckks.Ciphertext Run(EncryptedBatch b) =>
-            new HeCircuit(he.Weights, evaluator, Environment.ProcessorCount, CancellationToken.None).Run(b.Groups[0].Inputs);
-        var x = Run(batch);
-        var y = Run(BatchEncryptor.Encrypt(records, keys));
-        var decryptor = new Serverless.Privacy.Ckks.Decryptor(ctx, keys.SecretKey);
-        var a = decryptor.Decrypt(x).Limb(0).ToArray();
-        var c = decryptor.Decrypt(y).Limb(0).ToArray();
-        ctx.Ntt[0].Inverse(a);
-        ctx.Ntt[0].Inverse(c);
-        var q = ctx.Moduli[0].Value;
-        var max = 0.0;
-        for (var i = 0; i < a.Length; i++)
-        {
-            var d = (a[i] + q - c[i]) % q;
-            max = Math.Max(max, d > q / 2 ? q - d : d);
-        }
-        return (EncryptedEvaluator.FloodingBits(x.Scale), Math.Max(max, 1));
     }
 }

@@ -34,8 +34,11 @@ public sealed class EncryptedEvaluator
     /// <summary>Threads used inside one group (default: all cores).</summary>
     public int MaxDegreeOfParallelism { get; init; } = Environment.ProcessorCount;
 
-    /// <summary>Wall milliseconds per circuit stage of the most recent group (diagnostics for the benchmark).</summary>
-    internal IReadOnlyDictionary<string, double>? LastStageTimings { get; private set; }
+    /// <summary>
+    /// Wall milliseconds per circuit stage (and "flood") of the group this evaluator finished last, on any
+    /// thread: diagnostics, never data. Null before the first group.
+    /// </summary>
+    public IReadOnlyDictionary<string, double>? LastStageTimings { get; private set; }
 
     /// <summary>Evaluates every group of <paramref name="batch"/> in order and joins the results.</summary>
     /// <exception cref="Serverless.Privacy.Serialization.HeFormatException">The batch was encrypted under other keys.</exception>
@@ -67,6 +70,9 @@ public sealed class EncryptedEvaluator
         return new EncryptedGroupResult(_model.Plan, group.Index, group.RecordCount, group.KeyId.ToArray(), logits);
     }
 
+    /// <summary>Bits of the result scale kept clear of flooding: 17 leaves about 2^-17 of precision per slot before the factor sqrt(N/3).</summary>
+    internal const int BudgetBitsBelowScale = 17;
+
     /// <summary>
     /// Flooding bits for a result at <paramref name="scale"/>: log2(scale) − 17, the most the inference
     /// tests' 1e-3 allows with room (docs/decisions 0021-result-flooding-budget). Slot error
@@ -77,10 +83,44 @@ public sealed class EncryptedEvaluator
     /// statistical bits: that needs b ≥ log2(N·E) + 40 ≈ 65, and the lemma proves nothing here
     /// (N·E > 2^b): the decision record gives the numbers.
     /// </summary>
-    /// <summary>Bits of the result scale kept clear of flooding: 17 leaves about 2^-17 of precision per slot before the factor sqrt(N/3).</summary>
-    internal const int BudgetBitsBelowScale = 17;
-
     internal static int FloodingBits(double scale) => Math.Clamp((int)Math.Floor(Math.Log2(scale)) - BudgetBitsBelowScale, 1, 60);
+
+    /// <summary>
+    /// Measures, with the partner's secret key, how far this plan's result flooding sits above the
+    /// circuit's own noise: the first group of two batches that encrypt the same records is evaluated
+    /// without flooding, and the noise difference of the two results is compared with the flooding
+    /// width. The partner can run it on their own keys; the server cannot (it holds no secret key).
+    /// </summary>
+    /// <exception cref="ArgumentException">The batches or keys belong to another plan.</exception>
+    public static FloodingMargin MeasureFloodingMargin(HeModel model, PartnerKeys keys, EncryptedBatch first, EncryptedBatch second)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(keys);
+        ArgumentNullException.ThrowIfNull(first);
+        ArgumentNullException.ThrowIfNull(second);
+        var context = model.Plan.Context;
+        foreach (var batch in new[] { first, second })
+            if (!ReferenceEquals(batch.Plan.Context, context)) throw new ArgumentException("read the batches with the model's plan (HeModel.Plan)", nameof(first));
+        if (!ReferenceEquals(keys.Plan.Context, context)) throw new ArgumentException("the keys were made under another plan than the model's", nameof(keys));
+        var evaluator = new Evaluator(context, keys.EvaluationKeys.RelinearizationKey);
+        Ciphertext Unflooded(EncryptedBatch batch) =>
+            new HeCircuit(model.Weights, evaluator, Environment.ProcessorCount, CancellationToken.None).Run(batch.Groups[0].Inputs);
+        // Centred coefficients (message plus noise, far below 2^53) subtract exactly in doubles.
+        var decryptor = new Decryptor(context, keys.SecretKey);
+        var encoder = new Encoder(context);
+        double[] Coefficients(Ciphertext c)
+        {
+            var coefficients = new double[context.N];
+            encoder.ToCenteredCoefficients(decryptor.Decrypt(c), coefficients);
+            return coefficients;
+        }
+        var x = Unflooded(first);
+        var a = Coefficients(x);
+        var b = Coefficients(Unflooded(second));
+        var noise = 1.0;
+        for (var i = 0; i < a.Length; i++) noise = Math.Max(noise, Math.Abs(a[i] - b[i]));
+        return new FloodingMargin(FloodingBits(x.Scale), noise, context.N);
+    }
 
     /// <summary>One-call form: <c>new EncryptedEvaluator(model, keys).Evaluate(batch)</c>.</summary>
     public static EncryptedResult Evaluate(HeModel model, EncryptedBatch batch, EvaluationKeys keys) =>

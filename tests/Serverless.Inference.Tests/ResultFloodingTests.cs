@@ -96,4 +96,23 @@ public sealed class ResultFloodingTests(InferenceFixture fx, ITestOutputHelper o
         }
         return d;
     }
+
+    /// <summary>
+    /// The partner-side measurement the benchmark reports (<see cref="EncryptedEvaluator.MeasureFloodingMargin"/>): it uses
+    /// the production flooding width for the result's scale, finds the circuit's noise difference well below it (the
+    /// budget's 2^5 at least, as above), and derives the lemma's bits from the same numbers.
+    /// </summary>
+    [Fact]
+    public void The_flooding_margin_is_measured_with_the_production_budget()
+    {
+        var margin = EncryptedEvaluator.MeasureFloodingMargin(fx.Model, fx.Keys, fx.Batch, BatchEncryptor.Encrypt(fx.Records, fx.Keys));
+        output.WriteLine(margin.ToString());
+        Assert.Equal(fx.Model.Plan.Context.N, margin.RingDegree);
+        var evaluator = new Evaluator(fx.Model.Plan.Context, fx.Keys.EvaluationKeys.RelinearizationKey);
+        var result = new HeCircuit(fx.Model.Weights, evaluator, Environment.ProcessorCount, CancellationToken.None).Run(fx.Batch.Groups[0].Inputs);
+        Assert.Equal(EncryptedEvaluator.FloodingBits(result.Scale), margin.FloodingBits);
+        Assert.True(margin.NoiseMax > 1, "two encryptions through the circuit should differ in their noise");
+        Assert.True(margin.MarginBits >= 5, $"margin {margin.MarginBits:0.0} bits");
+        Assert.Equal(margin.FloodingBits - Math.Log2(margin.RingDegree * margin.NoiseMax), margin.LemmaBits, 9);
+    }
 }

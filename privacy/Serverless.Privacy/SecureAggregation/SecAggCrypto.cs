@@ -6,36 +6,46 @@ using System.Text;
 
 namespace Serverless.Privacy.SecureAggregation;
 
+/// <summary>What a complaint's proof shows (<see cref="SecAggCrypto.JudgeComplaint"/>).</summary>
+internal enum ComplaintFinding { Unproven, Proven, Disproved }
+
 /// <summary>
 /// The cryptographic building blocks of the protocol, all from .NET: ECDH over NIST P-256 (FIPS 186-4)
 /// for key agreement, HKDF-SHA256 (RFC 5869) to turn a shared x-coordinate into a seed or key bound to
 /// the round and the pair, AES-256-GCM (SP 800-38D) for share bundles, ECDSA P-256 with SHA-256 for
 /// the malicious-server variant, and a SHA-256 commitment to the self-mask seed.
 /// </summary>
-/// <summary>What a complaint's proof shows (<see cref="SecAggCrypto.JudgeComplaint"/>).</summary>
-internal enum ComplaintFinding { Unproven, Proven, Disproved }
-
-internal static class SecAggCrypto
+/// <remarks>
+/// Public are the wire facts another party must agree on: the key pair and its 33-byte encoding, the
+/// shared scalar, the seed commitment and the bundle's length. Mask and share derivation, bundle
+/// sealing and signatures stay inside <see cref="SecAggClient"/> and <see cref="SecAggServer"/>.
+/// </remarks>
+public static class SecAggCrypto
 {
+    /// <summary>Bytes of an advertised public key.</summary>
     public const int PublicKeyLength = 33;   // compressed SEC1 point (0x02 | y mod 2) || X: half the bytes of 0x04 || X || Y
+    /// <summary>Bytes of a shared secret: a private scalar or a self-mask seed.</summary>
     public const int SecretLength = 32;      // P-256 private scalar; self-mask seed
-    public static readonly int ShareLength = ShamirSecretSharing.ShareLength(SecretLength);
+    internal static readonly int ShareLength = ShamirSecretSharing.ShareLength(SecretLength);
     // Sender and recipient are bound by the AAD (BundleAad), so the plaintext is the two shares alone.
-    public static readonly int BundlePlainLength = 2 * ShareLength;
+    internal static readonly int BundlePlainLength = 2 * ShareLength;
+    /// <summary>Bytes of one sealed share bundle: nonce, both shares, GCM tag.</summary>
     public static readonly int BundleCipherLength = 12 + BundlePlainLength + 16;
-    public const int SignatureLength = 64;   // IEEE P1363 r || s
+    internal const int SignatureLength = 64;   // IEEE P1363 r || s
 
     private static readonly byte[] MaskInfo = Encoding.ASCII.GetBytes("SecAgg/v1/pairwise-mask");
     private static readonly byte[] ShareInfo = Encoding.ASCII.GetBytes("SecAgg/v2/share-encryption-directional");
     private static readonly byte[] CommitPrefix = Encoding.ASCII.GetBytes("SecAgg/v1/self-mask-commitment");
     private static readonly byte[] SignPrefix = Encoding.ASCII.GetBytes("SecAgg/v2/advertise");
 
+    /// <summary>A fresh P-256 key pair from the platform's CSPRNG.</summary>
     public static ECDiffieHellman NewKeyPair() => ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
 
+    /// <summary>The public half of <paramref name="key"/> as advertised: <see cref="PublicKeyLength"/> bytes.</summary>
     public static byte[] ExportPublic(ECDiffieHellman key) => Encode(key.ExportParameters(false).Q);
 
     /// <summary>The compressed SEC1 encoding of a P-256 point (SEC 1 v2, §2.3.3).</summary>
-    public static byte[] Encode(ECPoint q)
+    internal static byte[] Encode(ECPoint q)
     {
         var result = new byte[PublicKeyLength];
         result[0] = (byte)(0x02 | (q.Y![^1] & 1));
@@ -69,7 +79,7 @@ internal static class SecAggCrypto
     public static byte[] ExportPrivateScalar(ECDiffieHellman key) => key.ExportParameters(true).D!;
 
     /// <summary>Rebuilds a key pair from its scalar and checks it matches the advertised public key.</summary>
-    public static ECDiffieHellman? TryRebuild(byte[] scalar, byte[] advertisedPublic)
+    internal static ECDiffieHellman? TryRebuild(byte[] scalar, byte[] advertisedPublic)
     {
         try
         {
@@ -85,7 +95,7 @@ internal static class SecAggCrypto
     }
 
     /// <summary>Seed of the pairwise mask between <paramref name="a"/> and <paramref name="b"/> (symmetric in the pair).</summary>
-    public static byte[] MaskSeed(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int a, int b) =>
+    internal static byte[] MaskSeed(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int a, int b) =>
         Derive(own, peer, roundId, MaskInfo, a, b);
 
     /// <summary>
@@ -94,10 +104,10 @@ internal static class SecAggCrypto
     /// way (which holds the recipient's own shares; revealing both directions would let a server that corrupts
     /// bundles on purpose collect a client's shares from its complaints).
     /// </summary>
-    public static byte[] ShareKey(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int from, int to) =>
+    internal static byte[] ShareKey(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, int from, int to) =>
         Derive(own, peer, roundId, ShareInfo, from, to, ordered: true);
 
-    public const int ShareKeyLength = ShareComplaint.ShareKeyLength;
+    internal const int ShareKeyLength = ShareComplaint.ShareKeyLength;
 
     private static byte[] Derive(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, byte[] roundId, byte[] label, int a, int b, bool ordered = false)
     {
@@ -116,7 +126,7 @@ internal static class SecAggCrypto
         }
     }
 
-    public static byte[] EncryptBundle(byte[] key, byte[] roundId, int from, int to, byte[] sShare, byte[] bShare)
+    internal static byte[] EncryptBundle(byte[] key, byte[] roundId, int from, int to, byte[] sShare, byte[] bShare)
     {
         var plain = new byte[BundlePlainLength];
         sShare.CopyTo(plain, 0);
@@ -130,7 +140,7 @@ internal static class SecAggCrypto
     }
 
     /// <summary>Decrypts and checks a bundle; returns a reason on failure.</summary>
-    public static string? TryDecryptBundle(byte[] key, byte[] roundId, int from, int to, byte[]? cipher, out byte[] sShare, out byte[] bShare) =>
+    internal static string? TryDecryptBundle(byte[] key, byte[] roundId, int from, int to, byte[]? cipher, out byte[] sShare, out byte[] bShare) =>
         OpenBundle(key, roundId, from, to, cipher, out sShare, out bShare, out _);
 
     /// <summary>
@@ -138,7 +148,7 @@ internal static class SecAggCrypto
     /// <paramref name="to"/>: it opens to bad contents (proven, with the reason), to valid shares (disproved: the
     /// complainer lied), or not at all (unproven: a wrong key and a garbage bundle look the same, so neither side is blamed).
     /// </summary>
-    public static (ComplaintFinding Finding, string? Reason) JudgeComplaint(byte[]? revealedKey, byte[] roundId, int from, int to, byte[]? cipher)
+    internal static (ComplaintFinding Finding, string? Reason) JudgeComplaint(byte[]? revealedKey, byte[] roundId, int from, int to, byte[]? cipher)
     {
         if (revealedKey is not { Length: ShareKeyLength }) return (ComplaintFinding.Unproven, "no key was revealed");
         var problem = OpenBundle(revealedKey, roundId, from, to, cipher, out var s, out var b, out var opened);
@@ -191,6 +201,7 @@ internal static class SecAggCrypto
         return aad;
     }
 
+    /// <summary>SHA-256 commitment of <paramref name="owner"/> to its self-mask seed in one round (domain-separated).</summary>
     public static byte[] Commit(byte[] roundId, int owner, ReadOnlySpan<byte> seed)
     {
         var input = new byte[CommitPrefix.Length + roundId.Length + 4 + seed.Length];
@@ -209,7 +220,7 @@ internal static class SecAggCrypto
     /// SHA-256 over a canonical encoding of every round parameter (ids sorted): what each signature binds, so two clients
     /// whose signatures verify for each other were given the same round, threshold, graph degree and seed.
     /// </summary>
-    public static byte[] ParametersDigest(SecAggRoundParameters p)
+    internal static byte[] ParametersDigest(SecAggRoundParameters p)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         h.AppendData(ParametersPrefix);
@@ -231,7 +242,7 @@ internal static class SecAggCrypto
     /// Digest of the accepted advertisements U1 (id, c_pk, s_pk in ascending id order) under the parameters: the joint
     /// graph seed of SecAgg+ in the malicious variant, and part of the consistency signature (every signer saw one U1).
     /// </summary>
-    public static byte[] ViewDigest(byte[] parametersDigest, IEnumerable<(int Id, byte[] C, byte[] S)> advertised)
+    internal static byte[] ViewDigest(byte[] parametersDigest, IEnumerable<(int Id, byte[] C, byte[] S)> advertised)
     {
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         h.AppendData(ViewPrefix);
@@ -246,7 +257,7 @@ internal static class SecAggCrypto
     }
 
     /// <summary>Bytes an advertisement signature covers: label, context (federation, round, stage), parameter digest, id, c_pk, s_pk.</summary>
-    public static byte[] AdvertisementSignedBytes(byte[] context, byte[] parametersDigest, int clientId, byte[] cPk, byte[] sPk)
+    internal static byte[] AdvertisementSignedBytes(byte[] context, byte[] parametersDigest, int clientId, byte[] cPk, byte[] sPk)
     {
         var w = new System.Buffers.ArrayBufferWriter<byte>(SignPrefix.Length + context.Length + 32 + 4 + cPk.Length + sPk.Length + 8);
         w.Write(SignPrefix);
@@ -259,7 +270,7 @@ internal static class SecAggCrypto
     }
 
     /// <summary>Bytes a consistency signature covers: label, context, parameter digest, the advertised-set digest, the signer, the sorted survivor set U3.</summary>
-    public static byte[] ConsistencySignedBytes(byte[] context, byte[] parametersDigest, byte[] viewDigest, int signer, IReadOnlyCollection<int> survivors)
+    internal static byte[] ConsistencySignedBytes(byte[] context, byte[] parametersDigest, byte[] viewDigest, int signer, IReadOnlyCollection<int> survivors)
     {
         var ids = survivors.Order().ToArray();
         var w = new System.Buffers.ArrayBufferWriter<byte>(ConsistencyPrefix.Length + context.Length + 64 + 8 + 4 * ids.Length);
@@ -273,11 +284,11 @@ internal static class SecAggCrypto
         return w.WrittenSpan.ToArray();
     }
 
-    public static byte[] Sign(ECDsa key, byte[] signedBytes) =>
+    internal static byte[] Sign(ECDsa key, byte[] signedBytes) =>
         key.SignData(signedBytes, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
 
     /// <summary>Verifies an ECDSA P-256 / SHA-256 signature (r || s) under a SubjectPublicKeyInfo; false for anything malformed.</summary>
-    public static bool Verify(byte[]? verificationKeySpki, byte[] signedBytes, byte[]? signature)
+    internal static bool Verify(byte[]? verificationKeySpki, byte[] signedBytes, byte[]? signature)
     {
         if (verificationKeySpki is null || signature is null || signature.Length != SignatureLength) return false;
         try
@@ -333,7 +344,7 @@ internal static class P256
     private static readonly BigInteger SqrtExponent = (Prime + 1) / 4;
 
     /// <summary>The 32-byte big-endian y of the point with this x and parity; false when x is not on the curve.</summary>
-    public static bool TryDecompress(ReadOnlySpan<byte> x32, bool yOdd, out byte[] y32)
+    internal static bool TryDecompress(ReadOnlySpan<byte> x32, bool yOdd, out byte[] y32)
     {
         y32 = [];
         if (x32.Length != 32) return false;

@@ -1,32 +1,12 @@
 using System.Security.Cryptography;
-using System.Text;
 using Serverless.Client.Agent;
-using Serverless.Security.Envelope;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
-
-/// <summary>Envelope headers (<see cref="CryptographicException"/>); the local host's host.json readers are fuzzed in <see cref="HostReaderFuzzTests"/>.</summary>
-public sealed class EnvelopeFuzzTests(ITestOutputHelper output)
-{
-    [Fact]
-    public void Envelope_header()
-    {
-        var header = new EnvelopeHeader(64 * 1024, Enumerable.Range(0, 8).Select(i => (byte)i).ToArray(),
-            new Serverless.Security.Keys.WrappedKey(new Serverless.Security.Keys.KeyId("data-kek", "v1"), "A256GCMKW", new byte[40]), new byte[32]);
-        var sample = header.ToBytes();
-        // 8 × input + 64 KiB: the fixed part and the key part are read into arrays of their declared
-        // sizes, bounded by the format (key part ≤ MaxKeyPartLength) and only read after it; names are
-        // decoded once (UTF-16, 2 ×). The intercept is the largest key part the format allows plus the
-        // async state machine.
-        var spec = new LoaderSpec("envelope header", [typeof(CryptographicException)], 8, 64 << 10);
-        var report = Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
-    }
-}
+namespace Serverless.Client.Tests.Agent;
 
 /// <summary>
 /// The agent's sealed state (<see cref="CryptographicException"/>, <see cref="InvalidDataException"/>). Its reads are
-/// async, so its allocations are measured process-wide; it runs alone, after the parallel fuzz classes, or their
+/// async, so its allocations are measured process-wide; it runs alone, after the parallel test classes, or their
 /// allocations would be counted as its own.
 /// </summary>
 [Collection(ProcessWideAllocationCollection.Name)]

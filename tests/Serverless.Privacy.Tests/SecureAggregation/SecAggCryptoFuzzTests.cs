@@ -1,7 +1,8 @@
 using System.Security.Cryptography;
 using Serverless.Privacy.SecureAggregation;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Privacy.Tests.SecureAggregation;
 
 /// <summary>
 /// The bytes inside secure-aggregation messages, after their JSON is read (<see cref="FederationFuzzTests"/>):

@@ -2,8 +2,9 @@ using System.Globalization;
 using System.Text;
 using Serverless.Fraud.Import;
 using Serverless.Fraud.Tokenization;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Fraud.Tests;
 
 /// <summary>
 /// The fraud model's loaders of outside bytes: the Kaggle/ULB <c>creditcard.csv</c> importer, which

@@ -3,8 +3,9 @@ using System.Text.Json;
 using Serverless.Federation.Compression;
 using Serverless.Federation.Rounds;
 using Serverless.Privacy.SecureAggregation;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Federation.Tests;
 
 /// <summary>
 /// Update frames (binary, <see cref="FrameFormatException"/>) and every secure-aggregation message

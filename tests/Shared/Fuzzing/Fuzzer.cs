@@ -1,8 +1,9 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Testing;
 
 /// <summary>How one loader's input is judged: which exceptions it documents and how much it may allocate.</summary>
 /// <param name="Name">Loader name, printed with the counts and in every failure.</param>

@@ -4,8 +4,9 @@ using Serverless.Model.Import;
 using Serverless.Model.Nn;
 using Serverless.Model.Onnx;
 using Serverless.Model.Preprocessing;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Model.Tests;
 
 /// <summary>
 /// ONNX import (documents <see cref="InvalidDataException"/>) and the cohort CSV, Kaggle and FHIR

@@ -1,39 +1,27 @@
-using System.Numerics;
 using Serverless.Inference;
 using Serverless.Privacy.Ckks;
-using Serverless.Privacy.Paillier;
 using Serverless.Privacy.Serialization;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Inference.Tests;
 
 /// <summary>
-/// Valid samples of every CKKS, encrypted-inference and Paillier object, built once. The CKKS
-/// parameters are the smallest the format accepts (N = 4096, one level: q_0, q_1, P) so a full
-/// parse of a bit-flipped key stays cheap; the plan is one feature over one step.
+/// Valid samples of every encrypted-inference object, built once. The CKKS parameters are the
+/// smallest the format accepts (N = 4096, one level: q_0, q_1, P) so a full parse of a bit-flipped
+/// key stays cheap; the plan is one feature over one step. The CKKS and Paillier serializers
+/// underneath are fuzzed in the privacy library's tests.
 /// </summary>
-public sealed class PrivacySamples : IDisposable
+public sealed class InferenceSamples : IDisposable
 {
-    public PrivacySamples()
+    public InferenceSamples()
     {
         Parameters = HeModel.CreateParameters(4096, 1, allowInsecureForTests: true);
         Plan = new EvaluationPlan(Parameters, "fuzz", features: 1, steps: 1, levelsConsumed: 1, maxRecords: 4096);
         Context = Plan.Context;
         Keys = PartnerKeys.Generate(Plan);
-        var kg = new KeyGenerator(Context, Keys.SecretKey);
-        var encoder = new Encoder(Context);
-        var plain = encoder.Encode(Enumerable.Range(0, 16).Select(i => i / 16.0).ToArray());
-        var fresh = new Encryptor(Context, Keys.EvaluationKeys.PublicKey).Encrypt(plain);
-        var symmetric = new Encryptor(Context, Keys.SecretKey).Encrypt(plain);
+        var plain = new Encoder(Context).Encode(Enumerable.Range(0, 16).Select(i => i / 16.0).ToArray());
         var bottom = new Encryptor(Context, Keys.EvaluationKeys.PublicKey).Encrypt(plain);
         new Evaluator(Context).ModSwitchToInPlace(bottom, 0);
-
-        CkksParameters = CkksSerializer.Save(Parameters);
-        Ciphertexts = [CkksSerializer.Save(fresh), CkksSerializer.Save(symmetric), CkksSerializer.Save(bottom)];
-        PlaintextBytes = CkksSerializer.Save(plain);
-        SecretKeyBytes = CkksSerializer.Save(Keys.SecretKey);
-        PublicKeyBytes = CkksSerializer.Save(Keys.EvaluationKeys.PublicKey);
-        RelinearizationKeyBytes = CkksSerializer.Save(Keys.EvaluationKeys.RelinearizationKey);
-        GaloisKeyBytes = CkksSerializer.Save(kg.CreateGaloisKeys([1]));
 
         var values = new float[3];
         var mask = new float[] { 1, 1, 1 };
@@ -47,24 +35,12 @@ public sealed class PrivacySamples : IDisposable
         EvaluationKeyBytes = Keys.EvaluationKeys.ToBytes();
         PartnerKeyBytes = Keys.Export();
         PlanJson = System.Text.Encoding.UTF8.GetBytes(Plan.ToJson());
-
-        Paillier = PaillierPrivateKey.Generate(512, allowInsecureForTests: true);
-        PaillierPublicKeyBytes = PaillierSerializer.Save(Paillier.PublicKey);
-        PaillierPrivateKeyBytes = PaillierSerializer.Save(Paillier);
-        PaillierCiphertexts = [PaillierSerializer.Save(Paillier.PublicKey.Encrypt(new BigInteger(42))), PaillierSerializer.Save(Paillier.PublicKey.Encrypt(BigInteger.Zero))];
     }
 
     public CkksParameters Parameters { get; }
     public EvaluationPlan Plan { get; }
     public CkksContext Context { get; }
     public PartnerKeys Keys { get; }
-    public byte[] CkksParameters { get; }
-    public byte[][] Ciphertexts { get; }
-    public byte[] PlaintextBytes { get; }
-    public byte[] SecretKeyBytes { get; }
-    public byte[] PublicKeyBytes { get; }
-    public byte[] RelinearizationKeyBytes { get; }
-    public byte[] GaloisKeyBytes { get; }
     public byte[] BatchBytes { get; }
     public byte[] GroupBytes { get; }
     public byte[] GroupResultBytes { get; }
@@ -72,16 +48,12 @@ public sealed class PrivacySamples : IDisposable
     public byte[] EvaluationKeyBytes { get; }
     public byte[] PartnerKeyBytes { get; }
     public byte[] PlanJson { get; }
-    public PaillierPrivateKey Paillier { get; }
-    public byte[] PaillierPublicKeyBytes { get; }
-    public byte[] PaillierPrivateKeyBytes { get; }
-    public byte[][] PaillierCiphertexts { get; }
 
     public void Dispose() => Keys.Dispose();
 }
 
 /// <summary>
-/// CKKS (Serverless.Privacy.Serialization) and encrypted-inference (Serverless.Inference) loaders:
+/// The encrypted-inference loaders (batches, groups, results, keys, the plan):
 /// every one documents <see cref="HeFormatException"/> as its only failure.
 /// Allocation bound, every loader here: 4 × input + 2 MiB. The loaders copy the input at most once
 /// into residues (u64 per u64 read: 1 ×) plus one length-prefixed blob copy in the stream readers
@@ -90,7 +62,7 @@ public sealed class PrivacySamples : IDisposable
 /// polynomial a expanded from its 32-byte seed ((L + 2) limbs × N × 8 B per digit, 2 × 3 × 4096 × 8
 /// = 196 KiB here), the seeded ciphertext's expanded second polynomial, and exception messages.
 /// </summary>
-public sealed class PrivacyFuzzTests(PrivacySamples s, ITestOutputHelper output) : IClassFixture<PrivacySamples>
+public sealed class LoaderFuzzTests(InferenceSamples s, ITestOutputHelper output) : IClassFixture<InferenceSamples>
 {
     private static readonly Type[] He = [typeof(HeFormatException)];
 
@@ -101,14 +73,6 @@ public sealed class PrivacyFuzzTests(PrivacySamples s, ITestOutputHelper output)
         var report = Fuzzer.Run(Spec(name), samples, load, output, regressions);
         Assert.True(report.Inputs >= Fuzzer.Iterations, $"{name}: only {report.Inputs} inputs ran");
     }
-
-    [Fact] public void Ckks_parameters() => Fuzz("ckks parameters", [s.CkksParameters], b => CkksSerializer.LoadParameters(b, allowInsecureForTests: true));
-    [Fact] public void Ckks_ciphertext() => Fuzz("ckks ciphertext", s.Ciphertexts, b => CkksSerializer.LoadCiphertext(s.Context, b));
-    [Fact] public void Ckks_plaintext() => Fuzz("ckks plaintext", [s.PlaintextBytes], b => CkksSerializer.LoadPlaintext(s.Context, b));
-    [Fact] public void Ckks_secret_key() => Fuzz("ckks secret key", [s.SecretKeyBytes], b => CkksSerializer.LoadSecretKey(s.Context, b).Dispose());
-    [Fact] public void Ckks_public_key() => Fuzz("ckks public key", [s.PublicKeyBytes], b => CkksSerializer.LoadPublicKey(s.Context, b));
-    [Fact] public void Ckks_relinearization_key() => Fuzz("ckks relinearization key", [s.RelinearizationKeyBytes], b => CkksSerializer.LoadRelinearizationKey(s.Context, b));
-    [Fact] public void Ckks_galois_keys() => Fuzz("ckks galois keys", [s.GaloisKeyBytes], b => CkksSerializer.LoadGaloisKeys(s.Context, b));
 
     [Fact] public void Encrypted_batch() => Fuzz("encrypted batch", [s.BatchBytes], b => EncryptedBatch.Read(b, s.Plan));
     [Fact] public void Ciphertext_group() => Fuzz("ciphertext group", [s.GroupBytes], b => CiphertextGroup.Read(b, s.Plan));
@@ -123,10 +87,6 @@ public sealed class PrivacyFuzzTests(PrivacySamples s, ITestOutputHelper output)
     public void Evaluation_plan_json() =>
         Fuzzer.Run(Spec("evaluation plan json") with { BytesPerInputByte = 64 }, [s.PlanJson],
             b => EvaluationPlan.FromJson(System.Text.Encoding.UTF8.GetString(b), allowInsecureForTests: true), output, text: true);
-
-    [Fact] public void Paillier_public_key() => Fuzz("paillier public key", [s.PaillierPublicKeyBytes], b => PaillierSerializer.LoadPublicKey(b, allowInsecureForTests: true));
-    [Fact] public void Paillier_private_key() => Fuzz("paillier private key", [s.PaillierPrivateKeyBytes], b => PaillierSerializer.LoadPrivateKey(b, allowInsecureForTests: true));
-    [Fact] public void Paillier_ciphertext() => Fuzz("paillier ciphertext", s.PaillierCiphertexts, b => PaillierSerializer.LoadCiphertext(s.Paillier.PublicKey, b));
 
     /// <summary>Inputs that once broke a loader (kept as regression cases).</summary>
     /// <remarks>

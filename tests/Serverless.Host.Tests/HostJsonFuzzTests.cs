@@ -1,15 +1,16 @@
 using System.Text;
 using Serverless.Host;
+using Xunit.Abstractions;
 
-namespace Serverless.Fuzz.Tests;
+namespace Serverless.Host.Tests;
 
 /// <summary>
 /// runtime/Serverless.Host's own host.json readers (the host that starts isolated-worker apps): the
 /// HTTP/queue settings (<c>HostJson.Read</c>) and the durable task hub's (<c>DurableHostJson.Read</c>).
 /// Both read <c>host.json</c> from the app directory and document <see cref="HostStartException"/>
-/// (a one-line CLI message). They are internal; Directory.Build.props shows internals to this suite.
+/// (a one-line CLI message). Both are internal: this project is the host library's own test project.
 /// </summary>
-public sealed class HostReaderFuzzTests(ITestOutputHelper output)
+public sealed class HostJsonFuzzTests(ITestOutputHelper output)
 {
     private const string Sample = """
         {
