@@ -1,6 +1,4 @@
-using System.CommandLine;
 using System.Text;
-using Serverless.Client.Commands;
 
 // serverless-client: command-line client of the platform. One file per command group in Commands/.
 // Spans and metrics go out only when OTEL_EXPORTER_OTLP_ENDPOINT (or the Application Insights connection string) is set.

@@ -1,5 +1,4 @@
 using Serverless.Model.Data;
-using Serverless.Privacy.Ckks;
 
 namespace Serverless.Inference;
 

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
-using Serverless.Privacy.Serialization;
 
 namespace Serverless.Inference;
 

@@ -1,6 +1,3 @@
-using Serverless.Privacy.Ckks;
-using Serverless.Privacy.Serialization;
-
 namespace Serverless.Inference;
 
 /// <summary>

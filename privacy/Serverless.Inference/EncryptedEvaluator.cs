@@ -1,5 +1,3 @@
-using Serverless.Privacy.Ckks;
-
 namespace Serverless.Inference;
 
 /// <summary>

@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using System.Text.Json;
-using Serverless.Privacy.Ckks;
-using Serverless.Privacy.Serialization;
 
 namespace Serverless.Inference;
 

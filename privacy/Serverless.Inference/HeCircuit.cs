@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using Serverless.Privacy.Ckks;
 
 namespace Serverless.Inference;
 

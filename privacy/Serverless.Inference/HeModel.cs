@@ -2,7 +2,6 @@ using Serverless.Model.Data;
 using Serverless.Model.Nn;
 using Serverless.Model.Preprocessing;
 using Serverless.Model.Training;
-using Serverless.Privacy.Ckks;
 
 namespace Serverless.Inference;
 

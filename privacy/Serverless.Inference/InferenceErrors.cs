@@ -1,5 +1,3 @@
-using Serverless.Privacy.Serialization;
-
 namespace Serverless.Inference;
 
 /// <summary>

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Serverless.Privacy.Ckks;
-using Serverless.Privacy.Serialization;
 
 namespace Serverless.Inference;
 

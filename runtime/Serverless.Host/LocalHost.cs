@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -8,15 +7,11 @@ using System.Security.Authentication;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Serverless.Host.Durable;
-using Serverless.Host.Functions;
 using Serverless.Host.Http;
 using Serverless.Host.Queues;
 using Serverless.Host.Timers;
-using Serverless.Storage;
-using Serverless.Host.Worker;
 
 namespace Serverless.Host;
 

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Serverless.Host;
 
 /// <summary>The host's log messages, with stable event ids.</summary>

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Logging;
 using Serverless.Host;
 using Serverless.Host.Http;
 using Serverless.Telemetry;

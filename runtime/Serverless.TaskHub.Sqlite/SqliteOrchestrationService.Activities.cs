@@ -1,6 +1,4 @@
-using DurableTask.Core;
 using DurableTask.Core.Exceptions;
-using Serverless.TaskHub.Sqlite.Storage;
 
 namespace Serverless.TaskHub.Sqlite;
 

@@ -1,9 +1,6 @@
 using System.Text;
-using DurableTask.Core;
-using DurableTask.Core.History;
 using DurableTask.Core.Query;
 using Microsoft.Data.Sqlite;
-using Serverless.TaskHub.Sqlite.Storage;
 
 namespace Serverless.TaskHub.Sqlite;
 

@@ -1,7 +1,4 @@
-using DurableTask.Core;
 using DurableTask.Core.Exceptions;
-using DurableTask.Core.History;
-using Serverless.TaskHub.Sqlite.Storage;
 
 namespace Serverless.TaskHub.Sqlite;
 

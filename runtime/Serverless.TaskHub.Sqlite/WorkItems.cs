@@ -1,5 +1,3 @@
-using DurableTask.Core;
-
 namespace Serverless.TaskHub.Sqlite;
 
 /// <summary>

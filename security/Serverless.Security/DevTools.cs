@@ -1,7 +1,6 @@
 using System.Net;
 using Serverless.Security.Audit;
 using Serverless.Security.Identity;
-using Serverless.Security.Keys;
 
 namespace Serverless.Security;
 

@@ -1,8 +1,5 @@
 using System.Net.Http.Headers;
-using System.Security.Cryptography.X509Certificates;
-using Serverless.Client.Commands;
 using Serverless.Contracts.Governance;
-using Serverless.Security.Identity;
 
 namespace Serverless.Client.Admin;
 

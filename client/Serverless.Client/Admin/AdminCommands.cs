@@ -1,10 +1,4 @@
-using System.CommandLine;
-using System.Net;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
-using Serverless.Client.Commands;
 using Serverless.Security.Authorization;
-using Serverless.Security.Identity;
 using Serverless.Security.Keys;
 
 namespace Serverless.Client.Admin;

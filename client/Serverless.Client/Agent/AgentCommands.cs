@@ -1,11 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using System.Net;
-using System.Security.Cryptography.X509Certificates;
-using System.Text.Json;
-using Serverless.Client.Commands;
-using Serverless.Security.Identity;
-
 namespace Serverless.Client.Agent;
 
 /// <summary>

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Serverless.Federation.Rounds;
 using Serverless.Privacy.SecureAggregation;
 

@@ -1,16 +1,9 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Net;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
-using System.Text.Json;
 using Serverless.Federation.Rounds;
 using Serverless.Federation.Strategies;
 using Serverless.Telemetry;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
-using Serverless.Security.Identity;
 
 namespace Serverless.Client.Agent;
 
@@ -649,7 +642,6 @@ internal sealed class FederationAgent : IDisposable
         public SealedStateFile<AgentRoundState> StateFile { get; } = stateFile;
         public AgentRoundState? Progress { get; set; }
         public Dictionary<string, SecAggClient> Clients { get; } = new(StringComparer.Ordinal);
-
 
         public void ReplaceClient(string stage, SecAggClient client)
         {

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Serverless.Model.Data;
 using Serverless.Model.Import;
 using Serverless.Model.Preprocessing;

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
 using Serverless.Federation.Compression;
 using Serverless.Federation.Rounds;
 using Serverless.Model.Data;

@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.Json;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text.Json;
 using Serverless.Security.Envelope;
 using Serverless.Security.Keys;
 

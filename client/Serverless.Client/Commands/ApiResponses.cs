@@ -1,6 +1,3 @@
-using System.Net;
-using System.Text.Json;
-
 namespace Serverless.Client.Commands;
 
 /// <summary>A refusal or failure the server answered with ProblemDetails, as one line: "server answered 403 Forbidden: ...".</summary>

@@ -1,7 +1,3 @@
-using System.CommandLine;
-using System.Security.Cryptography;
-using System.Text.Json;
-
 namespace Serverless.Client.Commands;
 
 /// <summary>Shared CLI plumbing: parse errors and failures become one line on stderr and a non-zero exit code.</summary>

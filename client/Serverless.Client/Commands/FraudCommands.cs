@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.Diagnostics;
 using System.Threading.Channels;
 using Serverless.Fraud.Data;
 using Serverless.Fraud.Scoring;

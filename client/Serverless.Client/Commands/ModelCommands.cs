@@ -1,6 +1,3 @@
-using System.CommandLine;
-using System.Globalization;
-using System.Security.Cryptography;
 using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
 using Serverless.Model.Import;

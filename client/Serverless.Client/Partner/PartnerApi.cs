@@ -1,7 +1,4 @@
-using System.Net;
 using System.Net.Http.Headers;
-using System.Text.Json;
-using Serverless.Client.Commands;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Client.Partner;

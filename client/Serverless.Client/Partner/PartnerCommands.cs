@@ -1,10 +1,5 @@
-using System.CommandLine;
-using System.Globalization;
 using System.Net.Http;
-using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using Serverless.Client.Commands;
 
 namespace Serverless.Client.Partner;
 

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Serverless.Client.Agent;
 
 namespace Serverless.Client.Partner;

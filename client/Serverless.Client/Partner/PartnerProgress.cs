@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
 using Spectre.Console;
 
 namespace Serverless.Client.Partner;

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text.Json;
 using Azure;
 using Azure.Storage;
 using Azure.Storage.Blobs;

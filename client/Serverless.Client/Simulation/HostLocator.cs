@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Serverless.Client.Simulation;
 
 /// <summary>What the simulation starts: the local Functions host and the function app's build output it runs.</summary>

@@ -1,7 +1,4 @@
-using System.CommandLine;
-using System.Globalization;
 using Serverless.Client.Agent;
-using Serverless.Client.Commands;
 using Serverless.Federation.Rounds;
 using Spectre.Console;
 

@@ -1,13 +1,7 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
-using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using System.Text.Json;
 using Serverless.Client.Agent;
-using Serverless.Client.Commands;
 using Serverless.Federation.Rounds;
 using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
@@ -17,7 +11,6 @@ using Serverless.Model.Preprocessing;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Security;
-using Serverless.Security.Identity;
 
 using Serverless.Telemetry;
 using Serverless.Telemetry.Collection;

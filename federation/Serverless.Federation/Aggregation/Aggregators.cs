@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Serverless.Federation.Strategies;
 
 namespace Serverless.Federation.Aggregation;
 

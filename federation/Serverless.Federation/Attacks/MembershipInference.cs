@@ -1,6 +1,3 @@
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
-
 namespace Serverless.Federation.Attacks;
 
 /// <summary>How well an attack told members from non-members.</summary>

@@ -1,9 +1,5 @@
 using Serverless.Federation.Privacy;
 using Serverless.Federation.Simulation;
-using Serverless.Federation.Strategies;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
-using Serverless.Model.Training;
 
 namespace Serverless.Federation.Attacks;
 

@@ -1,5 +1,3 @@
-using Serverless.Privacy.SecureAggregation;
-
 namespace Serverless.Federation.Compression;
 
 /// <summary>A vector quantized to <see cref="Bits"/> bits per entry, with per-chunk min and max.</summary>

@@ -1,6 +1,3 @@
-using Serverless.Federation.Strategies;
-using Serverless.Privacy.DifferentialPrivacy;
-
 namespace Serverless.Federation.Privacy;
 
 /// <summary>Where the Gaussian noise is added.</summary>

@@ -1,7 +1,4 @@
 using System.Globalization;
-using Serverless.Federation.Strategies;
-using Serverless.Model.Training;
-using Serverless.Privacy.DifferentialPrivacy;
 
 namespace Serverless.Federation.Privacy;
 

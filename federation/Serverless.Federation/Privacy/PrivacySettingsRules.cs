@@ -1,6 +1,5 @@
 using System.Globalization;
 using Serverless.Federation.Rounds;
-using Serverless.Privacy.DifferentialPrivacy;
 
 namespace Serverless.Federation.Privacy;
 

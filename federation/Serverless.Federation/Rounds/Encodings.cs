@@ -1,5 +1,4 @@
 using Serverless.Model.Preprocessing;
-using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Federation.Rounds;
 

@@ -1,6 +1,4 @@
 using System.Text.RegularExpressions;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 
 namespace Serverless.Federation.Rounds;
 

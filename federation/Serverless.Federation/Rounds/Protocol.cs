@@ -3,10 +3,6 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Serverless.Federation.Strategies;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
-using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Federation.Rounds;
 

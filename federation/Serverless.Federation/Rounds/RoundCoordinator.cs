@@ -3,15 +3,9 @@ using System.Security.Cryptography;
 using Serverless.Federation.Aggregation;
 using Serverless.Federation.Compression;
 using Serverless.Federation.SecureAggregation;
-using Serverless.Federation.Strategies;
-using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
-using Serverless.Model.Nn;
 using Serverless.Model.Onnx;
 using Serverless.Model.Preprocessing;
-using Serverless.Model.Training;
-using Serverless.Privacy.DifferentialPrivacy;
-using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Federation.Rounds;
 

@@ -1,6 +1,3 @@
-using Serverless.Federation.Strategies;
-using Serverless.Privacy.SecureAggregation;
-
 namespace Serverless.Federation.Rounds;
 
 // What the server persists about a federation and a round (JSON in the blob store). Every field a

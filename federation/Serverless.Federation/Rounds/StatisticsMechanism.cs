@@ -1,6 +1,4 @@
-using Serverless.Model.Data;
 using Serverless.Model.Preprocessing;
-using Serverless.Privacy.DifferentialPrivacy;
 
 namespace Serverless.Federation.Rounds;
 

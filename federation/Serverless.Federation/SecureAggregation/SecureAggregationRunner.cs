@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Serverless.Federation.Strategies;
-using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Federation.SecureAggregation;
 

@@ -1,9 +1,5 @@
 using Serverless.Federation.Compression;
-using Serverless.Federation.Strategies;
-using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
-using Serverless.Model.Nn;
-using Serverless.Model.Training;
 
 namespace Serverless.Federation.Simulation;
 

@@ -1,9 +1,6 @@
 using System.Diagnostics;
 using Serverless.Federation.Compression;
 using Serverless.Federation.SecureAggregation;
-using Serverless.Federation.Strategies;
-using Serverless.Privacy.DifferentialPrivacy;
-using Serverless.Privacy.SecureAggregation;
 
 namespace Serverless.Federation.Simulation;
 

@@ -1,7 +1,4 @@
-using Serverless.Model.Data;
 using Serverless.Model.Evaluation;
-using Serverless.Model.Nn;
-using Serverless.Model.Training;
 
 namespace Serverless.Federation.Simulation;
 

@@ -1,9 +1,6 @@
 using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Http;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Authorization;
 using static Serverless.Functions.Federations.Services.FederationHttp;
 
 namespace Serverless.Functions.Federations;

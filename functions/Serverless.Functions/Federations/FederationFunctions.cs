@@ -1,6 +1,5 @@
 using Serverless.Functions.Hosting;
 using System.Text;
-using Microsoft.AspNetCore.Http;
 using NCrontab;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
@@ -8,9 +7,6 @@ using Serverless.Federation.Privacy;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Model.Import;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using static Serverless.Functions.Federations.Services.FederationHttp;
 
 namespace Serverless.Functions.Federations;

@@ -2,7 +2,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Functions.Federations.Services;
-using Microsoft.Azure.Functions.Worker;
 
 namespace Serverless.Functions.Federations;
 

@@ -1,7 +1,5 @@
 using Serverless.Functions.Federations.Services;
 using Microsoft.AspNetCore.Authentication.Certificate;
-using Serverless.Security.Authorization;
-using Serverless.Security.Identity;
 using Serverless.Security.Hosting;
 
 // In the DI namespace, as AddXxx extensions conventionally are, so Program.cs needs no extra using.

@@ -1,9 +1,5 @@
-using Microsoft.AspNetCore.Http;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using static Serverless.Functions.Federations.Services.FederationHttp;
 
 namespace Serverless.Functions.Federations;

@@ -11,8 +11,6 @@ using Serverless.Model.Preprocessing;
 using Serverless.Model.Training;
 using Serverless.Privacy.DifferentialPrivacy;
 using Serverless.Privacy.SecureAggregation;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Federations;
 

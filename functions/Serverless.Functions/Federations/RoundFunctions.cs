@@ -1,13 +1,9 @@
 using Serverless.Functions.Hosting;
-using System.Text.Json;
-using Microsoft.AspNetCore.Http;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Privacy.SecureAggregation;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Authorization;
 using Serverless.Security.RateLimiting;
 using static Serverless.Functions.Federations.Services.FederationHttp;
 

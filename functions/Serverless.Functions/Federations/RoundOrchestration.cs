@@ -3,7 +3,6 @@ using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Functions.Federations.Services;
 using Serverless.Privacy.SecureAggregation;
-using Microsoft.Azure.Functions.Worker;
 
 namespace Serverless.Functions.Federations;
 

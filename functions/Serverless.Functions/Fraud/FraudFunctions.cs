@@ -1,9 +1,6 @@
 using System.Buffers.Text;
 using System.Security.Claims;
 using System.Text;
-using System.Text.Json;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Azure.Functions.Worker;
 using Microsoft.Extensions.Options;
 using Serverless.Telemetry;
 using Serverless.Fraud;
@@ -14,11 +11,7 @@ using Serverless.Functions.Fraud.Services;
 using Serverless.Functions.Hosting;
 using Serverless.Functions.Inference;
 using Serverless.Functions.Inference.Services;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
-using Serverless.Storage;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Fraud;

@@ -1,12 +1,9 @@
-using Microsoft.AspNetCore.Http;
-using Microsoft.Azure.Functions.Worker;
 using Microsoft.Extensions.Options;
 using Serverless.Fraud.Data;
 using Serverless.Fraud.Tokenization;
 using Serverless.Functions.Fraud.Services;
 using Serverless.Functions.Inference;
 using Serverless.Functions.Inference.Services;
-using Serverless.Security.Authorization;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Fraud;

@@ -7,7 +7,6 @@ using Serverless.Functions.Fraud.Services;
 using Serverless.Functions.Hosting;
 using Serverless.Security.Hosting;
 using Serverless.Security.Keys;
-using Serverless.Storage;
 
 // In the DI namespace, as AddXxx extensions conventionally are, so Program.cs needs no extra using.
 namespace Microsoft.Extensions.DependencyInjection;

@@ -2,15 +2,10 @@ using System.Globalization;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Middleware;
 using Serverless.Security;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
 using Serverless.Security.RateLimiting;
 
 namespace Serverless.Functions.Hosting;

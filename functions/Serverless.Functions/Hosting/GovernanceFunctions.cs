@@ -1,10 +1,4 @@
-using Microsoft.AspNetCore.Http;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Storage;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Compliance;
-using Serverless.Security.Identity;
 using Serverless.Security.Hosting;
 using Serverless.Security.Keys;
 using Serverless.Contracts.Governance;

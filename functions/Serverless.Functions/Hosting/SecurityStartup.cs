@@ -1,7 +1,6 @@
 using System.Reflection;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.Hosting;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
 
 namespace Serverless.Functions.Hosting;

@@ -1,11 +1,7 @@
 using System.Security.Claims;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
 using Serverless.Functions.Inference.Services;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference;

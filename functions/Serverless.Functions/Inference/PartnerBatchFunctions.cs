@@ -1,18 +1,11 @@
 using Serverless.Functions.Hosting;
 using System.Security.Claims;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Options;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Functions.Inference.Services;
-using Microsoft.Azure.Functions.Worker;
-using Serverless.Storage;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference;

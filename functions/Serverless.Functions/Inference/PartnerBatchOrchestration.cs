@@ -1,7 +1,6 @@
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Functions.Inference.Services;
-using Microsoft.Azure.Functions.Worker;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference;

@@ -1,5 +1,3 @@
-using Serverless.Fraud.Tokenization;
-
 namespace Serverless.Fraud.Data;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using Serverless.Fraud.Data;
-
 namespace Serverless.Fraud.Features;
 
 /// <summary>

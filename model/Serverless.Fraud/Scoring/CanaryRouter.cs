@@ -1,7 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using Serverless.Fraud.Data;
-using Serverless.Fraud.Tokenization;
 
 namespace Serverless.Fraud.Scoring;
 

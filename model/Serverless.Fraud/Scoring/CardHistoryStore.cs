@@ -1,7 +1,4 @@
 using System.Runtime.InteropServices;
-using Serverless.Fraud.Data;
-using Serverless.Fraud.Features;
-using Serverless.Fraud.Tokenization;
 
 namespace Serverless.Fraud.Scoring;
 

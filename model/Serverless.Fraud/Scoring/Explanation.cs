@@ -1,7 +1,3 @@
-using Serverless.Fraud.Features;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
-
 namespace Serverless.Fraud.Scoring;
 
 /// <summary>One feature's share of a score, in log-odds.</summary>

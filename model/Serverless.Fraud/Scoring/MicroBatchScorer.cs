@@ -1,10 +1,5 @@
 using System.Diagnostics;
-using Serverless.Fraud.Data;
-using Serverless.Fraud.Features;
-using Serverless.Fraud.Tokenization;
 using Serverless.Fraud.Training;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 
 namespace Serverless.Fraud.Scoring;
 

@@ -1,6 +1,4 @@
 using Serverless.Fraud.Training;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 using Serverless.Model.Onnx;
 
 namespace Serverless.Fraud.Scoring;

@@ -1,8 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Microsoft.Data.Sqlite;
-using Serverless.Fraud.Features;
-using Serverless.Fraud.Tokenization;
 
 namespace Serverless.Fraud.Scoring;
 

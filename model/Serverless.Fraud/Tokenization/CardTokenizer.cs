@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Serverless.Fraud.Data;
 
 namespace Serverless.Fraud.Tokenization;
 

@@ -1,8 +1,4 @@
-using Serverless.Fraud.Data;
-using Serverless.Fraud.Features;
 using Serverless.Fraud.Scoring;
-using Serverless.Fraud.Tokenization;
-using Serverless.Model.Data;
 
 namespace Serverless.Fraud.Training;
 

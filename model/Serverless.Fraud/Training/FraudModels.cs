@@ -1,9 +1,7 @@
 using Serverless.Federation.SecureAggregation;
 using Serverless.Federation.Simulation;
 using Serverless.Federation.Strategies;
-using Serverless.Fraud.Features;
 using Serverless.Model.Evaluation;
-using Serverless.Model.Nn;
 using Serverless.Model.Training;
 
 namespace Serverless.Fraud.Training;

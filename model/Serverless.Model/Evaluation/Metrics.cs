@@ -1,6 +1,3 @@
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
-
 namespace Serverless.Model.Evaluation;
 
 /// <summary>

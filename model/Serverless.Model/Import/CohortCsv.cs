@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using Serverless.Model.Data;
 
 namespace Serverless.Model.Import;
 

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Text.Json;
-using Serverless.Model.Data;
 using Serverless.Model.Preprocessing;
 
 namespace Serverless.Model.Import;

@@ -1,7 +1,6 @@
 using System.Globalization;
 using CsvHelper;
 using CsvHelper.Configuration;
-using Serverless.Model.Data;
 
 namespace Serverless.Model.Import;
 

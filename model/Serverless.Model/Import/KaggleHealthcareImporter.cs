@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Text;
-using Serverless.Model.Data;
 using Serverless.Model.Preprocessing;
 
 namespace Serverless.Model.Import;

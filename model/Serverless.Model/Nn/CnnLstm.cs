@@ -1,5 +1,3 @@
-using Serverless.Model.Data;
-
 namespace Serverless.Model.Nn;
 
 /// <summary>

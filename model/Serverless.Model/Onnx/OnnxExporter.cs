@@ -1,6 +1,4 @@
-using System.Text.Json;
 using Google.Protobuf;
-using Serverless.Model.Nn;
 using Serverless.Model.Onnx.Proto;
 
 namespace Serverless.Model.Onnx;

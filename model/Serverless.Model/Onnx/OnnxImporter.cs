@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using Google.Protobuf;
-using Serverless.Model.Nn;
 using Serverless.Model.Onnx.Proto;
 
 namespace Serverless.Model.Onnx;

@@ -1,6 +1,4 @@
 using Microsoft.ML.OnnxRuntime;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 
 namespace Serverless.Model.Onnx;
 

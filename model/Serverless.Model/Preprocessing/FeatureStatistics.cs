@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace Serverless.Model.Preprocessing;
 
 /// <summary>

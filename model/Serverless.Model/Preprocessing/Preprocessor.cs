@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Serverless.Model.Data;
-
 namespace Serverless.Model.Preprocessing;
 
 /// <summary>

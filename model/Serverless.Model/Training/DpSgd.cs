@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 
 namespace Serverless.Model.Training;
 

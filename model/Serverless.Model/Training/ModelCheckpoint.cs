@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using Serverless.Model.Nn;
 using Serverless.Model.Preprocessing;
 
 namespace Serverless.Model.Training;

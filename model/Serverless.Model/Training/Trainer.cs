@@ -1,6 +1,4 @@
 using System.Numerics.Tensors;
-using Serverless.Model.Data;
-using Serverless.Model.Nn;
 
 namespace Serverless.Model.Training;
 

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
-
 namespace Serverless.Privacy.Arithmetic;
 
 /// <summary>Element-wise arithmetic on one RNS limb (N residues modulo one prime). No allocation.</summary>

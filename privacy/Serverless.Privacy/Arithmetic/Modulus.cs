@@ -1,7 +1,3 @@
-using System.Diagnostics;
-using System.Numerics;
-using System.Runtime.CompilerServices;
-
 namespace Serverless.Privacy.Arithmetic;
 
 /// <summary>

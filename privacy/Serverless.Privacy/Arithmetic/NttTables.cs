@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Diagnostics;
-using System.Numerics;
-
 namespace Serverless.Privacy.Arithmetic;
 
 /// <summary>

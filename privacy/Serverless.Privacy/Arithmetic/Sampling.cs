@@ -1,8 +1,4 @@
-using System.Runtime.CompilerServices;
-using System.Buffers;
 using System.Buffers.Binary;
-using System.Numerics;
-using System.Security.Cryptography;
 
 namespace Serverless.Privacy.Arithmetic;
 

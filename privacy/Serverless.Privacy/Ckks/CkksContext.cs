@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Numerics;
-using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 

@@ -1,8 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Buffers;
-using System.Security.Cryptography;
-using Serverless.Privacy.Arithmetic;
-
 namespace Serverless.Privacy.Ckks;
 
 /// <summary>

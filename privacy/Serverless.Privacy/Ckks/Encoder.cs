@@ -1,9 +1,4 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Buffers;
-using System.Numerics;
-using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 

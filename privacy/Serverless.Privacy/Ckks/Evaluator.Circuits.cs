@@ -1,8 +1,3 @@
-using System.Diagnostics;
-using System.Numerics;
-using System.Runtime.CompilerServices;
-using Serverless.Privacy.Arithmetic;
-
 namespace Serverless.Privacy.Ckks;
 
 public sealed partial class Evaluator

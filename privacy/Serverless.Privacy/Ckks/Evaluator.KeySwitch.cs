@@ -1,7 +1,3 @@
-using System.Runtime.CompilerServices;
-using System.Buffers;
-using Serverless.Privacy.Arithmetic;
-
 namespace Serverless.Privacy.Ckks;
 
 public sealed partial class Evaluator

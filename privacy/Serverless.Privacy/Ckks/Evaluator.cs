@@ -1,6 +1,4 @@
-using System.Runtime.CompilerServices;
 using System.Diagnostics.CodeAnalysis;
-using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 

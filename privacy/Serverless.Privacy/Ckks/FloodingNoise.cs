@@ -1,6 +1,4 @@
-using System.Security.Cryptography;
 using System.Runtime.InteropServices;
-using Serverless.Privacy.Arithmetic;
 
 namespace Serverless.Privacy.Ckks;
 

@@ -1,6 +1,3 @@
-using System.Numerics;
-using System.Security.Cryptography;
-
 namespace Serverless.Privacy.Paillier;
 
 /// <summary>

@@ -1,8 +1,4 @@
-using System.Buffers;
-using System.Diagnostics;
-using System.Numerics;
 using System.Runtime.InteropServices;
-using System.Security.Cryptography;
 
 namespace Serverless.Privacy.SecureAggregation;
 

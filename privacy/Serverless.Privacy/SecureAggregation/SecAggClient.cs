@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace Serverless.Privacy.SecureAggregation;
 
 /// <summary>

@@ -1,7 +1,4 @@
-using System.Buffers;
 using System.Buffers.Binary;
-using System.Numerics;
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Serverless.Privacy.SecureAggregation;

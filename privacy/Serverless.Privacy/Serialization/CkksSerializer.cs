@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using Serverless.Privacy.Arithmetic;
 using Serverless.Privacy.Ckks;
 
 namespace Serverless.Privacy.Serialization;

@@ -1,5 +1,3 @@
-using System.Numerics;
-using System.Security.Cryptography;
 using Serverless.Privacy.Paillier;
 
 namespace Serverless.Privacy.Serialization;

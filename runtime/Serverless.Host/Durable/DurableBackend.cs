@@ -1,8 +1,6 @@
-using System.Text.Json;
 using DurableTask.AzureStorage;
 using DurableTask.Core;
 using Microsoft.DurableTask.Testing.Sidecar;
-using Microsoft.Extensions.Logging;
 using Serverless.TaskHub.Sqlite;
 
 namespace Serverless.Host.Durable;

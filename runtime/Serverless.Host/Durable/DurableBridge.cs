@@ -1,13 +1,8 @@
 using System.Diagnostics;
-using System.Text.Json;
 using DurableTask.Core;
 using DurableTask.Core.History;
 using DurableTask.Core.Middleware;
 using Microsoft.DurableTask.Testing.Sidecar.Grpc;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
-using Serverless.Host.Rpc;
-using Serverless.Host.Worker;
 using P = Microsoft.DurableTask.Protobuf;
 
 namespace Serverless.Host.Durable;

@@ -3,12 +3,8 @@ using Microsoft.AspNetCore.Routing;
 using Microsoft.DurableTask.Testing.Sidecar.Grpc;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Serverless.Host.Functions;
 using Serverless.Host.Http;
-using Serverless.Host.Rpc;
-using Serverless.Host.Worker;
 
 namespace Serverless.Host.Durable;
 

@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using DurableTask.Core;
 using DurableTask.Core.History;
 using Microsoft.AspNetCore.Builder;

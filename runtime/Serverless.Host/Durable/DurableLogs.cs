@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Serverless.Host.Durable;
 
 /// <summary>The durable bridge's log messages (event ids 1600-1699, apart from the host's own).</summary>

@@ -1,6 +1,3 @@
-using System.Text.Json;
-using Serverless.Host.Rpc;
-
 namespace Serverless.Host.Functions;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Serverless.Host;
 
 /// <summary>The HTTP triggers' log messages (event ids 40-59).</summary>

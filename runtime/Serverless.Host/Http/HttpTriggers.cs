@@ -1,17 +1,11 @@
 using System.Diagnostics;
 using System.Text;
-using System.Text.Json;
 using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.AspNetCore.Routing;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
 using Serverless.Host.Queues;
-using Serverless.Storage;
-using Serverless.Host.Rpc;
-using Serverless.Host.Worker;
 
 namespace Serverless.Host.Http;
 

@@ -1,11 +1,6 @@
 using System.Buffers;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
 using Serverless.Host.Queues;
-using Serverless.Host.Rpc;
-using Serverless.Host.Worker;
-using Serverless.Storage;
 
 namespace Serverless.Host.Http;
 

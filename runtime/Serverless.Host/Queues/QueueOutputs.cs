@@ -1,7 +1,3 @@
-using Serverless.Host.Functions;
-using Serverless.Host.Rpc;
-using Serverless.Storage;
-
 namespace Serverless.Host.Queues;
 
 /// <summary>

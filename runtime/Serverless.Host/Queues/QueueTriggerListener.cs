@@ -1,10 +1,4 @@
 using System.Text;
-using System.Text.Json;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
-using Serverless.Host.Rpc;
-using Serverless.Host.Worker;
-using Serverless.Storage;
 using StoredMessage = Serverless.Storage.QueueMessage;
 
 using Serverless.Telemetry;

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Serverless.Host;
 
 /// <summary>Timer trigger messages (event ids 70-79).</summary>

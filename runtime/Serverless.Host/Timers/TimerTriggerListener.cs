@@ -1,10 +1,4 @@
-using System.Text.Json;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
-using Serverless.Host.Rpc;
 using Serverless.Host.Queues;
-using Serverless.Host.Worker;
-using Serverless.Storage;
 
 namespace Serverless.Host.Timers;
 

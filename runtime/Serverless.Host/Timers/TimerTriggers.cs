@@ -1,8 +1,3 @@
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
-using Serverless.Host.Worker;
-using Serverless.Storage;
-
 namespace Serverless.Host.Timers;
 
 /// <summary>Builds a timer trigger's listener from its binding (schedule, runOnStartup, useMonitor).</summary>

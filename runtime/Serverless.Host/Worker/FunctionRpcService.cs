@@ -1,5 +1,4 @@
 using Grpc.Core;
-using Serverless.Host.Rpc;
 using GrpcException = Grpc.Core.RpcException;
 
 namespace Serverless.Host.Worker;

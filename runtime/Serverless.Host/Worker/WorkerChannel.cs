@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Collections.Concurrent;
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Rpc;
 
 using Serverless.Telemetry;
 

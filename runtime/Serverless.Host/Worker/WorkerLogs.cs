@@ -1,5 +1,3 @@
-using Microsoft.Extensions.Logging;
-
 namespace Serverless.Host;
 
 /// <summary>Worker restart messages (event ids 60-69).</summary>

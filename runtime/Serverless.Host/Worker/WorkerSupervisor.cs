@@ -1,7 +1,4 @@
-using Microsoft.Extensions.Logging;
-using Serverless.Host.Functions;
 using Serverless.Host.Http;
-using Serverless.Host.Rpc;
 
 namespace Serverless.Host.Worker;
 

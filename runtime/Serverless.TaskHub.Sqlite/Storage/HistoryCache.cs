@@ -1,5 +1,3 @@
-using DurableTask.Core.History;
-
 namespace Serverless.TaskHub.Sqlite.Storage;
 
 /// <summary>

@@ -1,5 +1,3 @@
-using DurableTask.Core;
-using DurableTask.Core.History;
 using Newtonsoft.Json;
 using Newtonsoft.Json.Serialization;
 

@@ -1,7 +1,3 @@
-using System.Text.Json;
-using Serverless.Storage;
-using Serverless.Security.Keys;
-
 namespace Serverless.Security.Audit;
 
 /// <summary>

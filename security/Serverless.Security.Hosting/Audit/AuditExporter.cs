@@ -1,10 +1,7 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using Serverless.Storage;
-using Serverless.Security.Keys;
 
 namespace Serverless.Security.Audit;
 

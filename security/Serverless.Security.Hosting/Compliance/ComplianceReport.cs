@@ -1,8 +1,4 @@
-using Serverless.Storage;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Envelope;
-using Serverless.Security.Keys;
 
 namespace Serverless.Security.Compliance;
 

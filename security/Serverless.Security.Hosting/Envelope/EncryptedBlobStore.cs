@@ -1,5 +1,3 @@
-using Serverless.Storage;
-
 namespace Serverless.Security.Envelope;
 
 /// <summary>

@@ -1,11 +1,5 @@
 using Azure.Identity;
-using Microsoft.Extensions.DependencyInjection;
-using Serverless.Storage;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
 using Serverless.Security.Envelope;
-using Serverless.Security.Identity;
-using Serverless.Security.Keys;
 using Serverless.Security.RateLimiting;
 
 namespace Serverless.Security.Hosting;

@@ -1,7 +1,5 @@
 using System.Buffers.Text;
 using System.Security.Cryptography;
-using System.Text.Json;
-using Serverless.Storage;
 
 namespace Serverless.Security.Keys;
 

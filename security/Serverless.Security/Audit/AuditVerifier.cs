@@ -1,7 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
-using Serverless.Security.Keys;
-
 namespace Serverless.Security.Audit;
 
 /// <summary>How the chain is broken at a given point.</summary>

@@ -1,5 +1,3 @@
-using Serverless.Security.Keys;
-
 namespace Serverless.Security.Audit;
 
 /// <summary>

@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
-using Serverless.Security.Keys;
 
 namespace Serverless.Security.Audit;
 

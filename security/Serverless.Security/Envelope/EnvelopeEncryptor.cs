@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using Serverless.Security.Keys;
-
 namespace Serverless.Security.Envelope;
 
 /// <summary>Which KEK protects new objects and how large their chunks are.</summary>

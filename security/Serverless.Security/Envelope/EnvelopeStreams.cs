@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-
 namespace Serverless.Security.Envelope;
 
 /// <summary>Reads a source in fixed-length chunks, one chunk ahead, so each chunk knows whether it is the last.</summary>

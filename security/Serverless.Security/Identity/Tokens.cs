@@ -1,11 +1,7 @@
 using System.Buffers.Text;
 using System.Security.Claims;
-using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
-using Serverless.Security.Keys;
 
 namespace Serverless.Security.Identity;
 

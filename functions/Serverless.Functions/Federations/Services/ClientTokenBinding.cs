@@ -1,8 +1,6 @@
 using System.Security.Claims;
 using Microsoft.AspNetCore.Authentication;
-using Microsoft.AspNetCore.Http;
 using Serverless.Federation.Rounds;
-using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,8 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Serverless.Federation.Rounds;
-using Serverless.Security.Audit;
-using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,6 +1,4 @@
 using System.Security.Cryptography.X509Certificates;
-using Serverless.Storage;
-using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,11 +1,6 @@
 using System.Globalization;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Azure.Functions.Worker;
 using Microsoft.Azure.Functions.Worker.Middleware;
 using Serverless.Functions.Hosting;
-using Serverless.Security.Audit;
-using Serverless.Security.Authorization;
-using Serverless.Security.Identity;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,8 +1,5 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
-using Microsoft.AspNetCore.Http;
 using Serverless.Federation.Rounds;
-using Serverless.Security.Identity;
 using Serverless.Security.Validation;
 
 namespace Serverless.Functions.Federations.Services;

@@ -1,5 +1,3 @@
-using Serverless.Security.Authorization;
-
 namespace Serverless.Functions.Federations.Services;
 
 /// <summary>

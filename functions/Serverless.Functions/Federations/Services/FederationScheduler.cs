@@ -2,7 +2,6 @@ using NCrontab;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
-using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Text.Json;
 using Serverless.Federation.Rounds;
-using Serverless.Storage;
 
 namespace Serverless.Functions.Federations.Services;
 

@@ -3,7 +3,6 @@ using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
 using Serverless.Federation.Rounds;
 using Serverless.Privacy.SecureAggregation;
-using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Federations.Services;
 

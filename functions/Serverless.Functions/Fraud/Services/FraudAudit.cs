@@ -1,5 +1,3 @@
-using Serverless.Security.Audit;
-
 namespace Serverless.Functions.Fraud.Services;
 
 /// <summary>Audit actions of fraud scoring; a refusal is one <see cref="AuditOutcome.Denied"/> entry with its reason.</summary>

@@ -5,7 +5,6 @@ using Serverless.Fraud.Training;
 using Serverless.Model.Evaluation;
 using Serverless.Model.Nn;
 using Serverless.Model.Onnx;
-using Serverless.Security.Audit;
 
 namespace Serverless.Functions.Fraud.Services;
 

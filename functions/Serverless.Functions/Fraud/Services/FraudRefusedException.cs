@@ -1,5 +1,3 @@
-using Microsoft.AspNetCore.Http;
-
 namespace Serverless.Functions.Fraud.Services;
 
 /// <summary>Machine-readable reasons of fraud refusals (the ProblemDetails <c>code</c> extension).</summary>

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
@@ -8,9 +7,7 @@ using Serverless.Fraud.Features;
 using Serverless.Fraud.Scoring;
 using Serverless.Fraud.Training;
 using Serverless.Functions.Hosting;
-using Serverless.Security.Audit;
 using Serverless.Security.Compliance;
-using Serverless.Storage;
 
 namespace Serverless.Functions.Fraud.Services;
 

@@ -1,9 +1,7 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
-using System.Text.Json;
 using Serverless.Fraud.Scoring;
 using Serverless.Functions.Inference.Services;
-using Serverless.Storage;
 
 namespace Serverless.Functions.Fraud.Services;
 

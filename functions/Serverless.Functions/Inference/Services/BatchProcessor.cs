@@ -1,9 +1,6 @@
-using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Serverless.Inference;
 using Serverless.Privacy.Serialization;
-using Serverless.Storage;
-using Serverless.Security.Audit;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;

@@ -1,8 +1,5 @@
-using System.Text.Json;
 using Microsoft.DurableTask;
 using Microsoft.DurableTask.Client;
-using Serverless.Storage;
-using Serverless.Security.Audit;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;

@@ -1,5 +1,3 @@
-using Microsoft.AspNetCore.Http;
-
 namespace Serverless.Functions.Inference.Services;
 
 /// <summary>Reads a binary request body up to a limit: the declared length is checked first, the bytes actually sent too.</summary>

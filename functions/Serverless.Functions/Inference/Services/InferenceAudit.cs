@@ -1,5 +1,3 @@
-using Serverless.Security.Audit;
-
 namespace Serverless.Functions.Inference.Services;
 
 /// <summary>Audit actions of encrypted inference; every refusal is one <see cref="AuditOutcome.Denied"/> entry with its reason.</summary>

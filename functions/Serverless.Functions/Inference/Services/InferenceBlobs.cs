@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using Serverless.Storage;
 
 namespace Serverless.Functions.Inference.Services;
 

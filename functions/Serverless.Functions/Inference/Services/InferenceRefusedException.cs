@@ -1,4 +1,3 @@
-using Microsoft.AspNetCore.Http;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;

@@ -1,15 +1,12 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Options;
 using Serverless.Inference;
 using Serverless.Model.Training;
 using Serverless.Privacy.Ckks;
 using Serverless.Privacy.Serialization;
-using Serverless.Storage;
-using Serverless.Security.Audit;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;

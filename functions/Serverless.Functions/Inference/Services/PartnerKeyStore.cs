@@ -1,10 +1,7 @@
 using System.Collections.Concurrent;
-using System.Text.Json;
 using Microsoft.Extensions.Options;
 using Serverless.Inference;
 using Serverless.Privacy.Serialization;
-using Serverless.Storage;
-using Serverless.Security.Audit;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;

@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Text.Json;
 using Microsoft.Extensions.Options;
-using Serverless.Storage;
 
 namespace Serverless.Functions.Inference.Services;
 

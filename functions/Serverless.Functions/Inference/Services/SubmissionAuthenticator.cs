@@ -1,7 +1,5 @@
 using System.Security.Claims;
-using Serverless.Security.Authorization;
 using Serverless.Security.Hosting;
-using Serverless.Security.Identity;
 using Serverless.Contracts.Inference;
 
 namespace Serverless.Functions.Inference.Services;
