@@ -1,30 +1,31 @@
 namespace Serverless.Inference;
 
+/// <summary>Records under one partner key, for one plan: what every inference blob (a group, a batch, their results, a batch being read) says of itself.</summary>
+public abstract class KeyedBlob
+{
+    private protected KeyedBlob(EvaluationPlan plan, int recordCount, byte[] keyId) => (Plan, RecordCount, KeyId) = (plan, recordCount, keyId);
+
+    public EvaluationPlan Plan { get; }
+
+    /// <summary>Records held.</summary>
+    public int RecordCount { get; }
+
+    /// <summary>Key id (<see cref="EvaluationKeys.KeyId"/>) of the partner keys the records were encrypted under.</summary>
+    public ReadOnlyMemory<byte> KeyId { get; }
+}
+
 /// <summary>
 /// What a <see cref="CiphertextGroup"/> and its <see cref="EncryptedGroupResult"/> share: which records of
 /// the batch they hold and under which keys. Written alone (header, key id, body) for fan-out over separate
 /// blobs, or as a body inside its batch or result.
 /// </summary>
-public abstract class GroupBlob
+public abstract class GroupBlob : KeyedBlob
 {
     private protected GroupBlob(EvaluationPlan plan, int index, int recordCount, byte[] keyId)
-    {
-        Plan = plan;
-        Index = index;
-        RecordCount = recordCount;
-        KeyId = keyId;
-    }
+        : base(plan, recordCount, keyId) => Index = index;
 
-    public EvaluationPlan Plan { get; }
-
-    /// <summary>Position in the batch: records Index·slots .. Index·slots + RecordCount − 1.</summary>
+    /// <summary>Position in the batch: records Index·slots .. Index·slots + RecordCount − 1 (the rest of the slots are zero).</summary>
     public int Index { get; }
-
-    /// <summary>Records held (the rest of the slots are zero).</summary>
-    public int RecordCount { get; }
-
-    /// <summary>Key id (<see cref="EvaluationKeys.KeyId"/>) of the keys the records were encrypted under.</summary>
-    public ReadOnlyMemory<byte> KeyId { get; }
 
     /// <summary>This group alone as a blob (header, key id, index, record count, ciphertexts).</summary>
     public byte[] ToBytes() => BlobFormat.ToBytes(WriteTo);
@@ -65,23 +66,11 @@ public abstract class GroupBlob
 /// What an <see cref="EncryptedBatch"/> and its <see cref="EncryptedResult"/> share: a record count under
 /// one key id and one <typeparamref name="TGroup"/> per <see cref="EvaluationPlan.SlotsPerCiphertext"/> records.
 /// </summary>
-public abstract class BatchBlob<TGroup>
+public abstract class BatchBlob<TGroup> : KeyedBlob
     where TGroup : GroupBlob
 {
     private protected BatchBlob(EvaluationPlan plan, int recordCount, byte[] keyId, TGroup[] groups)
-    {
-        Plan = plan;
-        RecordCount = recordCount;
-        KeyId = keyId;
-        Groups = groups;
-    }
-
-    public EvaluationPlan Plan { get; }
-
-    public int RecordCount { get; }
-
-    /// <summary>Key id of the partner keys the records were encrypted under (<see cref="EvaluationKeys.KeyId"/>).</summary>
-    public ReadOnlyMemory<byte> KeyId { get; }
+        : base(plan, recordCount, keyId) => Groups = groups;
 
     public IReadOnlyList<TGroup> Groups { get; }
 

@@ -109,28 +109,17 @@ public sealed class EncryptedBatch : BatchBlob<CiphertextGroup>
 /// so a large batch can be split into per-group blobs (<see cref="GroupBlob.ToBytes"/>) for fan-out
 /// while holding one group in memory (about 136 ciphertexts, 350 MB at N = 16384) instead of all of them.
 /// </summary>
-public sealed class EncryptedBatchReader
+public sealed class EncryptedBatchReader : KeyedBlob
 {
     private readonly BlobReader _reader;
     private readonly byte[] _keyId;
     private int _next;
 
+    // The batch's header, read and checked by Open; the groups follow on the reader.
     private EncryptedBatchReader(BlobReader reader, EvaluationPlan plan, byte[] keyId, int records, int groups)
-    {
-        _reader = reader;
-        Plan = plan;
-        _keyId = keyId;
-        RecordCount = records;
-        GroupCount = groups;
-    }
-
-    public EvaluationPlan Plan { get; }
-
-    public int RecordCount { get; }
+        : base(plan, records, keyId) => (_reader, _keyId, GroupCount) = (reader, keyId, groups);
 
     public int GroupCount { get; }
-
-    public ReadOnlyMemory<byte> KeyId => _keyId;
 
     /// <summary>Reads and checks the header (magic, version, parameter hash, key id, record count against the limit, layout, group count).</summary>
     /// <exception cref="HeFormatException">Anything wrong in the header.</exception>

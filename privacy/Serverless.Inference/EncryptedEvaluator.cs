@@ -97,8 +97,8 @@ public sealed class EncryptedEvaluator
         ArgumentNullException.ThrowIfNull(first);
         ArgumentNullException.ThrowIfNull(second);
         var context = model.Plan.Context;
-        foreach (var batch in new[] { first, second })
-            if (!ReferenceEquals(batch.Plan.Context, context)) throw new ArgumentException("read the batches with the model's plan (HeModel.Plan)", nameof(first));
+        if (!ReferenceEquals(first.Plan.Context, context)) throw new ArgumentException("read the batches with the model's plan (HeModel.Plan)", nameof(first));
+        if (!ReferenceEquals(second.Plan.Context, context)) throw new ArgumentException("read the batches with the model's plan (HeModel.Plan)", nameof(second));
         if (!ReferenceEquals(keys.Plan.Context, context)) throw new ArgumentException("the keys were made under another plan than the model's", nameof(keys));
         var evaluator = new Evaluator(context, keys.EvaluationKeys.RelinearizationKey);
         Ciphertext Unflooded(EncryptedBatch batch) =>

@@ -39,7 +39,7 @@ public sealed class FraudFuzzTests(ITestOutputHelper output)
         // 2 × and a copy), 28 floats per row, one error record per bad cell; the intercept is the
         // parser's buffers and configuration.
         var spec = new LoaderSpec("credit card csv", [], BytesPerInputByte: 64, FixedBytes: 1 << 20);
-        var report = Fuzzer.Run(spec, [sample], b =>
+        Fuzzer.Run(spec, [sample], b =>
         {
             using var reader = new StreamReader(new MemoryStream(b), Encoding.UTF8);
             var result = CreditCardCsvImporter.Read(reader);
@@ -47,7 +47,6 @@ public sealed class FraudFuzzTests(ITestOutputHelper output)
             Assert.Equal(result.RejectedRows.Count, result.RejectedRows.Distinct().Count());
             Assert.All(result.RejectedRows, row => Assert.Contains(result.Errors, e => e.Row == row));
         }, output, text: true);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 
     [Fact]
@@ -56,11 +55,10 @@ public sealed class FraudFuzzTests(ITestOutputHelper output)
         byte[][] samples = [Encoding.UTF8.GetBytes(new CardToken(UInt128.MaxValue / 3).ToString()), Encoding.UTF8.GetBytes(new CardToken(42).ToString())];
         // 8 × input + 4 KiB: the UTF-16 string (2 ×) and an exception message.
         var spec = new LoaderSpec("card token", [typeof(FormatException)], 8, 4 << 10);
-        var report = Fuzzer.Run(spec, samples, b =>
+        Fuzzer.Run(spec, samples, b =>
         {
             var token = CardToken.Parse(Encoding.UTF8.GetString(b));
             Assert.Equal(token, CardToken.Parse(token.ToString())); // a parsed token round-trips
         }, output, text: true);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 }

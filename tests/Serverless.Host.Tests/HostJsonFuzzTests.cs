@@ -37,12 +37,11 @@ public sealed class HostJsonFuzzTests(ITestOutputHelper output)
         try
         {
             var path = Path.Combine(directory, "host.json");
-            var report = Fuzzer.Run(Spec(name), [Encoding.UTF8.GetBytes(Sample)], b =>
+            Fuzzer.Run(Spec(name), [Encoding.UTF8.GetBytes(Sample)], b =>
             {
                 File.WriteAllBytes(path, b);
                 read(directory);
             }, output, regressions, text: true);
-            Assert.True(report.Inputs >= Fuzzer.Iterations);
         }
         finally
         {

@@ -40,8 +40,7 @@ public sealed class ModelFuzzTests(ITestOutputHelper output)
         // node by node (as big as the input for a matching config, 2 ×) and checks every weight (1 ×).
         // The intercept is Google.Protobuf's descriptors and the exporter's fixed graph skeleton.
         var spec = new LoaderSpec("onnx import", [typeof(InvalidDataException)], BytesPerInputByte: 16, FixedBytes: 4 << 20);
-        var report = Fuzzer.Run(spec, [sample], b => OnnxImporter.Load(b), output);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
+        Fuzzer.Run(spec, [sample], b => OnnxImporter.Load(b), output);
     }
 
     [Fact]
@@ -50,12 +49,11 @@ public sealed class ModelFuzzTests(ITestOutputHelper output)
         using var writer = new StringWriter();
         CohortCsv.Write(Patients.Value, writer);
         var sample = Encoding.UTF8.GetBytes(writer.ToString());
-        var report = Fuzzer.Run(ImporterSpec("cohort csv"), [sample], b =>
+        Fuzzer.Run(ImporterSpec("cohort csv"), [sample], b =>
         {
             using var reader = new StreamReader(new MemoryStream(b), Encoding.UTF8);
             CohortCsv.Read(reader, "cohort.csv");
         }, output, text: true);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 
     private const string KaggleSample =
@@ -69,12 +67,11 @@ public sealed class ModelFuzzTests(ITestOutputHelper output)
     public void Kaggle_import()
     {
         using var key = new Pseudonymizer(Enumerable.Repeat((byte)7, 32).ToArray());
-        var report = Fuzzer.Run(ImporterSpec("kaggle import"), [Encoding.UTF8.GetBytes(KaggleSample)], b =>
+        Fuzzer.Run(ImporterSpec("kaggle import"), [Encoding.UTF8.GetBytes(KaggleSample)], b =>
         {
             using var reader = new StreamReader(new MemoryStream(b), Encoding.UTF8);
             KaggleHealthcareImporter.Read(reader, "healthcare.csv", key);
         }, output, text: true);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 
     /// <summary>
@@ -95,11 +92,10 @@ public sealed class ModelFuzzTests(ITestOutputHelper output)
         using var ms = new MemoryStream();
         FhirBundleWriter.Write(Patients.Value.Take(2), ms);
         using var key = new Pseudonymizer(Enumerable.Repeat((byte)7, 32).ToArray());
-        var report = Fuzzer.Run(ImporterSpec("fhir import"), [ms.ToArray()], b =>
+        Fuzzer.Run(ImporterSpec("fhir import"), [ms.ToArray()], b =>
         {
             var result = FhirBundleImporter.Read(new MemoryStream(b), "bundle.json", key);
             Assert.NotNull(result.Cohort);
         }, output, FhirRegressions, text: true);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 }

@@ -302,11 +302,7 @@ internal sealed class FederationAgent : IDisposable
         {
             // Refused before any key left: unsafe parameters (threshold below the floor, a server-chosen graph, no signatures)
             // or a peer certificate that does not chain to this agent's trust anchor.
-            stage.Abandoned = true;
-            stage.Reason = e.Message;
-            await session.StateFile.SaveAsync(progress, ct);
-            _progress.Note($"[{session.Federation} round {task.Round}] {e.Message}");
-            return false;
+            return await AbandonAsync(session, progress, stage, task, e.Message, ct);
         }
         session.ReplaceClient(task.Stage, client);
         var message = client.AdvertiseKeys();
@@ -412,11 +408,8 @@ internal sealed class FederationAgent : IDisposable
             if (client is null)
             {
                 // A dropout for the stage, which the protocol recovers; it never sends keys twice.
-                stage.Abandoned = true;
-                stage.Reason = $"restarted after advertising keys in {task.Stage}; {problem}, so it drops out of this stage";
-                await session.StateFile.SaveAsync(progress, ct);
-                _progress.Note($"[{session.Federation} round {task.Round}] {stage.Reason}");
-                return false;
+                return await AbandonAsync(session, progress, stage, task,
+                    $"restarted after advertising keys in {task.Stage}; {problem}, so it drops out of this stage", ct);
             }
         }
         try
@@ -459,12 +452,18 @@ internal sealed class FederationAgent : IDisposable
         catch (SecAggAbortedException e)
         {
             // The client refuses a server message that would reveal more than the sum.
-            stage.Abandoned = true;
-            stage.Reason = e.Message;
-            await session.StateFile.SaveAsync(progress, ct);
-            _progress.Note($"[{session.Federation} round {task.Round}] {e.Message}");
-            return false;
+            return await AbandonAsync(session, progress, stage, task, e.Message, ct);
         }
+    }
+
+    // The stage is given up for good (sealed, so a restart does not retry it) and the reason is shown; false: nothing was sent.
+    private async Task<bool> AbandonAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, string reason, CancellationToken ct)
+    {
+        stage.Abandoned = true;
+        stage.Reason = reason;
+        await session.StateFile.SaveAsync(progress, ct);
+        _progress.Note($"[{session.Federation} round {task.Round}] {reason}");
+        return false;
     }
 
     private async Task<bool> UploadPlainAsync(Session session, AgentRoundState progress, StageProgress stage, ClientTask task, CancellationToken ct)

@@ -7,26 +7,13 @@ namespace Serverless.Functions.Fraud;
 /// <summary>
 /// One transaction as a bank's gateway posts it. The card number travels only in this request: the
 /// intake tokenizes it before anything is queued, stored or logged, and <see cref="ToString"/> leaves it out.
-/// It repeats <see cref="Transaction"/>'s fields on purpose: nothing here is <c>required</c>, so one transaction
-/// with a missing field is refused by its index instead of failing the whole request in the deserializer.
+/// Nothing here is <c>required</c>, so one transaction with a missing field is refused by its index instead of
+/// failing the whole request in the deserializer.
 /// </summary>
-public sealed record TransactionSubmission
+public sealed record TransactionSubmission : TransactionDetails
 {
     public string? TransactionId { get; init; }
     public string? CardNumber { get; init; }
-    public long TimestampMs { get; init; }
-    public double Amount { get; init; }
-    public int MerchantId { get; init; }
-    public MerchantCategory Category { get; init; }
-    public bool Online { get; init; }
-    public TransactionKind Kind { get; init; }
-    public int Direction { get; init; }
-    public float LocationX { get; init; }
-    public float LocationY { get; init; }
-    public int DeviceId { get; init; }
-    public int UtcOffsetHours { get; init; }
-    public float CardAgeDays { get; init; }
-    public bool IsCredit { get; init; }
 
     /// <summary>The label, only in an evaluation set (1 = fraud); ignored at intake.</summary>
     public int? Fraud { get; init; }

@@ -215,25 +215,7 @@ public sealed class FraudFunctions(CardTokenizer tokenizer, FraudScoring scoring
     {
         if (t is null) return (null, "the transaction is JSON null");
         if (!tokenizer.TryTokenize(t.CardNumber ?? "", out var token, out var why)) return (null, why);
-        var e = new CardEvent
-        {
-            TransactionId = t.TransactionId ?? "",
-            Card = token,
-            Bank = 0,
-            TimestampMs = t.TimestampMs,
-            Amount = t.Amount,
-            MerchantId = t.MerchantId,
-            Category = t.Category,
-            Online = t.Online,
-            Kind = t.Kind,
-            Direction = t.Direction,
-            LocationX = t.LocationX,
-            LocationY = t.LocationY,
-            DeviceId = t.DeviceId,
-            UtcOffsetHours = t.UtcOffsetHours,
-            CardAgeDays = t.CardAgeDays,
-            IsCredit = t.IsCredit,
-        };
+        var e = new CardEvent(t, t.TransactionId ?? "", token, bank: 0);
         return MicroBatchScorer.Validate(e) is { } problem ? (null, problem) : (e, null);
     }
 

@@ -44,44 +44,13 @@ public enum FraudPattern
 /// scoring library tokenizes it on entry and never stores, logs or prints it; <see cref="ToString"/>
 /// leaves it out for the same reason.
 /// </summary>
-public sealed record Transaction
+public sealed record Transaction : TransactionDetails
 {
     /// <summary>The bank's id of this transaction (unique per bank; the scorer de-duplicates on it). Never a card number.</summary>
     public required string TransactionId { get; init; }
 
     public required string CardNumber { get; init; }
     public required int Bank { get; init; }
-
-    /// <summary>Milliseconds since the Unix epoch (UTC).</summary>
-    public required long TimestampMs { get; init; }
-
-    /// <summary>In the card's currency, two decimals, positive.</summary>
-    public required double Amount { get; init; }
-
-    /// <summary>The merchant, or for a transfer the counterparty account (opaque, not secret).</summary>
-    public required int MerchantId { get; init; }
-
-    public MerchantCategory Category { get; init; }
-    public bool Online { get; init; }
-    public TransactionKind Kind { get; init; }
-
-    /// <summary>+1 money out, -1 money in (transfers); 0 for purchases.</summary>
-    public int Direction { get; init; }
-
-    /// <summary>Where the event happened (card-present terminal or IP geolocation), in region units [-1, 1]².</summary>
-    public float LocationX { get; init; }
-
-    public float LocationY { get; init; }
-    public int DeviceId { get; init; }
-
-    /// <summary>The bank's time zone offset in hours; local hour of day = UTC hour + this.</summary>
-    public int UtcOffsetHours { get; init; }
-
-    /// <summary>Static card profile: days since the card was issued.</summary>
-    public float CardAgeDays { get; init; }
-
-    /// <summary>Static card profile: credit (true) or debit card.</summary>
-    public bool IsCredit { get; init; }
 
     /// <summary>Ground truth (generated or imported data only).</summary>
     public bool IsFraud { get; init; }

@@ -178,31 +178,41 @@ internal sealed class CardStateTable
     }
 }
 
-/// <summary>Ring buffers per card and the claimed ids, in memory only (lost on restart). Not thread-safe: one per scorer (per partition).</summary>
-public sealed class InMemoryCardHistoryStore : ICardHistoryStore
+/// <summary>
+/// The stores' common part: reads, appends and claims work on the in-memory <see cref="CardStateTable"/>;
+/// a store decides only what <see cref="Commit"/> makes durable.
+/// </summary>
+public abstract class CardHistoryStore : ICardHistoryStore
 {
     /// <summary>Transaction ids remembered by default: at 5,000 events/s, 200 s of traffic (beyond any queue's redelivery delay).</summary>
     public const int DefaultDedupeCapacity = 1_000_000;
 
-    private readonly CardStateTable _table;
+    private protected CardHistoryStore(int capacity, int dedupeCapacity) => Table = new CardStateTable(capacity, dedupeCapacity);
 
-    public InMemoryCardHistoryStore(int capacity, int dedupeCapacity = DefaultDedupeCapacity) => _table = new CardStateTable(capacity, dedupeCapacity);
+    private protected CardStateTable Table { get; }
 
-    public int Capacity => _table.Capacity;
-    public int Count => _table.Count;
+    public int Capacity => Table.Capacity;
+    public int Count => Table.Count;
 
     /// <summary>The tokens held (for tests and audits: there is nothing else to key by).</summary>
-    public IEnumerable<CardToken> Cards => _table.Cards;
+    public IEnumerable<CardToken> Cards => Table.Cards;
 
-    public long? LastTimestampMs(CardToken card) => _table.LastTimestampMs(card);
+    public long? LastTimestampMs(CardToken card) => Table.LastTimestampMs(card);
 
     public int AppendAndCopy(CardToken card, long timestampMs, ReadOnlySpan<float> encodedEvent, Span<float> events) =>
-        _table.AppendAndCopy(card, timestampMs, encodedEvent, events);
+        Table.AppendAndCopy(card, timestampMs, encodedEvent, events);
 
-    public bool TryClaim(string transactionId) => _table.TryClaim(transactionId);
+    public bool TryClaim(string transactionId) => Table.TryClaim(transactionId);
 
+    public abstract void Commit();
+}
+
+/// <summary>Ring buffers per card and the claimed ids, in memory only (lost on restart). Not thread-safe: one per scorer (per partition).</summary>
+public sealed class InMemoryCardHistoryStore(int capacity, int dedupeCapacity = CardHistoryStore.DefaultDedupeCapacity)
+    : CardHistoryStore(capacity, dedupeCapacity)
+{
     // Nothing to make durable; the change lists are dropped so they do not grow.
-    public void Commit() => _table.ClearChanges();
+    public override void Commit() => Table.ClearChanges();
 }
 
 /// <summary>Turns an event into the model's window [k, F] and mask [k], updating the card's history.</summary>

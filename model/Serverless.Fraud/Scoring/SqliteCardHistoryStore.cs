@@ -12,10 +12,9 @@ namespace Serverless.Fraud.Scoring;
 /// redelivered by the queue and scored again against the same history, and nothing is half-applied.
 /// Keys are card tokens; no card number is ever written. Not thread-safe: one per scorer (per partition).
 /// </summary>
-public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
+public sealed class SqliteCardHistoryStore : CardHistoryStore, IDisposable
 {
     private const int E = EventFeatures.EventCount;
-    private readonly CardStateTable _table;
     private readonly SqliteConnection _db;
     private readonly SqliteCommand _upsertCard, _insertId, _prune;
     private readonly SqliteParameter _token, _lastMs, _next, _length, _ring, _id, _keepFrom;
@@ -27,10 +26,10 @@ public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
     /// <param name="capacity">k; a file written with another k is refused.</param>
     /// <param name="dedupeCapacity">How many of the latest transaction ids are remembered (in memory and on disk).</param>
     /// <exception cref="InvalidDataException">The file holds state of another shape.</exception>
-    public SqliteCardHistoryStore(string path, int capacity, int dedupeCapacity = InMemoryCardHistoryStore.DefaultDedupeCapacity)
+    public SqliteCardHistoryStore(string path, int capacity, int dedupeCapacity = DefaultDedupeCapacity)
+        : base(capacity, dedupeCapacity)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        _table = new CardStateTable(capacity, dedupeCapacity);
         _ringBytes = new byte[capacity * E * sizeof(float)];
         _db = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = path, Pooling = false }.ToString());
         _db.Open();
@@ -77,30 +76,17 @@ public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
         }
     }
 
-    public int Capacity => _table.Capacity;
-    public int Count => _table.Count;
-
-    /// <summary>The tokens held.</summary>
-    public IEnumerable<CardToken> Cards => _table.Cards;
-
-    public long? LastTimestampMs(CardToken card) => _table.LastTimestampMs(card);
-
-    public int AppendAndCopy(CardToken card, long timestampMs, ReadOnlySpan<float> encodedEvent, Span<float> events) =>
-        _table.AppendAndCopy(card, timestampMs, encodedEvent, events);
-
-    public bool TryClaim(string transactionId) => _table.TryClaim(transactionId);
-
-    public void Commit()
+    public override void Commit()
     {
         using var tx = _db.BeginTransaction();
         _upsertCard.Transaction = tx;
         _insertId.Transaction = tx;
         _prune.Transaction = tx;
-        foreach (var slot in _table.DirtySlots)
+        foreach (var slot in Table.DirtySlots)
         {
-            BinaryPrimitives.WriteUInt128BigEndian(_tokenBytes, _table.TokenAt(slot).Value);
-            var (lastMs, next, length) = _table.StateAt(slot);
-            MemoryMarshal.AsBytes(_table.RingAt(slot)).CopyTo(_ringBytes); // little-endian floats, as every supported .NET platform
+            BinaryPrimitives.WriteUInt128BigEndian(_tokenBytes, Table.TokenAt(slot).Value);
+            var (lastMs, next, length) = Table.StateAt(slot);
+            MemoryMarshal.AsBytes(Table.RingAt(slot)).CopyTo(_ringBytes); // little-endian floats, as every supported .NET platform
             _token.Value = _tokenBytes;
             _lastMs.Value = lastMs;
             _next.Value = next;
@@ -109,19 +95,19 @@ public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
             _upsertCard.ExecuteNonQuery();
         }
         var seqParam = _insertId.Parameters["$s"];
-        foreach (var id in _table.Claimed)
+        foreach (var id in Table.Claimed)
         {
             _id.Value = id;
             seqParam.Value = ++_seq;
             _insertId.ExecuteNonQuery();
         }
-        if (_table.Claimed.Count > 0)
+        if (Table.Claimed.Count > 0)
         {
-            _keepFrom.Value = _seq - _table.DedupeCapacity + 1;
+            _keepFrom.Value = _seq - Table.DedupeCapacity + 1;
             _prune.ExecuteNonQuery();
         }
         tx.Commit();
-        _table.ClearChanges();
+        Table.ClearChanges();
     }
 
     private void Load()
@@ -138,7 +124,7 @@ public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
                 if (token.Length != 16 || bytes.Length != ring.Length * sizeof(float)) throw new InvalidDataException("stored card history has the wrong shape");
                 MemoryMarshal.Cast<byte, float>(bytes).CopyTo(ring);
                 foreach (var v in ring) if (!float.IsFinite(v)) throw new InvalidDataException("stored card history holds a value that is not finite");
-                _table.Load(new CardToken(BinaryPrimitives.ReadUInt128BigEndian(token)), r.GetInt64(1), r.GetInt32(2), r.GetInt32(3), ring);
+                Table.Load(new CardToken(BinaryPrimitives.ReadUInt128BigEndian(token)), r.GetInt64(1), r.GetInt32(2), r.GetInt32(3), ring);
             }
         }
         using var ids = _db.CreateCommand();
@@ -147,7 +133,7 @@ public sealed class SqliteCardHistoryStore : ICardHistoryStore, IDisposable
         while (q.Read())
         {
             _seq = q.GetInt64(0);
-            _table.LoadClaim(q.GetString(1));
+            Table.LoadClaim(q.GetString(1));
         }
     }
 

@@ -129,11 +129,7 @@ public sealed class Trainer
             (validation, train) = train.Split(o.ValidationFraction, unchecked(o.Seed * 31 + 7));
         var early = validation is { Count: > 0 } && o.Patience > 0;
 
-        var p = initialParameters.ToArray();
-        var reference = o.ProximalMu > 0 ? (proximalReference ?? initialParameters.ToArray()) : null;
-        var grad = new float[n];
-        var m1 = new float[n];
-        var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
+        var (p, reference, grad, m1, m2) = OptimizerState(initialParameters, proximalReference);
         var decayMask = DecayMask();
         var frozen = FrozenRanges();
         var epochs = new EpochLog(_model, early ? validation : null, o.Patience, p);
@@ -184,6 +180,15 @@ public sealed class Trainer
         return new TrainingResult(epochs.Result, epochs.History, epochs.BestEpoch, samples, step);
     }
 
+    // The weights, the proximal term's anchor, the gradient and the moment buffers (Adam's second only when used).
+    private (float[] Weights, float[]? Reference, float[] Gradient, float[] FirstMoment, float[] SecondMoment) OptimizerState(
+        ReadOnlySpan<float> initialParameters, float[]? proximalReference)
+    {
+        var n = _model.ParameterCount;
+        var reference = _options.ProximalMu > 0 ? (proximalReference ?? initialParameters.ToArray()) : null;
+        return (initialParameters.ToArray(), reference, new float[n], new float[n], _options.Optimizer == OptimizerKind.Adam ? new float[n] : []);
+    }
+
     /// <summary>
     /// DP-SGD: Poisson-sampled batches, per-record clipped gradients, Gaussian noise of std sigma C on their
     /// sum, divided by the expected batch size; then the same optimiser step as ordinary training (the
@@ -201,11 +206,7 @@ public sealed class Trainer
         var random = dp.Randomness ?? new DpNoise.Cryptographic();
         var early = validation is { Count: > 0 } && o.Patience > 0;
 
-        var p = initialParameters.ToArray();
-        var reference = o.ProximalMu > 0 ? (proximalReference ?? initialParameters.ToArray()) : null;
-        var grad = new float[n];
-        var m1 = new float[n];
-        var m2 = o.Optimizer == OptimizerKind.Adam ? new float[n] : [];
+        var (p, reference, grad, m1, m2) = OptimizerState(initialParameters, proximalReference);
         var decayMask = DecayMask();
         var perExample = new PerExampleGradients(_model, FrozenRanges());
         var frozen = FrozenRanges();

@@ -184,6 +184,24 @@ public sealed class CkksContext
         for (var i = 0; i < count; i++) body(i);
     }
 
+    /// <summary><paramref name="context"/>, once it is not null and <paramref name="keyContext"/> (a key's) is that very context.</summary>
+    internal static CkksContext ForKey(CkksContext context, CkksContext? keyContext, string keyName, string paramName)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (keyContext is null) throw new ArgumentNullException(paramName);
+        context.RequireOwned(keyContext, keyName, paramName);
+        return context;
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="owner"/> is this very context. Objects of two contexts never mix, even
+    /// with equal parameters: each context has its own tables, and a caller mixing them has a bug.
+    /// </summary>
+    internal void RequireOwned(CkksContext owner, string what, string paramName)
+    {
+        if (!ReferenceEquals(owner, this)) throw new ArgumentException(what + " belongs to another context", paramName);
+    }
+
     internal CrtConstants Crt(int level) => _crt.GetOrAdd(level, l => new CrtConstants(Moduli, l));
 
     internal void CheckLevel(int level, string paramName)

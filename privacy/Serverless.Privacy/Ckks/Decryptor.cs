@@ -12,11 +12,8 @@ public sealed class Decryptor
 
     public Decryptor(CkksContext context, SecretKey secretKey)
     {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(secretKey);
-        if (!ReferenceEquals(secretKey.Context, context)) throw new ArgumentException("the secret key belongs to another context", nameof(secretKey));
-        _context = context;
-        _secretKey = secretKey;
+        _context = CkksContext.ForKey(context, secretKey?.Context, "the secret key", nameof(secretKey));
+        _secretKey = secretKey!; // ForKey refused null
     }
 
     public Plaintext Decrypt(Ciphertext ciphertext)
@@ -31,8 +28,8 @@ public sealed class Decryptor
     {
         ArgumentNullException.ThrowIfNull(ciphertext);
         ArgumentNullException.ThrowIfNull(destination);
-        if (!ReferenceEquals(ciphertext.Context, _context)) throw new ArgumentException("cannot Decrypt: the ciphertext belongs to another context", nameof(ciphertext));
-        if (!ReferenceEquals(destination.Context, _context)) throw new ArgumentException("cannot Decrypt: the destination belongs to another context", nameof(destination));
+        _context.RequireOwned(ciphertext.Context, "cannot Decrypt: the ciphertext", nameof(ciphertext));
+        _context.RequireOwned(destination.Context, "cannot Decrypt: the destination", nameof(destination));
         var ctx = _context;
         var n = ctx.N;
         var level = ciphertext.Level;

@@ -53,13 +53,9 @@ public sealed class Encoder
     /// <exception cref="ArgumentException">More values than slots, a non-finite value, or a scaled value beyond the modulus.</exception>
     public void Encode(ReadOnlySpan<double> values, double scale, int level, Plaintext destination)
     {
-        var buffer = ArrayPool<Complex>.Shared.Rent(_context.Slots);
+        var slots = RentSlots(values.Length, out var buffer);
         try
         {
-            var slots = buffer.AsSpan(0, _context.Slots);
-            if (values.Length > slots.Length)
-                throw new ArgumentException($"cannot Encode: {values.Length} values but only {slots.Length} slots", nameof(values));
-            slots.Clear();
             for (var i = 0; i < values.Length; i++) slots[i] = values[i];
             EncodeSlots(slots, scale, level, destination);
         }
@@ -69,17 +65,24 @@ public sealed class Encoder
     /// <summary>Encodes complex values (missing slots are zero).</summary>
     public void Encode(ReadOnlySpan<Complex> values, double scale, int level, Plaintext destination)
     {
-        var buffer = ArrayPool<Complex>.Shared.Rent(_context.Slots);
+        var slots = RentSlots(values.Length, out var buffer);
         try
         {
-            var slots = buffer.AsSpan(0, _context.Slots);
-            if (values.Length > slots.Length)
-                throw new ArgumentException($"cannot Encode: {values.Length} values but only {slots.Length} slots", nameof(values));
-            slots.Clear();
             values.CopyTo(slots);
             EncodeSlots(slots, scale, level, destination);
         }
         finally { ArrayPool<Complex>.Shared.Return(buffer, clearArray: true); }
+    }
+
+    // All slots, zeroed, from the pool (the caller returns the buffer, cleared: it held the values).
+    private Span<Complex> RentSlots(int count, out Complex[] buffer)
+    {
+        if (count > _context.Slots)
+            throw new ArgumentException($"cannot Encode: {count} values but only {_context.Slots} slots", "values");
+        buffer = ArrayPool<Complex>.Shared.Rent(_context.Slots);
+        var slots = buffer.AsSpan(0, _context.Slots);
+        slots.Clear();
+        return slots;
     }
 
     /// <summary>Encodes the same real value in every slot (a constant polynomial).</summary>
@@ -100,7 +103,7 @@ public sealed class Encoder
     public void Decode(Plaintext plaintext, Span<Complex> destination)
     {
         ArgumentNullException.ThrowIfNull(plaintext);
-        if (!ReferenceEquals(plaintext.Context, _context)) throw new ArgumentException("cannot Decode: the plaintext belongs to another context", nameof(plaintext));
+        _context.RequireOwned(plaintext.Context, "cannot Decode: the plaintext", nameof(plaintext));
         if (destination.Length < _context.Slots)
             throw new ArgumentException($"cannot Decode: destination holds {destination.Length} values, need {_context.Slots}", nameof(destination));
         var n = _context.N;
@@ -130,7 +133,7 @@ public sealed class Encoder
     private void ValidateTarget(double scale, int level, Plaintext destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
-        if (!ReferenceEquals(destination.Context, _context)) throw new ArgumentException("cannot Encode: the destination belongs to another context", nameof(destination));
+        _context.RequireOwned(destination.Context, "cannot Encode: the destination", nameof(destination));
         _context.CheckLevel(level, nameof(level));
         if (!double.IsFinite(scale) || scale < 1 || Math.Log2(scale) > 120)
             throw new ArgumentOutOfRangeException(nameof(scale), scale, "scale must be finite, at least 1 and at most 2^120");

@@ -15,20 +15,14 @@ public sealed class Encryptor
 
     public Encryptor(CkksContext context, PublicKey publicKey)
     {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(publicKey);
-        if (!ReferenceEquals(publicKey.Context, context)) throw new ArgumentException("the public key belongs to another context", nameof(publicKey));
-        _context = context;
+        _context = CkksContext.ForKey(context, publicKey?.Context, "the public key", nameof(publicKey));
         _publicKey = publicKey;
     }
 
     /// <summary>Symmetric encryption with the secret key (for data owners; ciphertexts travel seeded).</summary>
     public Encryptor(CkksContext context, SecretKey secretKey)
     {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(secretKey);
-        if (!ReferenceEquals(secretKey.Context, context)) throw new ArgumentException("the secret key belongs to another context", nameof(secretKey));
-        _context = context;
+        _context = CkksContext.ForKey(context, secretKey?.Context, "the secret key", nameof(secretKey));
         _secretKey = secretKey;
     }
 
@@ -44,8 +38,8 @@ public sealed class Encryptor
     {
         ArgumentNullException.ThrowIfNull(plaintext);
         ArgumentNullException.ThrowIfNull(destination);
-        if (!ReferenceEquals(plaintext.Context, _context)) throw new ArgumentException("cannot Encrypt: the plaintext belongs to another context", nameof(plaintext));
-        if (!ReferenceEquals(destination.Context, _context)) throw new ArgumentException("cannot Encrypt: the destination belongs to another context", nameof(destination));
+        _context.RequireOwned(plaintext.Context, "cannot Encrypt: the plaintext", nameof(plaintext));
+        _context.RequireOwned(destination.Context, "cannot Encrypt: the destination", nameof(destination));
         var ctx = _context;
         var n = ctx.N;
         var level = plaintext.Level;

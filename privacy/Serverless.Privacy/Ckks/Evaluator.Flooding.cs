@@ -1,4 +1,3 @@
-
 namespace Serverless.Privacy.Ckks;
 
 public sealed partial class Evaluator
@@ -17,7 +16,7 @@ public sealed partial class Evaluator
     public void FloodNoiseInPlace(Ciphertext ciphertext, int floodingBits)
     {
         ArgumentNullException.ThrowIfNull(ciphertext);
-        if (!ReferenceEquals(ciphertext.Context, _context)) throw new ArgumentException("cannot FloodNoise: the ciphertext belongs to another context", nameof(ciphertext));
+        _context.RequireOwned(ciphertext.Context, "cannot FloodNoise: the ciphertext", nameof(ciphertext));
         if (floodingBits is < 1 or > 60) throw new ArgumentOutOfRangeException(nameof(floodingBits), floodingBits, "flooding bits must be 1..60");
         FloodingNoise.AddUniform(_context, ciphertext.Level, floodingBits, ciphertext.Poly(0));
         // Only c0 changed: a seed still describes c1, so a fresh ciphertext keeps its half-size form.

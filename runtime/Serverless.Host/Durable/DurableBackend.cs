@@ -137,11 +137,11 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
         {
             using JsonDocument document = JsonDocument.Parse(File.ReadAllText(path),
                 new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-            if (!TryGet(document.RootElement, "extensions", out JsonElement extensions) || !TryGet(extensions, "durableTask", out JsonElement durable))
+            if (!JsonLookup.TryGet(document.RootElement, "extensions", out JsonElement extensions) || !JsonLookup.TryGet(extensions, "durableTask", out JsonElement durable))
             {
                 return result;
             }
-            if (TryGet(durable, "hubName", out JsonElement hub))
+            if (JsonLookup.TryGet(durable, "hubName", out JsonElement hub))
             {
                 string name = hub.GetString() ?? string.Empty;
                 // Azure Storage names: 3-45 letters and digits, starting with a letter (the extension's rule).
@@ -151,9 +151,9 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
                 }
                 result = result with { HubName = name };
             }
-            if (TryGet(durable, "storageProvider", out JsonElement provider) && provider.ValueKind == JsonValueKind.Object)
+            if (JsonLookup.TryGet(durable, "storageProvider", out JsonElement provider) && provider.ValueKind == JsonValueKind.Object)
             {
-                if (TryGet(provider, "type", out JsonElement type))
+                if (JsonLookup.TryGet(provider, "type", out JsonElement type))
                 {
                     result = result with { StorageType = type.GetString() ?? "embedded" };
                 }
@@ -162,7 +162,7 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
                     // The Functions default provider is Azure Storage.
                     result = result with { StorageType = "AzureStorage" };
                 }
-                if (TryGet(provider, "connectionName", out JsonElement connection) || TryGet(provider, "connectionStringName", out connection))
+                if (JsonLookup.TryGet(provider, "connectionName", out JsonElement connection) || JsonLookup.TryGet(provider, "connectionStringName", out connection))
                 {
                     result = result with { ConnectionName = connection.GetString() };
                 }
@@ -183,28 +183,11 @@ internal sealed record DurableHostJson(string HubName, string StorageType, strin
 
     private static TimeSpan? PositiveTime(JsonElement provider, string property)
     {
-        if (!TryGet(provider, property, out JsonElement value)) return null;
+        if (!JsonLookup.TryGet(provider, property, out JsonElement value)) return null;
         if (!TimeSpan.TryParse(value.GetString(), System.Globalization.CultureInfo.InvariantCulture, out TimeSpan time) || time <= TimeSpan.Zero)
         {
             throw new HostStartException($"host.json: durableTask.storageProvider.{property} must be a positive hh:mm:ss");
         }
         return time;
-    }
-
-    private static bool TryGet(JsonElement json, string property, out JsonElement value)
-    {
-        if (json.ValueKind == JsonValueKind.Object)
-        {
-            foreach (JsonProperty candidate in json.EnumerateObject())
-            {
-                if (string.Equals(candidate.Name, property, StringComparison.OrdinalIgnoreCase))
-                {
-                    value = candidate.Value;
-                    return true;
-                }
-            }
-        }
-        value = default;
-        return false;
     }
 }

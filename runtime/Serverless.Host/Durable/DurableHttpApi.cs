@@ -103,17 +103,8 @@ internal sealed class DurableHttpApi(DurableBackend backend, FunctionKeys keys, 
 
     private async Task RaiseEventAsync(HttpContext context)
     {
-        OrchestrationState? state = await GetStateAsync(context);
-        if (state is null)
-        {
-            context.Response.StatusCode = StatusCodes.Status404NotFound;
-            return;
-        }
-        if (IsFinished(state.OrchestrationStatus))
-        {
-            context.Response.StatusCode = StatusCodes.Status410Gone;
-            return;
-        }
+        OrchestrationState? state = await GetRunningStateAsync(context);
+        if (state is null) return;
         if (!string.Equals(context.Request.ContentType?.Split(';')[0].Trim(), "application/json", StringComparison.OrdinalIgnoreCase))
         {
             await Results.Problem(statusCode: StatusCodes.Status400BadRequest, detail: "Only application/json request content is supported").ExecuteAsync(context);
@@ -146,17 +137,8 @@ internal sealed class DurableHttpApi(DurableBackend backend, FunctionKeys keys, 
 
     private async Task SendControlAsync(HttpContext context, Control control)
     {
-        OrchestrationState? state = await GetStateAsync(context);
-        if (state is null)
-        {
-            context.Response.StatusCode = StatusCodes.Status404NotFound;
-            return;
-        }
-        if (IsFinished(state.OrchestrationStatus))
-        {
-            context.Response.StatusCode = StatusCodes.Status410Gone;
-            return;
-        }
+        OrchestrationState? state = await GetRunningStateAsync(context);
+        if (state is null) return;
         string? reason = context.Request.Query.TryGetValue("reason", out var r) ? r.ToString() : null;
         string id = state.OrchestrationInstance.InstanceId;
         switch (control)
@@ -180,6 +162,17 @@ internal sealed class DurableHttpApi(DurableBackend backend, FunctionKeys keys, 
                 break;
         }
         context.Response.StatusCode = StatusCodes.Status202Accepted;
+    }
+
+    // The instance an event or a control is for, or null once the answer is written: 404 for an unknown
+    // instance, 410 for a finished one (the Durable extension's webhook answers the same).
+    private async Task<OrchestrationState?> GetRunningStateAsync(HttpContext context)
+    {
+        OrchestrationState? state = await GetStateAsync(context);
+        if (state is null) context.Response.StatusCode = StatusCodes.Status404NotFound;
+        else if (IsFinished(state.OrchestrationStatus)) context.Response.StatusCode = StatusCodes.Status410Gone;
+        else return state;
+        return null;
     }
 
     private async Task<OrchestrationState?> GetStateAsync(HttpContext context)

@@ -156,7 +156,7 @@ internal sealed class BindingDescriptor
 
     /// <summary>A boolean setting (true/false, or its string form, as function.json allows); null when absent.</summary>
     public bool? GetBoolean(string property) =>
-        !TryGet(_json, property, out JsonElement value) ? null
+        !JsonLookup.TryGet(_json, property, out JsonElement value) ? null
         : value.ValueKind == JsonValueKind.True ? true
         : value.ValueKind == JsonValueKind.False ? false
         : value.ValueKind == JsonValueKind.String && bool.TryParse(value.GetString(), out bool parsed) ? parsed
@@ -165,7 +165,7 @@ internal sealed class BindingDescriptor
     /// <summary>A string-array setting, e.g. an HTTP trigger's methods; null when absent.</summary>
     public IReadOnlyList<string>? GetStrings(string property)
     {
-        if (!TryGet(_json, property, out JsonElement value) || value.ValueKind != JsonValueKind.Array)
+        if (!JsonLookup.TryGet(_json, property, out JsonElement value) || value.ValueKind != JsonValueKind.Array)
         {
             return null;
         }
@@ -191,22 +191,5 @@ internal sealed class BindingDescriptor
     }
 
     private static string? GetString(JsonElement json, string property) =>
-        TryGet(json, property, out JsonElement value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
-
-    private static bool TryGet(JsonElement json, string property, out JsonElement value)
-    {
-        if (json.ValueKind == JsonValueKind.Object)
-        {
-            foreach (JsonProperty candidate in json.EnumerateObject())
-            {
-                if (string.Equals(candidate.Name, property, StringComparison.OrdinalIgnoreCase))
-                {
-                    value = candidate.Value;
-                    return true;
-                }
-            }
-        }
-        value = default;
-        return false;
-    }
+        JsonLookup.TryGet(json, property, out JsonElement value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 }

@@ -145,13 +145,7 @@ public sealed class AzureKeyVaultClient : IKeyVault
     {
         if (dataKey.Length is 0 or > 256) throw new ArgumentException("A data key is 1..256 bytes.", nameof(dataKey));
         var current = await GetCurrentVersionAsync(name, cancellationToken) ?? throw new KeyNotFoundException($"Key '{name}' has no enabled version.");
-        var body = Json(w =>
-        {
-            w.WriteString("alg", KeyAlgorithms.RsaOaep256);
-            w.WriteString("value", Base64Url.EncodeToString(dataKey.Span));
-        });
-        using var response = await SendAsync(RequestMethod.Post, ["keys", current.Id.Name, current.Id.Version, "wrapkey"], body, cancellationToken);
-        var (kid, value) = ParseKidAndValue(response);
+        var (kid, value) = await KeyOperationAsync(current.Id, "wrapkey", KeyAlgorithms.RsaOaep256, dataKey, cancellationToken);
         return new WrappedKey(kid, KeyAlgorithms.RsaOaep256, value);
     }
 
@@ -161,15 +155,9 @@ public sealed class AzureKeyVaultClient : IKeyVault
         ValidateId(wrapped.KeyId);
         if (wrapped.Algorithm != KeyAlgorithms.RsaOaep256)
             throw new CryptographicException($"This vault unwraps only {KeyAlgorithms.RsaOaep256}, not '{wrapped.Algorithm}'.");
-        var body = Json(w =>
-        {
-            w.WriteString("alg", wrapped.Algorithm);
-            w.WriteString("value", Base64Url.EncodeToString(wrapped.Ciphertext));
-        });
         try
         {
-            using var response = await SendAsync(RequestMethod.Post, ["keys", wrapped.KeyId.Name, wrapped.KeyId.Version, "unwrapkey"], body, cancellationToken);
-            return ParseKidAndValue(response).Value;
+            return (await KeyOperationAsync(wrapped.KeyId, "unwrapkey", wrapped.Algorithm, wrapped.Ciphertext, cancellationToken)).Value;
         }
         catch (KeyVaultException e) when (e.Status == 400)
         {
@@ -181,13 +169,7 @@ public sealed class AzureKeyVaultClient : IKeyVault
     {
         KeyNames.ValidateDigest(sha256Digest);
         var current = await GetCurrentVersionAsync(name, cancellationToken) ?? throw new KeyNotFoundException($"Key '{name}' has no enabled version.");
-        var body = Json(w =>
-        {
-            w.WriteString("alg", KeyAlgorithms.Es256);
-            w.WriteString("value", Base64Url.EncodeToString(sha256Digest.Span));
-        });
-        using var response = await SendAsync(RequestMethod.Post, ["keys", current.Id.Name, current.Id.Version, "sign"], body, cancellationToken);
-        var (kid, value) = ParseKidAndValue(response);
+        var (kid, value) = await KeyOperationAsync(current.Id, "sign", KeyAlgorithms.Es256, sha256Digest, cancellationToken);
         return new KeySignature(kid, KeyAlgorithms.Es256, value);
     }
 
@@ -296,6 +278,20 @@ public sealed class AzureKeyVaultClient : IKeyVault
             if (response.Status == 404) throw new KeyNotFoundException(text);
             throw new KeyVaultException(text, status: response.Status);
         }
+    }
+
+    // wrapkey, unwrapkey and sign share one shape: POST keys/{name}/{version}/{operation} with {"alg", "value"},
+    // answered with {"kid", "value"} (Key Vault REST API 7.4, key operations).
+    private async Task<(KeyId KeyId, byte[] Value)> KeyOperationAsync(KeyId key, string operation, string algorithm, ReadOnlyMemory<byte> value,
+        CancellationToken cancellationToken)
+    {
+        var body = Json(w =>
+        {
+            w.WriteString("alg", algorithm);
+            w.WriteString("value", Base64Url.EncodeToString(value.Span));
+        });
+        using var response = await SendAsync(RequestMethod.Post, ["keys", key.Name, key.Version, operation], body, cancellationToken);
+        return ParseKidAndValue(response);
     }
 
     private static byte[] Json(Action<Utf8JsonWriter> write)

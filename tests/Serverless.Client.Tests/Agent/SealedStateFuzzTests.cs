@@ -29,12 +29,11 @@ public sealed class SealedStateFuzzTests(ITestOutputHelper output)
             // then the JSON document (UTF-16 and objects, a few ×). The intercept is the keyring's unwrap
             // of the data key, AES-GCM state, FileStream buffers and the serializer's metadata.
             var spec = new LoaderSpec("sealed agent state", [typeof(CryptographicException), typeof(InvalidDataException)], 32, 1 << 20, MeasureAllThreads: true);
-            var report = Fuzzer.Run(spec, [sample], b =>
+            Fuzzer.Run(spec, [sample], b =>
             {
                 File.WriteAllBytes(file.Path, b);
                 file.LoadAsync().GetAwaiter().GetResult();
             }, output);
-            Assert.True(report.Inputs >= Fuzzer.Iterations);
         }
         finally
         {

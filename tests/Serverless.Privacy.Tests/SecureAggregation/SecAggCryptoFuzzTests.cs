@@ -20,11 +20,10 @@ public sealed class SecAggCryptoFuzzTests(ITestOutputHelper output)
     {
         using var a = SecAggCrypto.NewKeyPair();
         using var b = SecAggCrypto.NewKeyPair();
-        var report = Fuzzer.Run(Spec("secagg public key"), [SecAggCrypto.ExportPublic(a), SecAggCrypto.ExportPublic(b)], bytes =>
+        Fuzzer.Run(Spec("secagg public key"), [SecAggCrypto.ExportPublic(a), SecAggCrypto.ExportPublic(b)], bytes =>
         {
             if (SecAggCrypto.TryImportPublic(bytes, out var key)) key!.Dispose();
         }, output);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 
     [Fact]
@@ -56,7 +55,7 @@ public sealed class SecAggCryptoFuzzTests(ITestOutputHelper output)
         // The valid sample must decrypt; so must every resealed plaintext whose checks pass.
         Assert.Null(SecAggCrypto.TryDecryptBundle(key, roundId, 1, 2, sample, out _, out _));
         var accepted = 0;
-        var report = Fuzzer.Run(Spec("secagg share bundle"), [sample], bytes =>
+        Fuzzer.Run(Spec("secagg share bundle"), [sample], bytes =>
         {
             if (SecAggCrypto.TryDecryptBundle(key, roundId, 1, 2, bytes, out var s, out var b) is null)
             {
@@ -66,7 +65,6 @@ public sealed class SecAggCryptoFuzzTests(ITestOutputHelper output)
             }
         }, output, reseal: Reseal);
         output.WriteLine($"secagg share bundle: {accepted} accepted");
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 
     [Fact]
@@ -83,11 +81,10 @@ public sealed class SecAggCryptoFuzzTests(ITestOutputHelper output)
         // 1.2.800.10045.3.1.7) made the SPKI import throw PlatformNotSupportedException out of Verify, which
         // the server calls on every advertised key of the malicious-server variant.
         byte[][] regressions = [Convert.FromBase64String("MFkwEwYHKoZIzj0CAQYIIoZIzj0DAQcDQgAEwoMbrYiSDNhNSy8rj6D12ee0fb7P636iM59XWC58ynjex777mSHyt17CGA9l4ioszcmKGVasru22PJ1oM71s181tQEBVZt8ydKh09lqPf/WbQ6p6CUKYsMv5m6wYqI4HddV24YAUOvYkLiDk2kHL1l5LvrjwE1yhy3cJMI4U9Dc=")];
-        var report = Fuzzer.Run(Spec("secagg signature and key"), [sample], bytes =>
+        Fuzzer.Run(Spec("secagg signature and key"), [sample], bytes =>
         {
             var cut = Math.Max(0, bytes.Length - SecAggCrypto.SignatureLength);
             SecAggCrypto.Verify(bytes[..cut], message, bytes[cut..]);
         }, output, regressions);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
     }
 }

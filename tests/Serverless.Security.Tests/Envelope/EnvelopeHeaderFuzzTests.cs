@@ -18,7 +18,6 @@ public sealed class EnvelopeHeaderFuzzTests(ITestOutputHelper output)
         // decoded once (UTF-16, 2 ×). The intercept is the largest key part the format allows plus the
         // async state machine.
         var spec = new LoaderSpec("envelope header", [typeof(CryptographicException)], 8, 64 << 10);
-        var report = Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
-        Assert.True(report.Inputs >= Fuzzer.Iterations);
+        Fuzzer.Run(spec, [sample], b => EnvelopeHeader.ReadAsync(new MemoryStream(b), CancellationToken.None).GetAwaiter().GetResult(), output);
     }
 }
